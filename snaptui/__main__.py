@@ -1,0 +1,5 @@
+"""Allow ``python -m snaptui``."""
+
+from snaptui.cli import main
+
+raise SystemExit(main())

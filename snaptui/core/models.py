@@ -1,0 +1,148 @@
+"""Typed models shared by adapters, engine, CLI and UI (plain data, no I/O)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class DomainState(StrEnum):
+    """Power state as an operator says it (virsh wording); SAVED = shut off with managed save."""
+
+    RUNNING = "running"
+    PAUSED = "paused"
+    SHUTOFF = "shut off"
+    SAVED = "saved"
+    CRASHED = "crashed"
+    SHUTDOWN = "in shutdown"
+    BLOCKED = "blocked"
+    PMSUSPENDED = "pmsuspended"
+    NOSTATE = "no state"
+
+    @property
+    def is_active(self) -> bool:
+        """True when QEMU runs for the domain (its disks are in use)."""
+        return self in (
+            DomainState.RUNNING,
+            DomainState.PAUSED,
+            DomainState.BLOCKED,
+            DomainState.SHUTDOWN,
+            DomainState.PMSUSPENDED,
+        )
+
+
+@dataclass(frozen=True)
+class DiskInfo:
+    """One disk of a domain, as the domain XML describes it."""
+
+    target: str
+    path: str | None
+    format: str | None
+    bus: str | None
+    device: str = "disk"
+    source_type: str = "file"
+    readonly: bool = False
+
+
+@dataclass(frozen=True)
+class DomainInfo:
+    """A libvirt domain with its live state and disks."""
+
+    name: str
+    uuid: str
+    state: DomainState
+    vcpus: int
+    memory_kib: int
+    persistent: bool
+    disks: tuple[DiskInfo, ...] = ()
+    has_managed_save: bool = False
+    base_image_ref: str | None = None  # from Nova's instance metadata, when present
+
+    def disk(self, target: str | None = None) -> DiskInfo | None:
+        """The disk with that target, or the first writable disk device when target is None."""
+        disks = [d for d in self.disks if d.device == "disk"]
+        if target is None:
+            return disks[0] if disks else None
+        return next((d for d in self.disks if d.target == target), None)
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["state"] = str(self.state)
+        data["disks"] = [asdict(d) for d in self.disks]
+        return data
+
+
+@dataclass(frozen=True)
+class InternalSnapshot:
+    """A qcow2 internal snapshot as `qemu-img snapshot -l` / info shows it."""
+
+    id: str
+    name: str
+    date: str  # ISO 8601, UTC
+    vm_size: int
+    vm_clock: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ImageFileInfo:
+    """`qemu-img info` of one image file, with its backing chain (nearest first)."""
+
+    path: str
+    format: str
+    virtual_size: int
+    actual_size: int  # allocated bytes on the host filesystem
+    apparent_size: int  # file length (ls -l)
+    snapshots: tuple[InternalSnapshot, ...] = ()
+    backing_file: str | None = None
+    backing_chain: tuple[ImageFileInfo, ...] = ()
+    corrupt: bool | None = None
+    cluster_size: int | None = None
+    compression_type: str | None = None
+    dirty: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "format": self.format,
+            "virtual_size": self.virtual_size,
+            "actual_size": self.actual_size,
+            "apparent_size": self.apparent_size,
+            "snapshots": [s.to_json() for s in self.snapshots],
+            "backing_file": self.backing_file,
+            "backing_chain": [b.to_json() for b in self.backing_chain],
+            "corrupt": self.corrupt,
+            "cluster_size": self.cluster_size,
+            "compression_type": self.compression_type,
+        }
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    """An image in Glance or in the local library (same shape for both)."""
+
+    id: str
+    name: str
+    status: str
+    disk_format: str | None
+    container_format: str | None
+    size: int | None
+    created_at: str | None
+    properties: dict[str, Any] = field(default_factory=dict)
+    os_hash_value: str | None = None
+    location: str | None = None  # library: file path; glance: None
+
+    @property
+    def instance_uuid(self) -> str | None:
+        value = self.properties.get("instance_uuid")
+        return str(value) if value else None
+
+    @property
+    def is_snapshot(self) -> bool:
+        return self.properties.get("image_type") == "snapshot"
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
