@@ -1,0 +1,142 @@
+"""Parse libvirt domain XML into snaptui's models (disks and Nova's instance metadata).
+
+The XML comes from libvirt itself (``virDomainGetXMLDesc``), so the stdlib ElementTree is enough.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+
+from snaptui.core.errors import HypervisorError
+from snaptui.core.models import DiskInfo
+
+# Nova writes <nova:instance> under this namespace; the version suffix has been 1.0, 1.1 and 1.2,
+# and any later one keeps the <nova:root type= uuid=> shape, so match on the prefix.
+NOVA_NS_PREFIX = "http://openstack.org/xmlns/libvirt/nova/"
+
+
+@dataclass(frozen=True)
+class NovaMetadata:
+    """The parts of Nova's ``<nova:instance>`` metadata snaptui shows or copies into images."""
+
+    namespace: str
+    name: str | None = None
+    root_type: str | None = None  # "image" or "volume"
+    root_uuid: str | None = None
+    owner_user: str | None = None
+    owner_user_id: str | None = None
+    owner_project: str | None = None
+    owner_project_id: str | None = None
+    flavor: str | None = None
+
+    @property
+    def base_image_ref(self) -> str | None:
+        """The Glance image the instance booted from (None for boot-from-volume)."""
+        return self.root_uuid if self.root_type == "image" else None
+
+
+@dataclass(frozen=True)
+class ParsedDomain:
+    """What snaptui reads from a domain's XML."""
+
+    name: str | None
+    uuid: str | None
+    disks: tuple[DiskInfo, ...]
+    nova: NovaMetadata | None = None
+
+    @property
+    def base_image_ref(self) -> str | None:
+        """Nova's root image uuid, when the domain was created by Nova from an image."""
+        return self.nova.base_image_ref if self.nova else None
+
+
+def _text(elem: ET.Element | None) -> str | None:
+    if elem is None or elem.text is None:
+        return None
+    return elem.text.strip() or None
+
+
+def _disk_source(disk: ET.Element, source_type: str) -> str | None:
+    source = disk.find("source")
+    if source is None:
+        return None
+    if source_type == "network":
+        return source.get("name")
+    if source_type == "volume":
+        pool, volume = source.get("pool"), source.get("volume")
+        return f"{pool}/{volume}" if pool and volume else volume
+    return source.get("file") or source.get("dev") or source.get("dir") or source.get("name")
+
+
+def parse_disks(root: ET.Element) -> tuple[DiskInfo, ...]:
+    """Every ``<disk>`` under ``<devices>``, in XML order."""
+    disks: list[DiskInfo] = []
+    for disk in root.findall("./devices/disk"):
+        source_type = disk.get("type", "file")
+        target = disk.find("target")
+        driver = disk.find("driver")
+        disks.append(DiskInfo(
+            target=target.get("dev", "") if target is not None else "",
+            path=_disk_source(disk, source_type),
+            format=driver.get("type") if driver is not None else None,
+            bus=target.get("bus") if target is not None else None,
+            device=disk.get("device", "disk"),
+            source_type=source_type,
+            readonly=disk.find("readonly") is not None,
+        ))
+    return tuple(disks)
+
+
+def _find_nova_instance(root: ET.Element) -> ET.Element | None:
+    metadata = root.find("metadata")
+    if metadata is None:
+        return None
+    for child in metadata:
+        if child.tag.startswith("{" + NOVA_NS_PREFIX) and child.tag.endswith("}instance"):
+            return child
+    return None
+
+
+def parse_nova_metadata(root: ET.Element) -> NovaMetadata | None:
+    """Nova's ``<nova:instance>`` block from ``<metadata>``, or None when absent."""
+    inst = _find_nova_instance(root)
+    if inst is None:
+        return None
+    ns = inst.tag[1:inst.tag.index("}")]
+
+    def q(tag: str) -> str:
+        return f"{{{ns}}}{tag}"
+
+    root_el = inst.find(q("root"))
+    owner = inst.find(q("owner"))
+    user = owner.find(q("user")) if owner is not None else None
+    project = owner.find(q("project")) if owner is not None else None
+    flavor = inst.find(q("flavor"))
+    return NovaMetadata(
+        namespace=ns,
+        name=_text(inst.find(q("name"))),
+        root_type=root_el.get("type") if root_el is not None else None,
+        root_uuid=root_el.get("uuid") if root_el is not None else None,
+        owner_user=_text(user),
+        owner_user_id=user.get("uuid") if user is not None else None,
+        owner_project=_text(project),
+        owner_project_id=project.get("uuid") if project is not None else None,
+        flavor=flavor.get("name") if flavor is not None else None,
+    )
+
+
+def parse_domain_xml(xml: str) -> ParsedDomain:
+    """Parse a domain XML document; raises HypervisorError when it is not valid XML."""
+    try:
+        root = ET.fromstring(xml)
+    except ET.ParseError as err:
+        raise HypervisorError(f"cannot parse domain XML: {err}") from err
+    if root.tag != "domain":
+        raise HypervisorError(f"not a domain XML document (root element <{root.tag}>)")
+    return ParsedDomain(
+        name=_text(root.find("name")),
+        uuid=_text(root.find("uuid")),
+        disks=parse_disks(root),
+        nova=parse_nova_metadata(root),
+    )
