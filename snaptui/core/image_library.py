@@ -1,0 +1,245 @@
+"""Local image library: a 0700 directory of ``<id>.<disk_format>`` files with a JSON sidecar each.
+
+Used when no cloud is configured. File names come from uuid4 ids and a validated disk format
+only, so an image name (free text) can never reach the filesystem.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import tempfile
+import threading
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from snaptui.core.errors import BadInput, NotFound, SnaptuiError
+from snaptui.core.image_store import (
+    CHUNK_SIZE,
+    HASH_ALGO,
+    HashingReader,
+    ProgressCallback,
+    validate_formats,
+    validate_image_id,
+    validate_properties,
+)
+from snaptui.core.models import ImageRecord
+from snaptui.core.paths import private_dir
+
+log = logging.getLogger(__name__)
+
+SIDECAR = ".json"
+PARTIAL = ".partial"
+
+
+class ImageLibrary:
+    """ImageStore over a local directory (same operations as Glance)."""
+
+    kind = "library"
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = private_dir(Path(directory).expanduser().absolute())
+        self.location = str(self.directory)
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def iter_images(self) -> Iterator[ImageRecord]:
+        """Every image with a readable sidecar, oldest first; unreadable sidecars are logged."""
+        records = []
+        for sidecar in self.directory.glob("*" + SIDECAR):
+            try:
+                validate_image_id(sidecar.name[: -len(SIDECAR)])
+                records.append(self._record(self._read_sidecar(sidecar)))
+            except (OSError, ValueError, KeyError, TypeError, BadInput) as err:
+                log.warning("skipping unreadable library sidecar %s: %s", sidecar, err)
+        records.sort(key=lambda r: (r.created_at or "", r.id))
+        yield from records
+
+    def show(self, image_id: str) -> ImageRecord:
+        """The image with that id; NotFound when there is none, BadInput for a non-UUID id."""
+        return self._record(self._load(validate_image_id(image_id)))
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def create(
+        self,
+        name: str,
+        disk_format: str,
+        container_format: str = "bare",
+        properties: dict[str, str] | None = None,
+    ) -> ImageRecord:
+        """Write a sidecar for a new, empty (queued) image."""
+        validate_formats(disk_format, container_format)
+        meta = {
+            "id": str(uuid.uuid4()),
+            "name": str(name),
+            "status": "queued",
+            "disk_format": disk_format,
+            "container_format": container_format,
+            "size": None,
+            "created_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "properties": validate_properties(properties),
+            "os_hash_algo": HASH_ALGO,
+            "os_hash_value": None,
+        }
+        self._write_sidecar(meta)
+        return self._record(meta)
+
+    def upload(
+        self,
+        image_id: str,
+        path: Path,
+        on_progress: ProgressCallback | None = None,
+        cancel: threading.Event | None = None,
+    ) -> str:
+        """Copy ``path`` in as the image's data; return its sha512 hex.
+
+        The copy goes to a 0600 ``.partial`` file renamed into place when complete; on failure
+        or cancel the partial file is removed and the image goes back to "queued".
+        """
+        image_id = validate_image_id(image_id)
+        meta = self._load(image_id)
+        source = Path(path)
+        try:
+            src = open(source, "rb")  # noqa: SIM115 - closed below
+        except OSError as err:
+            raise NotFound(f"cannot read {source}: {err.strerror}") from None
+        final = self._data_path(image_id, meta["disk_format"])
+        partial = final.with_name(final.name + PARTIAL)
+        with contextlib.suppress(FileNotFoundError):
+            partial.unlink()  # left over from a crashed copy
+        meta.update(status="saving", size=None, os_hash_value=None)
+        self._write_sidecar(meta)
+        try:
+            with src:
+                total = os.fstat(src.fileno()).st_size
+                reader = HashingReader(src, total, on_progress, cancel)
+                fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(fd, "wb") as dst:
+                    while chunk := reader.read(CHUNK_SIZE):
+                        dst.write(chunk)
+                    dst.flush()
+                    os.fsync(dst.fileno())
+                    size = dst.tell()
+            reader.meter.finish()
+            os.replace(partial, final)
+        except BaseException as err:
+            with contextlib.suppress(OSError):
+                partial.unlink()
+            meta.update(status="queued")
+            with contextlib.suppress(OSError):
+                self._write_sidecar(meta)
+            if isinstance(err, OSError):
+                raise SnaptuiError(
+                    f"copy into library {self.location} failed: {err.strerror or err}"
+                ) from None
+            raise
+        digest = reader.hexdigest()
+        meta.update(status="active", size=size, os_hash_value=digest)
+        self._write_sidecar(meta)
+        self._fsync_dir()
+        return digest
+
+    def add(
+        self,
+        path: Path,
+        *,
+        name: str,
+        disk_format: str,
+        container_format: str = "bare",
+        properties: dict[str, str] | None = None,
+        on_progress: ProgressCallback | None = None,
+        cancel: threading.Event | None = None,
+    ) -> ImageRecord:
+        """Create + copy; on any failure or cancel nothing of the image is left."""
+        if not Path(path).is_file():
+            raise NotFound(f"no such file: {path}")
+        record = self.create(name, disk_format, container_format, properties)
+        try:
+            self.upload(record.id, Path(path), on_progress, cancel)
+        except BaseException:
+            with contextlib.suppress(SnaptuiError, OSError):
+                self.delete(record.id)
+            raise
+        return self.show(record.id)
+
+    def delete(self, image_id: str) -> None:
+        """Remove the image's data file, any partial copy and its sidecar (sidecar last)."""
+        image_id = validate_image_id(image_id)
+        sidecar = self._sidecar_path(image_id)
+        data_files = [p for p in self.directory.glob(image_id + ".*") if p != sidecar]
+        if not sidecar.exists() and not data_files:
+            raise NotFound(f"no image {image_id} in library {self.location}")
+        for file in data_files:
+            with contextlib.suppress(FileNotFoundError):
+                file.unlink()
+        with contextlib.suppress(FileNotFoundError):
+            sidecar.unlink()
+        self._fsync_dir()
+
+    # -- files -----------------------------------------------------------------------------
+
+    def _sidecar_path(self, image_id: str) -> Path:
+        return self.directory / (image_id + SIDECAR)
+
+    def _data_path(self, image_id: str, disk_format: str) -> Path:
+        validate_formats(disk_format, "bare")
+        return self.directory / f"{image_id}.{disk_format}"
+
+    def _load(self, image_id: str) -> dict[str, Any]:
+        sidecar = self._sidecar_path(image_id)
+        try:
+            return self._read_sidecar(sidecar)
+        except FileNotFoundError:
+            raise NotFound(f"no image {image_id} in library {self.location}") from None
+        except (OSError, ValueError) as err:
+            raise SnaptuiError(f"unreadable library sidecar {sidecar}: {err}") from None
+
+    @staticmethod
+    def _read_sidecar(sidecar: Path) -> dict[str, Any]:
+        meta = json.loads(sidecar.read_text(encoding="utf-8"))
+        if not isinstance(meta, dict) or meta.get("id") != sidecar.name[: -len(SIDECAR)]:
+            raise ValueError("sidecar id does not match its file name")
+        return meta
+
+    def _write_sidecar(self, meta: dict[str, Any]) -> None:
+        """Write atomically: a 0600 temp file in the same directory, fsync, then rename."""
+        fd, tmp = tempfile.mkstemp(prefix=".sidecar-", suffix=".tmp", dir=self.directory)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as out:
+                json.dump(meta, out, indent=2, ensure_ascii=False)
+                out.write("\n")
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, self._sidecar_path(meta["id"]))
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+
+    def _fsync_dir(self) -> None:
+        fd = os.open(self.directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def _record(self, meta: dict[str, Any]) -> ImageRecord:
+        data = self._data_path(meta["id"], meta["disk_format"])
+        return ImageRecord(
+            id=meta["id"],
+            name=meta["name"],
+            status=meta["status"],
+            disk_format=meta["disk_format"],
+            container_format=meta.get("container_format"),
+            size=meta.get("size"),
+            created_at=meta.get("created_at"),
+            properties=dict(meta.get("properties") or {}),
+            os_hash_value=meta.get("os_hash_value"),
+            location=str(data) if meta["status"] == "active" else None,
+        )

@@ -1,0 +1,225 @@
+"""The interface both image stores (Glance, local library) implement, and upload progress types.
+
+The engine journals ``create`` and ``upload`` separately so a crash between them can be
+recovered; ``add`` is the one-call form that never leaves a half-made image behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Protocol, runtime_checkable
+
+from snaptui.core.errors import BadInput, SnaptuiError
+from snaptui.core.models import ImageRecord
+
+CHUNK_SIZE = 4 * 1024 * 1024
+HASH_ALGO = "sha512"
+
+# Glance's accepted values (images schema); anything else is refused before any request.
+DISK_FORMATS = frozenset(
+    {"ami", "ari", "aki", "vhd", "vhdx", "vmdk", "raw", "qcow2", "vdi", "iso", "ploop"}
+)
+CONTAINER_FORMATS = frozenset({"ami", "ari", "aki", "bare", "ovf", "ova", "docker", "compressed"})
+
+
+@dataclass(frozen=True)
+class UploadProgress:
+    """Bytes sent of total, smoothed rate (bytes/s) and estimated seconds left (None if unknown)."""
+
+    sent: int
+    total: int
+    rate: float
+    eta_s: float | None
+
+    @property
+    def fraction(self) -> float:
+        return self.sent / self.total if self.total else 1.0
+
+
+ProgressCallback = Callable[[UploadProgress], None]
+
+
+class UploadCancelled(SnaptuiError):
+    """The upload was cancelled by the caller; the partial image has been removed."""
+
+
+@runtime_checkable
+class ImageStore(Protocol):
+    """Where snapshots go: a Glance service or a local directory, with the same operations."""
+
+    kind: str  # "glance" | "library"
+    location: str  # for people: "cloud (URL)" or the library path
+
+    def iter_images(self) -> Iterator[ImageRecord]:
+        """Every image, streamed page by page."""
+        ...
+
+    def show(self, image_id: str) -> ImageRecord:
+        """One image; NotFound when it does not exist."""
+        ...
+
+    def create(
+        self, name: str, disk_format: str, container_format: str, properties: dict[str, str]
+    ) -> ImageRecord:
+        """Create an empty (queued) image record."""
+        ...
+
+    def upload(
+        self,
+        image_id: str,
+        path: Path,
+        on_progress: ProgressCallback | None = None,
+        cancel: threading.Event | None = None,
+    ) -> str:
+        """Send the file's bytes; return the local sha512 hex.
+
+        Raises ChecksumMismatch when the store reports a different os_hash_value.
+        """
+        ...
+
+    def add(
+        self,
+        path: Path,
+        *,
+        name: str,
+        disk_format: str,
+        container_format: str = "bare",
+        properties: dict[str, str] | None = None,
+        on_progress: ProgressCallback | None = None,
+        cancel: threading.Event | None = None,
+    ) -> ImageRecord:
+        """Create + upload + verify; on any failure or cancel the half-made image is deleted."""
+        ...
+
+    def delete(self, image_id: str) -> None:
+        """Delete an image; NotFound when it does not exist."""
+        ...
+
+
+class ProgressMeter:
+    """Turns byte counts into throttled UploadProgress callbacks with an EWMA rate."""
+
+    def __init__(
+        self,
+        total: int,
+        callback: ProgressCallback | None,
+        *,
+        min_interval: float = 0.1,
+        smoothing: float = 0.3,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.total = total
+        self.sent = 0
+        self.rate = 0.0
+        self._callback = callback
+        self._min_interval = min_interval
+        self._alpha = smoothing
+        self._clock = clock
+        self._start = self._last_emit = self._last_sample = clock()
+        self._sent_at_sample = 0
+
+    def advance(self, nbytes: int) -> None:
+        """Count bytes; call back when min_interval has passed since the last call-back."""
+        self.sent += nbytes
+        now = self._clock()
+        if now - self._last_emit >= self._min_interval:
+            self._sample(now)
+            self._emit(now)
+
+    def finish(self) -> None:
+        """Always emit a final event (sent == total when all bytes went)."""
+        now = self._clock()
+        elapsed = now - self._start
+        if elapsed > 0:
+            self.rate = self.sent / elapsed
+        self._emit(now)
+
+    def _sample(self, now: float) -> None:
+        dt = now - self._last_sample
+        if dt <= 0:
+            return
+        instant = (self.sent - self._sent_at_sample) / dt
+        if self.rate == 0:
+            self.rate = instant
+        else:
+            self.rate = self._alpha * instant + (1 - self._alpha) * self.rate
+        self._last_sample = now
+        self._sent_at_sample = self.sent
+
+    def _emit(self, now: float) -> None:
+        self._last_emit = now
+        if self._callback is None:
+            return
+        left = max(self.total - self.sent, 0)
+        eta = left / self.rate if self.rate > 0 else None
+        self._callback(UploadProgress(self.sent, self.total, self.rate, eta))
+
+
+class HashingReader:
+    """File-like wrapper: reads in chunks, hashes with sha512, reports progress, honours cancel.
+
+    Cancellation raises UploadCancelled out of ``read()`` so the HTTP client aborts the request.
+    """
+
+    def __init__(
+        self,
+        stream: BinaryIO,
+        total: int,
+        on_progress: ProgressCallback | None = None,
+        cancel: threading.Event | None = None,
+    ) -> None:
+        self._stream = stream
+        self._cancel = cancel
+        self.hash = hashlib.new(HASH_ALGO)
+        self.meter = ProgressMeter(total, on_progress)
+        self.cancelled = False
+
+    def read(self, size: int = CHUNK_SIZE) -> bytes:
+        if self._cancel is not None and self._cancel.is_set():
+            self.cancelled = True
+            raise UploadCancelled("upload cancelled")
+        if size is None or size < 0:
+            size = CHUNK_SIZE
+        data = self._stream.read(size)
+        if data:
+            self.hash.update(data)
+            self.meter.advance(len(data))
+        return data
+
+    def hexdigest(self) -> str:
+        return self.hash.hexdigest()
+
+
+def validate_formats(disk_format: str, container_format: str) -> None:
+    """BadInput unless both formats are ones Glance accepts."""
+    if disk_format not in DISK_FORMATS:
+        known = ", ".join(sorted(DISK_FORMATS))
+        raise BadInput(f"unknown disk format {disk_format!r} (one of {known})")
+    if container_format not in CONTAINER_FORMATS:
+        raise BadInput(
+            f"unknown container format {container_format!r} "
+            f"(one of {', '.join(sorted(CONTAINER_FORMATS))})"
+        )
+
+
+def validate_properties(properties: dict[str, str] | None) -> dict[str, str]:
+    """Properties are str -> str; return a copy."""
+    props = dict(properties or {})
+    for key, value in props.items():
+        if not isinstance(key, str) or not key or not isinstance(value, str):
+            raise BadInput(f"image property {key!r} must be a non-empty name with a string value")
+    return props
+
+
+def validate_image_id(image_id: str) -> str:
+    """BadInput unless image_id is a UUID; returns it in canonical (lowercase, dashed) form."""
+    try:
+        return str(uuid.UUID(str(image_id)))
+    except ValueError:
+        raise BadInput(f"not an image id (expected a UUID): {image_id!r}") from None
