@@ -1,0 +1,331 @@
+"""OpenStack side of the lab: the cached venv, Keystone and Glance under gunicorn, clouds.yaml."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from lab_proc import (
+    LabError,
+    forget,
+    http_ok,
+    matches,
+    port_busy,
+    private_dir,
+    read_pidfile,
+    record,
+    recorded,
+    run,
+    say,
+    write_private,
+)
+
+CLOUD = "snaptui-lab"
+REGION = "RegionOne"
+REQUIREMENTS = Path(__file__).resolve().parent / "lab_requirements.txt"
+
+
+@dataclass(frozen=True)
+class Lab:
+    """Where the lab keeps its state and which loopback ports it serves on."""
+
+    root: Path
+    cache: Path
+    keystone_port: int
+    glance_port: int
+
+    @classmethod
+    def from_env(cls) -> Lab:
+        """Build from SNAPTUI_LAB_DIR / _CACHE / _KEYSTONE_PORT / _GLANCE_PORT or defaults."""
+        env = os.environ
+        return cls(Path(env.get("SNAPTUI_LAB_DIR") or "/var/tmp/snaptui-lab"),
+                   Path(env.get("SNAPTUI_LAB_CACHE") or "/var/cache/snaptui-lab"),
+                   int(env.get("SNAPTUI_LAB_KEYSTONE_PORT") or 25357),
+                   int(env.get("SNAPTUI_LAB_GLANCE_PORT") or 29292))
+
+    venv = property(lambda self: self.cache / "venv-openstack")
+    run_dir = property(lambda self: self.root / "run")
+    log_dir = property(lambda self: self.root / "logs")
+    clouds_yaml = property(lambda self: self.root / "clouds.yaml")
+    password_file = property(lambda self: self.root / "admin-password")
+    keystone_url = property(lambda self: f"http://127.0.0.1:{self.keystone_port}/v3/")
+    glance_url = property(lambda self: f"http://127.0.0.1:{self.glance_port}")
+
+    def bin(self, name: str) -> str:
+        """Path of an executable inside the OpenStack venv."""
+        return str(self.venv / "bin" / name)
+
+    def marker(self, service: str) -> str:
+        """String in the gunicorn master's cmdline (``--name``) that identifies ``service``."""
+        port = self.keystone_port if service == "keystone" else self.glance_port
+        return f"snaptui-lab-{service}-{port}"
+
+
+# ---------------------------------------------------------------- venv
+
+def ensure_venv(lab: Lab) -> None:
+    """Create or update the cached venv unless its stamp matches the requirements' sha256."""
+    digest = hashlib.sha256(REQUIREMENTS.read_bytes()).hexdigest()
+    stamp = lab.venv / ".snaptui-lab-requirements.sha256"
+    python = lab.venv / "bin" / "python"
+    if stamp.is_file() and stamp.read_text().strip() == digest and python.exists():
+        return
+    start = time.monotonic()
+    log = lab.log_dir / "venv.log"
+    lab.cache.mkdir(parents=True, exist_ok=True)
+    pip = [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+    works = python.exists() and subprocess.run([str(python), "-c", "import pip"],
+                                               capture_output=True, check=False).returncode == 0
+    if works:
+        # Syncing the pins in place takes seconds; a fresh build takes about a minute.
+        say(f"updating {lab.venv} to {REQUIREMENTS.name} (log {log})")
+        try:
+            run([*pip, "-r", str(REQUIREMENTS)], log, what="pip install")
+        except LabError:
+            works = False
+    if not works:
+        say(f"building {lab.venv} (about a minute; log {log})")
+        shutil.rmtree(lab.venv, ignore_errors=True)
+        run([sys.executable, "-m", "venv", str(lab.venv)], log, what="python3 -m venv")
+        run([*pip, "--upgrade", "pip"], log, what="pip upgrade")
+        run([*pip, "-r", str(REQUIREMENTS)], log, what="pip install")
+    stamp.write_text(digest + "\n")
+    say(f"venv ready in {time.monotonic() - start:.1f} s")
+
+
+# ---------------------------------------------------------------- secrets and clouds.yaml
+
+def admin_password(lab: Lab) -> str:
+    """The admin password, generated once and kept 0600 in the lab dir (never printed)."""
+    if lab.password_file.is_file():
+        return lab.password_file.read_text().strip()
+    password = secrets.token_urlsafe(24)
+    write_private(lab.password_file, password + "\n")
+    return password
+
+
+def write_clouds_yaml(lab: Lab, password: str) -> None:
+    """clouds.yaml (0600) for cloud ``snaptui-lab``; JSON strings are valid YAML scalars."""
+    auth = {"auth_url": lab.keystone_url, "username": "admin", "password": password,
+            "project_name": "admin", "user_domain_id": "default",
+            "project_domain_id": "default"}
+    lines = ["clouds:", f"  {CLOUD}:", "    auth:"]
+    lines += [f"      {k}: {json.dumps(v)}" for k, v in auth.items()]
+    lines += [f"    region_name: {REGION}", "    interface: public",
+              '    identity_api_version: "3"']
+    write_private(lab.clouds_yaml, "\n".join(lines) + "\n")
+
+
+# ---------------------------------------------------------------- keystone
+
+KEYSTONE_WSGI = '''"""WSGI entry for Keystone under gunicorn; written by scripts/lab."""
+import sys
+
+# Keystone parses sys.argv with oslo.config and exits on gunicorn's own options.
+sys.argv = sys.argv[:1]
+from keystone.server.wsgi import initialize_public_application  # noqa: E402
+
+application = initialize_public_application()
+'''
+
+
+def _keystone_conf(lab: Lab, base: Path) -> str:
+    return f"""[DEFAULT]
+log_file = {lab.log_dir / 'keystone.log'}
+
+[database]
+connection = sqlite:///{base / 'keystone.db'}
+
+[token]
+provider = fernet
+
+[fernet_tokens]
+key_repository = {base / 'fernet-keys'}
+
+[credential]
+key_repository = {base / 'credential-keys'}
+"""
+
+
+def init_keystone(lab: Lab, password: str) -> dict[str, str]:
+    """Write Keystone's config and WSGI shim, migrate and bootstrap once; return its env."""
+    base = private_dir(lab.root / "keystone")
+    conf = base / "keystone.conf"
+    write_private(conf, _keystone_conf(lab, base))
+    (base / "lab_keystone_wsgi.py").write_text(KEYSTONE_WSGI)
+    env = dict(os.environ, OS_KEYSTONE_CONFIG_FILES=str(conf))
+    done = base / "bootstrapped"
+    if done.is_file() and done.read_text().strip() == lab.keystone_url:
+        return env
+    start = time.monotonic()
+    log = lab.log_dir / "keystone-manage.log"
+    manage = [lab.bin("keystone-manage"), "--config-file", str(conf)]
+    owner = ["--keystone-user", "root", "--keystone-group", "root"]
+    run([*manage, "db_sync"], log, env, "keystone-manage db_sync")
+    run([*manage, "fernet_setup", *owner], log, env, "keystone-manage fernet_setup")
+    run([*manage, "credential_setup", *owner], log, env, "keystone-manage credential_setup")
+    url = lab.keystone_url
+    # The password goes through the environment, not argv, so `ps` never shows it.
+    run([*manage, "bootstrap", "--bootstrap-admin-url", url, "--bootstrap-public-url", url,
+         "--bootstrap-internal-url", url, "--bootstrap-region-id", REGION],
+        log, dict(env, OS_BOOTSTRAP_PASSWORD=password), "keystone-manage bootstrap")
+    done.write_text(url + "\n")
+    say(f"keystone initialised in {time.monotonic() - start:.1f} s")
+    return env
+
+
+# ---------------------------------------------------------------- glance
+
+def _glance_conf(lab: Lab, base: Path, password: str) -> str:
+    auth = lab.keystone_url.rstrip("/").removesuffix("/v3")
+    return f"""[DEFAULT]
+enabled_backends = fs:file
+log_file = {lab.log_dir / 'glance.log'}
+
+[database]
+connection = sqlite:///{base / 'glance.db'}
+
+[glance_store]
+default_backend = fs
+
+[fs]
+filesystem_store_datadir = {base / 'images'}/
+
+[os_glance_staging_store]
+filesystem_store_datadir = {base / 'staging'}/
+
+[os_glance_tasks_store]
+filesystem_store_datadir = {base / 'tasks'}/
+
+[paste_deploy]
+flavor = keystone
+config_file = {base / 'etc' / 'glance-api-paste.ini'}
+
+[keystone_authtoken]
+www_authenticate_uri = {auth}/v3
+auth_url = {auth}/v3
+auth_type = password
+username = admin
+password = {password}
+project_name = admin
+user_domain_id = default
+project_domain_id = default
+region_name = {REGION}
+interface = public
+"""
+
+
+def init_glance(lab: Lab, password: str) -> dict[str, str]:
+    """Write Glance's config dir and migrate its db once; return its env."""
+    base = private_dir(lab.root / "glance")
+    etc = private_dir(base / "etc")
+    for sub in ("images", "staging", "tasks"):
+        private_dir(base / sub)
+    paste = lab.venv / "etc" / "glance" / "glance-api-paste.ini"
+    if not paste.is_file():
+        raise LabError(f"{paste} is missing; delete {lab.venv} and run scripts/lab up again")
+    shutil.copyfile(paste, etc / "glance-api-paste.ini")
+    conf = etc / "glance-api.conf"
+    write_private(conf, _glance_conf(lab, base, password))
+    env = dict(os.environ, OS_GLANCE_CONFIG_DIR=str(etc))
+    done = base / "db-synced"
+    if not done.is_file():
+        start = time.monotonic()
+        run([lab.bin("glance-manage"), "--config-file", str(conf), "db_sync"],
+            lab.log_dir / "glance-manage.log", env, "glance-manage db_sync")
+        done.touch()
+        say(f"glance database ready in {time.monotonic() - start:.1f} s")
+    return env
+
+
+# ---------------------------------------------------------------- gunicorn
+
+def service_pid(lab: Lab, service: str) -> int | None:
+    """Pid of the lab's gunicorn master for ``service`` if it runs, else None."""
+    return recorded(lab.run_dir, service)
+
+
+def start_gunicorn(lab: Lab, service: str, app: str, port: int, env: dict[str, str],
+                   chdir: Path) -> None:
+    """Start gunicorn daemonised for ``service`` unless the lab's one already runs."""
+    if service_pid(lab, service):
+        return
+    forget(lab.run_dir, service)
+    pidfile = lab.run_dir / f"{service}.gunicorn.pid"
+    stale = read_pidfile(pidfile)
+    if stale and not matches(stale, lab.marker(service)):
+        pidfile.unlink(missing_ok=True)
+    if port_busy(port):
+        raise LabError(f"127.0.0.1:{port} is taken by another program; pick another port with "
+                       f"SNAPTUI_LAB_{service.upper()}_PORT")
+    log = lab.log_dir / f"{service}-gunicorn.log"
+    argv = [lab.bin("gunicorn"), "--name", lab.marker(service), "--bind", f"127.0.0.1:{port}",
+            "--workers", "2", "--timeout", "600", "--graceful-timeout", "5",
+            "--chdir", str(chdir), "--pid", str(pidfile), "--daemon",
+            "--error-logfile", str(log), "--capture-output", app]
+    run(argv, log, env, f"gunicorn for {service}")
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        pid = read_pidfile(pidfile)
+        if matches(pid, lab.marker(service)):
+            record(lab.run_dir, service, pid, lab.marker(service))
+            return
+        time.sleep(0.1)
+    raise LabError(f"gunicorn for {service} did not start, see {log}")
+
+
+def wait_ready(lab: Lab, service: str, url: str, since: float, timeout: float = 60.0) -> None:
+    """Poll ``url`` until it answers; fail early, naming the log, if the master dies."""
+    log = lab.log_dir / f"{service}-gunicorn.log"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if http_ok(url):
+            say(f"{service} ready in {time.monotonic() - since:.1f} s ({url})")
+            return
+        if not service_pid(lab, service):
+            raise LabError(f"{service} exited while starting, see {log} "
+                           f"and {lab.log_dir / (service + '.log')}")
+        time.sleep(0.25)
+    raise LabError(f"{service} does not answer at {url} after {timeout:.0f} s, see {log}")
+
+
+# ---------------------------------------------------------------- catalog
+
+REGISTER = r"""
+import os, sys
+import openstack
+url = sys.argv[1]
+conn = openstack.connect(cloud=os.environ["OS_CLOUD"])
+ident = conn.identity
+svc = next((s for s in ident.services() if s.type == "image"), None)
+if svc is None:
+    svc = ident.create_service(name="glance", type="image", description="snaptui lab Glance")
+eps = list(ident.endpoints(service_id=svc.id))
+for iface in ("public", "internal", "admin"):
+    ep = next((e for e in eps if e.interface == iface and e.region_id == "RegionOne"), None)
+    if ep is None:
+        ident.create_endpoint(service_id=svc.id, interface=iface, url=url, region_id="RegionOne")
+    elif ep.url != url:
+        ident.update_endpoint(ep, url=url)
+"""
+
+
+def register_glance(lab: Lab) -> None:
+    """Make sure Keystone's catalog lists Glance (type image) at its URL, once per URL."""
+    done = lab.root / "glance" / "catalog-registered"
+    if done.is_file() and done.read_text().strip() == lab.glance_url:
+        return
+    start = time.monotonic()
+    env = dict(os.environ, OS_CLIENT_CONFIG_FILE=str(lab.clouds_yaml), OS_CLOUD=CLOUD)
+    run([lab.bin("python"), "-c", REGISTER, lab.glance_url], lab.log_dir / "catalog.log", env,
+        "registering Glance in Keystone")
+    done.write_text(lab.glance_url + "\n")
+    say(f"glance registered in the catalog in {time.monotonic() - start:.1f} s")
