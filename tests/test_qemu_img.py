@@ -360,3 +360,22 @@ async def test_running_guest_disk_needs_force_share(make_domain, tmp_path: Path)
     # Snapshotting the in-use disk must be refused (never write to a running guest's disk).
     with pytest.raises(QemuImgError, match="lock"):
         await qemu_img.snapshot_create(disk, "nope")
+
+
+async def test_convert_with_cancel_already_set_does_nothing(tmp_path: Path) -> None:
+    src = make_image(tmp_path / "src.qcow2")
+    cancel = asyncio.Event()
+    cancel.set()
+    with pytest.raises(asyncio.CancelledError):
+        await qemu_img.convert(src, tmp_path / "out.raw", out_format="raw", cancel=cancel)
+    assert not (tmp_path / "out.raw").exists()
+
+
+async def test_create_failure_leaves_no_file(tmp_path: Path) -> None:
+    target = tmp_path / "delta.qcow2"
+    with pytest.raises(QemuImgError, match="missing-base"):
+        await qemu_img.create(target, "qcow2", backing_file=tmp_path / "missing-base.qcow2",
+                              backing_format="qcow2")
+    assert not target.exists()
+    await qemu_img.create(target, "qcow2", "16M")
+    assert (await qemu_img.info(target)).virtual_size == 16 * MiB

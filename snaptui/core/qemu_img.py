@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import functools
 import json
+import logging
 import os
 import re
 import subprocess
@@ -22,6 +23,8 @@ from typing import Any
 
 from snaptui.core.errors import BadInput, NotFound, QemuImgError
 from snaptui.core.models import ImageFileInfo, InternalSnapshot
+
+log = logging.getLogger(__name__)
 
 QEMU_IMG = os.environ.get("SNAPTUI_QEMU_IMG") or "qemu-img"
 
@@ -66,6 +69,7 @@ def _tool_message(stderr: bytes | str) -> str:
 
 
 async def _spawn(argv: list[str], **kwargs: Any) -> asyncio.subprocess.Process:
+    log.debug("running %s", argv)
     try:
         return await asyncio.create_subprocess_exec(
             *argv, stdin=asyncio.subprocess.DEVNULL, **kwargs
@@ -453,6 +457,8 @@ async def convert(
         force_share=force_share, cache=cache, src_cache=src_cache, parallel=parallel,
         out_of_order=out_of_order, sparse_size=sparse_size,
     )
+    if cancel is not None and cancel.is_set():
+        raise asyncio.CancelledError(f"convert to {target} cancelled before it started")
     before = _snapshot_of(target)
     created = _precreate(target)
     proc: asyncio.subprocess.Process | None = None
