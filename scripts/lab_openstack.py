@@ -169,9 +169,14 @@ def init_keystone(lab: Lab, password: str) -> dict[str, str]:
     log = lab.log_dir / "keystone-manage.log"
     manage = [lab.bin("keystone-manage"), "--config-file", str(conf)]
     owner = ["--keystone-user", "root", "--keystone-group", "root"]
+    # Key repositories do not touch the database: create them while db_sync runs.
+    keys = [subprocess.Popen([*manage, step, *owner], env=env, stdin=subprocess.DEVNULL,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            for step in ("fernet_setup", "credential_setup")]
     run([*manage, "db_sync"], log, env, "keystone-manage db_sync")
-    run([*manage, "fernet_setup", *owner], log, env, "keystone-manage fernet_setup")
-    run([*manage, "credential_setup", *owner], log, env, "keystone-manage credential_setup")
+    for step, proc in zip(("fernet_setup", "credential_setup"), keys, strict=True):
+        if proc.wait() != 0:
+            run([*manage, step, *owner], log, env, f"keystone-manage {step}")
     url = lab.keystone_url
     # The password goes through the environment, not argv, so `ps` never shows it.
     run([*manage, "bootstrap", "--bootstrap-admin-url", url, "--bootstrap-public-url", url,
