@@ -1,0 +1,1 @@
+"""The snapshot engine: workflows as steps with undo, a runner, a journal, detached jobs."""

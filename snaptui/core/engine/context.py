@@ -1,0 +1,100 @@
+"""What a running step sees: the plan, the facts recorded so far, progress and cancellation."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from snaptui.core.engine.journal import JournalWriter
+from snaptui.core.engine.plan import Plan
+
+if TYPE_CHECKING:
+    from snaptui.core.image_store import ImageStore
+    from snaptui.core.libvirt_host import LibvirtHost
+
+PROGRESS_INTERVAL_S = 0.2  # at most 5 journal lines a second per step, at least 2 while it moves
+
+
+class JobCancelled(Exception):
+    """The operator cancelled the job; the runner rolls back."""
+
+
+@dataclass
+class JobContext:
+    """Shared by every step and undo of one job; undo works from ``plan`` and ``facts`` alone."""
+
+    plan: Plan
+    journal: JournalWriter
+    host_factory: Callable[[], LibvirtHost]
+    store_factory: Callable[[], ImageStore]
+    facts: dict[str, Any] = field(default_factory=dict)
+    cancel_flag: threading.Event = field(default_factory=threading.Event)
+    current_step: str | None = None
+    _host: LibvirtHost | None = None
+    _store: ImageStore | None = None
+    _last_progress: float = 0.0
+    _loop: asyncio.AbstractEventLoop | None = None
+    _cancel_event: asyncio.Event | None = None
+
+    @property
+    def host(self) -> LibvirtHost:
+        if self._host is None:
+            self._host = self.host_factory()
+        return self._host
+
+    @property
+    def store(self) -> ImageStore:
+        if self._store is None:
+            self._store = self.store_factory()
+        return self._store
+
+    def domain(self):
+        """The libvirt domain object of this job (looked up by uuid)."""
+        return self.host.lookup(self.plan.domain_uuid)
+
+    @property
+    def cancel_event(self) -> asyncio.Event:
+        if self._cancel_event is None:
+            self._cancel_event = asyncio.Event()
+            if self.cancel_flag.is_set():
+                self._cancel_event.set()
+        return self._cancel_event
+
+    def request_cancel(self) -> None:
+        """Thread-safe: ask the job to stop and roll back."""
+        self.cancel_flag.set()
+        if self._loop is not None and self._cancel_event is not None:
+            self._loop.call_soon_threadsafe(self._cancel_event.set)
+
+    def check_cancel(self) -> None:
+        if self.cancel_flag.is_set():
+            raise JobCancelled("cancelled by the operator")
+
+    def record(self, key: str, value: Any) -> None:
+        """Remember a fact (a path made, an image id, a time) durably before acting on it."""
+        self.facts[key] = value
+        self.journal.append("fact", key=key, value=value)
+
+    def forget(self, key: str) -> None:
+        """A made thing is gone again (deleted by its step); undo need not look for it."""
+        self.facts.pop(key, None)
+        self.journal.append("fact", key=key, value=None)
+
+    def note(self, text: str) -> None:
+        self.journal.append("note", text=text, step=self.current_step)
+
+    def progress(self, done: float, total: float | None, unit: str = "%", **extra: Any) -> None:
+        """Report progress of the current step; throttled, the final value always written."""
+        now = time.monotonic()
+        final = total is not None and done >= total
+        if not final and now - self._last_progress < PROGRESS_INTERVAL_S:
+            return
+        self._last_progress = now
+        self.journal.append(
+            "progress", sync=False, step=self.current_step, done=done, total=total, unit=unit,
+            **extra,
+        )

@@ -1,0 +1,71 @@
+"""Run a planned job to its end: build the steps, run them, summarise the result."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from snaptui.core.engine.context import JobContext
+from snaptui.core.engine.journal import JournalWriter
+from snaptui.core.engine.plan import Plan
+from snaptui.core.engine.runner import downtime, run_steps
+from snaptui.core.engine.workflows import build_steps
+from snaptui.core.image_store import ImageStore
+from snaptui.core.libvirt_host import LibvirtHost
+from snaptui.core.store_factory import open_store
+
+
+def make_context(plan: Plan, journal: JournalWriter, *, host: LibvirtHost | None = None,
+                 store: ImageStore | None = None, facts: dict[str, Any] | None = None
+                 ) -> JobContext:
+    """A context whose host and store are the given ones, or opened from the plan on first use."""
+    def host_factory() -> LibvirtHost:
+        return host if host is not None else LibvirtHost(plan.uri).connect()
+
+    def store_factory() -> ImageStore:
+        if store is not None:
+            return store
+        return open_store(plan.destination, cloud=plan.cloud, library=plan.library_dir)
+
+    return JobContext(plan=plan, journal=journal, host_factory=host_factory,
+                      store_factory=store_factory, facts=dict(facts or {}))
+
+
+def summarize(ctx: JobContext) -> dict[str, Any]:
+    """The ``done`` event: image ids, downtime, and the size comparison of every disk."""
+    plan, facts = ctx.plan, ctx.facts
+    images = []
+    for d in plan.disks:
+        images.append({
+            "target": d.target,
+            "image_id": facts.get(f"image:{d.target}"),
+            "name": d.image_name,
+            "checksum": facts.get(f"checksum:{d.target}"),
+            "kept": facts.get(f"kept:{d.target}"),
+            "sizes": {
+                "source_virtual": d.virtual_size,
+                "source_actual": d.actual_size,
+                "source_apparent": d.apparent_size,
+                "output_actual": facts.get(f"output_actual:{d.target}"),
+                "output_apparent": facts.get(f"output_apparent:{d.target}"),
+                "uploaded": facts.get(f"uploaded_size:{d.target}"),
+            },
+        })
+    first = images[0]
+    return {
+        "image_id": first["image_id"],
+        "name": first["name"],
+        "checksum": first["checksum"],
+        "sizes": first["sizes"],
+        "images": images,
+        "mode": str(plan.mode),
+        "destination": plan.destination,
+        "downtime_s": downtime(ctx) or 0.0,
+    }
+
+
+async def execute(ctx: JobContext, on_ready: Callable[[JobContext], None] | None = None) -> bool:
+    """Run the plan's workflow in ``ctx``; True when the image(s) are done."""
+    if on_ready is not None:
+        on_ready(ctx)
+    return await run_steps(ctx, build_steps(ctx.plan), summarize)

@@ -1,0 +1,54 @@
+"""Steps that stop and restart the guest: managedSave, and the restart that is also its undo."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import libvirt
+
+from snaptui.core.engine.context import JobContext
+from snaptui.core.errors import HypervisorError
+
+
+async def save_guest(ctx: JobContext) -> None:
+    """`virsh managedsave`: the guest stops here (downtime starts)."""
+    dom = ctx.domain()
+    ctx.record("guest_stopped_at", time.time())
+    try:
+        await asyncio.to_thread(dom.managedSave, 0)
+    except libvirt.libvirtError as err:
+        raise HypervisorError(f"managedsave of {ctx.plan.domain_name} failed: "
+                              f"{err.get_error_message()}") from err
+    ctx.record("guest_saved", True)
+
+
+def _restore(ctx: JobContext) -> str:
+    """Bring the guest back to its original power state; a no-op when it already is there."""
+    dom = ctx.domain()
+    original = ctx.plan.original_state
+    state = dom.state()[0]
+    if original == "running":
+        if state == libvirt.VIR_DOMAIN_PAUSED and ctx.facts.get("guest_paused_by_us"):
+            dom.resume()
+            return "resumed"
+        if not dom.isActive():
+            dom.create()  # restores from the managed save image when there is one
+            return "restarted"
+    elif original == "paused":
+        if not dom.isActive():
+            dom.createWithFlags(libvirt.VIR_DOMAIN_START_PAUSED)
+            return "restarted paused"
+    return "already " + original
+
+
+async def restore_guest(ctx: JobContext) -> None:
+    """Restart (or leave) the guest as it was before the job; downtime ends here."""
+    try:
+        outcome = await asyncio.to_thread(_restore, ctx)
+    except libvirt.libvirtError as err:
+        raise HypervisorError(f"restart of {ctx.plan.domain_name} failed: "
+                              f"{err.get_error_message()}") from err
+    if ctx.facts.get("guest_stopped_at") and not ctx.facts.get("guest_resumed_at"):
+        ctx.record("guest_resumed_at", time.time())
+    ctx.note(f"guest {outcome}")

@@ -1,0 +1,201 @@
+"""Start, list, follow and cancel jobs. A job runs detached in its own process session.
+
+The launcher writes the journal header (plan, steps) and spawns ``python -m
+snaptui.core.engine.job_main JOB_ID`` with a new session, so a dropped SSH connection or a
+closed dashboard does not stop it. ``run_inline`` runs a job in a thread of this process,
+for the in-process ``test:///`` driver of the demo lab.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from snaptui.core.engine.context import JobContext
+from snaptui.core.engine.execute import execute, make_context
+from snaptui.core.engine.journal import (
+    TERMINAL_EVENTS,
+    JobRecord,
+    JournalWriter,
+    iter_jobs,
+    jobs_dir,
+    journal_path,
+    load_job,
+)
+from snaptui.core.engine.locks import DomainLock
+from snaptui.core.engine.plan import Plan, SnapshotRequest
+from snaptui.core.engine.preflight import preflight
+from snaptui.core.engine.runner import Step
+from snaptui.core.engine.workflows import build_steps
+from snaptui.core.errors import BadInput, NotFound
+from snaptui.core.image_store import ImageStore
+from snaptui.core.libvirt_host import LibvirtHost
+from snaptui.core.paths import private_dir
+
+_INLINE: dict[str, JobContext] = {}  # jobs running in a thread of this process
+
+
+def active_dir() -> Path:
+    """One marker file per job not yet finished; recover looks only here."""
+    return private_dir(jobs_dir() / "active")
+
+
+def mark_active(job_id: str) -> None:
+    (active_dir() / job_id).touch(mode=0o600)
+
+
+def clear_active(job_id: str) -> None:
+    (active_dir() / job_id).unlink(missing_ok=True)
+
+
+async def prepare(request: SnapshotRequest, host: LibvirtHost | None = None,
+                  store: ImageStore | None = None) -> tuple[Plan, list[Step]]:
+    """Preflight the request (nothing touched yet) and list the steps it would run."""
+    own_host = host is None
+    host = host or LibvirtHost(request.uri).connect()
+    try:
+        plan, _ = await preflight(request, host, store)
+    finally:
+        if own_host:
+            host.close()
+    return plan, build_steps(plan)
+
+
+def write_header(plan: Plan, request: SnapshotRequest, steps: list[Step]) -> JournalWriter:
+    journal = JournalWriter(journal_path(plan.job_id))
+    journal.append(
+        "job", job_id=plan.job_id, plan=plan.to_json(), request=request.to_json(),
+        steps=[{"name": s.name, "title": s.title, "command": s.command} for s in steps],
+        launcher_pid=os.getpid(),
+    )
+    if plan.mode_reason:
+        journal.append("note", text=plan.mode_reason)
+    mark_active(plan.job_id)
+    return journal
+
+
+def launch(plan: Plan, request: SnapshotRequest, steps: list[Step]) -> str:
+    """Write the journal header and start the detached job process; returns the job id."""
+    write_header(plan, request, steps).close()
+    log_path = jobs_dir() / f"{plan.job_id}.log"
+    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        subprocess.Popen(  # noqa: S603 - fixed argv, no shell
+            [sys.executable, "-m", "snaptui.core.engine.job_main", plan.job_id],
+            stdin=subprocess.DEVNULL, stdout=fd, stderr=fd, start_new_session=True,
+            close_fds=True,
+        )
+    finally:
+        os.close(fd)
+    return plan.job_id
+
+
+def run_inline(plan: Plan, request: SnapshotRequest, steps: list[Step], *,
+               host: LibvirtHost, store: ImageStore | None = None) -> str:
+    """Run the job in a background thread of this process (demo's test:/// driver)."""
+    journal = write_header(plan, request, steps)
+    ctx = make_context(plan, journal, host=host, store=store)
+    _INLINE[plan.job_id] = ctx
+
+    def worker() -> None:
+        lock = DomainLock(plan.domain_uuid, plan.job_id)
+        try:
+            lock.acquire(plan.domain_name)
+        except BadInput as err:
+            journal.append("failed", error=str(err))
+            close_job(plan.job_id, journal)
+            return
+        journal.append("pid", pid=os.getpid(), inline=True)
+        try:
+            asyncio.run(execute(ctx))
+        finally:
+            lock.release()
+            close_job(plan.job_id, journal)
+
+    threading.Thread(target=worker, name=f"job-{plan.job_id}", daemon=True).start()
+    return plan.job_id
+
+
+def close_job(job_id: str, journal: JournalWriter) -> None:
+    """The job reached its end: close the journal and drop its active marker."""
+    journal.close()
+    clear_active(job_id)
+    _INLINE.pop(job_id, None)
+
+
+def pid_runs_job(pid: int | None, job_id: str) -> bool:
+    """True when ``pid`` is alive and is the process of that job (or this process, inline)."""
+    if not pid:
+        return False
+    if pid == os.getpid():
+        return job_id in _INLINE
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return job_id.encode() in cmdline
+
+
+def list_jobs() -> list[JobRecord]:
+    return list(iter_jobs())
+
+
+def get_job(job_id: str) -> JobRecord:
+    if not journal_path(job_id).exists():
+        raise NotFound(f"no such job: {job_id}")
+    return load_job(job_id)
+
+
+def cancel_job(job_id: str) -> str:
+    """Ask a running job to stop and roll back; returns what was done."""
+    job = get_job(job_id)
+    if job.terminal:
+        raise BadInput(f"job {job_id} already ended ({job.status})")
+    if job_id in _INLINE:
+        _INLINE[job_id].request_cancel()
+        return "cancel requested"
+    if pid_runs_job(job.pid, job_id):
+        os.kill(job.pid, signal.SIGTERM)  # type: ignore[arg-type]
+        return "cancel requested"
+    from snaptui.core.engine.recover import recover_job
+
+    return recover_job(job)
+
+
+def follow(job_id: str, *, poll_s: float = 0.1, timeout_s: float | None = None,
+           stop: threading.Event | None = None) -> Iterator[dict[str, Any]]:
+    """Yield the job's journal events as they are written, until a terminal event."""
+    import json
+
+    path = journal_path(job_id)
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    with open(path, encoding="utf-8") as handle:
+        pending = ""
+        while True:
+            chunk = handle.readline()
+            if chunk:
+                pending += chunk
+                if not pending.endswith("\n"):
+                    continue
+                line, pending = pending, ""
+                try:
+                    event = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                yield event
+                if event.get("event") in TERMINAL_EVENTS:
+                    return
+                continue
+            if stop is not None and stop.is_set():
+                return
+            if deadline is not None and time.monotonic() > deadline:
+                return
+            time.sleep(poll_s)

@@ -1,0 +1,216 @@
+"""Live snapshot steps (Nova's way): qcow2 delta, shallow block copy, abort without pivot.
+
+Also the libvirt backup API in push mode. The guest is never paused by any of these.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from xml.sax.saxutils import quoteattr
+
+import libvirt
+
+from snaptui.core import qemu_img
+from snaptui.core.engine.context import JobContext
+from snaptui.core.engine.disk_steps import convert_to_output, unlink_quietly
+from snaptui.core.engine.plan import DiskPlan
+from snaptui.core.errors import HypervisorError
+
+POLL_S = 0.2
+COPY_FLAGS = (
+    libvirt.VIR_DOMAIN_BLOCK_COPY_SHALLOW
+    | libvirt.VIR_DOMAIN_BLOCK_COPY_REUSE_EXT
+    | libvirt.VIR_DOMAIN_BLOCK_COPY_TRANSIENT_JOB
+)
+
+
+def _libvirt_error(what: str, err: libvirt.libvirtError) -> HypervisorError:
+    return HypervisorError(f"{what}: {err.get_error_message()}")
+
+
+def create_delta(disk: DiskPlan):
+    """A qcow2 with the source's backing file and virtual size (the block copy's destination)."""
+    async def run(ctx: JobContext) -> None:
+        assert disk.delta_path
+        ctx.record(f"delta:{disk.target}", disk.delta_path)
+        await qemu_img.create(
+            disk.delta_path, "qcow2", disk.virtual_size,
+            backing_file=disk.backing_file,
+            backing_format=ctx.facts.get(f"backing_format:{disk.target}") if disk.backing_file
+            else None,
+        )
+    return run
+
+
+def remove_delta(disk: DiskPlan):
+    async def run(ctx: JobContext) -> None:
+        await asyncio.to_thread(_abort_job_if_any, ctx, disk.target)
+        unlink_quietly(disk.delta_path)
+        ctx.forget(f"delta:{disk.target}")
+    return run
+
+
+def _abort_job_if_any(ctx: JobContext, target: str) -> None:
+    dom = ctx.domain()
+    try:
+        if dom.isActive() and dom.blockJobInfo(target, 0):
+            dom.blockJobAbort(target, 0)
+    except libvirt.libvirtError as err:
+        if "does not have an active block job" not in (err.get_error_message() or ""):
+            raise _libvirt_error(f"abort of the block job on {target}", err) from err
+    _wait_no_block_job(ctx, target)
+
+
+def _wait_no_block_job(ctx: JobContext, target: str, timeout: float = 30.0) -> None:
+    import time
+
+    dom = ctx.domain()
+    deadline = time.monotonic() + timeout
+    while dom.isActive() and dom.blockJobInfo(target, 0):
+        if time.monotonic() > deadline:
+            raise HypervisorError(f"block job on {target} still present after abort")
+        time.sleep(0.05)
+
+
+def block_copy(disk: DiskPlan):
+    """virDomainBlockCopy(SHALLOW|REUSE_EXT|TRANSIENT_JOB) into the delta, then wait until ready."""
+    async def run(ctx: JobContext) -> None:
+        dom = ctx.domain()
+        xml = ("<disk type='file'><driver type='qcow2'/>"
+               f"<source file={quoteattr(str(disk.delta_path))}/></disk>")
+        ctx.record(f"block_job:{disk.target}", True)
+        try:
+            await asyncio.to_thread(dom.blockCopy, disk.target, xml, None, COPY_FLAGS)
+        except libvirt.libvirtError as err:
+            raise _libvirt_error(f"block copy of {disk.target}", err) from err
+        while True:
+            try:
+                info = await asyncio.to_thread(dom.blockJobInfo, disk.target, 0)
+            except libvirt.libvirtError as err:
+                raise _libvirt_error(f"block job on {disk.target}", err) from err
+            if not info:
+                raise HypervisorError(f"block job on {disk.target} vanished before it was ready")
+            cur, end = info.get("cur", 0), info.get("end", 0)
+            ctx.progress(cur, end or None, "bytes")
+            if end and cur == end:
+                return
+            await asyncio.sleep(POLL_S)
+
+    async def undo(ctx: JobContext) -> None:
+        await asyncio.to_thread(_abort_job_if_any, ctx, disk.target)
+        ctx.forget(f"block_job:{disk.target}")
+    return run, undo
+
+
+def abort_copy(disk: DiskPlan):
+    """blockJobAbort without pivot: the guest keeps its disk, the delta holds the copy."""
+    async def run(ctx: JobContext) -> None:
+        await asyncio.to_thread(_abort_job_if_any, ctx, disk.target)
+        ctx.forget(f"block_job:{disk.target}")
+    return run
+
+
+async def freeze(ctx: JobContext) -> None:
+    """Quiesce filesystems through the guest agent when it answers; crash-consistent otherwise."""
+    dom = ctx.domain()
+    try:
+        await asyncio.to_thread(dom.fsFreeze, None, 0)
+    except libvirt.libvirtError as err:
+        ctx.note("filesystems not frozen (guest agent: "
+                 f"{' '.join((err.get_error_message() or '').split())}); image is crash-consistent")
+        return
+    ctx.record("frozen", True)
+
+
+async def thaw(ctx: JobContext) -> None:
+    if not ctx.facts.get("frozen"):
+        return
+    dom = ctx.domain()
+    try:
+        await asyncio.to_thread(dom.fsThaw, None, 0)
+    except libvirt.libvirtError as err:
+        raise _libvirt_error("thaw of guest filesystems", err) from err
+    ctx.forget("frozen")
+
+
+def convert_delta(disk: DiskPlan):
+    async def run(ctx: JobContext) -> None:
+        assert disk.delta_path
+        await convert_to_output(ctx, disk, disk.delta_path, source_format="qcow2")
+    return run
+
+
+# -- backup API (push mode) -------------------------------------------------------------------
+
+def _backup_xml(disks: list[DiskPlan], all_targets: list[str]) -> str:
+    chosen = {d.target: d for d in disks}
+    parts = []
+    for target in all_targets:
+        disk = chosen.get(target)
+        if disk is None:
+            parts.append(f"<disk name={quoteattr(target)} backup='no'/>")
+        else:
+            parts.append(
+                f"<disk name={quoteattr(target)} backup='yes' type='file'>"
+                f"<target file={quoteattr(str(disk.backup_path))}/><driver type='qcow2'/></disk>"
+            )
+    return f"<domainbackup mode='push'><disks>{''.join(parts)}</disks></domainbackup>"
+
+
+def _abort_backup_if_any(ctx: JobContext) -> None:
+    dom = ctx.domain()
+    if dom.isActive() and dom.jobInfo()[0] != libvirt.VIR_DOMAIN_JOB_NONE:
+        try:
+            dom.abortJob()
+        except libvirt.libvirtError as err:
+            raise _libvirt_error("abort of the backup job", err) from err
+
+
+def backup_disks(disks: list[DiskPlan], all_targets: list[str]):
+    """virDomainBackupBegin (push) into pre-created 0600 qcow2 files, then wait for completion."""
+    async def run(ctx: JobContext) -> None:
+        for disk in disks:
+            assert disk.backup_path
+            ctx.record(f"backup_file:{disk.target}", disk.backup_path)
+            await qemu_img.create(disk.backup_path, "qcow2", disk.virtual_size)
+        dom = ctx.domain()
+        ctx.record("backup_job", True)
+        try:
+            await asyncio.to_thread(dom.backupBegin, _backup_xml(disks, all_targets), None,
+                                    libvirt.VIR_DOMAIN_BACKUP_BEGIN_REUSE_EXTERNAL)
+        except libvirt.libvirtError as err:
+            raise _libvirt_error("backup begin", err) from err
+        while True:
+            stats = await asyncio.to_thread(dom.jobStats, 0)
+            if stats.get("type", 0) == libvirt.VIR_DOMAIN_JOB_NONE:
+                break
+            ctx.progress(stats.get("disk_processed", 0), stats.get("disk_total") or None, "bytes")
+            await asyncio.sleep(POLL_S)
+        done = await asyncio.to_thread(dom.jobStats, libvirt.VIR_DOMAIN_JOB_STATS_COMPLETED)
+        ctx.forget("backup_job")
+        if not done.get("success", done.get("type") == libvirt.VIR_DOMAIN_JOB_COMPLETED):
+            raise HypervisorError(f"backup job failed: {done.get('errmsg', 'no reason given')}")
+        total = done.get("disk_total", 0)
+        ctx.progress(total, total or None, "bytes")
+
+    async def undo(ctx: JobContext) -> None:
+        await asyncio.to_thread(_abort_backup_if_any, ctx)
+        ctx.forget("backup_job")
+        for disk in disks:
+            unlink_quietly(disk.backup_path)
+            ctx.forget(f"backup_file:{disk.target}")
+    return run, undo
+
+
+def convert_backup(disk: DiskPlan):
+    async def run(ctx: JobContext) -> None:
+        assert disk.backup_path
+        await convert_to_output(ctx, disk, disk.backup_path, source_format="qcow2")
+    return run
+
+
+def remove_backup_file(disk: DiskPlan):
+    async def run(ctx: JobContext) -> None:
+        unlink_quietly(disk.backup_path)
+        ctx.forget(f"backup_file:{disk.target}")
+    return run

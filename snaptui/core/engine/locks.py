@@ -1,0 +1,70 @@
+"""One workflow per domain at a time, across processes: a flock held by the job process.
+
+The kernel drops the lock when the holder dies, so a crashed job never blocks the next one.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from pathlib import Path
+
+from snaptui.core.errors import BadInput
+from snaptui.core.paths import private_dir, state_dir
+
+
+def _lock_path(domain_uuid: str) -> Path:
+    return private_dir(state_dir() / "locks") / f"domain-{domain_uuid}.lock"
+
+
+class DomainLock:
+    """Exclusive, non-blocking lock on one domain; the file holds the owner's job id."""
+
+    def __init__(self, domain_uuid: str, owner: str):
+        self.path = _lock_path(domain_uuid)
+        self.owner = owner
+        self._fd: int | None = None
+
+    def acquire(self, domain_name: str = "") -> DomainLock:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode(errors="replace").strip()
+            os.close(fd)
+            raise BadInput(f"{domain_name or 'the domain'} already has a snapshot job running "
+                           f"({holder or 'another process'})") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"job {self.owner} pid {os.getpid()}\n".encode(), 0)
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.ftruncate(self._fd, 0)
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> DomainLock:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def domain_lock_holder(domain_uuid: str) -> str | None:
+    """Who holds the domain's lock right now (None when free)."""
+    path = _lock_path(domain_uuid)
+    if not path.exists():
+        return None
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)

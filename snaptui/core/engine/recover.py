@@ -1,0 +1,78 @@
+"""Finish or undo jobs whose process is gone (SIGKILL, host crash, OOM).
+
+Runs at every start of the CLI and the dashboard; cheap when nothing is pending because only
+jobs with an active marker are looked at.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from snaptui.core.engine.execute import make_context, summarize
+from snaptui.core.engine.jobs import active_dir, clear_active, pid_runs_job
+from snaptui.core.engine.journal import JobRecord, JournalWriter, load_job
+from snaptui.core.engine.locks import DomainLock
+from snaptui.core.engine.plan import Plan
+from snaptui.core.engine.runner import downtime, rollback
+from snaptui.core.engine.workflows import build_steps
+from snaptui.core.errors import BadInput
+
+log = logging.getLogger(__name__)
+STARTUP_GRACE_S = 30.0  # a job whose process has not written its pid yet may still be starting
+
+
+def recover_job(job: JobRecord) -> str:
+    """Undo (or, when every step finished, complete) one dead job; returns the outcome."""
+    plan = Plan.from_json(job.plan)
+    lock = DomainLock(plan.domain_uuid, f"recover {job.job_id}")
+    try:
+        lock.acquire(plan.domain_name)
+    except BadInput:
+        return "skipped: domain is locked by a live job"
+    journal = JournalWriter(job.path)
+    try:
+        journal.append("recovering", dead_pid=job.pid)
+        ctx = make_context(plan, journal, facts=job.facts)
+        steps = build_steps(plan)
+        started = [s for s in steps if (st := job.step(s.name)) and st.state != "pending"]
+        if started and all(job.step(s.name).state == "done" for s in steps):  # type: ignore[union-attr]
+            journal.append("done", recovered=True, **summarize(ctx))
+            return "completed"
+        problems = asyncio.run(rollback(ctx, started))
+        dead_in = next((s.name for s in reversed(started)), None)
+        error = (f"job process {job.pid or '?'} died"
+                 + (f" during {dead_in}" if dead_in else " before starting")
+                 + "; rolled back by recover")
+        extra = {"undo_problems": problems} if problems else {}
+        journal.append("failed", error=error, recovered=True, downtime_s=downtime(ctx), **extra)
+        return "rolled back" + (f" with problems: {'; '.join(problems)}" if problems else "")
+    finally:
+        journal.close()
+        lock.release()
+        clear_active(job.job_id)
+
+
+def recover(now: float | None = None) -> list[tuple[str, str]]:
+    """Recover every dead job; returns (job id, outcome) for each one acted on."""
+    now = now or time.time()
+    outcomes = []
+    for marker in sorted(active_dir().iterdir()):
+        job_id = marker.name
+        try:
+            job = load_job(job_id)
+        except FileNotFoundError:
+            marker.unlink(missing_ok=True)
+            continue
+        if job.terminal:
+            clear_active(job_id)
+            continue
+        if pid_runs_job(job.pid, job_id):
+            continue
+        if job.pid is None and job.started and now - job.started < STARTUP_GRACE_S:
+            continue
+        outcome = recover_job(job)
+        log.warning("recovered job %s: %s", job_id, outcome)
+        outcomes.append((job_id, outcome))
+    return outcomes

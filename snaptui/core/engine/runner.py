@@ -1,0 +1,123 @@
+"""Runs a workflow's steps in order; on failure or cancel, undoes the started ones in reverse.
+
+The runner, not the workflows, owns ordering, cancellation, rollback, journaling and timing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from snaptui.core.engine.context import JobCancelled, JobContext
+from snaptui.core.errors import SnaptuiError
+
+log = logging.getLogger(__name__)
+
+StepFn = Callable[[JobContext], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Step:
+    """One runbook line: what it does, how it is undone, whether it may be interrupted."""
+
+    name: str
+    title: str
+    run: StepFn
+    undo: StepFn | None = None
+    interruptible: bool = True  # False: a blocking libvirt call that must finish once begun
+    command: str = ""  # the equivalent by-hand command, for --dry-run
+
+
+def describe_error(exc: BaseException) -> str:
+    if isinstance(exc, SnaptuiError):
+        return str(exc)
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+async def _run_step(ctx: JobContext, step: Step) -> None:
+    if not step.interruptible:
+        await step.run(ctx)
+        return
+    task = asyncio.ensure_future(step.run(ctx))
+    waiter = asyncio.ensure_future(ctx.cancel_event.wait())
+    try:
+        await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiter.cancel()
+    if not task.done():
+        task.cancel()
+        try:
+            await task
+        except (asyncio.CancelledError, JobCancelled):
+            pass
+        except Exception:  # the step's own cleanup failed while stopping; rollback follows
+            log.exception("step %s raised while being cancelled", step.name)
+        raise JobCancelled("cancelled by the operator")
+    task.result()
+
+
+async def rollback(ctx: JobContext, started: Sequence[Step]) -> list[str]:
+    """Undo started steps in reverse; every undo runs even if an earlier one fails."""
+    problems = []
+    for step in reversed(started):
+        if step.undo is None:
+            continue
+        ctx.current_step = step.name
+        ctx.journal.append("undo_started", step=step.name)
+        try:
+            await step.undo(ctx)
+        except Exception as exc:  # keep undoing: the guest's restart is the last and most vital
+            message = describe_error(exc)
+            problems.append(f"{step.name}: {message}")
+            ctx.journal.append("undo_failed", step=step.name, error=message)
+            log.exception("undo of %s failed", step.name)
+        else:
+            ctx.journal.append("step_undone", step=step.name)
+    return problems
+
+
+async def run_steps(ctx: JobContext, steps: Sequence[Step],
+                    finish: Callable[[JobContext], dict[str, Any]]) -> bool:
+    """Run ``steps``; journal ``done`` with ``finish(ctx)`` or roll back. True on success."""
+    ctx._loop = asyncio.get_running_loop()
+    ctx.cancel_event  # bind the asyncio event to this loop  # noqa: B018
+    started: list[Step] = []
+    try:
+        for step in steps:
+            ctx.check_cancel()
+            ctx.current_step = step.name
+            started.append(step)
+            ctx.journal.append("step_started", step=step.name)
+            t0 = time.monotonic()
+            await _run_step(ctx, step)
+            ctx.journal.append("step_finished", step=step.name,
+                               seconds=round(time.monotonic() - t0, 3))
+        ctx.check_cancel()
+    except BaseException as exc:  # noqa: BLE001 - every way out must roll back
+        cancelled = isinstance(exc, JobCancelled | asyncio.CancelledError | KeyboardInterrupt)
+        message = "cancelled by the operator" if cancelled else describe_error(exc)
+        if ctx.current_step is not None:
+            ctx.journal.append("step_failed", step=ctx.current_step, error=message)
+        problems = await asyncio.shield(rollback(ctx, started))
+        extra = {"undo_problems": problems} if problems else {}
+        ctx.journal.append("cancelled" if cancelled else "failed", error=message,
+                           downtime_s=downtime(ctx), **extra)
+        if not isinstance(exc, Exception | asyncio.CancelledError):
+            raise
+        return False
+    ctx.current_step = None
+    ctx.journal.append("done", **finish(ctx))
+    return True
+
+
+def downtime(ctx: JobContext) -> float | None:
+    stopped = ctx.facts.get("guest_stopped_at")
+    if stopped is None:
+        return None
+    resumed = ctx.facts.get("guest_resumed_at") or time.time()
+    return round(max(0.0, resumed - stopped), 3)

@@ -1,0 +1,74 @@
+"""Steps that put the extracted image in the image store (Glance or the local library)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from pathlib import Path
+
+from snaptui.core.engine.context import JobContext
+from snaptui.core.engine.plan import DiskPlan
+from snaptui.core.errors import NotFound
+from snaptui.core.image_store import UploadProgress
+
+
+def image_properties(ctx: JobContext, disk: DiskPlan) -> dict[str, str]:
+    """Nova's snapshot properties plus snaptui_* ones; every value a string (Glance schema)."""
+    plan = ctx.plan
+    props = {
+        "image_type": "snapshot",
+        "instance_uuid": plan.domain_uuid,
+        "image_location": "snapshot",
+        "image_state": "available",
+        "snaptui_host": plan.host or socket.gethostname(),
+        "snaptui_domain": plan.domain_name,
+        "snaptui_disk": disk.target,
+        "snaptui_method": str(plan.mode),
+    }
+    owner = getattr(ctx.store, "project_id", None)
+    if owner:
+        props["owner_id"] = str(owner)
+    if plan.base_image_ref:
+        props["base_image_ref"] = plan.base_image_ref
+    stopped, resumed = ctx.facts.get("guest_stopped_at"), ctx.facts.get("guest_resumed_at")
+    props["snaptui_downtime_s"] = f"{(resumed - stopped):.3f}" if stopped and resumed else "0"
+    return props
+
+
+def create_image(disk: DiskPlan):
+    """Create the (queued) image record; its undo deletes it, whatever state it reached."""
+    async def run(ctx: JobContext) -> None:
+        record = await asyncio.to_thread(
+            ctx.store.create, disk.image_name, ctx.plan.out_format, "bare",
+            image_properties(ctx, disk),
+        )
+        ctx.record(f"image:{disk.target}", record.id)
+
+    async def undo(ctx: JobContext) -> None:
+        image_id = ctx.facts.get(f"image:{disk.target}")
+        if not image_id:
+            return
+        try:
+            await asyncio.to_thread(ctx.store.delete, image_id)
+        except NotFound:
+            pass
+        ctx.forget(f"image:{disk.target}")
+    return run, undo
+
+
+def upload_image(disk: DiskPlan):
+    """Stream the extracted file with sha512; the store compares it with os_hash_value."""
+    async def run(ctx: JobContext) -> None:
+        image_id = ctx.facts[f"image:{disk.target}"]
+
+        def on_progress(p: UploadProgress) -> None:
+            ctx.progress(p.sent, p.total, "bytes", rate=round(p.rate),
+                         eta_s=None if p.eta_s is None else round(p.eta_s, 1))
+
+        digest = await asyncio.to_thread(
+            ctx.store.upload, image_id, Path(disk.output_path), on_progress, ctx.cancel_flag,
+        )
+        ctx.record(f"checksum:{disk.target}", digest)
+        uploaded = await asyncio.to_thread(ctx.store.show, image_id)
+        ctx.record(f"uploaded_size:{disk.target}", uploaded.size)
+    return run

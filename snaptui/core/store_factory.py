@@ -1,0 +1,30 @@
+"""Choose and open the image store: Glance when a cloud is configured, else the local library."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from snaptui.core.cloud_config import cloud_configured
+from snaptui.core.errors import BadInput
+from snaptui.core.image_library import ImageLibrary
+from snaptui.core.image_store import ImageStore
+from snaptui.core.paths import library_dir
+
+
+def resolve_destination(destination: str | None, cloud: str | None) -> str:
+    """'glance' or 'library': as asked, else glance when a cloud is configured."""
+    if destination in ("glance", "library"):
+        return destination
+    if destination is not None:
+        raise BadInput(f"unknown destination {destination!r} (glance or library)")
+    return "glance" if cloud_configured(cloud) else "library"
+
+
+def open_store(destination: str, *, cloud: str | None = None,
+               library: str | Path | None = None) -> ImageStore:
+    """An ImageStore for the destination (Glance sessions are authenticated lazily)."""
+    if destination == "glance":
+        from snaptui.core.glance_images import GlanceImages
+
+        return GlanceImages.from_cloud(cloud)
+    return ImageLibrary(Path(library) if library else library_dir())
