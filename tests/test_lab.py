@@ -1,0 +1,56 @@
+"""Smoke test of the real lab started by ``scripts/lab up``: libvirt, Keystone and Glance answer."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import glanceclient
+import libvirt
+import openstack.config
+
+LAB = Path(__file__).resolve().parent.parent / "scripts" / "lab"
+
+
+def _lab(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, str(LAB), *args], capture_output=True, text=True,
+                          timeout=60, check=False)
+
+
+def test_env_vars_point_at_the_lab() -> None:
+    assert os.environ["LIBVIRT_DEFAULT_URI"] == "qemu:///system"
+    assert os.environ["OS_CLOUD"] == "snaptui-lab"
+    clouds = Path(os.environ["OS_CLIENT_CONFIG_FILE"])
+    assert clouds.is_file()
+    assert clouds.stat().st_mode & 0o077 == 0, "clouds.yaml holds a password: must be 0600"
+
+
+def test_lab_env_json_and_status() -> None:
+    env = _lab("env", "--json")
+    assert env.returncode == 0, env.stderr
+    assert set(json.loads(env.stdout)) == {"LIBVIRT_DEFAULT_URI", "OS_CLIENT_CONFIG_FILE",
+                                           "OS_CLOUD"}
+    status = _lab("status")
+    assert status.returncode == 0, status.stdout + status.stderr
+    assert [line.split()[0] for line in status.stdout.splitlines()] == [
+        "libvirtd", "virtlogd", "keystone", "glance"]
+
+
+def test_libvirt_answers(conn: libvirt.virConnect) -> None:
+    assert conn.getLibVersion() >= 9_000_000
+    assert isinstance(conn.listAllDomains(), list)
+
+
+def test_keystone_authenticates_and_glance_lists_images(os_cloud: str) -> None:
+    config = openstack.config.OpenStackConfig(
+        config_files=[os.environ["OS_CLIENT_CONFIG_FILE"]]).get_one(cloud=os_cloud)
+    session = config.get_session()
+    assert session.get_token()
+    assert session.get_endpoint(service_type="image", interface="public").startswith(
+        "http://127.0.0.1:")
+    glance = glanceclient.Client("2", session=session)
+    images = list(glance.images.list(limit=5))
+    assert all("id" in image for image in images)
