@@ -1,0 +1,295 @@
+"""ImageStore on OpenStack Glance (glanceclient v2 over a keystoneauth1 session).
+
+Uploads stream the file through a reader that hashes (sha512) and reports progress as
+glanceclient pulls it; the digest is then compared with Glance's ``os_hash_value``.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import glanceclient
+from glanceclient import exc as glance_exc
+from keystoneauth1 import exceptions as ksa_exc
+from keystoneauth1.session import Session
+
+from snaptui.core.cloud_config import (
+    CloudSession,
+    connection_reason,
+    keystone_error,
+    load_session,
+)
+from snaptui.core.errors import BadInput, ChecksumMismatch, CloudError, NotFound, SnaptuiError
+from snaptui.core.image_store import (
+    HASH_ALGO,
+    HashingReader,
+    ProgressCallback,
+    UploadCancelled,
+    validate_formats,
+    validate_properties,
+)
+from snaptui.core.models import ImageRecord
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PAGE_SIZE = 100
+
+# Keys of Glance's image schema; everything else on an image is a user property.
+STANDARD_KEYS = frozenset({
+    "id", "name", "status", "disk_format", "container_format", "size", "virtual_size",
+    "created_at", "updated_at", "owner", "visibility", "protected", "checksum", "os_hash_algo",
+    "os_hash_value", "min_disk", "min_ram", "tags", "file", "schema", "self", "direct_url",
+    "locations", "os_hidden", "stores",
+})
+
+
+class GlanceImages:
+    """ImageStore backed by a Glance v2 service found through the Keystone catalog."""
+
+    kind = "glance"
+
+    def __init__(
+        self,
+        session: CloudSession | Session,
+        *,
+        cloud_name: str | None = None,
+        page_size: int = DEFAULT_PAGE_SIZE,
+    ) -> None:
+        if isinstance(session, CloudSession):
+            self.cloud = session
+        else:
+            auth = getattr(session, "auth", None)
+            self.cloud = CloudSession(
+                name=cloud_name or "cloud", auth_url=str(getattr(auth, "auth_url", "?")),
+                username=getattr(auth, "_username", None), region_name=None,
+                interface="public", session=session,
+            )
+        if cloud_name:
+            self.cloud.name = cloud_name
+        self.page_size = page_size
+        self._client_obj: Any = None
+        self._endpoint: str | None = None
+
+    @classmethod
+    def from_cloud(cls, cloud: str | None = None, **kwargs: Any) -> GlanceImages:
+        """Glance of the cloud chosen like ``openstack --os-cloud`` (OS_CLOUD, clouds.yaml...)."""
+        return cls(load_session(cloud), **kwargs)
+
+    @property
+    def warnings(self) -> list[str]:
+        return self.cloud.warnings
+
+    @property
+    def location(self) -> str:
+        """Cloud name and Glance URL (the Keystone URL until the catalog was read)."""
+        return f"{self.cloud.name} ({self._endpoint or self.cloud.auth_url})"
+
+    @property
+    def _client(self) -> Any:
+        # Authenticating and reading the catalog first keeps Keystone errors apart from Glance's.
+        if self._client_obj is None:
+            self._endpoint = self.cloud.endpoint("image")
+            self._client_obj = glanceclient.Client(
+                "2", session=self.cloud.session, interface=self.cloud.interface or "public",
+                region_name=self.cloud.region_name or None,
+            )
+        return self._client_obj
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def iter_images(self, page_size: int | None = None) -> Iterator[ImageRecord]:
+        """Every image visible to the user, yielded as each page arrives."""
+        client = self._client
+        pages = client.images.list(page_size=page_size or self.page_size)
+        while True:
+            try:
+                image = next(pages)
+            except StopIteration:
+                return
+            except Exception as err:
+                raise self._error(err, "listing images") from None
+            yield self._record(image)
+
+    def show(self, image_id: str) -> ImageRecord:
+        """One image; NotFound when Glance has no such image."""
+        return self._record(self._get(image_id))
+
+    def _get(self, image_id: str) -> dict[str, Any]:
+        client = self._client
+        try:
+            return dict(client.images.get(image_id))
+        except Exception as err:
+            raise self._error(err, f"showing image {image_id}", image_id=image_id) from None
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def create(
+        self,
+        name: str,
+        disk_format: str,
+        container_format: str = "bare",
+        properties: dict[str, str] | None = None,
+    ) -> ImageRecord:
+        """Create a queued image with its properties (no data yet)."""
+        validate_formats(disk_format, container_format)
+        props = validate_properties(properties)
+        clash = sorted(STANDARD_KEYS & props.keys())
+        if clash:
+            raise BadInput(f"image properties may not set Glance's own fields: {', '.join(clash)}")
+        client = self._client
+        try:
+            image = client.images.create(
+                name=str(name), disk_format=disk_format, container_format=container_format,
+                **props,
+            )
+        except Exception as err:
+            raise self._error(err, f"creating image {name!r}") from None
+        return self._record(image)
+
+    def upload(
+        self,
+        image_id: str,
+        path: Path,
+        on_progress: ProgressCallback | None = None,
+        cancel: threading.Event | None = None,
+    ) -> str:
+        """Stream ``path`` into the image; return its sha512 hex after checking Glance's hash.
+
+        ChecksumMismatch when Glance's os_hash_value (or size) differs; UploadCancelled on
+        cancel. The image itself is not deleted here (``add`` and the engine's undo do that).
+        """
+        source = Path(path)
+        client = self._client
+        try:
+            stream = open(source, "rb")  # noqa: SIM115 - closed below
+        except OSError as err:
+            raise NotFound(f"cannot read {source}: {err.strerror}") from None
+        with stream:
+            size = source.stat().st_size
+            reader = HashingReader(stream, size, on_progress, cancel)
+            try:
+                client.images.upload(image_id, reader, image_size=size)
+            except UploadCancelled:
+                raise
+            except Exception as err:
+                if reader.cancelled:
+                    raise UploadCancelled("upload cancelled") from None
+                sent = f"after {reader.meter.sent} of {size} bytes"
+                raise self._error(err, f"upload of image {image_id} {sent}",
+                                  image_id=image_id) from None
+        reader.meter.finish()
+        digest = reader.hexdigest()
+        self._verify(image_id, digest, reader.meter.sent)
+        return digest
+
+    def _verify(self, image_id: str, digest: str, sent: int) -> None:
+        image = self._get(image_id)
+        if image.get("status") != "active":
+            raise CloudError(f"image {image_id} is {image.get('status')} after upload, not active")
+        if image.get("size") is not None and image["size"] != sent:
+            raise ChecksumMismatch(
+                f"image {image_id}: Glance stored {image['size']} bytes, {sent} were sent"
+            )
+        algo, value = image.get("os_hash_algo"), image.get("os_hash_value")
+        if not value:
+            log.warning("Glance reported no os_hash_value for image %s; not verified", image_id)
+        elif algo != HASH_ALGO:
+            log.warning("Glance hashes with %s, not %s; image %s not verified by hash",
+                        algo, HASH_ALGO, image_id)
+        elif value != digest:
+            raise ChecksumMismatch(
+                f"image {image_id}: Glance's sha512 {value[:16]}... differs from the "
+                f"sha512 of the bytes sent {digest[:16]}..."
+            )
+
+    def add(
+        self,
+        path: Path,
+        *,
+        name: str,
+        disk_format: str,
+        container_format: str = "bare",
+        properties: dict[str, str] | None = None,
+        on_progress: ProgressCallback | None = None,
+        cancel: threading.Event | None = None,
+    ) -> ImageRecord:
+        """Create + upload + verify; on any failure or cancel the image is deleted again."""
+        if not Path(path).is_file():
+            raise NotFound(f"no such file: {path}")
+        record = self.create(name, disk_format, container_format, properties)
+        try:
+            self.upload(record.id, Path(path), on_progress, cancel)
+            return self.show(record.id)
+        except BaseException as err:
+            self._delete_after_failure(record.id, err)
+            raise
+
+    def _delete_after_failure(self, image_id: str, err: BaseException) -> None:
+        try:
+            self.delete(image_id)
+        except NotFound:
+            pass
+        except SnaptuiError as delete_err:
+            reason = err if isinstance(err, SnaptuiError) else type(err).__name__
+            raise CloudError(
+                f"{reason}; image {image_id} may be left in {self.cloud.name} "
+                f"(delete failed: {delete_err}); snaptui recover retries the delete"
+            ) from err
+
+    def delete(self, image_id: str) -> None:
+        """Delete the image (any status); NotFound when it does not exist."""
+        client = self._client
+        try:
+            client.images.delete(image_id)
+        except Exception as err:
+            raise self._error(err, f"deleting image {image_id}", image_id=image_id) from None
+
+    # -- mapping ---------------------------------------------------------------------------
+
+    def _error(
+        self, err: BaseException, doing: str, *, image_id: str | None = None
+    ) -> SnaptuiError:
+        """One line naming the cloud and what was being done; secrets never included."""
+        if isinstance(err, SnaptuiError):
+            return err
+        where = f"Glance at {self._endpoint or self.cloud.auth_url}"
+        if isinstance(err, glance_exc.HTTPNotFound) and image_id:
+            return NotFound(f"no image {image_id} in cloud {self.cloud.name}")
+        if isinstance(err, glance_exc.HTTPException):
+            details = _first_line(getattr(err, "details", "") or "")
+            return CloudError(f"{where}: {doing} failed: HTTP {err.code} {details}".rstrip())
+        if isinstance(err, (glance_exc.CommunicationError, glance_exc.InvalidEndpoint)):
+            return CloudError(f"cannot reach {where}: {doing} failed: {connection_reason(err)}")
+        if isinstance(err, ksa_exc.ClientException):
+            return keystone_error(err, self.cloud)
+        if isinstance(err, OSError):
+            return CloudError(f"{where}: {doing} failed: {err.strerror or err}")
+        return CloudError(f"{where}: {doing} failed: {type(err).__name__}: {err}")
+
+    @staticmethod
+    def _record(image: Any) -> ImageRecord:
+        data = dict(image)
+        return ImageRecord(
+            id=data["id"],
+            name=data.get("name") or "",
+            status=data.get("status") or "?",
+            disk_format=data.get("disk_format"),
+            container_format=data.get("container_format"),
+            size=data.get("size"),
+            created_at=data.get("created_at"),
+            properties={k: v for k, v in data.items() if k not in STANDARD_KEYS},
+            os_hash_value=data.get("os_hash_value"),
+        )
+
+
+def _first_line(text: str) -> str:
+    """Glance error bodies are often HTML; keep the first meaningful words."""
+    text = re.sub(r"<[^>]+>", " ", text)
+    text = " ".join(text.split())
+    return text[:200]
+
