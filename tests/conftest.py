@@ -56,10 +56,25 @@ def libvirt_uri() -> str:
 
 
 @pytest.fixture(scope="session")
-def conn(libvirt_uri: str) -> Iterator[libvirt.virConnect]:
-    connection = libvirt.open(libvirt_uri)
-    yield connection
-    connection.close()
+def _lab_conns(libvirt_uri: str) -> Iterator[list[libvirt.virConnect]]:
+    held = [libvirt.open(libvirt_uri)]
+    yield held
+    for connection in held:
+        try:
+            connection.close()
+        except libvirt.libvirtError:
+            pass
+
+
+@pytest.fixture
+def conn(_lab_conns: list[libvirt.virConnect], libvirt_uri: str) -> libvirt.virConnect:
+    """One connection shared by the session, reopened when libvirtd restarted under it
+    (tests/test_libvirt_host.py restarts libvirtd to test reconnecting)."""
+    try:
+        _lab_conns[-1].getLibVersion()
+    except libvirt.libvirtError:
+        _lab_conns.append(libvirt.open(libvirt_uri))
+    return _lab_conns[-1]
 
 
 @pytest.fixture

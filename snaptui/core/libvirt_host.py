@@ -165,7 +165,8 @@ class LibvirtHost:
     def is_test_driver(self) -> bool:
         """True for libvirt's built-in ``test:///`` driver (simulated domains, no QEMU)."""
         try:
-            return self.conn.getType() == "Test"
+            # The driver reports its type as "TEST" (libvirt 9.0); compare case-insensitively.
+            return self.conn.getType().lower() == "test"
         except libvirt.libvirtError as err:
             raise HypervisorError(f"{self._uri}: {error_message(err)}") from err
 
