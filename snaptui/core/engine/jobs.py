@@ -171,17 +171,25 @@ def cancel_job(job_id: str) -> str:
 
 
 def follow(job_id: str, *, poll_s: float = 0.1, timeout_s: float | None = None,
-           stop: threading.Event | None = None) -> Iterator[dict[str, Any]]:
-    """Yield the job's journal events as they are written, until a terminal event."""
+           stop: threading.Event | None = None,
+           liveness_s: float = 2.0) -> Iterator[dict[str, Any]]:
+    """Yield the job's journal events as they are written, until a terminal event.
+
+    When nothing is written for ``liveness_s`` and the job's process is gone, yields a
+    synthetic ``{"event": "lost"}`` and stops (the caller may then run recover).
+    """
     import json
 
     path = journal_path(job_id)
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    pid: int | None = None
+    quiet_since = time.monotonic()
     with open(path, encoding="utf-8") as handle:
         pending = ""
         while True:
             chunk = handle.readline()
             if chunk:
+                quiet_since = time.monotonic()
                 pending += chunk
                 if not pending.endswith("\n"):
                     continue
@@ -190,10 +198,19 @@ def follow(job_id: str, *, poll_s: float = 0.1, timeout_s: float | None = None,
                     event = json.loads(line)
                 except json.JSONDecodeError:
                     continue
+                if event.get("event") == "pid":
+                    pid = event.get("pid")
                 yield event
                 if event.get("event") in TERMINAL_EVENTS:
                     return
                 continue
+            if time.monotonic() - quiet_since > liveness_s:
+                quiet_since = time.monotonic()
+                started = get_job(job_id)
+                if not started.terminal and (pid or started.pid) and not pid_runs_job(
+                        pid or started.pid, job_id):
+                    yield {"event": "lost", "pid": pid or started.pid}
+                    return
             if stop is not None and stop.is_set():
                 return
             if deadline is not None and time.monotonic() > deadline:

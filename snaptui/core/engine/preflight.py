@@ -151,7 +151,7 @@ async def preflight(request: SnapshotRequest, host: LibvirtHost,
     scratch = scratch_dir()
     disk_plans, needed = [], 0
     for d in disks:
-        src = await qemu_img.info(d.path, force_share=active)
+        src = await qemu_img.info(d.path, force_share=active, fmt=d.format)
         if src.corrupt:
             raise BadInput(f"disk {d.target} ({d.path}) is marked corrupt; run qemu-img check")
         if mode == Mode.INTERNAL and src.format != "qcow2":

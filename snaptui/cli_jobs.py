@@ -1,0 +1,61 @@
+"""``snaptui jobs``, ``snaptui cancel JOB`` and ``snaptui recover``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+from rich.console import Console
+from rich.table import Table
+
+from snaptui.core.engine.jobs import cancel_job, list_jobs
+from snaptui.core.engine.recover import recover
+
+
+def register(sub: argparse._SubParsersAction, common) -> None:
+    p = sub.add_parser("jobs", help="list snapshot jobs from the journal")
+    common(p)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=run_jobs)
+    p = sub.add_parser("cancel", help="cancel a running job (it rolls back)")
+    common(p)
+    p.add_argument("job_id")
+    p.set_defaults(handler=run_cancel)
+    p = sub.add_parser("recover", help="finish or undo jobs whose process is gone")
+    common(p)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=run_recover)
+
+
+def run_jobs(args: argparse.Namespace) -> int:
+    jobs = list_jobs()
+    if args.json:
+        print(json.dumps([j.to_json() for j in jobs], ensure_ascii=False))
+        return 0
+    table = Table("job", "domain", "mode", "status", "started", "downtime", "image")
+    for job in jobs:
+        started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(job.started or 0))
+        down = f"{job.downtime_s:.2f} s" if job.downtime_s is not None else "-"
+        table.add_row(job.job_id, job.domain, job.mode, job.status, started, down,
+                      str(job.request.get("name", "")))
+    Console().print(table)
+    return 0
+
+
+def run_cancel(args: argparse.Namespace) -> int:
+    print(f"job {args.job_id}: {cancel_job(args.job_id)}")
+    return 0
+
+
+def run_recover(args: argparse.Namespace) -> int:
+    # cli.main already ran recover() once at start; run again for what appeared since.
+    outcomes = recover()
+    if args.json:
+        print(json.dumps([{"job_id": j, "outcome": o} for j, o in outcomes]))
+    else:
+        for job_id, outcome in outcomes:
+            print(f"{job_id}: {outcome}")
+        if not outcomes:
+            print("nothing to recover")
+    return 0

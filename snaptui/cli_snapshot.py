@@ -1,0 +1,211 @@
+"""``snaptui snapshot``: preflight, launch a detached job, and follow it to the end."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from typing import Any
+
+import humanize
+from rich.console import Console, Group
+from rich.live import Live
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+from rich.text import Text
+
+from snaptui.core.engine.jobs import cancel_job, follow, launch, prepare
+from snaptui.core.engine.journal import JobRecord, load_job
+from snaptui.core.engine.plan import OUTPUT_FORMATS, Mode, SnapshotRequest
+from snaptui.core.engine.recover import recover_job
+
+GLYPHS = {"pending": "·", "running": "▶", "done": "✔", "failed": "✘", "undoing": "↺",
+          "undone": "↩", "undo-failed": "‼"}
+STYLES = {"running": "bold cyan", "done": "green", "failed": "bold red", "undoing": "yellow",
+          "undone": "yellow", "undo-failed": "bold red"}
+
+
+def register(sub: argparse._SubParsersAction, common) -> None:
+    p = sub.add_parser("snapshot", help="turn a domain's disk into an image")
+    common(p)
+    p.add_argument("domain", help="domain name or uuid")
+    p.add_argument("--name", required=True, help="image name")
+    p.add_argument("--mode", choices=[str(m) for m in Mode], default="auto")
+    disks = p.add_mutually_exclusive_group()
+    disks.add_argument("--disk", metavar="TARGET", help="disk target (default: first disk)")
+    disks.add_argument("--all-disks", action="store_true", help="one image per disk")
+    p.add_argument("--format", dest="out_format", choices=OUTPUT_FORMATS, default="qcow2")
+    p.add_argument("--compress", action="store_true", help="compressed qcow2 (zstd if supported)")
+    p.add_argument("--to", dest="destination", choices=["glance", "library"],
+                   help="default: glance when a cloud is configured, else the local library")
+    p.add_argument("--library", metavar="DIR", help="local image library directory")
+    p.add_argument("--keep-local", metavar="PATH", help="also keep the image file at PATH")
+    p.add_argument("--dry-run", action="store_true",
+                   help="check everything and print the equivalent commands; change nothing")
+    p.add_argument("--json", action="store_true", help="one JSON object per event")
+    p.add_argument("--detach", action="store_true",
+                   help="print the job id and return at once (follow with `snaptui jobs`)")
+    p.set_defaults(handler=run_snapshot)
+
+
+def request_from_args(args: argparse.Namespace) -> SnapshotRequest:
+    return SnapshotRequest(
+        domain=args.domain, name=args.name, mode=Mode(args.mode), disk=args.disk,
+        all_disks=args.all_disks, out_format=args.out_format, compress=args.compress,
+        destination=args.destination, keep_local=args.keep_local, uri=args.uri,
+        cloud=args.cloud, library_dir=args.library or getattr(args, "library_dir", None),
+    )
+
+
+def run_snapshot(args: argparse.Namespace) -> int:
+    request = request_from_args(args)
+    plan, steps = asyncio.run(prepare(request))
+    if args.dry_run:
+        return _print_dry_run(args, plan, steps)
+    job_id = launch(plan, request, steps)
+    if args.detach:
+        print(json.dumps({"event": "launched", "job_id": job_id}) if args.json else job_id)
+        return 0
+    if args.json:
+        return _follow_json(job_id)
+    return _follow_rich(job_id)
+
+
+def _print_dry_run(args: argparse.Namespace, plan, steps) -> int:
+    if args.json:
+        print(json.dumps({"event": "dry-run", "mode": str(plan.mode), "reason": plan.mode_reason,
+                          "destination": plan.destination,
+                          "commands": [s.command for s in steps if s.command]}))
+        return 0
+    print(f"# preflight passed; {plan.mode_reason}; destination {plan.destination}")
+    for step in steps:
+        if step.command:
+            print(step.command)
+    return 0
+
+
+def _events(job_id: str):
+    """Journal events; Ctrl-C cancels the job (with rollback), a second Ctrl-C detaches."""
+    cancelled = False
+    while True:
+        try:
+            for event in follow(job_id):
+                if event.get("event") == "lost":
+                    outcome = recover_job(load_job(job_id))
+                    yield {"event": "note", "text": f"job process died; recover: {outcome}"}
+                    yield from _terminal_of(job_id)
+                    return
+                yield event
+            return
+        except KeyboardInterrupt:
+            if cancelled:
+                print(f"\nsnaptui: detached; job {job_id} goes on", file=sys.stderr)
+                return
+            cancelled = True
+            print(f"\nsnaptui: cancelling job {job_id} (rolling back)...", file=sys.stderr)
+            try:
+                cancel_job(job_id)
+            except Exception as err:  # noqa: BLE001 - report, keep following
+                print(f"snaptui: {err}", file=sys.stderr)
+
+
+def _terminal_of(job_id: str):
+    job = load_job(job_id)
+    if job.terminal:
+        yield {"event": job.status, **job.result}
+
+
+def _json_event(event: dict[str, Any]) -> dict[str, Any]:
+    if event.get("event") == "cancelled":
+        return {**event, "event": "failed", "cancelled": True}
+    return event
+
+
+def _follow_json(job_id: str) -> int:
+    last = None
+    for event in _events(job_id):
+        if event.get("event") == "job":
+            event = {"event": "job", "job_id": job_id, "mode": event["plan"]["mode"],
+                     "steps": event["steps"], "t": event["t"]}
+        last = _json_event(event)
+        print(json.dumps(last, ensure_ascii=False), flush=True)
+    return 0 if last and last.get("event") == "done" else 1
+
+
+def _render(job: JobRecord) -> Group:
+    table = Table.grid(padding=(0, 1))
+    table.add_column(width=2)
+    table.add_column(min_width=38)
+    table.add_column(width=30)
+    table.add_column()
+    for step in job.steps:
+        glyph = Text(GLYPHS.get(step.state, "?"), style=STYLES.get(step.state, ""))
+        bar: Any = ""
+        detail = ""
+        if step.state == "running" and step.progress:
+            done, total = step.progress.get("done", 0), step.progress.get("total")
+            bar = ProgressBar(total=total or 100, completed=done if total else 0, width=28)
+            detail = _progress_text(step.progress)
+        elif step.started and step.finished:
+            detail = f"{step.finished - step.started:.1f} s"
+        elif step.error:
+            detail = step.error
+        table.add_row(glyph, step.title, bar, detail)
+    header = Text(f"job {job.job_id}  {job.domain}  mode {job.mode}  {job.status}",
+                  style="bold")
+    parts: list[Any] = [header]
+    parts += [Text(f"  {n}", style="dim") for n in job.notes[-3:]]
+    parts.append(table)
+    return Group(*parts)
+
+
+def _progress_text(p: dict[str, Any]) -> str:
+    done, total, unit = p.get("done", 0), p.get("total"), p.get("unit")
+    if unit == "%":
+        return f"{done:.1f} %"
+    text = humanize.naturalsize(done, binary=True)
+    if total:
+        text += f" / {humanize.naturalsize(total, binary=True)}"
+    if p.get("rate"):
+        text += f"  {humanize.naturalsize(p['rate'], binary=True)}/s"
+    if p.get("eta_s") is not None:
+        text += f"  ETA {p['eta_s']:.0f} s"
+    return text
+
+
+def _follow_rich(job_id: str) -> int:
+    console = Console(stderr=False)
+    last_paint = 0.0
+    with Live(_render(load_job(job_id)), console=console, refresh_per_second=8) as live:
+        for event in _events(job_id):
+            now = time.monotonic()
+            if event.get("event") in ("progress",) and now - last_paint < 0.1:
+                continue
+            last_paint = now
+            live.update(_render(load_job(job_id)))
+        job = load_job(job_id)
+        live.update(_render(job))
+    return _print_outcome(console, job)
+
+
+def _print_outcome(console: Console, job: JobRecord) -> int:
+    if job.status != "done":
+        console.print(f"[bold red]snapshot {job.status}[/]: {job.error}")
+        return 1
+    res = job.result
+    down = res.get("downtime_s") or 0.0
+    for image in res.get("images", []):
+        sizes = image["sizes"]
+
+        def h(n: int | None) -> str:
+            return humanize.naturalsize(n, binary=True) if n is not None else "-"
+
+        console.print(
+            f"[green]image {image['name']!r}[/] id {image['image_id']} in {res['destination']}: "
+            f"source {h(sizes['source_virtual'])} virtual / {h(sizes['source_actual'])} "
+            f"allocated → output {h(sizes['output_actual'])} allocated, uploaded "
+            f"{h(sizes['uploaded'])}; guest downtime {down:.2f} s"
+        )
+    return 0
