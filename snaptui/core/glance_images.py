@@ -261,8 +261,10 @@ class GlanceImages:
         if isinstance(err, glance_exc.HTTPNotFound) and image_id:
             return NotFound(f"no image {image_id} in cloud {self.cloud.name}")
         if isinstance(err, glance_exc.HTTPException):
-            details = _first_line(getattr(err, "details", "") or "")
-            return CloudError(f"{where}: {doing} failed: HTTP {err.code} {details}".rstrip())
+            details = _first_line(getattr(err, "details", "") or str(err))
+            code = getattr(err, "code", None)
+            status = f"HTTP {code} " if isinstance(code, int) and str(code) not in details else ""
+            return CloudError(f"{where}: {doing} failed: {status}{details}".rstrip())
         if isinstance(err, (glance_exc.CommunicationError, glance_exc.InvalidEndpoint)):
             return CloudError(f"cannot reach {where}: {doing} failed: {connection_reason(err)}")
         if isinstance(err, ksa_exc.ClientException):
