@@ -332,3 +332,21 @@ def test_watcher_and_host_survive_libvirtd_restart(recorder: Recorder, host: Lib
     assert host.get_domain(lab.name).state is DomainState.SHUTOFF
     lab.dom.create()
     recorder.wait_lifecycle(lab.name, "started", "booted")
+
+
+def test_watcher_restarts_and_stops_from_its_callback(make_domain, libvirt_uri: str) -> None:
+    rec = Recorder()
+    watcher = DomainEventWatcher(libvirt_uri, rec)
+    watcher.start()
+    watcher.stop()
+    assert not watcher.connected
+
+    def stop_on_define(event: DomainEvent) -> None:
+        rec(event)
+        watcher.stop()  # must not deadlock joining its own thread
+
+    watcher = DomainEventWatcher(libvirt_uri, stop_on_define)
+    watcher.start()
+    lab = make_domain(state="shut off")
+    rec.wait_lifecycle(lab.name, "defined", "added")
+    assert not watcher.connected

@@ -146,6 +146,7 @@ class DomainEventWatcher:
             return
         ensure_event_loop()
         self._stop.clear()
+        self._queue = queue.Queue()  # drop a stop sentinel left by an earlier stop()
         self._open()  # first connect is synchronous so a wrong URI is reported at once
         for target, name in ((self._dispatch, "snaptui-events-dispatch"),
                              (self._supervise, "snaptui-events-reconnect")):
@@ -160,7 +161,8 @@ class DomainEventWatcher:
         self._queue.put(None)  # wake the dispatcher
         self._close()
         for thread in self._threads:
-            thread.join(timeout)
+            if thread is not threading.current_thread():  # stop() from inside the callback
+                thread.join(timeout)
         self._threads.clear()
 
     def __enter__(self) -> DomainEventWatcher:
