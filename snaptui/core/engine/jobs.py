@@ -125,9 +125,11 @@ def run_inline(plan: Plan, request: SnapshotRequest, steps: list[Step], *,
 
 
 def close_job(job_id: str, journal: JournalWriter) -> None:
-    """The job reached its end: close the journal and drop its active marker."""
+    """The job reached its end: close the journal; drop its active marker unless an undo
+    failed (then ``recover`` retries that undo later, e.g. once Glance answers again)."""
     journal.close()
-    clear_active(job_id)
+    if not any(s.state == "undo-failed" for s in load_job(job_id).steps):
+        clear_active(job_id)
     _INLINE.pop(job_id, None)
 
 

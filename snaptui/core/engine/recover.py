@@ -54,6 +54,23 @@ def recover_job(job: JobRecord) -> str:
         clear_active(job.job_id)
 
 
+def retry_failed_undos(job: JobRecord) -> str:
+    """Run again the undos that failed when the job ended (they are idempotent)."""
+    plan = Plan.from_json(job.plan)
+    failed_names = {s.name for s in job.steps if s.state == "undo-failed"}
+    journal = JournalWriter(job.path)
+    try:
+        ctx = make_context(plan, journal, facts=job.facts)
+        steps = [s for s in build_steps(plan) if s.name in failed_names]
+        problems = asyncio.run(rollback(ctx, steps))
+    finally:
+        journal.close()
+    if problems:
+        return "undo still failing: " + "; ".join(problems)
+    clear_active(job.job_id)
+    return "finished the undo that had failed"
+
+
 def recover(now: float | None = None) -> list[tuple[str, str]]:
     """Recover every dead job; returns (job id, outcome) for each one acted on."""
     now = now or time.time()
@@ -66,7 +83,10 @@ def recover(now: float | None = None) -> list[tuple[str, str]]:
             marker.unlink(missing_ok=True)
             continue
         if job.terminal:
-            clear_active(job_id)
+            if any(s.state == "undo-failed" for s in job.steps):
+                outcomes.append((job_id, retry_failed_undos(job)))
+            else:
+                clear_active(job_id)
             continue
         if pid_runs_job(job.pid, job_id):
             continue
