@@ -87,8 +87,14 @@ def test_upload_with_progress_and_checksum(glance: GlanceImages, prefix: str,
                                            tmp_path: Path) -> None:
     src = make_file(tmp_path / "disk.raw", 32 * MiB)
     events: list[UploadProgress] = []
+    times: list[float] = []
+
+    def on_progress(p: UploadProgress) -> None:
+        events.append(p)
+        times.append(time.monotonic())
+
     start = time.monotonic()
-    rec = glance.add(src, name=f"{prefix}upload", disk_format="raw", on_progress=events.append)
+    rec = glance.add(src, name=f"{prefix}upload", disk_format="raw", on_progress=on_progress)
     elapsed = time.monotonic() - start
     print(f"glance add 32 MiB: {elapsed:.2f} s, {32 / elapsed:.0f} MiB/s, {len(events)} events")
 
@@ -100,6 +106,8 @@ def test_upload_with_progress_and_checksum(glance: GlanceImages, prefix: str,
     assert [e.sent for e in events] == sorted(e.sent for e in events)
     assert all(e.rate > 0 for e in events[1:])
     assert events[-1].eta_s == 0
+    gaps = [b - a for a, b in zip([start, *times], times[:-1], strict=False)]
+    assert all(0.09 <= gap <= 0.6 for gap in gaps[1:])  # at most ~10/s, at least every 0.5 s
 
 
 def test_create_then_upload_steps(glance: GlanceImages, prefix: str, tmp_path: Path) -> None:

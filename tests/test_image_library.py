@@ -193,9 +193,11 @@ def test_copy_throughput(library: ImageLibrary, tmp_path: Path) -> None:
     import time
 
     src = make_file(tmp_path / "big.raw", 256 * MiB)
+    events: list[UploadProgress] = []
     start = time.monotonic()
-    rec = library.add(src, name="throughput", disk_format="raw")
+    rec = library.add(src, name="throughput", disk_format="raw", on_progress=events.append)
     elapsed = time.monotonic() - start
+    assert elapsed / 0.5 - 1 <= len(events) <= elapsed * 10 + 2  # every 0.1-0.5 s
     rate = rec.size / elapsed / MiB
     print(f"library add: 256 MiB in {elapsed:.2f} s = {rate:.0f} MiB/s")
     assert rate > 100

@@ -21,6 +21,9 @@ from openstack.config import OpenStackConfig
 from snaptui.core.errors import BadInput, CloudError
 
 log = logging.getLogger(__name__)
+# keystoneauth warns on stderr (logging's last resort) before we turn its failure into one
+# line; a NullHandler keeps that off the terminal while configured log files still get it.
+logging.getLogger("keystoneauth").addHandler(logging.NullHandler())
 
 _NO_CLOUD = "defaults"  # what the loader calls the empty cloud it makes when nothing is set
 
