@@ -32,6 +32,7 @@ def recover_job(job: JobRecord) -> str:
     except BadInput:
         return "skipped: domain is locked by a live job"
     journal = JournalWriter(job.path)
+    finished = True
     try:
         journal.append("recovering", dead_pid=job.pid)
         ctx = make_context(plan, journal, facts=job.facts)
@@ -47,11 +48,13 @@ def recover_job(job: JobRecord) -> str:
                  + "; rolled back by recover")
         extra = {"undo_problems": problems} if problems else {}
         journal.append("failed", error=error, recovered=True, downtime_s=downtime(ctx), **extra)
+        finished = not problems
         return "rolled back" + (f" with problems: {'; '.join(problems)}" if problems else "")
     finally:
         journal.close()
         lock.release()
-        clear_active(job.job_id)
+        if finished:
+            clear_active(job.job_id)
 
 
 def retry_failed_undos(job: JobRecord) -> str:
