@@ -71,6 +71,7 @@ def test_is_an_image_store(glance: GlanceImages, os_cloud: str) -> None:
     assert glance.kind == "glance"
     next(iter(glance.iter_images()), None)  # authenticates and reads the catalog
     assert glance.location.startswith(f"{os_cloud} (http://127.0.0.1:")
+    assert glance.project_id and len(glance.project_id) == 32
 
 
 def test_list_across_pages(glance: GlanceImages, prefix: str) -> None:

@@ -90,6 +90,15 @@ class GlanceImages:
         return f"{self.cloud.name} ({self._endpoint or self.cloud.auth_url})"
 
     @property
+    def project_id(self) -> str | None:
+        """The authenticated project (Nova records it as ``owner_id``); None if unknown."""
+        try:
+            return self.cloud.session.get_project_id()
+        except Exception as err:  # a property must not fail; callers treat None as unknown
+            log.debug("project id unavailable: %s", keystone_error(err, self.cloud))
+            return None
+
+    @property
     def _client(self) -> Any:
         # Authenticating and reading the catalog first keeps Keystone errors apart from Glance's.
         if self._client_obj is None:
