@@ -1,0 +1,1 @@
+"""The Textual dashboard: app, panes, dialogs and screens over snaptui.core."""
