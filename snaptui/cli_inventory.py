@@ -1,0 +1,264 @@
+"""``snaptui domains``, ``snaptui images`` and ``snaptui info``: what the host and the cloud hold.
+
+A thin shell over the adapters: every failure leaves here as a one-line SnaptuiError.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+
+from snaptui.cli_output import (
+    human_size,
+    note,
+    print_json,
+    print_table,
+    size_with_bytes,
+    state_text,
+    table,
+)
+from snaptui.core.errors import BadInput, CloudError, HypervisorError, NotFound, QemuImgError
+from snaptui.core.models import DiskInfo, DomainInfo, ImageFileInfo, ImageRecord
+
+Common = Callable[[argparse.ArgumentParser], None]
+
+
+def register(sub: argparse._SubParsersAction, common: Common) -> None:
+    """Add the ``domains``, ``images`` and ``info`` subcommands."""
+    p = sub.add_parser("domains", help="list libvirt domains with state, vCPUs, memory and disks")
+    common(p)
+    p.add_argument("--json", action="store_true", help="print JSON (sizes in bytes)")
+    p.set_defaults(handler=run_domains)
+
+    p = sub.add_parser("images", help="list images in Glance (or the local library)")
+    common(p)
+    p.add_argument("--json", action="store_true", help="print JSON (sizes in bytes)")
+    # SUPPRESS keeps a top-level ``snaptui --library DIR images`` from being reset to None.
+    p.add_argument("--library", metavar="DIR", default=argparse.SUPPRESS,
+                   help="list this local image library instead of the cloud")
+    p.set_defaults(handler=run_images)
+
+    p = sub.add_parser("info", help="qemu-img info of a domain's disks or of an image file")
+    common(p)
+    p.add_argument("target", metavar="DOMAIN[:TARGET]|PATH",
+                   help="domain name or UUID with an optional disk target (vda), or a file path")
+    p.add_argument("-f", "--format", dest="fmt", metavar="FMT",
+                   help="image format of PATH (default: probed; a domain's comes from its XML)")
+    p.add_argument("--json", action="store_true", help="print JSON (sizes in bytes)")
+    p.set_defaults(handler=run_info)
+
+
+@contextlib.contextmanager
+def _one_line_errors() -> Iterator[None]:
+    """Safety net: library exceptions the adapters did not map still become one line."""
+    import libvirt
+    from keystoneauth1 import exceptions as ksa_exc
+
+    try:
+        yield
+    except libvirt.libvirtError as err:
+        message = " ".join(str(err.get_error_message() or err).split())
+        raise HypervisorError(message) from None
+    except ksa_exc.ClientException as err:
+        raise CloudError(" ".join(str(err).split()) or type(err).__name__) from None
+    except OSError as err:
+        where = f"{err.filename}: " if err.filename else ""
+        raise BadInput(f"{where}{err.strerror or err}") from None
+
+
+# ---------------------------------------------------------------- domains
+
+
+def allocated_size(info: DomainInfo) -> int:
+    """Bytes allocated on the host by the domain's disk files (st_blocks; no qemu-img)."""
+    total = 0
+    for disk in info.disks:
+        if not disk.path:
+            continue
+        try:
+            total += os.stat(disk.path).st_blocks * 512
+        except OSError:
+            continue  # a missing or foreign-host path counts as nothing here
+    return total
+
+
+def _disks_label(info: DomainInfo) -> str:
+    return ", ".join(f"{d.target}:{d.format or '?'}" for d in info.disks) or "-"
+
+
+def run_domains(args: argparse.Namespace) -> int:
+    """List all domains (active and inactive)."""
+    from snaptui.core.libvirt_host import LibvirtHost
+
+    with _one_line_errors(), LibvirtHost(args.uri) as host:
+        domains = host.list_domains()
+    sizes = {d.uuid: allocated_size(d) for d in domains}
+    if args.json:
+        print_json([{**d.to_json(), "allocated_size": sizes[d.uuid]} for d in domains])
+        return 0
+    rows = table("name", "state", "vCPUs", "memory", "disks", "allocated size")
+    for d in domains:
+        rows.add_row(d.name, state_text(d.state), str(d.vcpus), human_size(d.memory_kib * 1024),
+                     _disks_label(d), human_size(sizes[d.uuid]))
+    print_table(rows)
+    if not domains:
+        note(f"no domains on {host.uri}")
+    return 0
+
+
+# ---------------------------------------------------------------- images
+
+
+def _created(record: ImageRecord) -> str:
+    return (record.created_at or "-")[:19].replace("T", " ")
+
+
+def run_images(args: argparse.Namespace) -> int:
+    """List the images of Glance when a cloud is configured, else of the local library."""
+    from snaptui.core.store_factory import open_store, resolve_destination
+
+    library = getattr(args, "library", None)
+    with _one_line_errors():
+        destination = "library" if library and not args.cloud else \
+            resolve_destination(None, args.cloud)
+        store = open_store(destination, cloud=args.cloud, library=library)
+        # A rich table needs every row before it prints; Glance pages are read as they come.
+        records = list(store.iter_images())
+    if args.json:
+        print_json([r.to_json() for r in records])
+        return 0
+    label = "library" if destination == "library" else "cloud"
+    note(f"{label}: {store.location}")
+    rows = table("name", "id", "status", "format", "size", "created", "snapshot", "instance")
+    for r in records:
+        fmt = "/".join(x for x in (r.disk_format, r.container_format) if x) or "-"
+        rows.add_row(r.name or "-", r.id, r.status, fmt, human_size(r.size), _created(r),
+                     "yes" if r.is_snapshot else "no", r.instance_uuid or "-")
+    print_table(rows)
+    if not records:
+        note("no images")
+    return 0
+
+
+# ---------------------------------------------------------------- info
+
+
+def _is_path(argument: str) -> bool:
+    return "/" in argument or os.path.exists(argument)
+
+
+async def _path_info(path: str, fmt: str | None, force_share: bool) -> ImageFileInfo:
+    """qemu-img info; a file locked by a running guest is re-read read-only with -U."""
+    from snaptui.core import qemu_img
+
+    if os.path.isdir(path):
+        raise BadInput(f"{path} is a directory, not an image file")
+    try:
+        return await qemu_img.info(path, force_share=force_share, fmt=fmt)
+    except QemuImgError as err:
+        if force_share or "lock" not in str(err):
+            raise
+    return await qemu_img.info(path, force_share=True, fmt=fmt)
+
+
+def _domain_disks(argument: str, uri: str | None) -> tuple[DomainInfo, list[DiskInfo]]:
+    """The domain named by ``DOMAIN[:TARGET]`` and the disks to inspect."""
+    from snaptui.core.libvirt_host import LibvirtHost
+
+    name, sep, target = argument.rpartition(":")
+    if not sep:
+        name, target = argument, ""
+    with LibvirtHost(uri) as host:
+        try:
+            info = host.domain_info(host.lookup(name))
+        except NotFound:
+            if not sep:
+                raise
+            info = host.domain_info(host.lookup(argument))  # a ':' inside the name itself
+            target = ""
+    if target:
+        disk = info.disk(target)
+        if disk is None:
+            known = ", ".join(d.target for d in info.disks) or "none"
+            raise NotFound(f"domain {info.name} has no disk {target} (disks: {known})")
+        if not disk.path:
+            raise BadInput(f"disk {target} of {info.name} has no local file "
+                           f"(source type {disk.source_type})")
+        return info, [disk]
+    disks = [d for d in info.disks if d.path]
+    if not disks:
+        raise BadInput(f"domain {info.name} has no disk backed by a local file")
+    return info, disks
+
+
+def run_info(args: argparse.Namespace) -> int:
+    """qemu-img info of a path, or of one or all disks of a domain."""
+    with _one_line_errors():
+        if _is_path(args.target):
+            image = asyncio.run(_path_info(args.target, args.fmt, False))
+            if args.json:
+                print_json(image.to_json())
+            else:
+                print_table(_render_image(image))
+            return 0
+        info, disks = _domain_disks(args.target, args.uri)
+        share = info.state.is_active
+
+        async def gather() -> list[ImageFileInfo]:
+            return list(await asyncio.gather(
+                *(_path_info(str(d.path), d.format, share) for d in disks)))
+
+        images = asyncio.run(gather())
+    if args.json:
+        print_json([{**img.to_json(), "target": d.target} for d, img in zip(disks, images,
+                                                                              strict=True)])
+        return 0
+    parts: list[Any] = [
+        Text.assemble((info.name, "bold"), "  ", state_text(info.state), f"  {info.uuid}")]
+    for disk, image in zip(disks, images, strict=True):
+        parts += [Text(""), _render_image(image, disk.target)]
+    print_table(Group(*parts))
+    return 0
+
+
+def _ratio(image: ImageFileInfo) -> str:
+    if not image.virtual_size:
+        return "-"
+    return f"{100 * image.actual_size / image.virtual_size:.1f} % allocated of virtual"
+
+
+def _render_image(image: ImageFileInfo, target: str | None = None) -> Group:
+    """One image for people: sizes (humanized and bytes), chain, snapshots, corrupt flag."""
+    head = Text.assemble((f"{target}  " if target else "", "bold cyan"), (image.path, "bold"))
+    facts = Table.grid(padding=(0, 2))
+    facts.add_column(style="dim")
+    facts.add_column()
+    facts.add_row("format", image.format)
+    facts.add_row("virtual size", size_with_bytes(image.virtual_size))
+    facts.add_row("allocated", size_with_bytes(image.actual_size))
+    facts.add_row("apparent size", size_with_bytes(image.apparent_size))
+    facts.add_row("ratio", _ratio(image))
+    if image.corrupt is not None:
+        facts.add_row("corrupt", Text("YES", style="bold red") if image.corrupt else "no")
+    if image.cluster_size:
+        facts.add_row("cluster size", human_size(image.cluster_size))
+    chain = " → ".join(f"{b.path} ({b.format}, {human_size(b.actual_size)})"
+                       for b in image.backing_chain)
+    facts.add_row("backing chain", chain or "none")
+    parts: list[Any] = [head, facts]
+    if image.snapshots:
+        snaps = table("id", "name", "date", "vm size", title=None)
+        for s in image.snapshots:
+            snaps.add_row(s.id, s.name, s.date, human_size(s.vm_size))
+        parts += [Text("internal snapshots", style="dim"), snaps]
+    else:
+        facts.add_row("snapshots", "none")
+    return Group(*parts)

@@ -1,0 +1,105 @@
+"""Printing helpers shared by the CLI commands: humanized sizes, rich tables, JSON, state glyphs.
+
+Sizes are bytes in JSON and ``humanize.naturalsize(binary=True)`` for people. Tables go to stdout;
+notes for people (headers, hints) go to stderr so that stdout stays parseable.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import humanize
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from snaptui.core.models import DomainState
+
+# Width used when stdout is not a terminal (pipes, tests): wide enough that rows never wrap.
+PIPE_WIDTH = 240
+
+# Glyphs from the WGL4 / Latin-1 repertoire (render on the Linux console and 16-colour
+# terminals; no emoji, which many terminals draw double-width or not at all).
+_STATE_STYLE: dict[DomainState, tuple[str, str]] = {
+    DomainState.RUNNING: ("►", "green"),
+    DomainState.PAUSED: ("‖", "yellow"),
+    DomainState.SHUTOFF: ("■", "bright_black"),
+    DomainState.SAVED: ("◘", "cyan"),
+    DomainState.CRASHED: ("×", "red"),
+    DomainState.SHUTDOWN: ("▼", "yellow"),
+    DomainState.BLOCKED: ("○", "magenta"),
+    DomainState.PMSUSPENDED: ("◊", "blue"),
+    DomainState.NOSTATE: ("?", "red"),
+}
+
+
+def human_size(size: int | None) -> str:
+    """Bytes for people (``1.5 GiB``); ``-`` when unknown."""
+    if size is None:
+        return "-"
+    return humanize.naturalsize(size, binary=True)
+
+
+def size_with_bytes(size: int | None) -> str:
+    """Humanized size followed by the exact byte count, e.g. ``64.0 MiB (67108864 bytes)``."""
+    if size is None:
+        return "-"
+    return f"{human_size(size)} ({size} bytes)"
+
+
+def state_text(state: DomainState) -> Text:
+    """A domain state as a coloured glyph and its word, e.g. ``► running``."""
+    glyph, style = _STATE_STYLE.get(state, ("?", "red"))
+    return Text(f"{glyph} {state}", style=style)
+
+
+def console(*, stderr: bool = False) -> Console:
+    """A rich Console on stdout (or stderr) that does not wrap rows when piped."""
+    stream = sys.stderr if stderr else sys.stdout
+    width = None if stream.isatty() else PIPE_WIDTH
+    return Console(file=stream, width=width, soft_wrap=False)
+
+
+def table(*columns: str, title: str | None = None) -> Table:
+    """A rich Table with the house look; columns whose name ends in 'size' are right-aligned."""
+    result = Table(title=title, header_style="bold", show_edge=False, pad_edge=False)
+    for name in columns:
+        justify = "right" if name.endswith("size") or name in ("vCPUs", "memory") else "left"
+        result.add_column(name, justify=justify)
+    return result
+
+
+@contextlib.contextmanager
+def stdout_pipe() -> Iterator[None]:
+    """Let ``snaptui ... | head`` end quietly: a closed pipe is not an error worth a traceback."""
+    try:
+        yield
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # Point stdout at /dev/null so the interpreter's final flush does not complain again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+
+
+def print_table(rendered: Any) -> None:
+    """Print a table (or any rich renderable) on stdout."""
+    with stdout_pipe():
+        console().print(rendered)
+
+
+def print_json(data: Any) -> None:
+    """Dump data as JSON on stdout (one document, keys as given, UTF-8 kept)."""
+    with stdout_pipe():
+        json.dump(data, sys.stdout, ensure_ascii=False, indent=2, default=str)
+        sys.stdout.write("\n")
+
+
+def note(message: str) -> None:
+    """A line for people on stderr (headers, hints); never part of parseable output."""
+    print(message, file=sys.stderr)
