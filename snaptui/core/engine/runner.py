@@ -99,7 +99,8 @@ async def run_steps(ctx: JobContext, steps: Sequence[Step],
                                seconds=round(time.monotonic() - t0, 3))
         ctx.check_cancel()
     except BaseException as exc:  # noqa: BLE001 - every way out must roll back
-        cancelled = isinstance(exc, JobCancelled | asyncio.CancelledError | KeyboardInterrupt)
+        cancelled = ctx.cancel_flag.is_set() or isinstance(
+            exc, JobCancelled | asyncio.CancelledError | KeyboardInterrupt)
         message = "cancelled by the operator" if cancelled else describe_error(exc)
         if ctx.current_step is not None:
             ctx.journal.append("step_failed", step=ctx.current_step, error=message)
