@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import logging
 import os
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -126,6 +127,10 @@ def run_images(args: argparse.Namespace) -> int:
     from snaptui.core.store_factory import open_store, resolve_destination
 
     library = getattr(args, "library", None)
+    if not getattr(args, "verbose", False):
+        # keystoneauth logs a warning before each failure that the adapter turns into one line
+        # anyway (cli.main's basicConfig would print it); keep it for -v.
+        logging.getLogger("keystoneauth").setLevel(logging.ERROR)
     with _one_line_errors():
         destination = "library" if library and not args.cloud else \
             resolve_destination(None, args.cloud)
