@@ -25,12 +25,13 @@ from snaptui.core.image_library import ImageLibrary
 REPO = Path(__file__).resolve().parent.parent
 
 
-def snaptui(*argv: str, env: dict[str, str] | None = None,
-            cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def snaptui(*argv: str, env: dict[str, str] | None = None, cwd: Path | None = None,
+            unset: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
     """Run the real CLI; stdout/stderr captured as text."""
+    full = {k: v for k, v in os.environ.items() if k not in unset}
     return subprocess.run(
         [sys.executable, "-m", "snaptui", *argv], capture_output=True, text=True, timeout=60,
-        env={**os.environ, **(env or {})}, cwd=cwd or REPO,
+        env={**full, **(env or {})}, cwd=cwd or REPO,
     )
 
 
@@ -133,6 +134,13 @@ def test_images_lists_the_local_library(tmp_path: Path) -> None:
     assert table.returncode == 0, table.stderr
     assert table.stderr.splitlines()[0] == f"library: {library.directory}"
     assert "lib image" in table.stdout and "3.0 MiB" in table.stdout
+
+    # Without a cloud, the default library (SNAPTUI_LIBRARY_DIR here) is listed.
+    no_cloud = tuple(k for k in os.environ if k.startswith("OS_"))
+    default = snaptui("images", "--json", unset=no_cloud,
+                      env={"SNAPTUI_LIBRARY_DIR": str(library.directory)})
+    assert default.returncode == 0, default.stderr
+    assert [i["id"] for i in json.loads(default.stdout)] == [record.id]
 
 
 # ---------------------------------------------------------------- info
