@@ -18,10 +18,10 @@ Handler = Callable[[argparse.Namespace], int]
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-c", "--connect", metavar="URI", dest="uri",
+    parser.add_argument("-c", "--connect", metavar="URI", dest="uri", default=argparse.SUPPRESS,
                         help="libvirt URI (default: LIBVIRT_DEFAULT_URI, else qemu:///system "
                              "as root, qemu:///session otherwise)")
-    parser.add_argument("--os-cloud", metavar="NAME", dest="cloud",
+    parser.add_argument("--os-cloud", metavar="NAME", dest="cloud", default=argparse.SUPPRESS,
                         help="cloud in clouds.yaml (default: OS_CLOUD)")
 
 
@@ -32,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"snaptui {__version__}")
     _common(parser)
+    parser.set_defaults(uri=None, cloud=None)  # same options after a subcommand don't reset these
     parser.add_argument("--demo", action="store_true",
                         help="open the dashboard on the embedded demo lab (no libvirtd, no cloud)")
     parser.add_argument("--theme", help="dashboard theme (built-in or a file in themes/)")
