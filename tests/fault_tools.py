@@ -352,3 +352,17 @@ def assert_lab_clean(lab: Any, before: Before, job_id: str | None = None, **kwar
     """The shared checker: fails with every difference from the state before the fault."""
     problems = lab_problems(lab, before, job_id, **kwargs)
     assert not problems, f"job {job_id}: " + "; ".join(problems)
+
+
+def timeline(job_id: str, since: float | None = None) -> str:
+    """The job's step and undo events with times relative to ``since`` (or the job's start)."""
+    events = journal_events(job_id)
+    t0 = since if since is not None else events[0]["t"]
+    parts = []
+    for ev in events:
+        kind = ev["event"]
+        if kind in ("job", "progress", "fact", "pid"):
+            continue
+        label = ev.get("step") or ev.get("text") or ev.get("error") or ""
+        parts.append(f"{ev['t'] - t0:+.2f} {kind} {label}".rstrip())
+    return " | ".join(parts)

@@ -10,6 +10,7 @@ Run with ``-s`` to see the case → outcome table at the end.
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 import libvirt
@@ -19,6 +20,7 @@ from fault_tools import (
     capture,
     ensure_libvirtd,
     fill,
+    group_members,
     image_ids_made,
     journal_events,
     kill_glance,
@@ -27,6 +29,7 @@ from fault_tools import (
     qemu_img_wrapper,
     step_running,
     stop_libvirtd,
+    timeline,
     tmpfs,
     wait_for,
     wait_terminal,
@@ -169,11 +172,16 @@ def test_libvirtd_restart_mid_block_copy(make_domain, tmp_path, libvirt_uri, tab
     before = capture(lab)
     job_id = start(request_for(lab, tmp_path, Mode.LIVE))
     try:
-        wait_for(job_id, step_running("copy:vda"), timeout=60, what="the block copy")
+        wait_for(job_id, step_running("copy:vda", min_done=1), timeout=60,
+                 what="block copy progress")
+        stopped_at = time.time()
         stop_libvirtd()
+        gone_after = time.time() - stopped_at
     finally:
         ensure_libvirtd(libvirt_uri)
+    back_after = time.time() - stopped_at
     lab.conn = libvirt.open(libvirt_uri)  # the fixture's connection died with libvirtd
+    block_jobs_after_restart = lab.dom.blockJobInfo("vda", 0)
     job = wait_terminal(job_id, timeout=90)
     outcomes = dict(recover())
     status = get_job(job_id).status
@@ -183,7 +191,11 @@ def test_libvirtd_restart_mid_block_copy(make_domain, tmp_path, libvirt_uri, tab
     assert_lab_clean(lab, before, job_id, statuses=("failed", "done"),
                      library=tmp_path / "lib")
     table.append(("4 libvirtd restarted mid block copy (live)",
-                  f"{outcome(job_id)}; recover: {outcomes.get(job_id, 'nothing to do')}"))
+                  f"{outcome(job_id)}; recover: {outcomes.get(job_id, 'nothing to do')}; "
+                  f"libvirtd exited after {gone_after:.1f} s, "
+                  f"answered again after {back_after:.1f} s;"
+                  f" block job right after: {block_jobs_after_restart or 'none'}; "
+                  f"timeline from SIGTERM: {timeline(job_id, stopped_at)}"))
 
 
 # -- 5. cancel ---------------------------------------------------------------------------------
@@ -207,8 +219,10 @@ def test_cancel_during_convert(make_domain, tmp_path, table):
 # -- 6. SIGKILL of the job process, then recover -----------------------------------------------
 
 def _kill_and_recover(job_id: str) -> str:
-    kill_job(job_id)
+    pid = kill_job(job_id)
     outcomes = dict(recover())
+    leftover = group_members(pid)  # e.g. a qemu-img the dead job had started
+    assert not leftover, f"processes of the killed job still run: {leftover}"
     assert job_id in outcomes, f"recover did not act on {job_id}: {outcomes}"
     events = [ev["event"] for ev in journal_events(job_id)]
     assert "recovering" in events
