@@ -1,0 +1,65 @@
+"""Start a snapshot job from the dashboard, and follow a job into Textual messages.
+
+Preflight and launch block (libvirt calls, qemu-img, the journal's fsync), so they run in a
+thread; the UI's event loop only awaits them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from dataclasses import replace
+
+from textual.message import Message
+
+from snaptui.core.engine.jobs import follow, launch, prepare, run_inline
+from snaptui.core.engine.plan import SnapshotRequest
+from snaptui.core.image_store import ImageStore
+from snaptui.core.libvirt_host import LibvirtHost
+from snaptui.ui.messages import JobFinished, JobProgress
+
+
+def _store_for(request: SnapshotRequest, store: ImageStore | None) -> ImageStore | None:
+    """The app's open store when it is the request's destination, else None (prepare opens one)."""
+    if store is None:
+        return None
+    if request.destination is None or request.destination == getattr(store, "kind", None):
+        return store
+    return None
+
+
+async def start_snapshot(request: SnapshotRequest, host: LibvirtHost,
+                         store: ImageStore | None) -> str:
+    """Preflight ``request`` and start its job; returns the job id (SnaptuiError propagates).
+
+    The test:/// driver keeps its state in this process, so its jobs run inline in a thread;
+    real hypervisors get a detached job process that outlives the dashboard.
+    """
+    if request.uri is None:
+        request = replace(request, uri=host.uri)
+    store = _store_for(request, store)
+
+    def preflight() -> tuple:
+        # A private event loop in a worker thread: preflight mixes libvirt calls with qemu-img.
+        return asyncio.run(prepare(request, host, store))
+
+    plan, steps = await asyncio.to_thread(preflight)
+    if host.is_test_driver:
+        return await asyncio.to_thread(run_inline, plan, request, steps, host=host, store=store)
+    return await asyncio.to_thread(launch, plan, request, steps)
+
+
+def follow_job(job_id: str, post: Callable[[Message], object],
+               stop: threading.Event | None = None) -> None:
+    """Blocking: post JobProgress for each journal event and JobFinished at the end.
+
+    Meant for a thread worker (``post_message`` is thread-safe); returns when the job ends,
+    its process is lost, or ``stop`` is set.
+    """
+    for event in follow(job_id, poll_s=0.1, stop=stop):
+        kind = event.get("event")
+        if kind in ("done", "failed", "cancelled", "abandoned", "lost"):
+            post(JobFinished(job_id))
+            return
+        post(JobProgress(job_id))

@@ -1,0 +1,419 @@
+"""The jobs screen: every job in the journal (dashboard's, CLI's, earlier ones) and one in detail.
+
+Left a table keyed by job id, updated in place; right the selected job's steps, progress of the
+running step, elapsed time and downtime, notes, and for a finished job the size comparison.
+A thread worker polls the journal directory (0.25 s while a job runs, 1 s otherwise) and only
+re-folds journals whose size or mtime changed.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import humanize
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, VerticalScroll
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, ProgressBar, Static
+from textual.worker import get_current_worker
+
+from snaptui.core.engine.jobs import cancel_job, pid_runs_job
+from snaptui.core.engine.journal import JobRecord, StepState, jobs_dir, load_job
+from snaptui.core.engine.plan import Plan
+from snaptui.core.engine.workflows import build_steps
+from snaptui.core.errors import SnaptuiError
+from snaptui.ui.confirm import ConfirmScreen
+from snaptui.ui.job_log import JobLogScreen
+from snaptui.ui.messages import JobFinished
+from snaptui.ui.size_bars import SizeBars
+
+GLYPHS = {"pending": "·", "running": "▶", "done": "✔", "failed": "✘", "undoing": "↺",
+          "undone": "↩", "undo-failed": "‼", "cancelled": "↩", "abandoned": "?", "lost": "?"}
+STYLES = {"running": "bold", "done": "green", "failed": "bold red", "undoing": "yellow",
+          "undone": "yellow", "undo-failed": "bold red", "cancelled": "yellow",
+          "abandoned": "red", "lost": "red", "pending": "dim"}
+POLL_RUNNING_S, POLL_IDLE_S = 0.25, 1.0
+
+
+class Started(str):
+    """A table cell showing a time of day that sorts by its full timestamp."""
+
+    ts: float
+
+    def __new__(cls, ts: float | None) -> Started:
+        text = time.strftime("%H:%M:%S", time.localtime(ts)) if ts else "-"
+        cell = super().__new__(cls, text)
+        cell.ts = ts or 0.0
+        return cell
+
+
+def seconds(s: float | None) -> str:
+    """'12.3 s' under a minute, '4m 05s' or '1h 02m' above."""
+    if s is None:
+        return "-"
+    if s < 60:
+        return f"{s:.1f} s"
+    m, sec = divmod(int(s), 60)
+    return f"{m}m {sec:02d}s" if m < 60 else f"{m // 60}h {m % 60:02d}m"
+
+
+def status_of(job: JobRecord, lost: bool = False) -> str:
+    return "lost" if lost and not job.terminal else job.status
+
+
+def progress_text(p: dict) -> str:
+    """'45.0 %' or '1.2 GiB / 4.0 GiB · 98.0 MiB/s · ETA 30 seconds'."""
+    done, total, unit = p.get("done") or 0, p.get("total"), p.get("unit")
+    if unit == "%":
+        text = f"{done:.1f} %"
+    else:
+        text = humanize.naturalsize(done, binary=True)
+        if total:
+            text += f" / {humanize.naturalsize(total, binary=True)}"
+    if p.get("rate"):
+        text += f" · {humanize.naturalsize(p['rate'], binary=True)}/s"
+    if p.get("eta_s") is not None:
+        text += f" · ETA {humanize.naturaldelta(timedelta(seconds=p['eta_s']))}"
+    return text
+
+
+def rollback_titles(job: JobRecord) -> list[str]:
+    """What a cancel undoes now: started steps that have an undo, last first."""
+    try:
+        undoable: set[str] | None = {
+            s.name for s in build_steps(Plan.from_json(job.plan)) if s.undo is not None}
+    except (KeyError, TypeError, ValueError):
+        undoable = None  # an unreadable plan: list every started step
+    started = [s for s in job.steps if s.state in ("done", "running")]
+    return [s.title + (" (running now)" if s.state == "running" else "")
+            for s in reversed(started) if undoable is None or s.name in undoable]
+
+
+def render_steps(job: JobRecord, now: float) -> Table:
+    table = Table.grid(padding=(0, 1), expand=True)
+    table.add_column(width=1)
+    table.add_column(ratio=1, no_wrap=True, overflow="ellipsis")
+    table.add_column(no_wrap=True, justify="right")
+    for step in job.steps:
+        table.add_row(Text(GLYPHS.get(step.state, "?"), style=STYLES.get(step.state, "")),
+                      Text(step.title, style=STYLES.get(step.state, "")), _step_detail(step, now))
+    return table
+
+
+def _step_detail(step: StepState, now: float) -> Text:
+    if step.error and step.state in ("failed", "undo-failed"):
+        return Text(step.error[:40], style="red")
+    if step.started and step.finished:
+        return Text(seconds(step.finished - step.started), style="dim")
+    if step.state == "running" and step.started:
+        return Text(seconds(now - step.started))
+    return Text(step.state if step.state in ("undone", "undoing") else "", style="dim")
+
+
+def render_header(job: JobRecord, now: float, lost: bool) -> RenderableType:
+    status = status_of(job, lost)
+    dest = job.plan.get("destination") or job.request.get("destination") or "?"
+    end = job.finished or now
+    lines = [
+        Text.assemble((f"job {job.job_id}", "bold")),
+        Text.assemble((job.domain, "bold"), f" · {job.mode} → {dest} · ",
+                      (f"{GLYPHS.get(status, '?')} {status}", STYLES.get(status, ""))),
+        Text(f"elapsed {seconds(end - job.started) if job.started else '-'} · "
+             f"guest downtime {seconds(job.downtime_s) if job.downtime_s is not None else '-'}"),
+    ]
+    if job.request.get("name"):
+        lines.insert(1, Text(f"image {job.request['name']}", style="dim"))
+    if job.error:
+        lines.append(Text(job.error, style="bold red"))
+    if lost:
+        lines.append(Text("the job's process is gone; `snaptui recover` rolls it back",
+                          style="red"))
+    return Group(*lines)
+
+
+@dataclass
+class JobsPolled(Message):
+    """The poller found new or changed journals (and vanished ones)."""
+
+    records: list[JobRecord]
+    gone: list[str] = field(default_factory=list)
+    lost: set[str] = field(default_factory=set)
+
+
+class JobsScreen(Screen):
+    """All jobs on the left, the selected one in detail on the right."""
+
+    DEFAULT_CSS = """
+    JobsScreen #jobs-body { height: 1fr; }
+    JobsScreen #jobs-table {
+        width: 1fr; min-width: 39; max-width: 53; height: 1fr;
+        scrollbar-size-horizontal: 0;
+        border: round $border-blurred; border-title-color: $text;
+    }
+    JobsScreen #jobs-table:focus { border: round $border; }
+    JobsScreen #job-detail { width: 1fr; height: 1fr; padding: 0 1; }
+    JobsScreen #job-steps, JobsScreen #job-notes { margin: 1 0 0 0; height: auto; }
+    JobsScreen #job-notes { color: $text-muted; }
+    JobsScreen #job-progress-row { height: auto; }
+    JobsScreen #job-progress { width: auto; margin: 0 1 0 0; }
+    JobsScreen #job-progress-text { width: 1fr; color: $text-muted; }
+    JobsScreen #job-sizes-title { margin: 1 0 0 0; text-style: bold; }
+    JobsScreen #job-empty { color: $text-muted; }
+    """
+
+    BINDINGS = [
+        Binding("c", "cancel_job", "Cancel job", id="jobs.cancel"),
+        Binding("l", "show_log", "Log", id="jobs.log"),
+        Binding("escape,j", "back", "Back", id="jobs.back"),
+    ]
+
+    def __init__(self, job_id: str | None = None) -> None:
+        super().__init__()
+        self.job_id = job_id  # the job selected when it shows up
+        self.jobs: dict[str, JobRecord] = {}
+        self.lost: set[str] = set()
+        self._announced: set[str] = set()
+        self._wake = threading.Event()
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(id="jobs-body"):
+            table: DataTable = DataTable(id="jobs-table", cursor_type="row", zebra_stripes=False)
+            table.border_title = "Jobs"
+            yield table
+            with VerticalScroll(id="job-detail", can_focus=False):
+                yield Static("no job selected", id="job-empty")
+                yield Static("", id="job-header")
+                yield Static("", id="job-steps")
+                with Horizontal(id="job-progress-row"):
+                    yield ProgressBar(id="job-progress", show_eta=False)
+                    yield Static("", id="job-progress-text")
+                yield Static("", id="job-notes", markup=False)
+                yield Static("Size comparison", id="job-sizes-title")
+                yield SizeBars(id="job-sizes")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one(DataTable)
+        table.add_column("status", key="status", width=10)
+        table.add_column("domain", key="domain", width=13)
+        table.add_column("started", key="started", width=8)
+        table.add_column("mode", key="mode", width=8)
+        for widget in ("#job-header", "#job-steps", "#job-progress-row", "#job-notes",
+                       "#job-sizes-title", "#job-sizes"):
+            self.query_one(widget).display = False
+        table.focus()
+        self.poll_jobs()
+        self.set_interval(1.0, self._tick)
+
+    def on_unmount(self) -> None:
+        self._wake.set()  # let the poller see its cancellation at once
+
+    # -- polling -----------------------------------------------------------------------------
+
+    @work(thread=True, exclusive=True, group="jobs-poll", description="poll the job journal",
+          exit_on_error=False)
+    def poll_jobs(self) -> None:
+        """Re-fold only the journals that changed; post them to the screen."""
+        worker = get_current_worker()
+        seen_sig: dict[str, tuple[int, int]] = {}
+        running: set[str] = set()
+        while not worker.is_cancelled:
+            changed: list[JobRecord] = []
+            present: set[str] = set()
+            for path in jobs_dir().glob("*.jsonl"):
+                job_id = path.stem
+                try:
+                    st = path.stat()
+                except FileNotFoundError:
+                    continue
+                present.add(job_id)
+                sig = (st.st_mtime_ns, st.st_size)
+                if seen_sig.get(job_id) == sig:
+                    continue
+                try:
+                    record = load_job(job_id)
+                except OSError:
+                    continue
+                seen_sig[job_id] = sig
+                changed.append(record)
+                (running.discard if record.terminal else running.add)(job_id)
+            gone = [j for j in seen_sig if j not in present]
+            for job_id in gone:
+                seen_sig.pop(job_id)
+                running.discard(job_id)
+            lost = {j for j in running if not self._alive(j)}
+            if changed or gone or lost != self.lost:
+                self.post_message(JobsPolled(changed, gone, lost))
+            self._wake.wait(POLL_RUNNING_S if running else POLL_IDLE_S)
+            self._wake.clear()
+
+    def _alive(self, job_id: str) -> bool:
+        job = self.jobs.get(job_id)
+        return job is None or job.pid is None or pid_runs_job(job.pid, job_id)
+
+    def on_jobs_polled(self, message: JobsPolled) -> None:
+        table = self.query_one(DataTable)
+        added = False
+        self.lost = message.lost
+        with self.app.batch_update():
+            for job_id in message.gone:
+                self.jobs.pop(job_id, None)
+                if job_id in table.rows:
+                    table.remove_row(job_id)
+            for job in message.records:
+                previous = self.jobs.get(job.job_id)
+                self.jobs[job.job_id] = job
+                if job.terminal and job.job_id not in self._announced and (
+                        (previous is not None and not previous.terminal)
+                        or job.job_id == self.job_id):
+                    self._announced.add(job.job_id)
+                    self.app.post_message(JobFinished(job.job_id))
+                added |= self._upsert_row(table, job)
+            for job_id in self.lost:
+                if job_id in self.jobs and job_id in table.rows:
+                    self._upsert_row(table, self.jobs[job_id])
+            if added:
+                table.sort("started", key=lambda cell: cell.ts, reverse=True)
+            self._select_initial(table)
+        changed = {j.job_id for j in message.records} | self.lost
+        if self.selected_id in changed or self.selected_id in message.gone:
+            self.show_selected()
+
+    def _upsert_row(self, table: DataTable, job: JobRecord) -> bool:
+        status = status_of(job, job.job_id in self.lost)
+        cells = {
+            "status": Text(f"{GLYPHS.get(status, '?')} {status}", style=STYLES.get(status, "")),
+            "domain": job.domain,
+            "started": Started(job.started),
+            "mode": job.mode,
+        }
+        if job.job_id not in table.rows:
+            table.add_row(*cells.values(), key=job.job_id)
+            return True
+        for column, value in cells.items():
+            if column in ("status", "mode"):
+                table.update_cell(job.job_id, column, value)
+        return False
+
+    def _select_initial(self, table: DataTable) -> None:
+        if self.job_id and self.job_id in table.rows:
+            table.move_cursor(row=table.get_row_index(self.job_id), animate=False)
+            self.job_id = None
+            self.show_selected()
+        elif table.row_count and self.selected_id is None:
+            table.move_cursor(row=0)
+
+    def _tick(self) -> None:
+        job = self.selected
+        if job is not None and not job.terminal:
+            self.show_selected()
+
+    # -- detail ------------------------------------------------------------------------------
+
+    @property
+    def selected_id(self) -> str | None:
+        table = self.query_one(DataTable)
+        if not table.row_count:
+            return None
+        try:
+            return table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        except Exception:  # noqa: BLE001 - no valid cursor yet
+            return None
+
+    @property
+    def selected(self) -> JobRecord | None:
+        job_id = self.selected_id
+        return self.jobs.get(job_id) if job_id else None
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self.show_selected()
+        self.refresh_bindings()
+
+    def show_selected(self) -> None:
+        """Render the selected job into the detail pane."""
+        job = self.selected
+        self.query_one("#job-empty").display = job is None
+        for widget in ("#job-header", "#job-steps", "#job-notes"):
+            self.query_one(widget).display = job is not None
+        if job is None:
+            for widget in ("#job-progress-row", "#job-sizes-title", "#job-sizes"):
+                self.query_one(widget).display = False
+            return
+        now = time.time()
+        lost = job.job_id in self.lost
+        self.query_one("#job-header", Static).update(render_header(job, now, lost))
+        self.query_one("#job-steps", Static).update(render_steps(job, now))
+        self.query_one("#job-notes", Static).update("\n".join(job.notes[-4:]))
+        self.query_one("#job-notes").display = bool(job.notes)
+        self._show_progress(job.current_step)
+        images = job.result.get("images") or (
+            [{"sizes": job.result["sizes"]}] if job.result.get("sizes") else [])
+        show_sizes = job.status == "done" and bool(images)
+        self.query_one("#job-sizes-title").display = show_sizes
+        sizes = self.query_one(SizeBars)
+        sizes.display = show_sizes
+        if show_sizes:
+            sizes.images = images
+
+    def _show_progress(self, step: StepState | None) -> None:
+        row = self.query_one("#job-progress-row")
+        progress = step.progress if step is not None and step.state == "running" else None
+        row.display = progress is not None
+        if progress is None:
+            return
+        bar = self.query_one(ProgressBar)
+        total = 100 if progress.get("unit") == "%" else progress.get("total")
+        bar.update(total=total or None, progress=progress.get("done") or 0)
+        self.query_one("#job-progress-text", Static).update(progress_text(progress))
+
+    # -- actions -----------------------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "cancel_job":
+            job = self.selected
+            return job is not None and not job.terminal
+        if action == "show_log":
+            return self.selected is not None
+        return True
+
+    def action_cancel_job(self) -> None:
+        job = self.selected
+        if job is None or job.terminal:
+            return
+        undo = rollback_titles(job)
+        message = ("The job stops, then rolls back (undoes) these steps, last first:" if undo
+                   else "The job stops; nothing has been done yet that needs undoing.")
+        self.app.push_screen(
+            ConfirmScreen(f"Cancel job {job.job_id} ({job.domain})?", message,
+                          [f"↩ {title}" for title in undo],
+                          confirm_label="Cancel job", cancel_label="Keep running"),
+            lambda yes: self.cancel(job.job_id) if yes else None,
+        )
+
+    @work(thread=True, group="jobs-cancel", description="cancel a job", exit_on_error=False)
+    def cancel(self, job_id: str) -> None:
+        """Ask the job to stop and roll back (signals its process, or the inline thread)."""
+        try:
+            outcome = cancel_job(job_id)
+        except SnaptuiError as err:
+            self.app.call_from_thread(self.notify, str(err), severity="error")
+            return
+        self.app.call_from_thread(self.notify, f"job {job_id}: {outcome}")
+        self._wake.set()
+
+    def action_show_log(self) -> None:
+        job_id = self.selected_id
+        if job_id:
+            self.app.push_screen(JobLogScreen(job_id))
+
+    def action_back(self) -> None:
+        self.dismiss()

@@ -1,0 +1,296 @@
+"""The snapshot dialog (`s`): mode, disk, format, image name and destination, keyboard only.
+
+Dismisses with a SnapshotRequest, or None on Esc. Modes that stop the guest say so and ask for
+a second, explicit confirmation before the request is returned.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Button, Checkbox, Input, Label, RadioButton, RadioSet, Static
+
+from snaptui.core.engine.plan import Mode, SnapshotRequest
+from snaptui.core.engine.preflight import validate_image_name
+from snaptui.core.errors import BadInput
+from snaptui.core.models import DomainInfo, DomainState
+from snaptui.ui.confirm import ConfirmScreen
+
+ALL_DISKS = "__all__"
+STOP_WARNING = "the guest will be stopped for the duration of the extraction"
+
+
+def default_image_name(domain: str, now: float | None = None) -> str:
+    """``<domain>-<UTC time>``, e.g. ``web01-20250101T120000Z``."""
+    return f"{domain}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime(now))}"
+
+
+def resolved_mode(mode: Mode, domain: DomainInfo, modes: dict[Mode, str | None]) -> Mode:
+    """The mode ``auto`` becomes (preflight's rule: live when possible on a running guest)."""
+    if mode != Mode.AUTO:
+        return mode
+    if modes.get(Mode.LIVE) is None and domain.state == DomainState.RUNNING:
+        return Mode.LIVE
+    return Mode.COLD
+
+
+def stops_guest(mode: Mode, domain: DomainInfo, modes: dict[Mode, str | None]) -> bool:
+    """True when the mode stops a running or paused guest while its disk is extracted."""
+    active = domain.state in (DomainState.RUNNING, DomainState.PAUSED)
+    return active and resolved_mode(mode, domain, modes) in (Mode.COLD, Mode.INTERNAL)
+
+
+class Choices(RadioSet):
+    """A compact radio set: arrows choose at once, Enter submits the form (space toggles)."""
+
+    BINDINGS = [Binding("enter", "screen.submit", "Snapshot", show=False)]
+
+    def __init__(self, *buttons: RadioButton, **kwargs: Any) -> None:
+        super().__init__(*buttons, compact=True, **kwargs)
+
+    def _press_selected(self) -> None:
+        if self._selected is not None:
+            button = self._nodes[self._selected]
+            if isinstance(button, RadioButton) and not button.value:
+                button.value = True
+
+    def action_next_button(self) -> None:
+        super().action_next_button()
+        self._press_selected()
+
+    def action_previous_button(self) -> None:
+        super().action_previous_button()
+        self._press_selected()
+
+    @property
+    def chosen(self) -> str | None:
+        """The name of the pressed button (its ``name``), or None."""
+        return self.pressed_button.name if self.pressed_button is not None else None
+
+
+class FormCheckbox(Checkbox):
+    """A compact checkbox where Enter submits the form and space toggles."""
+
+    BINDINGS = [Binding("enter", "screen.submit", "Snapshot", show=False)]
+
+
+class SnapshotDialog(ModalScreen[SnapshotRequest | None]):
+    """Ask how to snapshot one domain; dismisses a SnapshotRequest or None."""
+
+    DEFAULT_CSS = """
+    SnapshotDialog { align: center middle; background: $background 60%; }
+    SnapshotDialog > #dialog {
+        width: 78; max-width: 100%; height: auto; max-height: 100%;
+        border: thick $primary; border-title-style: bold; background: $surface; padding: 0 1;
+    }
+    SnapshotDialog #form { height: auto; max-height: 1fr; }
+    SnapshotDialog .row { height: auto; }
+    SnapshotDialog .label { width: 13; padding: 0 1 0 0; color: $text-muted; }
+    SnapshotDialog Choices { width: 1fr; background: $surface; }
+    SnapshotDialog Choices.across { layout: horizontal; width: auto; }
+    SnapshotDialog Choices.across > RadioButton { width: auto; margin: 0 2 0 0; }
+    SnapshotDialog Choices > RadioButton.-unavailable { color: $text-disabled; }
+    SnapshotDialog #mode-hint, SnapshotDialog #name-error { padding: 0 0 0 13; }
+    SnapshotDialog #mode-hint { color: $text-muted; }
+    SnapshotDialog #name-error { color: $error; }
+    SnapshotDialog #compress { margin: 0 0 0 2; }
+    SnapshotDialog Input { width: 1fr; }
+    SnapshotDialog Input.-invalid { border: tall $error 60%; }
+    SnapshotDialog #stop-warning { color: $warning; text-style: bold; margin: 1 0 0 0; }
+    SnapshotDialog #buttons { height: auto; align-horizontal: right; margin: 1 0 0 0; }
+    SnapshotDialog #buttons Button { margin: 0 0 0 2; }
+    """
+
+    BINDINGS = [
+        Binding("escape", "cancel", "Cancel", id="snapshot_dialog.cancel"),
+        Binding("ctrl+s", "submit", "Snapshot", id="snapshot_dialog.submit"),
+    ]
+
+    def __init__(self, domain: DomainInfo, modes: dict[Mode, str | None], destination: str,
+                 library_path: str | None, *, uri: str | None = None,
+                 cloud: str | None = None) -> None:
+        super().__init__()
+        self.domain = domain
+        self.modes = {m: modes.get(m) for m in Mode}
+        # The app resolves its default destination to glance only when a cloud is configured.
+        self.destination = destination
+        self.glance_available = destination == "glance"
+        self.library_path = library_path
+        self.uri = uri
+        self.cloud = cloud
+        self.disks = [d for d in domain.disks if d.device == "disk"]
+
+    # -- layout ------------------------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        first_mode = next((m for m in Mode if self.modes[m] is None), Mode.AUTO)
+        with Vertical(id="dialog") as dialog:
+            dialog.border_title = f"Snapshot {self.domain.name} ({self.domain.state})"
+            with VerticalScroll(id="form", can_focus=False):
+                with Horizontal(classes="row"):
+                    yield Label("Mode", classes="label")
+                    yield Choices(*self._mode_buttons(first_mode), id="mode")
+                yield Static("", id="mode-hint", markup=False)
+                with Horizontal(classes="row"):
+                    yield Label("Disk", classes="label")
+                    yield Choices(*self._disk_buttons(), id="disk", classes="across")
+                with Horizontal(classes="row"):
+                    yield Label("Format", classes="label")
+                    yield Choices(RadioButton("qcow2", value=True, name="qcow2"),
+                                  RadioButton("raw", name="raw"), id="format", classes="across")
+                    yield FormCheckbox("compress", id="compress", compact=True)
+                with Horizontal(classes="row"):
+                    yield Label("Image name", classes="label")
+                    yield Input(default_image_name(self.domain.name), id="name",
+                                placeholder="image name")
+                yield Static("", id="name-error", markup=False)
+                with Horizontal(classes="row"):
+                    yield Label("Destination", classes="label")
+                    yield Choices(*self._destination_buttons(), id="destination",
+                                  classes="across")
+                yield Static("", id="stop-warning", markup=False)
+            with Horizontal(id="buttons"):
+                yield Button("Cancel", id="cancel", compact=True)
+                yield Button("Snapshot", id="submit", variant="primary", compact=True)
+
+    def _mode_buttons(self, first: Mode) -> list[RadioButton]:
+        buttons = []
+        for mode in Mode:
+            reason = self.modes[mode]
+            label = str(mode) if reason is None else f"{mode} (unavailable: {reason})"
+            button = RadioButton(label, value=mode == first, name=str(mode),
+                                 disabled=reason is not None)
+            if reason is not None:
+                button.add_class("-unavailable")
+                button.tooltip = reason
+            buttons.append(button)
+        return buttons
+
+    def _disk_buttons(self) -> list[RadioButton]:
+        buttons = [RadioButton(f"{d.target} ({d.format or '?'})", value=i == 0, name=d.target)
+                   for i, d in enumerate(self.disks)]
+        if len(self.disks) > 1:
+            buttons.append(RadioButton("all disks", name=ALL_DISKS))
+        if not buttons:
+            buttons.append(RadioButton("no disk", name="", disabled=True))
+        return buttons
+
+    def _destination_buttons(self) -> list[RadioButton]:
+        glance_label = "glance" if self.glance_available else "glance (no cloud)"
+        library = self.library_path or "default"
+        if len(library) > 36:
+            library = "…" + library[-35:]
+        return [
+            RadioButton(glance_label, name="glance", value=self.glance_available,
+                        disabled=not self.glance_available),
+            RadioButton(f"library ({library})", name="library", value=not self.glance_available),
+        ]
+
+    def on_mount(self) -> None:
+        self.query_one("#mode", Choices).focus()
+        self._refresh_hints()
+
+    # -- state -------------------------------------------------------------------------------
+
+    @property
+    def mode(self) -> Mode:
+        return Mode(self.query_one("#mode", Choices).chosen or Mode.AUTO)
+
+    def _refresh_hints(self) -> None:
+        mode = self.mode
+        hint = ""
+        if mode == Mode.AUTO:
+            chosen = resolved_mode(mode, self.domain, self.modes)
+            why = self.modes.get(Mode.LIVE) or f"{self.domain.name} is {self.domain.state}"
+            hint = "auto will use live" if chosen == Mode.LIVE else f"auto will use cold: {why}"
+        self.query_one("#mode-hint", Static).update(hint)
+        warning = f"⚠ {mode} mode: {STOP_WARNING}" if self.stops_guest else ""
+        self.query_one("#stop-warning", Static).update(warning)
+        self.query_one("#stop-warning").display = bool(warning)
+        raw = self.query_one("#format", Choices).chosen == "raw"
+        compress = self.query_one("#compress", FormCheckbox)
+        if raw:
+            compress.value = False
+        compress.disabled = raw
+
+    @property
+    def stops_guest(self) -> bool:
+        return stops_guest(self.mode, self.domain, self.modes)
+
+    def _name_error(self) -> str | None:
+        try:
+            validate_image_name(self.query_one("#name", Input).value)
+        except BadInput as err:
+            return str(err)
+        return None
+
+    def _show_name_error(self) -> str | None:
+        error = self._name_error()
+        self.query_one("#name-error", Static).update(error or "")
+        self.query_one("#name", Input).set_class(error is not None, "-invalid")
+        return error
+
+    def on_radio_set_changed(self, event: RadioSet.Changed) -> None:
+        self._refresh_hints()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        self._show_name_error()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        self.action_submit()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        if event.button.id == "submit":
+            self.action_submit()
+        else:
+            self.action_cancel()
+
+    def build_request(self) -> SnapshotRequest:
+        """The request the form describes now (the name is not validated here)."""
+        disk = self.query_one("#disk", Choices).chosen
+        destination = self.query_one("#destination", Choices).chosen or self.destination
+        fmt = self.query_one("#format", Choices).chosen or "qcow2"
+        return SnapshotRequest(
+            domain=self.domain.name,
+            name=self.query_one("#name", Input).value,
+            mode=self.mode,
+            disk=None if disk in (None, "", ALL_DISKS) else disk,
+            all_disks=disk == ALL_DISKS,
+            out_format=fmt,
+            compress=fmt == "qcow2" and self.query_one("#compress", FormCheckbox).value,
+            destination=destination,
+            uri=self.uri,
+            cloud=self.cloud,
+            library_dir=self.library_path if destination == "library" else None,
+        )
+
+    # -- actions -----------------------------------------------------------------------------
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+    def action_submit(self) -> None:
+        if self._show_name_error():
+            self.query_one("#name", Input).focus()
+            return
+        request = self.build_request()
+        if not self.stops_guest:
+            self.dismiss(request)
+            return
+        mode = resolved_mode(request.mode, self.domain, self.modes)
+        self.app.push_screen(
+            ConfirmScreen(
+                f"Stop {self.domain.name}?",
+                f"{mode} mode: {STOP_WARNING}. The guest is saved (managed save) and restarted "
+                "as it was once the image is extracted.",
+                confirm_label="Stop guest and snapshot", cancel_label="Back",
+            ),
+            lambda confirmed: self.dismiss(request) if confirmed else None,
+        )
