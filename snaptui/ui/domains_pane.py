@@ -1,0 +1,120 @@
+"""The Domains pane: one row per libvirt domain, keyed by uuid, state as glyph + word."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import humanize
+from rich.text import Text
+
+from snaptui.core.models import DomainInfo, DomainState
+from snaptui.ui.table_pane import TablePane
+
+# glyph, theme colour variable
+STATE_LOOK: dict[DomainState, tuple[str, str]] = {
+    DomainState.RUNNING: ("▶", "success"),
+    DomainState.PAUSED: ("‖", "warning"),
+    DomainState.SHUTOFF: ("■", "foreground-muted"),
+    DomainState.SAVED: ("◆", "secondary"),
+    DomainState.CRASHED: ("✖", "error"),
+    DomainState.SHUTDOWN: ("▼", "warning"),
+    DomainState.BLOCKED: ("◌", "warning"),
+    DomainState.PMSUSPENDED: ("☾", "secondary"),
+    DomainState.NOSTATE: ("?", "foreground-muted"),
+}
+
+
+def size_text(size: int | None) -> str:
+    """Humanized binary size, '—' when unknown."""
+    return "—" if size is None else humanize.naturalsize(size, binary=True, format="%.1f")
+
+
+def short_date(iso: str | None) -> str:
+    """'2025-05-12 07:15' from an ISO 8601 timestamp; '—' when there is none."""
+    if not iso:
+        return "—"
+    return iso.replace("T", " ")[:16]
+
+
+@dataclass(frozen=True)
+class DomainExtras:
+    """What the Domains pane shows beside the DomainInfo: sizes and snapshot images."""
+
+    allocated: int | None = None
+    snapshots: int = 0
+    last_snapshot: str | None = None
+
+
+class DomainsPane(TablePane):
+    """Domains: name, state, disks, allocated size, snapshot images, last snapshot."""
+
+    COLUMNS: ClassVar = (("Name", "name"), ("State", "state"), ("Disks", "disks"),
+                         ("Alloc", "alloc"), ("Snaps", "snaps"), ("Last snapshot", "last"))
+    SORT_COLUMNS: ClassVar = ("name",)
+    TITLE = "Domains"
+
+    def __init__(self, *, id: str = "domains") -> None:  # noqa: A002
+        super().__init__(id=id)
+        self.domains: dict[str, DomainInfo] = {}
+        self.extras: dict[str, DomainExtras] = {}
+
+    def format_cell(self, column: str, value: Any) -> Any:
+        if column == "state":
+            glyph, variable = STATE_LOOK.get(value, ("?", "foreground-muted"))
+            return Text(f"{glyph} {value}", style=self.theme_style(variable))
+        if column == "alloc":
+            return Text(size_text(value), justify="right")
+        if column == "snaps":
+            return Text(str(value) if value else "·", justify="right")
+        if column == "last":
+            return short_date(value)
+        return super().format_cell(column, value)
+
+    def set_domains(self, domains: list[DomainInfo], extras: dict[str, DomainExtras]) -> None:
+        """Replace the pane's data (all domains) and re-sync the table."""
+        self.domains = {d.uuid: d for d in domains}
+        self.extras = extras
+        self.refresh_rows()
+
+    def update_domain(self, info: DomainInfo) -> None:
+        """One domain changed (a libvirt event): update its row only."""
+        self.domains[info.uuid] = info
+        self.refresh_rows()
+
+    def remove_domain(self, uuid: str) -> None:
+        self.domains.pop(uuid, None)
+        self.refresh_rows()
+
+    def set_extras(self, extras: dict[str, DomainExtras]) -> None:
+        self.extras = extras
+        self.refresh_rows()
+
+    def refresh_rows(self) -> None:
+        rows = {}
+        for uuid, d in self.domains.items():
+            if not self.matches(d.name, d.uuid, d.state):
+                continue
+            extra = self.extras.get(uuid, DomainExtras())
+            disks = sum(1 for disk in d.disks if disk.device == "disk")
+            rows[uuid] = (d.name, d.state, disks, extra.allocated, extra.snapshots,
+                          extra.last_snapshot)
+        self.table.sync(rows)
+        self.border_subtitle = (f"{len(rows)}/{len(self.domains)} match {self.filter_text!r}"
+                                if self.filter_text else f"{len(self.domains)}")
+
+    @property
+    def selected(self) -> DomainInfo | None:
+        """The domain under the cursor."""
+        key = self.table.selected_key
+        return self.domains.get(key) if key else None
+
+    def select(self, uuid: str) -> bool:
+        """Move the cursor to that domain (clearing a filter that hides it)."""
+        if uuid not in self.domains:
+            return False
+        if uuid not in self.table.rows and self.filter_text:
+            self.action_close_filter()
+        self.table.move_cursor(row=self.table.get_row_index(uuid), animate=False)
+        self.table.focus()
+        return True

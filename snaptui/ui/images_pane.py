@@ -1,0 +1,103 @@
+"""The Images pane: Glance or library images keyed by id, newest first; optional domain filter."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar
+
+from rich.text import Text
+
+from snaptui.core.models import ImageRecord
+from snaptui.ui.domains_pane import short_date, size_text
+from snaptui.ui.table_pane import TablePane
+
+STATUS_LOOK = {"active": "success", "queued": "warning", "saving": "warning",
+               "importing": "warning", "killed": "error", "deleted": "error",
+               "pending_delete": "error", "deactivated": "foreground-muted"}
+
+
+class ImagesPane(TablePane):
+    """Images: name, status, format, size, created, snapshot or not."""
+
+    COLUMNS: ClassVar = (("Name", "name"), ("Status", "status"), ("Fmt", "format"),
+                         ("Size", "size"), ("Created", "created"), ("Snap", "snap"))
+    SORT_COLUMNS: ClassVar = ("created", "name")
+    SORT_REVERSE: ClassVar = True
+    TITLE = "Images"
+
+    def __init__(self, *, id: str = "images") -> None:  # noqa: A002
+        super().__init__(id=id)
+        self.images: dict[str, ImageRecord] = {}
+        self.only_domain: tuple[str, str] | None = None  # (uuid, name)
+        self.source = ""
+
+    def set_source(self, kind: str, location: str | None) -> None:
+        """Say where images come from: Glance (cloud) or the library directory's path."""
+        if location and location.startswith(str(Path.home()) + "/"):
+            location = "~" + location[len(str(Path.home())):]
+        self.source = f"{kind} {location or ''}".strip()
+        self._title()
+
+    def on_resize(self) -> None:
+        self._title()
+
+    def _title(self) -> None:
+        """'Images — library …/demo/library · only web-01', cut from the left to fit."""
+        only = f" · only {self.only_domain[1]}" if self.only_domain else ""
+        source = self.source
+        room = max(12, self.size.width - 14 - len(only))
+        if self.size.width and len(source) > room:
+            kind, _, location = source.partition(" ")
+            source = f"{kind} …{location[-(room - len(kind) - 2):]}"
+        self.border_title = f"Images — {source}{only}"
+
+    def format_cell(self, column: str, value: Any) -> Any:
+        if column == "status":
+            look = STATUS_LOOK.get(value, "foreground-muted")
+            return Text(str(value), style=self.theme_style(look))
+        if column == "size":
+            return Text(size_text(value), justify="right")
+        if column == "snap":
+            return Text("yes", style=self.theme_style("accent")) if value else Text("no")
+        return super().format_cell(column, value)
+
+    def set_images(self, images: list[ImageRecord]) -> None:
+        """Replace the pane's data and re-sync the table."""
+        self.images = {i.id: i for i in images}
+        self.refresh_rows()
+
+    def set_only_domain(self, domain: tuple[str, str] | None) -> None:
+        """Show only images whose instance_uuid is that domain's (None: all images)."""
+        self.only_domain = domain
+        self._title()
+        self.refresh_rows()
+
+    def refresh_rows(self) -> None:
+        rows = {}
+        for image_id, i in self.images.items():
+            if self.only_domain and i.instance_uuid != self.only_domain[0]:
+                continue
+            if not self.matches(i.name, i.id, i.status, i.disk_format, i.instance_uuid):
+                continue
+            rows[image_id] = (i.name, i.status, i.disk_format or "—", i.size,
+                              short_date(i.created_at), i.is_snapshot)
+        self.table.sync(rows)
+        self.border_subtitle = f"{len(rows)}/{len(self.images)}"
+
+    @property
+    def selected(self) -> ImageRecord | None:
+        key = self.table.selected_key
+        return self.images.get(key) if key else None
+
+    def select(self, image_id: str) -> bool:
+        """Move the cursor to that image (clearing filters that hide it)."""
+        if image_id not in self.images:
+            return False
+        if image_id not in self.table.rows:
+            self.only_domain = None
+            self._title()
+            self.action_close_filter()
+            self.refresh_rows()
+        self.table.move_cursor(row=self.table.get_row_index(image_id), animate=False)
+        self.table.focus()
+        return True

@@ -1,0 +1,67 @@
+"""Build the dashboard's services from the command line and run it (the one factory)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from textual.theme import BUILTIN_THEMES
+
+from snaptui.core.libvirt_host import LibvirtHost
+from snaptui.core.paths import config_dir
+from snaptui.core.store_factory import open_store, resolve_destination
+from snaptui.ui.config import CONFIG_NAME, load_config
+from snaptui.ui.themes import check_theme_name, load_themes, shipped_theme_dir
+
+log = logging.getLogger(__name__)
+
+
+def build_app(args: argparse.Namespace, *, demo_base: Path | None = None):  # -> SnaptuiApp
+    """Parse config and themes, open libvirt and the image store, return the app (not run)."""
+    from snaptui.ui.app import SnaptuiApp
+
+    config = load_config(config_dir() / CONFIG_NAME, SnaptuiApp.binding_ids())
+    themes = load_themes([shipped_theme_dir(), config_dir() / "themes"])
+    theme = None
+    if getattr(args, "theme", None):
+        theme = check_theme_name(args.theme, {t.name for t in themes} | set(BUILTIN_THEMES))
+        config.theme = theme  # chosen on the command line: remembered
+        config.save()
+    watcher_factory = None
+    if getattr(args, "demo", False):
+        from snaptui.core.demo_lab import build_demo_lab
+        from snaptui.core.engine.recover import recover
+
+        lab = build_demo_lab(demo_base)
+        uri, destination, library = lab.uri, "library", str(lab.library_dir)
+        for job_id, outcome in recover():
+            log.warning("recovered job %s: %s", job_id, outcome)
+    else:
+        from snaptui.core.domain_events import DomainEventWatcher
+
+        uri = args.uri
+        destination = resolve_destination(None, getattr(args, "cloud", None))
+        library = getattr(args, "library", None)
+
+        def watcher_factory(callback):  # type: ignore[no-redef]
+            return DomainEventWatcher(uri, callback)
+
+    host = LibvirtHost(uri).connect()
+    store = open_store(destination, cloud=getattr(args, "cloud", None), library=library)
+    return SnaptuiApp(host=host, store=store, watcher_factory=watcher_factory,
+                      demo=bool(getattr(args, "demo", False)), config=config, themes=themes,
+                      theme=theme)
+
+
+def run_dashboard(args: argparse.Namespace) -> int:
+    """Entry point for ``snaptui`` without a subcommand; returns the exit code."""
+    app = build_app(args)
+    try:
+        app.run()
+    finally:
+        app.host.close()
+    if app.return_code:
+        print(f"snaptui: dashboard exited with code {app.return_code}", file=sys.stderr)
+    return app.return_code or 0

@@ -1,0 +1,304 @@
+"""The main screen: Domains and Images side by side, the detail below, and their workers.
+
+Every blocking call (libvirt, the image store, qemu-img) runs in a worker of this screen, so
+the screen's one ``Worker.StateChanged`` handler turns any failure into a notification.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import TYPE_CHECKING, ClassVar
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, Static
+from textual.worker import Worker, WorkerState
+
+from snaptui.core import qemu_img
+from snaptui.core.errors import NotFound, SnaptuiError
+from snaptui.core.models import DomainInfo, ImageFileInfo, ImageRecord
+from snaptui.ui import messages
+from snaptui.ui.detail_pane import DetailPane
+from snaptui.ui.domains_pane import DomainExtras, DomainsPane
+from snaptui.ui.images_pane import ImagesPane
+
+if TYPE_CHECKING:
+    from snaptui.core.engine.plan import SnapshotRequest
+    from snaptui.ui.app import SnaptuiApp
+
+IMAGE_REFRESH_S = 30.0
+
+
+def allocated_bytes(info: DomainInfo) -> int | None:
+    """Bytes allocated on the host by the domain's disk files (top layer; stat, no qemu-img)."""
+    total, seen = 0, False
+    for disk in info.disks:
+        if disk.device == "disk" and disk.path:
+            try:
+                total += os.stat(disk.path).st_blocks * 512
+                seen = True
+            except OSError:
+                pass
+    return total if seen else None
+
+
+def snapshot_extras(images: list[ImageRecord]) -> dict[str, tuple[int, str | None]]:
+    """instance_uuid → (number of snapshot images, newest created_at)."""
+    found: dict[str, tuple[int, str | None]] = {}
+    for image in images:
+        if image.instance_uuid and image.is_snapshot:
+            count, last = found.get(image.instance_uuid, (0, None))
+            created = image.created_at
+            found[image.instance_uuid] = (count + 1, max(filter(None, (last, created)),
+                                                         default=None))
+    return found
+
+
+class MainScreen(Screen):
+    """Domains | Images, detail below; bindings have ids so config can remap them."""
+
+    BINDINGS: ClassVar[list[Binding]] = [
+        Binding("s", "snapshot", "Snapshot", id="snapshot"),
+        Binding("j", "jobs", "Jobs", id="jobs"),
+        Binding("r", "refresh", "Refresh", id="refresh"),
+        Binding("slash", "filter", "Filter", id="filter"),
+        Binding("o", "only_domain", "Only", id="only_domain"),
+        Binding("t", "app.cycle_theme", "Theme", id="theme"),
+        Binding("question_mark", "app.help", "Help", id="help"),
+        Binding("q", "app.quit", "Quit", id="quit"),
+    ]
+    ACTIONS_HELP: ClassVar[dict[str, str]] = {
+        "snapshot": "Snapshot the selected domain into an image",
+        "jobs": "Show snapshot jobs (running and finished)",
+        "refresh": "Reload domains and images now",
+        "filter": "Filter the focused pane (Esc closes)",
+        "only_domain": "Show only the images of the selected domain",
+    }
+
+    app: SnaptuiApp
+
+    def __init__(self) -> None:
+        super().__init__(id="main")
+        self.domains_pane = DomainsPane()
+        self.images_pane = ImagesPane()
+        self.detail = DetailPane()
+        self._allocated: dict[str, int | None] = {}
+        self._snapshots: dict[str, tuple[int, str | None]] = {}
+        self._only = False
+        self.stop_following = threading.Event()
+
+    def compose(self) -> ComposeResult:
+        yield Header(show_clock=False, icon="◉")
+        if self.app.demo:
+            yield Static("DEMO · libvirt test driver over real disk files · no real guest is "
+                         "touched", id="demo-banner")
+        with Horizontal(id="panes"):
+            yield self.domains_pane
+            yield self.images_pane
+        yield self.detail
+        yield Footer(show_command_palette=False)
+
+    def on_mount(self) -> None:
+        store = self.app.store
+        self.images_pane.set_source(store.kind, getattr(store, "location", None))
+        self.domains_pane.table.focus()
+        self.refresh_domains()
+        self.refresh_images()
+        self.set_interval(self.app.image_refresh_s, self.refresh_images, name="images-timer")
+
+    def on_unmount(self) -> None:
+        self.stop_following.set()
+
+    # -- data workers --------------------------------------------------------------------------
+
+    @work(thread=True, exit_on_error=False, group="domains", exclusive=True,
+          description="list domains")
+    def refresh_domains(self) -> None:
+        domains = self.app.host.list_domains()
+        allocated = {d.uuid: allocated_bytes(d) for d in domains}
+        self.app.call_from_thread(self._apply_domains, domains, allocated)
+
+    @work(thread=True, exit_on_error=False, group="domain-row", description="read a domain")
+    def refresh_domain(self, uuid: str) -> None:
+        try:
+            info = self.app.host.get_domain(uuid)
+        except NotFound:
+            self.app.call_from_thread(self.domains_pane.remove_domain, uuid)
+            return
+        self.app.call_from_thread(self._apply_domain, info)
+
+    @work(thread=True, exit_on_error=False, group="images", exclusive=True,
+          description="list images")
+    def refresh_images(self) -> None:
+        images = list(self.app.store.iter_images())
+        self.app.call_from_thread(self._apply_images, images)
+
+    def _extras(self) -> dict[str, DomainExtras]:
+        return {uuid: DomainExtras(self._allocated.get(uuid), *self._snapshots.get(uuid, (0, None)))
+                for uuid in self.domains_pane.domains}
+
+    def _apply_domains(self, domains: list[DomainInfo], allocated: dict[str, int | None]) -> None:
+        self._allocated = allocated
+        self.domains_pane.domains = {d.uuid: d for d in domains}
+        self.domains_pane.set_extras(self._extras())
+        if self.detail.showing is None or self.detail.showing[0] == "domain":
+            self._detail_follows(self.domains_pane, refresh=True)
+
+    def _apply_domain(self, info: DomainInfo) -> None:
+        self._allocated[info.uuid] = allocated_bytes(info)
+        self.domains_pane.update_domain(info)
+        if self.detail.showing == ("domain", info.uuid):
+            self.load_domain_detail(info)
+
+    def _apply_images(self, images: list[ImageRecord]) -> None:
+        self._snapshots = snapshot_extras(images)
+        self.images_pane.set_images(images)
+        self.domains_pane.set_extras(self._extras())
+        if self.detail.showing and self.detail.showing[0] == "image":
+            self._detail_follows(self.images_pane)
+
+    @work(exclusive=True, exit_on_error=False, group="detail", description="qemu-img info")
+    async def load_domain_detail(self, info: DomainInfo) -> None:
+        disks: dict[str, ImageFileInfo | BaseException | None] = {}
+        self.detail.show_domain(info, disks)
+        for disk in info.disks:
+            if disk.device != "disk" or not disk.path:
+                continue
+            try:
+                disks[disk.target] = await qemu_img.info(
+                    disk.path, force_share=info.state.is_active, fmt=disk.format)
+            except SnaptuiError as err:
+                disks[disk.target] = err
+            self.detail.show_domain(info, disks)
+
+    def _detail_follows(self, pane: DomainsPane | ImagesPane, refresh: bool = False) -> None:
+        """Show the detail of ``pane``'s selected row (a domain's loads qemu-img info)."""
+        if isinstance(pane, DomainsPane):
+            info = pane.selected
+            if info is None:
+                return
+            if self._only:
+                self.images_pane.set_only_domain((info.uuid, info.name))
+            if refresh or self.detail.showing != ("domain", info.uuid):
+                self.load_domain_detail(info)
+        elif image := pane.selected:
+            owner = self.domains_pane.domains.get(image.instance_uuid or "")
+            self.detail.show_image(image, owner.name if owner else None)
+
+    @on(DataTable.RowHighlighted)
+    def _row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if event.data_table is self.domains_pane.table:
+            pane: DomainsPane | ImagesPane = self.domains_pane
+        else:
+            pane = self.images_pane
+        if event.data_table.has_focus or self.detail.showing is None:
+            self._detail_follows(pane)
+
+    def on_descendant_focus(self, event: object) -> None:
+        focused = self.focused
+        if focused is self.domains_pane.table:
+            self._detail_follows(self.domains_pane)
+        elif focused is self.images_pane.table:
+            self._detail_follows(self.images_pane)
+
+    # -- live updates --------------------------------------------------------------------------
+
+    def on_domain_event(self, message: messages.DomainEvent) -> None:
+        event = message.event
+        if event.kind == "lifecycle":
+            if event.event in ("defined", "undefined") or not event.uuid:
+                self.refresh_domains()
+            else:
+                self.refresh_domain(event.uuid)
+        elif event.kind == "disconnected":
+            self.notify(f"lost libvirt events ({event.event}); reconnecting…",
+                        severity="warning", title="libvirt")
+        elif event.kind == "reconnected":
+            self.notify("libvirt events back", title="libvirt")
+            self.refresh_domains()
+
+    def job_finished(self, job_id: str) -> None:
+        """A job ended: images changed, and (test driver: no events) domain states too."""
+        self.refresh_images()
+        self.refresh_domains()
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """The one place worker failures become notifications."""
+        if event.state != WorkerState.ERROR:
+            return
+        error = event.worker.error
+        text = str(error) if isinstance(error, SnaptuiError) else f"{type(error).__name__}: {error}"
+        what = event.worker.description or event.worker.group
+        self.notify(text, title=f"{what} failed", severity="error", timeout=8)
+
+    # -- actions -------------------------------------------------------------------------------
+
+    def action_refresh(self) -> None:
+        self.refresh_domains()
+        self.refresh_images()
+        self.notify("refreshing…", timeout=1.5)
+
+    def action_filter(self) -> None:
+        focused = self.focused
+        pane = self.images_pane if focused is not None and self.images_pane in \
+            focused.ancestors_with_self else self.domains_pane
+        pane.open_filter()
+
+    def action_only_domain(self) -> None:
+        info = self.domains_pane.selected
+        if not self._only and info is None:
+            self.notify("select a domain first", severity="warning")
+            return
+        self._only = not self._only
+        self.images_pane.set_only_domain((info.uuid, info.name) if self._only and info else None)
+
+    def action_jobs(self) -> None:
+        from snaptui.ui.jobs_screen import JobsScreen
+
+        self.app.push_screen(JobsScreen())
+
+    def action_snapshot(self) -> None:
+        info = self.domains_pane.selected
+        if info is None:
+            self.notify("select a domain to snapshot", severity="warning")
+            return
+        self.open_snapshot_dialog(info.uuid)
+
+    @work(thread=True, exit_on_error=False, group="snapshot", description="check snapshot modes")
+    def open_snapshot_dialog(self, uuid: str) -> None:
+        from snaptui.core.engine.preflight import available_modes
+
+        info = self.app.host.get_domain(uuid)  # fresh state: the dialog's modes depend on it
+        modes = available_modes(info, self.app.host)
+        self.app.call_from_thread(self._push_snapshot_dialog, info, modes)
+
+    def _push_snapshot_dialog(self, info: DomainInfo, modes: dict) -> None:
+        from snaptui.ui.snapshot_dialog import SnapshotDialog
+
+        store = self.app.store
+        library = store.location if store.kind == "library" else None
+        self.app.push_screen(SnapshotDialog(info, modes, store.kind, library),
+                             self._snapshot_chosen)
+
+    def _snapshot_chosen(self, request: SnapshotRequest | None) -> None:
+        if request is not None:
+            self.start_job(request)
+
+    @work(exit_on_error=False, group="launch", description="start snapshot")
+    async def start_job(self, request: SnapshotRequest) -> None:
+        from snaptui.ui.job_launcher import start_snapshot
+        from snaptui.ui.jobs_screen import JobsScreen
+
+        job_id = await start_snapshot(request, self.app.host, self.app.store)
+        self.follow_job(job_id)
+        self.app.push_screen(JobsScreen(job_id))
+
+    @work(thread=True, exit_on_error=False, group="follow", description="follow job")
+    def follow_job(self, job_id: str) -> None:
+        from snaptui.ui.job_launcher import follow_job
+
+        follow_job(job_id, self.app.post_message, stop=self.stop_following)
