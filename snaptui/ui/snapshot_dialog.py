@@ -7,6 +7,7 @@ a second, explicit confirmation before the request is returned.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from textual.app import ComposeResult
@@ -23,11 +24,13 @@ from snaptui.ui.confirm import ConfirmScreen
 
 ALL_DISKS = "__all__"
 STOP_WARNING = "the guest will be stopped for the duration of the extraction"
+clock: Callable[[], float] = time.time  # the default name's time; tests freeze it
 
 
 def default_image_name(domain: str, now: float | None = None) -> str:
     """``<domain>-<UTC time>``, e.g. ``web01-20250101T120000Z``."""
-    return f"{domain}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime(now))}"
+    stamp = time.gmtime(clock() if now is None else now)
+    return f"{domain}-{time.strftime('%Y%m%dT%H%M%SZ', stamp)}"
 
 
 def resolved_mode(mode: Mode, domain: DomainInfo, modes: dict[Mode, str | None]) -> Mode:

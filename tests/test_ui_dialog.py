@@ -1,0 +1,204 @@
+"""The snapshot dialog in a tiny host app: defaults, validation, modes, confirmation, keys."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from textual.app import App
+from textual.widgets import Input, RadioButton, Static
+
+from snaptui.core.engine.plan import Mode, SnapshotRequest
+from snaptui.core.engine.preflight import available_modes
+from snaptui.core.libvirt_host import LibvirtHost
+from snaptui.core.models import DiskInfo, DomainInfo, DomainState
+from snaptui.ui import snapshot_dialog
+from snaptui.ui.confirm import ConfirmScreen
+from snaptui.ui.snapshot_dialog import SnapshotDialog
+
+SIZES = [(80, 24), (120, 40)]
+T0 = 1767225600.0  # 2026-01-01T00:00:00Z
+UNAVAILABLE = "the Test driver cannot do live snapshots"
+NO_RESULT = object()
+
+
+def domain(state: DomainState = DomainState.RUNNING, ndisks: int = 2) -> DomainInfo:
+    disks = tuple(DiskInfo(f"vd{chr(97 + i)}", f"/srv/disks/d{i}.qcow2", "qcow2", "virtio")
+                  for i in range(ndisks))
+    return DomainInfo("web01", "0f5e3c1a-4d8b-4c6e-9a3f-2b1c0d9e8f7a", state, 1, 131072, True,
+                      disks)
+
+
+def modes(live: bool = False) -> dict[Mode, str | None]:
+    return {Mode.AUTO: None, Mode.COLD: None, Mode.INTERNAL: None,
+            Mode.LIVE: None if live else UNAVAILABLE,
+            Mode.BACKUP: "the Test driver cannot do backup snapshots"}
+
+
+class DialogHost(App):
+    """Pushes one SnapshotDialog and keeps what it dismisses with."""
+
+    def __init__(self, dialog: SnapshotDialog) -> None:
+        super().__init__()
+        self.dialog = dialog
+        self.result: object = NO_RESULT
+
+    def on_mount(self) -> None:
+        self.push_screen(self.dialog, self._done)
+
+    def _done(self, result: SnapshotRequest | None) -> None:
+        self.result = result
+
+
+@pytest.fixture(autouse=True)
+def _frozen_clock(monkeypatch):
+    monkeypatch.setattr(snapshot_dialog, "clock", lambda: T0)
+
+
+def make(dom: DomainInfo | None = None, live: bool = False, destination: str = "library",
+         library: str | None = "/srv/library") -> DialogHost:
+    return DialogHost(SnapshotDialog(dom or domain(), modes(live), destination, library))
+
+
+@pytest.mark.parametrize("size", SIZES)
+async def test_defaults(size):
+    app = make()
+    async with app.run_test(size=size) as pilot:
+        await pilot.pause()
+        dialog = app.dialog
+        assert app.screen is dialog
+        assert dialog.query_one("#name", Input).value == "web01-20260101T000000Z"
+        request = dialog.build_request()
+        assert request == SnapshotRequest(
+            domain="web01", name="web01-20260101T000000Z", mode=Mode.AUTO, disk="vda",
+            all_disks=False, out_format="qcow2", compress=False, destination="library",
+            library_dir="/srv/library")
+        # No cloud: glance is offered but disabled; the dialog fits the terminal.
+        glance = dialog.query_one("#destination RadioButton", RadioButton)
+        assert glance.disabled and "no cloud" in str(glance.label)
+        box = dialog.query_one("#dialog").region
+        assert box.right <= size[0] and box.bottom <= size[1]
+        assert dialog.query_one("#buttons").region.bottom <= size[1]
+
+
+@pytest.mark.parametrize("size", SIZES)
+async def test_unavailable_modes_disabled_with_reason(size):
+    app = make()
+    async with app.run_test(size=size) as pilot:
+        await pilot.pause()
+        buttons = {b.name: b for b in app.dialog.query("#mode RadioButton").results(RadioButton)}
+        assert buttons["live"].disabled and UNAVAILABLE in str(buttons["live"].label)
+        assert buttons["backup"].disabled
+        assert not buttons["cold"].disabled and not buttons["auto"].disabled
+        # Arrows skip disabled modes: auto -> cold -> internal -> (live, backup skipped) -> auto
+        for expected in ("cold", "internal", "auto"):
+            await pilot.press("down")
+            assert app.dialog.mode == Mode(expected)
+
+
+@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize("bad", ["", "   ", "two\nlines", "x" * 300],
+                         ids=["empty", "blank", "newline", "300-chars"])
+async def test_bad_name_shows_error_and_stays(size, bad):
+    app = make(domain(DomainState.SHUTOFF))
+    async with app.run_test(size=size) as pilot:
+        await pilot.pause()
+        name = app.dialog.query_one("#name", Input)
+        name.value = bad
+        await pilot.pause()
+        await pilot.press("enter")
+        await pilot.pause()
+        assert app.screen is app.dialog and app.result is NO_RESULT
+        error = str(app.dialog.query_one("#name-error", Static).render())
+        assert error, "an inline error is shown"
+        assert name.has_focus and name.has_class("-invalid")
+        name.value = "fine name"
+        await pilot.pause()
+        assert str(app.dialog.query_one("#name-error", Static).render()) == ""
+
+
+async def test_escape_returns_none():
+    app = make()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        await pilot.press("escape")
+        await pilot.pause()
+        assert app.result is None
+
+
+@pytest.mark.parametrize("size", SIZES)
+async def test_enter_returns_request_without_stopping(size):
+    """Auto resolves to live on a running guest: no stop, no confirmation."""
+    app = make(live=True)
+    async with app.run_test(size=size) as pilot:
+        await pilot.pause()
+        assert not app.dialog.query_one("#stop-warning").display
+        # Disk: all disks; format: raw (compress then disabled); a name of one's own.
+        await pilot.press("tab", "down", "down", "tab", "down", "tab")
+        assert app.focused is app.dialog.query_one("#name", Input)
+        name = app.dialog.query_one("#name", Input)
+        name.value = ""
+        await pilot.press(*"nightly 'web' ü")
+        await pilot.press("enter")
+        await pilot.pause()
+        assert app.result == SnapshotRequest(
+            domain="web01", name="nightly 'web' ü", mode=Mode.AUTO, disk=None, all_disks=True,
+            out_format="raw", compress=False, destination="library", library_dir="/srv/library")
+
+
+async def test_compress_only_with_qcow2():
+    app = make(domain(DomainState.SHUTOFF), destination="glance")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        await pilot.press("tab", "tab", "tab", "space", "enter")  # compress on, submit
+        await pilot.pause()
+        assert isinstance(app.result, SnapshotRequest)
+        assert app.result.compress and app.result.out_format == "qcow2"
+        assert app.result.destination == "glance" and app.result.library_dir is None
+
+
+@pytest.mark.parametrize("size", SIZES)
+async def test_cold_on_running_guest_needs_confirmation(size, make_domain, libvirt_uri):
+    """On the real lab: a running domain, its real available modes, cold chosen."""
+    lab = make_domain(state="running")
+    with LibvirtHost(libvirt_uri).connect() as host:
+        info = host.get_domain(lab.name)
+        real_modes = available_modes(info, host)
+    app = DialogHost(SnapshotDialog(info, real_modes, "library", None))
+    async with app.run_test(size=size) as pilot:
+        await pilot.pause()
+        await pilot.press("down")  # cold
+        assert app.dialog.mode == Mode.COLD
+        warning = str(app.dialog.query_one("#stop-warning", Static).render())
+        assert snapshot_dialog.STOP_WARNING in warning
+        await pilot.press("enter")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmScreen)
+        assert app.result is NO_RESULT
+        await pilot.press("escape")  # back to the dialog, nothing returned
+        await pilot.pause()
+        assert app.screen is app.dialog and app.result is NO_RESULT
+        await pilot.press("enter")
+        await pilot.pause()
+        await pilot.press("enter")  # "Stop guest and snapshot" has focus
+        await pilot.pause()
+        assert isinstance(app.result, SnapshotRequest)
+        assert app.result.mode == Mode.COLD and app.result.domain == lab.name
+        assert app.result.destination == "library" and app.result.disk == "vda"
+
+
+async def test_auto_resolving_to_cold_warns():
+    app = make()  # live unavailable on a running guest: auto means cold
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        assert "auto will use cold" in str(app.dialog.query_one("#mode-hint", Static).render())
+        assert app.dialog.query_one("#stop-warning").display
+        await pilot.press("enter")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmScreen)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=["80x24", "120x40"])
+def test_dialog_snapshot(snap_compare, size):
+    assert time.time() > T0
+    assert snap_compare(make(), terminal_size=size)
