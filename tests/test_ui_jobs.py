@@ -1,0 +1,243 @@
+"""The jobs screen on the real lab: a cold snapshot followed to the end, a cancel with rollback,
+a job started from the CLI side, the job log, and snapshots of a finished job."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import libvirt
+import pytest
+from textual.app import App
+from textual.pilot import Pilot
+
+from snaptui.core.engine.jobs import follow, get_job, launch, prepare
+from snaptui.core.engine.journal import jobs_dir
+from snaptui.core.engine.plan import Mode, SnapshotRequest
+from snaptui.core.image_library import ImageLibrary
+from snaptui.core.libvirt_host import LibvirtHost
+from snaptui.core.paths import scratch_dir
+from snaptui.ui.confirm import ConfirmScreen
+from snaptui.ui.job_launcher import start_snapshot
+from snaptui.ui.job_log import JobLogScreen
+from snaptui.ui.jobs_screen import JobsScreen
+from snaptui.ui.messages import JobFinished
+
+T0 = 1767225600.0  # 2026-01-01T00:00:00Z
+
+
+class JobsHost(App):
+    """A bare app that pushes the jobs screen and records JobFinished messages."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.finished: list[str] = []
+
+    def on_job_finished(self, message: JobFinished) -> None:
+        self.finished.append(message.job_id)
+
+
+def screen_text(app: App) -> str:
+    """What the terminal shows now, as plain text."""
+    return "\n".join(strip.text for strip in app.screen._compositor.render_strips())
+
+
+async def wait_for(pilot: Pilot, condition: Callable[[], bool], timeout: float = 60.0,
+                   what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}\n"
+                                 + screen_text(pilot.app))
+        await pilot.pause(0.05)
+
+
+def job_status(screen: JobsScreen, job_id: str) -> str | None:
+    job = screen.jobs.get(job_id)
+    return job.status if job else None
+
+
+@pytest.fixture
+def host(libvirt_uri):
+    with LibvirtHost(libvirt_uri).connect() as h:
+        yield h
+
+
+def scratch_files() -> list[Path]:
+    return [p for p in scratch_dir().iterdir() if p.is_file()]
+
+
+def running(lab) -> bool:
+    return lab.dom.state()[0] == libvirt.VIR_DOMAIN_RUNNING
+
+
+async def test_cold_snapshot_followed_to_done(make_domain, host, tmp_path):
+    lab = make_domain(state="running")
+    library = ImageLibrary(tmp_path / "library")
+    request = SnapshotRequest(domain=lab.name, name="ui cold test", mode=Mode.COLD,
+                              destination="library", library_dir=library.location)
+    app = JobsHost()
+    async with app.run_test(size=(120, 40)) as pilot:
+        job_id = await start_snapshot(request, host, library)
+        screen = JobsScreen(job_id)
+        await app.push_screen(screen)
+        await wait_for(pilot, lambda: job_status(screen, job_id) == "done", 60, "the job done")
+        await wait_for(pilot, lambda: screen.selected_id == job_id, 5, "the job selected")
+        await wait_for(pilot, lambda: job_id in app.finished, 5, "JobFinished posted")
+        await pilot.pause(0.1)
+        text = screen_text(app)
+        steps = get_job(job_id).steps
+        assert [s.state for s in steps] == ["done"] * len(steps)
+        for step in steps:
+            assert f"✔ {step.title}" in text
+        assert "✔ done" in text and "Size comparison" in text
+        assert "source disk virtual" in text and "64.0 MiB" in text
+        assert "guest downtime" in text and "guest downtime -" not in text
+        assert "auto chose" not in text and "cold mode as requested" in text
+        # The log is one key away.
+        await pilot.press("l")
+        await wait_for(pilot, lambda: isinstance(app.screen, JobLogScreen), 5, "the log")
+        await pilot.pause(0.3)
+        assert "step_finished [convert:vda]" in screen_text(app)
+        await pilot.press("escape")
+        await pilot.pause()
+        assert app.screen is screen
+    assert running(lab)
+    assert [i.name for i in library.iter_images()] == ["ui cold test"]
+    assert scratch_files() == []
+
+
+async def test_cancel_rolls_back(make_domain, host, tmp_path):
+    lab = make_domain(state="running", size="1G", seed="512M")
+    library = ImageLibrary(tmp_path / "library")
+    request = SnapshotRequest(domain=lab.name, name="ui cancel test", mode=Mode.COLD,
+                              destination="library", library_dir=library.location)
+    app = JobsHost()
+    async with app.run_test(size=(80, 24)) as pilot:
+        job_id = await start_snapshot(request, host, library)
+        screen = JobsScreen(job_id)
+        await app.push_screen(screen)
+
+        def converting() -> bool:
+            job = screen.jobs.get(job_id)
+            return job is not None and job.step("save").state == "done"
+
+        await wait_for(pilot, converting, 60, "the guest saved")
+        assert not running(lab)
+        await pilot.press("c")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), 5, "confirmation")
+        confirm_text = screen_text(app)
+        assert "↩ Save guest state (managedSave)" in confirm_text
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: job_status(screen, job_id) == "cancelled", 60, "cancelled")
+        await pilot.pause(0.2)
+        text = screen_text(app)
+        assert "cancelled" in text and "↩" in text
+    job = get_job(job_id)
+    assert job.status == "cancelled"
+    states = {s.name: s.state for s in job.steps}
+    assert states["save"] == "undone"
+    assert all(state in ("undone", "pending", "failed") for state in states.values()), states
+    assert job_id in app.finished
+    assert running(lab)
+    assert scratch_files() == []
+    assert list(library.iter_images()) == []
+
+
+async def test_job_started_from_cli_shows_up(make_domain, tmp_path):
+    lab = make_domain(state="shut off")
+    request = SnapshotRequest(domain=lab.name, name="from the cli", mode=Mode.AUTO,
+                              destination="library", library_dir=str(tmp_path / "library"))
+    app = JobsHost()
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = JobsScreen()
+        await app.push_screen(screen)
+        await pilot.pause(0.2)
+        assert screen.jobs == {}
+        # The engine directly, as `snaptui snapshot` does: a detached job process.
+        plan, steps = await prepare(request)
+        job_id = await asyncio.to_thread(launch, plan, request, steps)
+        await wait_for(pilot, lambda: job_id in screen.jobs, 10, "the CLI job listed")
+        await wait_for(pilot, lambda: job_status(screen, job_id) == "done", 60, "done")
+        await pilot.pause(0.1)
+        assert screen.selected_id == job_id
+        assert lab.name[:13] in screen_text(app)
+        assert "auto chose cold" in screen_text(app)
+    list(follow(job_id, timeout_s=5))
+
+
+# -- snapshots of a finished job, from a journal with fixed timestamps ---------------------------
+
+
+def write_finished_job(job_id: str = "20260101-000000-abc123", domain: str = "web01",
+                       started: float = T0) -> str:
+    """A journal like a real cold job's, with fixed times, written where the engine puts them."""
+    steps = [("save", "Save guest state (managedSave)"), ("convert:vda", "Convert vda to qcow2"),
+             ("restart", "Restart guest (restore managed save)"),
+             ("create:vda", "Create image record for vda"),
+             ("upload:vda", "Upload vda to the library")]
+    plan = {"job_id": job_id, "domain_name": domain, "mode": "cold", "destination": "library",
+            "original_state": "running"}
+    request = {"domain": domain, "name": f"{domain}-20260101T000000Z", "mode": "auto",
+               "destination": "library"}
+    events = [
+        {"t": started, "event": "job", "job_id": job_id, "plan": plan, "request": request,
+         "steps": [{"name": n, "title": t, "command": ""} for n, t in steps]},
+        {"t": started, "event": "note",
+         "text": "auto chose cold: the Test driver cannot do live snapshots"},
+        {"t": started + 0.1, "event": "pid", "pid": 4242},
+    ]
+    t = started + 0.2
+    for name, _ in steps:
+        events.append({"t": t, "event": "step_started", "step": name})
+        t += 1.5
+        events.append({"t": t, "event": "step_finished", "step": name, "seconds": 1.5})
+        t += 0.1
+    sizes = {"source_virtual": 64 << 20, "source_actual": 17 << 20,
+             "source_apparent": (17 << 20) + 196608, "output_actual": 16 << 20,
+             "output_apparent": 16 << 20, "uploaded": 16 << 20}
+    events.append({"t": t, "event": "done", "image_id": "0e2b", "name": request["name"],
+                   "checksum": "c0ffee", "sizes": sizes, "mode": "cold",
+                   "destination": "library", "downtime_s": 4.8,
+                   "images": [{"target": "vda", "image_id": "0e2b", "name": request["name"],
+                               "sizes": sizes}]})
+    path = jobs_dir() / f"{job_id}.jsonl"
+    path.write_text("".join(json.dumps(e) + "\n" for e in events), encoding="utf-8")
+    os.utime(path, (t, t))
+    return job_id
+
+
+@pytest.fixture
+def utc(monkeypatch):
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+class SnapshotHost(JobsHost):
+    def __init__(self, job_id: str | None) -> None:
+        super().__init__()
+        self.job_id = job_id
+
+    def on_mount(self) -> None:
+        self.push_screen(JobsScreen(self.job_id))
+
+
+async def _until_listed(pilot: Pilot) -> None:
+    await wait_for(pilot, lambda: isinstance(pilot.app.screen, JobsScreen)
+                   and len(pilot.app.screen.jobs) == 2
+                   and pilot.app.screen.selected_id is not None, 10, "jobs listed")
+    await pilot.pause(0.1)
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)], ids=["80x24", "120x40"])
+def test_jobs_screen_snapshot(snap_compare, utc, size):
+    write_finished_job("20251231-230000-ffffff", "db-server-01", T0 - 3600)
+    job_id = write_finished_job()
+    assert snap_compare(SnapshotHost(job_id), terminal_size=size, run_before=_until_listed)
