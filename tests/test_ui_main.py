@@ -1,0 +1,236 @@
+"""Pilot tests of the dashboard's main screen: on the demo lab, and one on the real lab."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+from pathlib import Path
+
+import pytest
+
+from snaptui.core.domain_events import DomainEventWatcher
+from snaptui.core.engine.jobs import prepare, run_inline
+from snaptui.core.engine.plan import Mode, SnapshotRequest
+from snaptui.core.errors import BadInput
+from snaptui.core.image_library import ImageLibrary
+from snaptui.core.libvirt_host import LibvirtHost
+from snaptui.core.paths import config_dir
+from snaptui.ui.app import SnaptuiApp
+from snaptui.ui.config import load_config
+from snaptui.ui.help_screen import HelpScreen
+from snaptui.ui.launch import build_app
+from snaptui.ui.themes import load_themes, shipped_theme_dir
+
+SIZE = (80, 24)
+
+
+def demo_args(**overrides) -> argparse.Namespace:
+    values = {"demo": True, "uri": None, "cloud": None, "library": None, "theme": None}
+    return argparse.Namespace(**{**values, **overrides})
+
+
+@pytest.fixture
+def demo_app(tmp_path: Path) -> SnaptuiApp:
+    return build_app(demo_args(), demo_base=tmp_path / "demo")
+
+
+async def settle(pilot, app: SnaptuiApp, rounds: int = 3) -> None:
+    """Let workers finish and their results reach the screen."""
+    for _ in range(rounds):
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+
+
+def state_cell(app: SnaptuiApp, uuid: str) -> str:
+    return app.main.domains_pane.table.get_cell(uuid, "state").plain
+
+
+def detail_text(app: SnaptuiApp) -> str:
+    return str(app.main.detail.body.render())
+
+
+async def test_both_panes_populated_with_banner(demo_app: SnaptuiApp) -> None:
+    async with demo_app.run_test(size=SIZE) as pilot:
+        await settle(pilot, demo_app)
+        main = demo_app.main
+        assert main.domains_pane.table.row_count == 6
+        assert main.images_pane.table.row_count == 3
+        assert main.query_one("#demo-banner").display
+        assert main.images_pane.border_title.startswith("Images — library")
+        api = next(d for d in main.domains_pane.domains.values() if d.name == "api-gateway")
+        assert state_cell(demo_app, api.uuid) == "▶ running"
+        assert main.domains_pane.table.get_cell(api.uuid, "snaps").plain == "1"
+        assert main.domains_pane.table.get_cell(api.uuid, "last") == "2025-05-12 07:15"
+
+
+async def test_selecting_a_domain_fills_the_detail(demo_app: SnaptuiApp) -> None:
+    async with demo_app.run_test(size=SIZE) as pilot:
+        await settle(pilot, demo_app)
+        assert "api-gateway" in detail_text(demo_app) and "vdb" in detail_text(demo_app)
+        await pilot.press("down")  # db-primary: an overlay on a base image
+        await settle(pilot, demo_app)
+        text = detail_text(demo_app)
+        assert "db-primary" in text and "backing" in text and "debian-12-base.qcow2" in text
+        assert "virtual 256.0 MiB" in text
+        for _ in range(3):  # staging-ci: leftover internal snapshots
+            await pilot.press("down")
+        await settle(pilot, demo_app)
+        text = detail_text(demo_app)
+        assert "2 internal snapshot(s)" in text and "before-upgrade" in text
+        await pilot.press("tab")  # to the Images pane: the detail follows the image
+        await settle(pilot, demo_app)
+        assert "snapshot image" in detail_text(demo_app) or "image" in detail_text(demo_app)
+        assert demo_app.main.detail.showing[0] == "image"
+
+
+async def test_filter_the_focused_pane(demo_app: SnaptuiApp) -> None:
+    async with demo_app.run_test(size=SIZE) as pilot:
+        await settle(pilot, demo_app)
+        main = demo_app.main
+        await pilot.press("slash", "d", "b")
+        await pilot.pause()
+        assert main.domains_pane.filter_input.display
+        assert main.domains_pane.table.row_count == 1
+        await pilot.press("escape")
+        await pilot.pause()
+        assert main.domains_pane.table.row_count == 6
+        assert not main.domains_pane.filter_input.display
+        await pilot.press("tab", "slash", *"debian", "enter")
+        await pilot.pause()
+        assert main.images_pane.table.row_count == 1
+        assert main.domains_pane.table.row_count == 6
+        assert demo_app.focused is main.images_pane.table
+
+
+async def test_only_this_domains_images(demo_app: SnaptuiApp) -> None:
+    async with demo_app.run_test(size=SIZE) as pilot:
+        await settle(pilot, demo_app)
+        images = demo_app.main.images_pane
+        await pilot.press("o")  # api-gateway is selected
+        await pilot.pause()
+        assert images.table.row_count == 1
+        assert "only api-gateway" in images.border_title
+        await pilot.press("down")  # db-primary: its own snapshot image
+        await settle(pilot, demo_app)
+        assert [images.images[k.value].name for k in images.table.rows] == [
+            "db-primary-pre-migration"]
+        await pilot.press("down")  # legacy-raw has none
+        await settle(pilot, demo_app)
+        assert images.table.row_count == 0
+        await pilot.press("o")
+        await pilot.pause()
+        assert images.table.row_count == 3
+
+
+async def test_theme_cycles_and_is_remembered(demo_app: SnaptuiApp) -> None:
+    async with demo_app.run_test(size=SIZE) as pilot:
+        await settle(pilot, demo_app)
+        assert demo_app.theme == "snaptui-dark"
+        assert {"snaptui-dark", "snaptui-light", "snaptui-hc16"} <= set(
+            demo_app.available_themes)
+        await pilot.press("t")
+        await pilot.pause()
+        assert demo_app.theme == "snaptui-hc16"
+        await pilot.press("t")
+        await pilot.pause()
+        assert demo_app.theme == "snaptui-light"
+    assert load_config(config_dir() / "config.toml").theme == "snaptui-light"
+
+
+def test_theme_option_and_config_errors_are_clear(tmp_path: Path) -> None:
+    with pytest.raises(BadInput, match="unknown theme 'nope'; choose one of: .*snaptui-hc16"):
+        build_app(demo_args(theme="nope"), demo_base=tmp_path / "demo")
+    config_dir().mkdir(parents=True, exist_ok=True)
+    (config_dir() / "config.toml").write_text('[keymap]\nsnapshoot = "S"\n')
+    with pytest.raises(BadInput, match="unknown binding id 'keymap.snapshoot'"):
+        build_app(demo_args(), demo_base=tmp_path / "demo")
+    (config_dir() / "config.toml").write_text('colour = "red"\n')
+    with pytest.raises(BadInput, match="unknown key 'colour'"):
+        build_app(demo_args(), demo_base=tmp_path / "demo")
+
+
+async def test_keymap_remaps_and_help_lists_it(tmp_path: Path) -> None:
+    config_dir().mkdir(parents=True, exist_ok=True)
+    (config_dir() / "config.toml").write_text('[keymap]\nonly_domain = "f6"\n')
+    app = build_app(demo_args(), demo_base=tmp_path / "demo")
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        await pilot.press("o")  # no longer bound
+        await pilot.pause()
+        assert app.main.images_pane.only_domain is None
+        await pilot.press("f6")
+        await pilot.pause()
+        assert app.main.images_pane.only_domain is not None
+        await pilot.press("question_mark")
+        await pilot.pause()
+        assert isinstance(app.screen, HelpScreen)
+        rows = {row[1]: row for row in app.screen.rows}
+        assert rows["only_domain"][0] == "f6"
+        assert rows["snapshot"][0] == "s"
+        await pilot.press("escape")
+        await pilot.pause()
+        assert app.screen is app.main
+
+
+async def test_palette_jumps_to_a_domain(demo_app: SnaptuiApp) -> None:
+    async with demo_app.run_test(size=SIZE) as pilot:
+        await settle(pilot, demo_app)
+        await pilot.press("ctrl+p")
+        await pilot.pause()
+        await pilot.press(*"jump to domain web-f")
+        await pilot.pause(0.5)
+        await pilot.press("enter")
+        await settle(pilot, demo_app)
+        assert demo_app.main.domains_pane.selected.name == "web-frontend"
+        assert "web-frontend" in detail_text(demo_app)
+
+
+async def test_finished_job_refreshes_images_and_domains(demo_app: SnaptuiApp) -> None:
+    """A cold snapshot on the demo: the new image and the domain's snapshot count appear."""
+    async with demo_app.run_test(size=SIZE) as pilot:
+        await settle(pilot, demo_app)
+        host, store = demo_app.host, demo_app.store
+        request = SnapshotRequest(domain="web-frontend", name="web-frontend-ui-test",
+                                  mode=Mode.COLD, destination="library")
+        plan, steps = await prepare(request, host=host, store=store)
+        job_id = run_inline(plan, request, steps, host=host, store=store)
+        demo_app.main.follow_job(job_id)
+        deadline = time.monotonic() + 30
+        while demo_app.main.images_pane.table.row_count < 4 and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+            await settle(pilot, demo_app, rounds=1)
+        assert demo_app.main.images_pane.table.row_count == 4
+        web = next(d for d in demo_app.main.domains_pane.domains.values()
+                   if d.name == "web-frontend")
+        assert demo_app.main.domains_pane.table.get_cell(web.uuid, "snaps").plain == "1"
+        assert state_cell(demo_app, web.uuid) == "▶ running"
+
+
+async def test_real_lab_domain_state_follows_libvirt_events(make_domain, libvirt_uri: str,
+                                                            tmp_path: Path) -> None:
+    """Real libvirtd: a running domain appears running; suspending it turns the row paused."""
+    lab = make_domain(state="running")
+    host = LibvirtHost(libvirt_uri).connect()
+    app = SnaptuiApp(host=host, store=ImageLibrary(tmp_path / "library"),
+                     watcher_factory=lambda cb: DomainEventWatcher(libvirt_uri, cb),
+                     themes=load_themes([shipped_theme_dir()]))
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            await settle(pilot, app)
+            assert state_cell(app, lab.uuid) == "▶ running"
+            assert "Images — library" in app.main.images_pane.border_title
+            await asyncio.to_thread(lab.dom.suspend)
+            deadline = time.monotonic() + 10
+            while state_cell(app, lab.uuid) != "‖ paused" and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+                await settle(pilot, app, rounds=1)
+            assert state_cell(app, lab.uuid) == "‖ paused"
+            await asyncio.to_thread(lab.dom.resume)
+            deadline = time.monotonic() + 10
+            while state_cell(app, lab.uuid) != "▶ running" and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+                await settle(pilot, app, rounds=1)
+            assert state_cell(app, lab.uuid) == "▶ running"
+    finally:
+        host.close()
