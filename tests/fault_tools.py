@@ -23,6 +23,7 @@ import libvirt
 from snaptui.core.engine.jobs import get_job
 from snaptui.core.engine.journal import TERMINAL_EVENTS, JobRecord, jobs_dir, journal_path
 from snaptui.core.engine.journal import read_events as _read_events
+from snaptui.core.engine.locks import domain_lock_holder
 from snaptui.core.errors import NotFound
 from snaptui.core.image_library import ImageLibrary
 from snaptui.core.paths import scratch_dir
@@ -180,11 +181,17 @@ def group_members(pgid: int) -> list[int]:
 
 def kill_job(job_id: str) -> int:
     """SIGKILL the job's process (only it, as a crash would) and wait until it is gone."""
-    pid = get_job(job_id).pid
-    assert pid, f"job {job_id} has no pid yet"
-    os.kill(pid, signal.SIGKILL)
-    wait_gone([pid])
-    return pid
+    job = get_job(job_id)
+    assert job.pid, f"job {job_id} has no pid yet"
+    os.kill(job.pid, signal.SIGKILL)
+    wait_gone([job.pid])
+    # The leader turns zombie before its other threads have exited and dropped the domain
+    # lock; recover run in that instant would (rightly) skip the job as still locked.
+    deadline = time.monotonic() + 10
+    while domain_lock_holder(job.plan["domain_uuid"]):
+        assert time.monotonic() < deadline, "the killed job's domain lock was not released"
+        time.sleep(0.01)
+    return job.pid
 
 
 # -- Glance and libvirtd -----------------------------------------------------------------------
