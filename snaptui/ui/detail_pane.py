@@ -41,8 +41,9 @@ def disk_lines(target: str, path: str | None, info: ImageFileInfo | BaseExceptio
     elif info.corrupt is False:
         lines.append("  corrupt: [$success]no[/]")
     for depth, backing in enumerate(info.backing_chain, 1):
-        lines.append(f"  {'  ' * (depth - 1)}└ backing [$secondary]{_e(backing.format)}[/] "
-                     f"{_e(backing.path)}  {_sizes(backing)}")
+        indent = "  " * depth
+        lines.append(f"{indent}└ backing [$secondary]{_e(backing.format)}[/] {_e(backing.path)}")
+        lines.append(f"{indent}  {_sizes(backing)}")
     if info.backing_file and not info.backing_chain:
         lines.append(f"  └ backing {_e(info.backing_file)}")
     if info.snapshots:

@@ -50,7 +50,7 @@ class DomainsPane(TablePane):
     """Domains: name, state, disks, allocated size, snapshot images, last snapshot."""
 
     COLUMNS: ClassVar = (("Name", "name"), ("State", "state"), ("Disks", "disks"),
-                         ("Alloc", "alloc"), ("Snaps", "snaps"), ("Last snapshot", "last"))
+                         ("Alloc", "alloc"), ("Snaps", "snaps"), ("Last snap", "last"))
     SORT_COLUMNS: ClassVar = ("name",)
     TITLE = "Domains"
 
@@ -68,7 +68,7 @@ class DomainsPane(TablePane):
         if column == "snaps":
             return Text(str(value) if value else "·", justify="right")
         if column == "last":
-            return short_date(value)
+            return short_date(value)[:10]
         return super().format_cell(column, value)
 
     def set_domains(self, domains: list[DomainInfo], extras: dict[str, DomainExtras]) -> None:

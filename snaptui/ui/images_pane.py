@@ -58,7 +58,8 @@ class ImagesPane(TablePane):
         if column == "size":
             return Text(size_text(value), justify="right")
         if column == "snap":
-            return Text("yes", style=self.theme_style("accent")) if value else Text("no")
+            return (Text("yes", style=self.theme_style("accent")) if value
+                    else Text("no", style=self.theme_style("foreground-muted")))
         return super().format_cell(column, value)
 
     def set_images(self, images: list[ImageRecord]) -> None:
@@ -80,7 +81,7 @@ class ImagesPane(TablePane):
             if not self.matches(i.name, i.id, i.status, i.disk_format, i.instance_uuid):
                 continue
             rows[image_id] = (i.name, i.status, i.disk_format or "—", i.size,
-                              short_date(i.created_at), i.is_snapshot)
+                              short_date(i.created_at)[:10], i.is_snapshot)
         self.table.sync(rows)
         self.border_subtitle = f"{len(rows)}/{len(self.images)}"
 
