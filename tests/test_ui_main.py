@@ -138,6 +138,25 @@ async def test_theme_cycles_and_is_remembered(demo_app: SnaptuiApp) -> None:
     assert load_config(config_dir() / "config.toml").theme == "snaptui-light"
 
 
+async def test_every_cycled_theme_renders(demo_app: SnaptuiApp) -> None:
+    async with demo_app.run_test(size=SIZE) as pilot:
+        await settle(pilot, demo_app)
+        for name in demo_app.theme_cycle():
+            demo_app.theme = name
+            await pilot.pause()
+            assert demo_app.screen is demo_app.main and demo_app.theme == name
+
+
+def test_a_bad_theme_file_names_the_key(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('name = "x"\nprimary = "#123456"\nbackground = "not-a-colour"\n')
+    with pytest.raises(BadInput, match="'background' = 'not-a-colour' is not a colour"):
+        load_themes([tmp_path])
+    bad.write_text('name = "x"\nprimary = "#123456"\nbackgrund = "#000000"\n')
+    with pytest.raises(BadInput, match="unknown key 'backgrund'"):
+        load_themes([tmp_path])
+
+
 def test_theme_option_and_config_errors_are_clear(tmp_path: Path) -> None:
     with pytest.raises(BadInput, match="unknown theme 'nope'; choose one of: .*snaptui-hc16"):
         build_app(demo_args(theme="nope"), demo_base=tmp_path / "demo")
