@@ -17,7 +17,8 @@ from textual.pilot import Pilot
 
 from snaptui.core.engine.jobs import follow, get_job, launch, prepare
 from snaptui.core.engine.journal import jobs_dir
-from snaptui.core.engine.plan import Mode, SnapshotRequest
+from snaptui.core.engine.plan import Mode, Plan, SnapshotRequest
+from snaptui.core.engine.workflows import build_steps
 from snaptui.core.image_library import ImageLibrary
 from snaptui.core.libvirt_host import LibvirtHost
 from snaptui.core.paths import scratch_dir
@@ -141,7 +142,11 @@ async def test_cancel_rolls_back(make_domain, host, tmp_path):
     assert job.status == "cancelled"
     states = {s.name: s.state for s in job.steps}
     assert states["save"] == "undone"
-    assert all(state in ("undone", "pending", "failed") for state in states.values()), states
+    # Every started step with an undo is undone; only the restart (no undo) may stay done.
+    undoable = {s.name for s in build_steps(Plan.from_json(job.plan)) if s.undo is not None}
+    for name, state in states.items():
+        allowed = ("undone", "pending") if name in undoable else ("done", "pending", "failed")
+        assert state in allowed, states
     assert job_id in app.finished
     assert running(lab)
     assert scratch_files() == []
@@ -241,3 +246,47 @@ def test_jobs_screen_snapshot(snap_compare, utc, size):
     write_finished_job("20251231-230000-ffffff", "db-server-01", T0 - 3600)
     job_id = write_finished_job()
     assert snap_compare(SnapshotHost(job_id), terminal_size=size, run_before=_until_listed)
+
+
+def write_running_job(job_id: str, pid: int | None = None) -> None:
+    """A job in the middle of its upload (progress with rate and ETA), optionally with a pid."""
+    now = time.time()
+    events = [
+        {"t": now - 10, "event": "job", "job_id": job_id,
+         "plan": {"domain_name": "web01", "mode": "cold", "destination": "glance"},
+         "request": {"name": "img"},
+         "steps": [{"name": "save", "title": "Save guest state (managedSave)"},
+                   {"name": "upload:vda", "title": "Upload vda"},
+                   {"name": "restart", "title": "Restart guest"}]},
+        {"t": now - 9, "event": "step_started", "step": "save"},
+        {"t": now - 8, "event": "fact", "key": "guest_stopped_at", "value": now - 8.5},
+        {"t": now - 8, "event": "step_finished", "step": "save"},
+        {"t": now - 7, "event": "step_started", "step": "upload:vda"},
+        {"t": now - 1, "event": "progress", "step": "upload:vda", "done": 300 << 20,
+         "total": 1 << 30, "unit": "bytes", "rate": 100 << 20, "eta_s": 7.4},
+    ]
+    if pid is not None:
+        events.insert(1, {"t": now - 10, "event": "pid", "pid": pid})
+    path = jobs_dir() / f"{job_id}.jsonl"
+    path.write_text("".join(json.dumps(e) + "\n" for e in events), encoding="utf-8")
+
+
+async def test_running_step_progress_and_lost_job():
+    """Progress of the running step is humanized; a job whose process is gone shows as lost."""
+    write_running_job("20260101-000000-aaaaaa")
+    app = JobsHost()
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = JobsScreen("20260101-000000-aaaaaa")
+        await app.push_screen(screen)
+        await wait_for(pilot, lambda: screen.selected_id is not None, 5, "the job")
+        await pilot.pause(0.1)
+        assert screen.query_one("#job-progress-row").display
+        text = screen_text(app)
+        assert "300.0 MiB / 1.0 GiB" in text and "100.0 MiB/s" in text
+        assert "ETA 7 seconds" in text and "29%" in text
+        assert "guest downtime 8." in text
+        assert app.screen.check_action("cancel_job", ()) is True
+        # pid 1 is alive but is not this job's process: the job is lost.
+        write_running_job("20260101-000000-aaaaaa", pid=1)
+        await wait_for(pilot, lambda: "lost" in screen_text(app), 5, "lost shown")
+        assert "its process is gone" in screen_text(app)

@@ -20,7 +20,7 @@ from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, VerticalScroll
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, ProgressBar, Static
@@ -125,7 +125,7 @@ def render_header(job: JobRecord, now: float, lost: bool) -> RenderableType:
     end = job.finished or now
     lines = [
         Text.assemble((f"job {job.job_id}", "bold")),
-        Text.assemble((job.domain, "bold"), f" · {job.mode} → {dest} · ",
+        Text.assemble((job.domain, "bold"), f"  {job.mode} → {dest}  ",
                       (f"{GLYPHS.get(status, '?')} {status}", STYLES.get(status, ""))),
         Text(f"elapsed {seconds(end - job.started) if job.started else '-'} · "
              f"guest downtime {seconds(job.downtime_s) if job.downtime_s is not None else '-'}"),
@@ -135,7 +135,7 @@ def render_header(job: JobRecord, now: float, lost: bool) -> RenderableType:
     if job.error:
         lines.append(Text(job.error, style="bold red"))
     if lost:
-        lines.append(Text("the job's process is gone; `snaptui recover` rolls it back",
+        lines.append(Text("its process is gone: c (or snaptui recover) rolls it back",
                           style="red"))
     return Group(*lines)
 
@@ -164,8 +164,7 @@ class JobsScreen(Screen):
     JobsScreen #job-steps, JobsScreen #job-notes { margin: 1 0 0 0; height: auto; }
     JobsScreen #job-notes { color: $text-muted; }
     JobsScreen #job-progress-row { height: auto; }
-    JobsScreen #job-progress { width: auto; margin: 0 1 0 0; }
-    JobsScreen #job-progress-text { width: 1fr; color: $text-muted; }
+    JobsScreen #job-progress-text { color: $text-muted; }
     JobsScreen #job-sizes-title { margin: 1 0 0 0; text-style: bold; }
     JobsScreen #job-empty { color: $text-muted; }
     """
@@ -193,7 +192,7 @@ class JobsScreen(Screen):
                 yield Static("no job selected", id="job-empty")
                 yield Static("", id="job-header")
                 yield Static("", id="job-steps")
-                with Horizontal(id="job-progress-row"):
+                with Vertical(id="job-progress-row"):
                     yield ProgressBar(id="job-progress", show_eta=False)
                     yield Static("", id="job-progress-text")
                 yield Static("", id="job-notes", markup=False)
