@@ -290,3 +290,28 @@ async def test_running_step_progress_and_lost_job():
         write_running_job("20260101-000000-aaaaaa", pid=1)
         await wait_for(pilot, lambda: "lost" in screen_text(app), 5, "lost shown")
         assert "its process is gone" in screen_text(app)
+
+
+async def test_demo_lab_job_runs_inline(tmp_path):
+    """On libvirt's test:/// driver (the demo), start_snapshot runs the job in this process."""
+    from snaptui.core.demo_lab import build_demo_lab
+
+    lab = build_demo_lab(tmp_path / "demo")
+    library = ImageLibrary(lab.library_dir)
+    before = {i.id for i in library.iter_images()}
+    app = JobsHost()
+    with LibvirtHost(lab.uri).connect() as demo:
+        assert demo.is_test_driver
+        request = SnapshotRequest(domain="web-frontend", name="demo inline", mode=Mode.AUTO,
+                                  destination="library", library_dir=library.location)
+        async with app.run_test(size=(80, 24)) as pilot:
+            job_id = await start_snapshot(request, demo, library)
+            screen = JobsScreen(job_id)
+            await app.push_screen(screen)
+            await wait_for(pilot, lambda: job_status(screen, job_id) == "done", 60, "done")
+            await pilot.pause(0.1)
+            assert "auto chose cold" in screen_text(app)
+            assert get_job(job_id).pid == os.getpid()
+            assert demo.get_domain("web-frontend").state == "running"
+    added = [i for i in library.iter_images() if i.id not in before]
+    assert [i.name for i in added] == ["demo inline"]
