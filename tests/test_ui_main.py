@@ -253,3 +253,30 @@ async def test_real_lab_domain_state_follows_libvirt_events(make_domain, libvirt
             assert state_cell(app, lab.uuid) == "▶ running"
     finally:
         host.close()
+
+
+async def test_snapshot_from_the_dashboard_on_the_demo(demo_app: SnaptuiApp) -> None:
+    """s → dialog → confirm → jobs screen; the finished job's image shows in the Images pane."""
+    dialog = pytest.importorskip("snaptui.ui.snapshot_dialog")
+    jobs = pytest.importorskip("snaptui.ui.jobs_screen")
+    async with demo_app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot, demo_app)
+        web = next(d for d in demo_app.main.domains_pane.domains.values()
+                   if d.name == "web-frontend")
+        demo_app.main.domains_pane.select(web.uuid)
+        await pilot.press("s")
+        await settle(pilot, demo_app)
+        assert isinstance(demo_app.screen, dialog.SnapshotDialog)
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        await pilot.press("y")  # the guest will be stopped: confirm
+        deadline = time.monotonic() + 30
+        while len(demo_app.main.images_pane.images) < 4 and time.monotonic() < deadline:
+            await pilot.pause(0.1)
+        assert isinstance(demo_app.screen, jobs.JobsScreen)
+        snaps = demo_app.main.domains_pane.table
+        while snaps.get_cell(web.uuid, "snaps").plain != "1" and time.monotonic() < deadline:
+            await pilot.pause(0.1)
+        new = [i for i in demo_app.main.images_pane.images.values() if "web-frontend" in i.name]
+        assert len(new) == 1 and new[0].status == "active", new
+        assert snaps.get_cell(web.uuid, "snaps").plain == "1", new[0].properties
