@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+from textual.worker import WorkerCancelled
 
 from snaptui.core.domain_events import DomainEventWatcher
 from snaptui.core.engine.jobs import prepare, run_inline
@@ -38,7 +39,10 @@ def demo_app(tmp_path: Path) -> SnaptuiApp:
 async def settle(pilot, app: SnaptuiApp, rounds: int = 3) -> None:
     """Let workers finish and their results reach the screen."""
     for _ in range(rounds):
-        await app.workers.wait_for_complete()
+        try:
+            await app.workers.wait_for_complete()
+        except WorkerCancelled:  # an exclusive refresh replaced by a newer one
+            pass
         await pilot.pause()
 
 

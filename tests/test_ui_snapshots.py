@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from textual.worker import WorkerCancelled
 
 from snaptui.ui.launch import build_app
 
@@ -26,7 +27,10 @@ def make_app():
 
 async def settle(pilot) -> None:
     for _ in range(3):
-        await pilot.app.workers.wait_for_complete()
+        try:
+            await pilot.app.workers.wait_for_complete()
+        except WorkerCancelled:  # an exclusive refresh replaced by a newer one
+            pass
         await pilot.pause()
 
 
