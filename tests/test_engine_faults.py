@@ -219,11 +219,16 @@ def test_cancel_during_convert(make_domain, tmp_path, table):
 # -- 6. SIGKILL of the job process, then recover -----------------------------------------------
 
 def _kill_and_recover(job_id: str) -> str:
+    """SIGKILL the job's process alone (its qemu-img, if any, lives on as after a crash of the
+    job process) and run recover once, as the next CLI or dashboard start would."""
     pid = kill_job(job_id)
     outcomes = dict(recover())
-    leftover = group_members(pid)  # e.g. a qemu-img the dead job had started
-    assert not leftover, f"processes of the killed job still run: {leftover}"
     assert job_id in outcomes, f"recover did not act on {job_id}: {outcomes}"
+    # A qemu-img left running by the dead job holds the disk's lock: recover must stop it
+    # before undoing, or the guest's restart and `qemu-img snapshot -d` fail on that lock.
+    leftover = group_members(pid)
+    assert not leftover, (f"processes of the killed job still run: {leftover} "
+                          f"(recover: {outcomes[job_id]})")
     events = [ev["event"] for ev in journal_events(job_id)]
     assert "recovering" in events
     return outcomes[job_id]
