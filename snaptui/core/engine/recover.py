@@ -7,8 +7,12 @@ jobs with an active marker are looked at.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
+import signal
 import time
+from pathlib import Path
 
 from snaptui.core.engine.execute import make_context, summarize
 from snaptui.core.engine.jobs import active_dir, clear_active, pid_runs_job
@@ -23,6 +27,27 @@ log = logging.getLogger(__name__)
 STARTUP_GRACE_S = 30.0  # a job whose process has not written its pid yet may still be starting
 
 
+def stop_leftovers(job: JobRecord, timeout: float = 10.0) -> None:
+    """SIGKILL what the dead job left running in its session (a qemu-img still holding the
+    disk's lock would make the guest's restart fail) and wait until it is gone."""
+    if not job.pid:
+        return
+
+    def left_by_job(proc: Path) -> bool:
+        with contextlib.suppress(OSError, ValueError):
+            return (int(proc.name) != os.getpid() and os.getsid(int(proc.name)) == job.pid
+                    and job.job_id.encode() in (proc / "cmdline").read_bytes())
+        return False
+    deadline = time.monotonic() + timeout
+    while (left := [int(p.name) for p in Path("/proc").glob("[0-9]*") if left_by_job(p)]):
+        for pid in left:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+
+
 def recover_job(job: JobRecord) -> str:
     """Undo (or, when every step finished, complete) one dead job; returns the outcome."""
     plan = Plan.from_json(job.plan)
@@ -35,6 +60,7 @@ def recover_job(job: JobRecord) -> str:
     finished = True
     try:
         journal.append("recovering", dead_pid=job.pid)
+        stop_leftovers(job)
         ctx = make_context(plan, journal, facts=job.facts)
         steps = build_steps(plan)
         started = [s for s in steps if (st := job.step(s.name)) and st.state != "pending"]
