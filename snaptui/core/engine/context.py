@@ -52,6 +52,13 @@ class JobContext:
             self._store = self.store_factory()
         return self._store
 
+    def reconnect_host(self) -> None:
+        """Reopen the libvirt connection (after libvirtd restarted); errors surface later."""
+        try:
+            self.host.reconnect()
+        except Exception:  # noqa: BLE001 - libvirtd still down: the next attempt says why
+            pass
+
     def domain(self):
         """The libvirt domain object of this job (looked up by uuid)."""
         return self.host.lookup(self.plan.domain_uuid)

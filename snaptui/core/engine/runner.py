@@ -61,6 +61,34 @@ async def _run_step(ctx: JobContext, step: Step) -> None:
     task.result()
 
 
+LIBVIRT_LOST = ("Cannot write data", "Broken pipe", "End of file while reading",
+                "socket is closed", "Failed to connect socket", "client socket is closed")
+UNDO_RETRY_S = 45.0
+
+
+def _connection_lost(exc: BaseException) -> bool:
+    text = str(exc)
+    return any(marker in text for marker in LIBVIRT_LOST)
+
+
+async def _undo(ctx: JobContext, step: Step) -> None:
+    """Run one undo; while libvirtd is restarting, reconnect and try again (undo is idempotent)."""
+    assert step.undo is not None
+    deadline = time.monotonic() + UNDO_RETRY_S
+    delay = 0.5
+    while True:
+        try:
+            await step.undo(ctx)
+            return
+        except Exception as exc:
+            if not _connection_lost(exc) or time.monotonic() > deadline:
+                raise
+            log.warning("undo of %s lost libvirtd (%s); retrying", step.name, exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+            await asyncio.to_thread(ctx.reconnect_host)
+
+
 async def rollback(ctx: JobContext, started: Sequence[Step]) -> list[str]:
     """Undo started steps in reverse; every undo runs even if an earlier one fails."""
     problems = []
@@ -70,7 +98,7 @@ async def rollback(ctx: JobContext, started: Sequence[Step]) -> list[str]:
         ctx.current_step = step.name
         ctx.journal.append("undo_started", step=step.name)
         try:
-            await step.undo(ctx)
+            await _undo(ctx, step)
         except Exception as exc:  # keep undoing: the guest's restart is the last and most vital
             message = describe_error(exc)
             problems.append(f"{step.name}: {message}")
