@@ -1,0 +1,184 @@
+"""What every scanner needs, read once per scan: domains, live jobs, open files, options."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from snaptui.core.cleanup.findings import (
+    ALL_KINDS,
+    DEFAULT_OLDER_THAN_S,
+    Kind,
+    ScanProgress,
+)
+from snaptui.core.models import DomainInfo
+
+if TYPE_CHECKING:
+    from snaptui.core.image_store import ImageStore
+    from snaptui.core.libvirt_host import LibvirtHost
+
+ProgressCallback = Callable[[ScanProgress], None]
+
+
+@dataclass
+class LiveJobs:
+    """Jobs of ours whose process still runs: what they hold must not be touched."""
+
+    job_ids: set[str] = field(default_factory=set)
+    domain_uuids: set[str] = field(default_factory=set)
+    image_ids: set[str] = field(default_factory=set)
+    paths: set[str] = field(default_factory=set)
+    # every job in the journal (live or not) by domain uuid: (job id, mode, status, facts)
+    by_domain: dict[str, list[tuple[str, str, str, dict]]] = field(default_factory=dict)
+
+
+def read_jobs(now: float) -> LiveJobs:
+    """Fold the journal: which jobs are alive and what they made (paths, image ids)."""
+    from snaptui.core.engine.jobs import pid_runs_job
+    from snaptui.core.engine.journal import iter_jobs
+    from snaptui.core.engine.recover import STARTUP_GRACE_S
+
+    live = LiveJobs()
+    for job in iter_jobs():
+        uuid = str(job.plan.get("domain_uuid") or "")
+        if uuid:
+            live.by_domain.setdefault(uuid, []).append(
+                (job.job_id, job.mode, job.status, dict(job.facts)))
+        if job.terminal:
+            continue
+        starting = job.pid is None and job.started is not None and \
+            now - job.started < STARTUP_GRACE_S
+        if not (starting or pid_runs_job(job.pid, job.job_id)):
+            continue  # dead: recover will undo it, and its leftovers are ours to clean
+        live.job_ids.add(job.job_id)
+        if uuid:
+            live.domain_uuids.add(uuid)
+        for key, value in job.facts.items():
+            if key.startswith("image:") and value:
+                live.image_ids.add(str(value))
+            elif isinstance(value, str) and value.startswith("/"):
+                live.paths.add(os.path.realpath(value))
+        for disk in job.plan.get("disks", []):
+            for key in ("output_path", "delta_path", "backup_path"):
+                if disk.get(key):
+                    live.paths.add(os.path.realpath(disk[key]))
+    _add_foreign_jobs(live)
+    return live
+
+
+JOB_MAIN = b"snaptui.core.engine.job_main"
+
+
+def host_job_processes() -> list[tuple[str, int, Path]]:
+    """Snapshot job processes running on this host under any state dir: (job id, pid,
+    journal path). Other users and other SNAPTUI_STATE_DIRs have journals we never list."""
+    from snaptui.core.paths import state_dir
+
+    found = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        with contextlib.suppress(OSError, ValueError):
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+            if JOB_MAIN not in argv:
+                continue
+            job_id = argv[argv.index(JOB_MAIN) + 1].decode()
+            env = dict(line.split(b"=", 1) for line in
+                       (proc / "environ").read_bytes().split(b"\0") if b"=" in line)
+            state = env.get(b"SNAPTUI_STATE_DIR")
+            base = Path(state.decode()) if state else state_dir()
+            found.append((job_id, int(proc.name), base / "jobs" / f"{job_id}.jsonl"))
+    return found
+
+
+def _add_foreign_jobs(live: LiveJobs) -> None:
+    """Count job processes of other state dirs as live too (their journal names the domain)."""
+    from snaptui.core.engine.journal import fold, read_events
+
+    for job_id, _pid, path in host_job_processes():
+        if job_id in live.job_ids:
+            continue
+        live.job_ids.add(job_id)
+        with contextlib.suppress(OSError):
+            job = fold(job_id, path, read_events(path))
+            if job.plan.get("domain_uuid"):
+                live.domain_uuids.add(str(job.plan["domain_uuid"]))
+            for disk in job.plan.get("disks", []):
+                for key in ("output_path", "delta_path", "backup_path"):
+                    if disk.get(key):
+                        live.paths.add(os.path.realpath(disk[key]))
+
+
+def open_files() -> dict[str, set[int]]:
+    """Every file some process holds open (real path -> pids), read from /proc/*/fd."""
+    held: dict[str, set[int]] = {}
+    for proc in Path("/proc").glob("[0-9]*"):
+        with contextlib.suppress(OSError):
+            for fd in (proc / "fd").iterdir():
+                with contextlib.suppress(OSError):
+                    target = os.readlink(fd)
+                    if target.startswith("/"):
+                        held.setdefault(target, set()).add(int(proc.name))
+    return held
+
+
+@dataclass
+class ScanContext:
+    """Shared by the scanners of one scan (built by ``ScanContext.build``)."""
+
+    host: LibvirtHost | None
+    store: ImageStore | None
+    scan_dirs: tuple[Path, ...] = ()
+    only: frozenset[Kind] = ALL_KINDS
+    older_than_s: float = DEFAULT_OLDER_THAN_S
+    on_progress: ProgressCallback | None = None
+    now: float = field(default_factory=time.time)
+    domains: list[DomainInfo] = field(default_factory=list)
+    jobs: LiveJobs = field(default_factory=LiveJobs)
+    _open: dict[str, set[int]] | None = None
+
+    @classmethod
+    async def build(cls, host: LibvirtHost | None, store: ImageStore | None, *,
+                    scan_dirs: tuple[Path, ...] = (), only: frozenset[Kind] = ALL_KINDS,
+                    older_than_s: float = DEFAULT_OLDER_THAN_S,
+                    on_progress: ProgressCallback | None = None) -> ScanContext:
+        ctx = cls(host=host, store=store, scan_dirs=scan_dirs, only=only,
+                  older_than_s=older_than_s, on_progress=on_progress)
+        if host is not None:
+            ctx.domains = await asyncio.to_thread(host.list_domains)
+        ctx.jobs = await asyncio.to_thread(read_jobs, ctx.now)
+        return ctx
+
+    @property
+    def uri(self) -> str:
+        return self.host.uri if self.host is not None else ""
+
+    def virsh(self, *argv: str) -> tuple[str, ...]:
+        """``virsh -c URI ...`` as an argv (for the dry-run commands)."""
+        return ("virsh", "-c", self.uri, *argv)
+
+    def progress(self, kind: Kind, done: int, total: int | None, what: str = "") -> None:
+        if self.on_progress is not None:
+            self.on_progress(ScanProgress(kind, done, total, what))
+
+    def holders(self, path: str) -> set[int]:
+        """Pids holding ``path`` open (read once per scan, lazily)."""
+        if self._open is None:
+            self._open = open_files()
+        return self._open.get(os.path.realpath(path), set())
+
+    def disk_owners(self) -> dict[str, DomainInfo]:
+        """Real path of every domain disk -> its domain."""
+        owners = {}
+        for dom in self.domains:
+            for disk in dom.disks:
+                if disk.path:
+                    owners[os.path.realpath(disk.path)] = dom
+        return owners
+
+    def old_enough(self, age_s: float | None) -> bool:
+        return age_s is not None and age_s >= self.older_than_s

@@ -1,0 +1,204 @@
+"""What a cleanup scan reports and what a removal returns (plain data, no I/O beyond stat).
+
+A ``Finding`` is one leftover: where it is, how much space it holds, whether it is pre-selected
+(``safe``) and why, and the equivalent virsh / qemu-img / openstack commands for a dry run.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from snaptui.core.errors import BadInput
+
+
+class Kind(StrEnum):
+    """The kinds of leftovers, named as ``--only`` takes them."""
+
+    INTERNAL = "internal"
+    SCRATCH = "scratch"
+    MANAGED_SAVE = "managed-save"
+    TRANSIENT = "transient"
+    BLOCKJOB = "blockjob"
+    IMAGES = "images"
+
+
+ALL_KINDS: frozenset[Kind] = frozenset(Kind)
+
+# Snapshot leftovers younger than this may still belong to a job that is starting elsewhere.
+DEFAULT_OLDER_THAN_S = 24 * 3600.0
+
+# snaptui's own names: job ids are ``YYYYmmdd-HHMMSS-hex6`` (engine/preflight.new_job_id).
+JOB_ID_RE = r"\d{8}-\d{6}-[0-9a-f]{6}"
+OWN_SNAPSHOT_RE = re.compile(rf"^snaptui-(?P<job>{JOB_ID_RE})$")
+SCRATCH_FILE_RE = re.compile(
+    rf"^(?P<job>{JOB_ID_RE})-(?P<target>[^.]+)\.(?P<what>delta\.qcow2|backup\.qcow2|"
+    r"(?:raw|qcow2)\.partial)$"
+)
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One leftover found by a scan; ``key`` is stable across scans of the same thing."""
+
+    key: str
+    kind: Kind
+    location: str
+    size: int | None  # allocated bytes it holds (None when unknown)
+    safe: bool  # pre-selected: removal cannot lose anything anyone still needs
+    reason: str  # why it is a leftover, and why it is (not) safe
+    commands: tuple[str, ...]  # equivalent CLI commands, for --dry-run
+    domain: str | None = None
+    action: str = ""  # what removal does, in words ("delete snapshot", "abort block job")
+    refused: str | None = None  # set when removal must not be attempted (e.g. disk in use)
+    paths: tuple[str, ...] = ()  # files whose allocated size is measured before / after
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["kind"] = str(self.kind)
+        data["commands"] = list(self.commands)
+        data["paths"] = list(self.paths)
+        return data
+
+
+@dataclass(frozen=True)
+class RemovalResult:
+    """What removing one finding did; ``reclaimed`` is measured (allocated before - after)."""
+
+    key: str
+    ok: bool
+    action: str
+    reclaimed: int = 0
+    before: int = 0
+    after: int = 0
+    reason: str | None = None  # why it was refused or failed
+    dry_run: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ScanProgress:
+    """One scanner's progress: ``done`` of ``total`` items (total None while unknown)."""
+
+    kind: Kind
+    done: int
+    total: int | None
+    what: str = ""
+
+
+@dataclass
+class ScanReport:
+    """Everything a scan found, and the scanners that could not run (one line each)."""
+
+    findings: list[Finding] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def reclaimable(self) -> int:
+        """Bytes held by the pre-selected findings."""
+        return sum(f.size or 0 for f in self.findings if f.safe)
+
+    def by_key(self) -> dict[str, Finding]:
+        return {f.key: f for f in self.findings}
+
+
+# ---------------------------------------------------------------- small helpers
+
+
+def parse_kinds(text: str | None) -> frozenset[Kind]:
+    """``internal,scratch`` -> kinds; BadInput naming an unknown one."""
+    if not text:
+        return ALL_KINDS
+    kinds = set()
+    for word in (w.strip() for w in text.split(",")):
+        if not word:
+            continue
+        try:
+            kinds.add(Kind(word))
+        except ValueError:
+            known = ",".join(k.value for k in Kind)
+            raise BadInput(f"--only: unknown kind {word!r} (one of {known})") from None
+    return frozenset(kinds) or ALL_KINDS
+
+
+_DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw]?)")
+_UNIT_S = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(text: str) -> float:
+    """``90s``, ``30m``, ``2h``, ``1d12h``, ``1w`` or plain seconds -> seconds."""
+    compact = text.strip().lower().replace(" ", "")
+    pos, total = 0, 0.0
+    while pos < len(compact):
+        match = _DURATION_RE.match(compact, pos)
+        if not match or match.end() == pos:
+            break
+        total += float(match.group(1)) * _UNIT_S[match.group(2)]
+        pos = match.end()
+    if not compact or pos != len(compact):
+        raise BadInput(f"not a duration: {text!r} (e.g. 90s, 30m, 2h, 1d)")
+    return total
+
+
+def allocated(path: str | os.PathLike[str]) -> int:
+    """Bytes the file occupies on its filesystem (st_blocks), 0 when it does not exist."""
+    try:
+        return os.stat(path).st_blocks * 512
+    except FileNotFoundError:
+        return 0
+
+
+def allocated_total(paths: tuple[str, ...]) -> int:
+    return sum(allocated(p) for p in paths)
+
+
+def file_age_s(path: str | os.PathLike[str], now: float) -> float | None:
+    try:
+        return max(0.0, now - os.stat(path).st_mtime)
+    except OSError:
+        return None
+
+
+def iso_age_s(stamp: str | None, now: float) -> float | None:
+    """Age of an ISO 8601 time (Glance's ``created_at``, qemu-img's snapshot date)."""
+    if not stamp:
+        return None
+    try:
+        when = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, now - when.timestamp())
+
+
+def job_id_age_s(job_id: str, now: float) -> float | None:
+    """Age of a job from the UTC time its id starts with."""
+    try:
+        when = datetime.strptime(job_id[:15], "%Y%m%d-%H%M%S").replace(tzinfo=UTC)
+    except ValueError:
+        return None
+    return max(0.0, now - when.timestamp())
+
+
+def human_age(seconds: float | None) -> str:
+    """``3 h``, ``2 d``; ``?`` when unknown."""
+    if seconds is None:
+        return "?"
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.0f} {unit}"
+    return f"{seconds:.0f} s"
+
+
+def command(*argv: str) -> str:
+    """An argv as a copy-pasteable shell line (display only: nothing runs through a shell)."""
+    return shlex.join(argv)

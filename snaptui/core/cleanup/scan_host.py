@@ -1,0 +1,184 @@
+"""Leftovers libvirt holds: stale managed-save images, domains left transient by a job, and
+block jobs still attached to a disk with no job of ours behind them."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import xml.etree.ElementTree as ET
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import libvirt
+
+from snaptui.core.cleanup.context import ScanContext
+from snaptui.core.cleanup.findings import (
+    SCRATCH_FILE_RE,
+    Finding,
+    Kind,
+    allocated,
+    command,
+    file_age_s,
+    human_age,
+)
+from snaptui.core.engine.locks import domain_lock_holder
+from snaptui.core.errors import SnaptuiError
+from snaptui.core.models import DomainInfo
+
+# Facts a workflow records when it makes a persistent domain transient (Nova's block copy way).
+PERSISTENT_XML_FACTS = ("persistent_xml", "domain_xml", "inactive_xml")
+
+
+def managed_save_dirs(uri: str) -> list[Path]:
+    """Where libvirt's QEMU driver keeps managed-save images for this URI."""
+    if uri.startswith("qemu:///system"):
+        return [Path("/var/lib/libvirt/qemu/save")]
+    if uri.startswith("qemu:///session"):
+        config = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+        return [config / "libvirt" / "qemu" / "save"]
+    return []
+
+
+def managed_save_path(uri: str, name: str) -> str | None:
+    for directory in managed_save_dirs(uri):
+        path = directory / f"{name}.save"
+        if path.exists():
+            return str(path)
+    return None
+
+
+def _busy(ctx: ScanContext, dom: DomainInfo) -> str | None:
+    """Why nothing of this domain may be touched now (a live job of ours holds it)."""
+    if dom.uuid in ctx.jobs.domain_uuids:
+        return f"a snaptui job on {dom.name} is still running"
+    holder = domain_lock_holder(dom.uuid)
+    return f"{dom.name} is locked by a snapshot job ({holder})" if holder else None
+
+
+def _jobs_of(ctx: ScanContext, dom: DomainInfo) -> list[tuple[str, str, str, dict[str, Any]]]:
+    return ctx.jobs.by_domain.get(dom.uuid, [])
+
+
+def _managed_save(ctx: ScanContext, dom: DomainInfo) -> Finding:
+    path = managed_save_path(ctx.uri, dom.name)
+    age = file_age_s(path, ctx.now) if path else None
+    refused = _busy(ctx, dom)
+    saver = next((j for j in _jobs_of(ctx, dom) if j[3].get("guest_saved")), None)
+    words = (f"saved {human_age(age)} ago and never restarted; removing it discards the "
+             "guest's saved memory (its next start is a cold boot)")
+    if refused:
+        safe, reason = False, f"{refused}; {words}"
+    elif saver is None:
+        safe, reason = False, f"{words}; not saved by snaptui: kept unless chosen"
+    elif not ctx.old_enough(age):
+        safe, reason = False, f"{words}; only {human_age(age)} old (--older-than)"
+    else:
+        safe, reason = True, f"{words}; saved by snaptui job {saver[0]} ({saver[2]})"
+    return Finding(
+        key=f"managed-save:{dom.uuid}", kind=Kind.MANAGED_SAVE,
+        location=path or f"{dom.name} (managed save)", size=allocated(path) if path else None,
+        safe=safe, reason=reason, domain=dom.name, action="virsh managedsave-remove",
+        commands=(command(*ctx.virsh("managedsave-remove", dom.name)),), refused=refused,
+        paths=(path,) if path else (),
+        details={"domain_uuid": dom.uuid, "path": path, "age_s": age,
+                 "saved_by_job": saver[0] if saver else None},
+    )
+
+
+def _transient(ctx: ScanContext, dom: DomainInfo) -> Finding | None:
+    jobs = _jobs_of(ctx, dom)
+    if dom.persistent or not jobs:
+        return None  # only domains a journal of ours speaks of
+    refused = _busy(ctx, dom)
+    saved = next(((j, k) for j in jobs for k in PERSISTENT_XML_FACTS if j[3].get(k)), None)
+    job_id, mode, status, _ = saved[0] if saved else jobs[0]
+    where = f"job {job_id} ({mode}, {status})"
+    if refused:
+        safe, reason = False, f"{refused}; transient"
+    elif saved:
+        safe, reason = True, f"made transient by {where}, which saved its definition; " \
+            "defining it again makes it persistent"
+    else:
+        safe, reason = False, f"transient; snaptui {where} ran on it but saved no definition: " \
+            "defining it from its live XML is left to you"
+    xml_file = f"{dom.name}.xml"
+    return Finding(
+        key=f"transient:{dom.uuid}", kind=Kind.TRANSIENT, location=f"{dom.name} (transient)",
+        size=0, safe=safe, reason=reason, domain=dom.name, action="virsh define",
+        commands=(command(*ctx.virsh("dumpxml", "--inactive", "--security-info", dom.name))
+                  + f" > {xml_file}", command(*ctx.virsh("define", xml_file))),
+        refused=refused,
+        details={"domain_uuid": dom.uuid, "job_id": job_id,
+                 "xml_fact": saved[1] if saved else None},
+    )
+
+
+def _mirror_file(dom: libvirt.virDomain, target: str) -> str | None:
+    """Destination of the block job on ``target`` (the <mirror> in the live XML)."""
+    root = ET.fromstring(dom.XMLDesc(0))
+    for disk in root.findall("devices/disk"):
+        node = disk.find("target")
+        if node is None or node.get("dev") != target:
+            continue
+        mirror = disk.find("mirror")
+        if mirror is None:
+            return None
+        source = mirror.find("source")
+        return mirror.get("file") or (source.get("file") if source is not None else None)
+    return None
+
+
+def _block_jobs(ctx: ScanContext, dom: DomainInfo) -> list[Finding]:
+    assert ctx.host is not None
+    vdom = ctx.host.lookup(dom.uuid)
+    found = []
+    for disk in dom.disks:
+        info = vdom.blockJobInfo(disk.target, 0)
+        if not info:
+            continue
+        mirror = _mirror_file(vdom, disk.target)
+        refused = _busy(ctx, dom)
+        own = mirror is not None and SCRATCH_FILE_RE.match(os.path.basename(mirror))
+        job = own.group("job") if own else None
+        what = f"block job on {disk.target} ({info.get('cur', 0)}/{info.get('end', 0)})"
+        if job and job in ctx.jobs.job_ids:
+            refused = f"snaptui job {job} is still running"
+        if refused:
+            safe, reason = False, f"{refused}; {what}"
+        elif not own:
+            safe, reason = False, f"{what} not started by snaptui: kept unless chosen"
+        else:
+            safe, reason = True, f"{what} left by snaptui job {job}, which is no longer " \
+                "running; aborting keeps the guest on its own disk"
+        found.append(Finding(
+            key=f"blockjob:{dom.uuid}:{disk.target}", kind=Kind.BLOCKJOB,
+            location=f"{dom.name} {disk.target}" + (f" -> {mirror}" if mirror else ""),
+            size=allocated(mirror) if mirror else None, safe=safe, reason=reason,
+            domain=dom.name, action="virsh blockjob --abort",
+            commands=(command(*ctx.virsh("blockjob", dom.name, disk.target, "--abort")),),
+            refused=refused,
+            details={"domain_uuid": dom.uuid, "target": disk.target, "mirror": mirror,
+                     "job_type": info.get("type")},
+        ))
+    return found
+
+
+async def scan_host(ctx: ScanContext) -> AsyncIterator[Finding]:
+    """Managed saves, transient domains and stray block jobs, domain by domain."""
+    kinds = ctx.only
+    for done, dom in enumerate(ctx.domains):
+        ctx.progress(Kind.MANAGED_SAVE, done, len(ctx.domains), dom.name)
+        if Kind.MANAGED_SAVE in kinds and dom.has_managed_save:
+            yield _managed_save(ctx, dom)
+        if Kind.TRANSIENT in kinds:
+            transient = _transient(ctx, dom)
+            if transient is not None:
+                yield transient
+        if Kind.BLOCKJOB in kinds and dom.state.is_active:
+            try:
+                for finding in await asyncio.to_thread(_block_jobs, ctx, dom):
+                    yield finding
+            except (SnaptuiError, libvirt.libvirtError):
+                continue  # stopped or undefined meanwhile: no block job left on it
+    ctx.progress(Kind.MANAGED_SAVE, len(ctx.domains), len(ctx.domains))
