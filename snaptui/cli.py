@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Callable
 
@@ -39,13 +40,29 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--library", metavar="DIR",
                         help="local image library directory (when no cloud is used)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    parser.add_argument("--insecure", action="store_true",
+                        help="do not verify TLS certificates of Keystone and Glance")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     from snaptui import cli_inventory, cli_jobs, cli_snapshot
 
     for module in (cli_inventory, cli_snapshot, cli_jobs):
         module.register(sub, _common)
+    from snaptui import cli_audit
+
+    cli_audit.register(sub, _common)
     return parser
+
+
+def _security_setup(args: argparse.Namespace) -> None:
+    """--insecure for this process and the jobs it starts; warn about exposed secrets."""
+    from snaptui.core.cloud_config import INSECURE_ENV
+    from snaptui.core.secrets_check import exposed_secret_warnings
+
+    if args.insecure:
+        os.environ[INSECURE_ENV] = "1"
+    for warning in exposed_secret_warnings():
+        print(f"snaptui: warning: {warning}", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="snaptui: %(levelname)s: %(message)s")
+    _security_setup(args)
     try:
         if not getattr(args, "no_recover", False) and not args.demo:
             from snaptui.core.engine.recover import recover

@@ -2,14 +2,16 @@
 
 openstacksdk's config loader reads clouds.yaml (``OS_CLIENT_CONFIG_FILE``), ``OS_CLOUD`` and the
 ``OS_*`` variables; keystoneauth1 holds the secrets inside its session. Nothing here prints them.
+
+TLS certificates are verified unless the operator asks otherwise: ``snaptui --insecure`` (which
+sets ``SNAPTUI_INSECURE=1`` for this process and the job processes it starts), or ``verify:
+false`` / ``insecure: true`` in clouds.yaml.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import re
-import stat
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +21,7 @@ from openstack import exceptions as sdk_exc
 from openstack.config import OpenStackConfig
 
 from snaptui.core.errors import BadInput, CloudError
+from snaptui.core.secrets_check import exposed_secret_warning
 
 log = logging.getLogger(__name__)
 # keystoneauth warns on stderr (logging's last resort) before we turn its failure into one
@@ -26,6 +29,12 @@ log = logging.getLogger(__name__)
 logging.getLogger("keystoneauth").addHandler(logging.NullHandler())
 
 _NO_CLOUD = "defaults"  # what the loader calls the empty cloud it makes when nothing is set
+INSECURE_ENV = "SNAPTUI_INSECURE"
+
+
+def insecure_requested() -> bool:
+    """True when TLS verification was switched off (``--insecure`` / SNAPTUI_INSECURE=1)."""
+    return os.environ.get(INSECURE_ENV, "").strip().lower() in ("1", "true", "yes", "on")
 
 
 @dataclass
@@ -40,6 +49,17 @@ class CloudSession:
     session: Session = field(repr=False)
     config_file: str | None = None
     warnings: list[str] = field(default_factory=list)
+    auth_type: str | None = None
+
+    @property
+    def uses_token(self) -> bool:
+        """Authenticates with a given token (which may have expired or been revoked)."""
+        return bool(self.auth_type) and "token" in str(self.auth_type)
+
+    @property
+    def verify(self) -> bool | str:
+        """What the session does with TLS certificates: True, a CA bundle path, or False."""
+        return self.session.verify
 
     @property
     def description(self) -> str:
@@ -92,12 +112,16 @@ def cloud_configured(cloud: str | None = None) -> bool:
     return bool(config.default_cloud) and config.default_cloud != _NO_CLOUD
 
 
-def load_session(cloud: str | None = None) -> CloudSession:
+def load_session(cloud: str | None = None, *, insecure: bool | None = None) -> CloudSession:
     """Load one cloud like ``openstack --os-cloud`` and return its (not yet authenticated) session.
 
-    BadInput for an unknown cloud name or when no cloud is configured; CloudError for a config
-    that cannot be used. Does not contact Keystone (see ``CloudSession.authenticate``).
+    TLS is verified unless ``insecure`` (default: ``insecure_requested()``) or the cloud's own
+    config says otherwise. BadInput for an unknown cloud name or when no cloud is configured;
+    CloudError for a config that cannot be used. Does not contact Keystone (see
+    ``CloudSession.authenticate``).
     """
+    if insecure is None:
+        insecure = insecure_requested()
     config = _open_config()
     if not cloud and config.default_cloud in (None, _NO_CLOUD):
         names = [n for n in config.get_cloud_names() if n != _NO_CLOUD]
@@ -108,7 +132,7 @@ def load_session(cloud: str | None = None) -> CloudSession:
             )
         raise BadInput("no cloud configured: set OS_CLOUD / OS_CLIENT_CONFIG_FILE or OS_AUTH_URL")
     try:
-        region = config.get_one(cloud=cloud or None)
+        region = config.get_one(cloud=cloud or None, **({"insecure": True} if insecure else {}))
     except sdk_exc.ConfigException as err:
         name = cloud or config.default_cloud
         if name not in config.get_cloud_names():
@@ -136,31 +160,16 @@ def load_session(cloud: str | None = None) -> CloudSession:
         interface=region.get_interface() or None,
         session=session,
         config_file=config.config_filename,
+        auth_type=region.config.get("auth_type"),
     )
-    for path in (config.config_filename, config.secure_config_filename):
-        warning = _exposed_password_warning(path, name, auth)
-        if warning:
-            log.warning("%s", warning)
+    if not session.verify:
+        log.debug("TLS certificates of cloud %s are not verified", name)
+    for path in {config.config_filename, config.secure_config_filename} - {None}:
+        warning = exposed_secret_warning(str(path))
+        if warning:  # the CLI prints these at start; the dashboard shows them
+            log.debug("%s", warning)
             result.warnings.append(warning)
     return result
-
-
-def _exposed_password_warning(path: str | None, cloud: str, auth: dict[str, Any]) -> str | None:
-    """A warning when a config file that holds the cloud's password is group/other readable."""
-    if not path or not auth.get("password"):
-        return None
-    try:
-        st = os.stat(path)
-        with open(path, encoding="utf-8", errors="replace") as f:
-            holds_password = re.search(r"^\s*password\s*:", f.read(), re.MULTILINE) is not None
-    except OSError:
-        return None
-    if holds_password and st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-        return (
-            f"{path} holds the password for cloud {cloud} and is readable by others "
-            f"(mode {stat.S_IMODE(st.st_mode):04o}); run: chmod 600 {path}"
-        )
-    return None
 
 
 _REASONS = (
@@ -197,12 +206,20 @@ def connection_reason(err: BaseException) -> str:
 def keystone_error(err: BaseException, cloud: CloudSession) -> CloudError:
     """Map a keystoneauth failure while authenticating to one line without secrets."""
     url = cloud.auth_url
+    if cloud.uses_token and isinstance(err, (ksa_exc.Unauthorized, ksa_exc.NotFound)):
+        return CloudError(
+            f"Keystone at {url} rejected the token of cloud {cloud.name} (expired or revoked; "
+            f"HTTP {err.http_status}): get a new token"
+        )
     if isinstance(err, ksa_exc.Unauthorized):
         return CloudError(
             f"authentication failed for user {cloud.username or '?'} at {url} (HTTP 401)"
         )
     if isinstance(err, ksa_exc.SSLError):
-        return CloudError(f"TLS error talking to Keystone at {url}: {connection_reason(err)}")
+        hint = "" if not cloud.verify else " (snaptui --insecure skips verification)"
+        return CloudError(
+            f"TLS error talking to Keystone at {url}: {connection_reason(err)}{hint}"
+        )
     if isinstance(err, (ksa_exc.ConnectFailure, ksa_exc.ConnectTimeout,
                         ksa_exc.UnknownConnectionError, ksa_exc.DiscoveryFailure)):
         return CloudError(f"cannot reach Keystone at {url}: {connection_reason(err)}")

@@ -21,10 +21,14 @@ def resolve_destination(destination: str | None, cloud: str | None) -> str:
 
 
 def open_store(destination: str, *, cloud: str | None = None,
-               library: str | Path | None = None) -> ImageStore:
-    """An ImageStore for the destination (Glance sessions are authenticated lazily)."""
+               library: str | Path | None = None, insecure: bool | None = None) -> ImageStore:
+    """An ImageStore for the destination (Glance sessions are authenticated lazily).
+
+    Glance's TLS certificates are verified unless ``insecure`` (default: ``--insecure`` /
+    SNAPTUI_INSECURE, see ``cloud_config.insecure_requested``)."""
     if destination == "glance":
+        from snaptui.core.cloud_config import load_session
         from snaptui.core.glance_images import GlanceImages
 
-        return GlanceImages.from_cloud(cloud)
+        return GlanceImages(load_session(cloud, insecure=insecure))
     return ImageLibrary(Path(library) if library else library_dir())

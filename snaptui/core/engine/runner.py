@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from snaptui.core import audit
 from snaptui.core.engine.context import JobCancelled, JobContext
 from snaptui.core.errors import SnaptuiError
 
@@ -30,6 +31,38 @@ class Step:
     undo: StepFn | None = None
     interruptible: bool = True  # False: a blocking libvirt call that must finish once begun
     command: str = ""  # the equivalent by-hand command, for --dry-run
+    destructive: bool | None = None  # audited; None: decided by the step's name (see below)
+
+
+# Steps that change something outside snaptui's private scratch dir: the guest's state, its
+# disk file, its libvirt block jobs, the image store, or a file the operator named.
+DESTRUCTIVE_STEPS = frozenset({"save", "restart", "snapshot", "unsnapshot", "copy", "freeze",
+                               "abort", "thaw", "backup", "image", "upload", "finish"})
+
+
+def is_destructive(step: Step) -> bool:
+    """The step's own flag, else whether its name (before ``:disk``) is a destructive kind."""
+    if step.destructive is not None:
+        return step.destructive
+    return step.name.partition(":")[0] in DESTRUCTIVE_STEPS
+
+
+def _audit(ctx: JobContext, step: Step, result: str, *, undo: bool = False,
+           error: str | None = None) -> None:
+    """One audit record for a destructive step (or its undo): what, on which domain/disk/image."""
+    if not is_destructive(step):
+        return
+    disk = step.name.partition(":")[2] or None
+    plans = [d for d in ctx.plan.disks if disk is None or d.target == disk]
+    audit.record(
+        f"undo:{step.name}" if undo else step.name, ctx.plan.domain_name, result,
+        step=step.title, job_id=ctx.plan.job_id, domain_uuid=ctx.plan.domain_uuid,
+        disk=disk or ",".join(d.target for d in plans),
+        image_name=",".join(d.image_name for d in plans),
+        image=",".join(str(i) for d in plans if (i := ctx.facts.get(f"image:{d.target}")))
+        or None,
+        mode=str(ctx.plan.mode), error=error,
+    )
 
 
 def describe_error(exc: BaseException) -> str:
@@ -97,15 +130,18 @@ async def rollback(ctx: JobContext, started: Sequence[Step]) -> list[str]:
             continue
         ctx.current_step = step.name
         ctx.journal.append("undo_started", step=step.name)
+        _audit(ctx, step, "started", undo=True)
         try:
             await _undo(ctx, step)
         except Exception as exc:  # keep undoing: the guest's restart is the last and most vital
             message = describe_error(exc)
             problems.append(f"{step.name}: {message}")
             ctx.journal.append("undo_failed", step=step.name, error=message)
+            _audit(ctx, step, "failed", undo=True, error=message)
             log.exception("undo of %s failed", step.name)
         else:
             ctx.journal.append("step_undone", step=step.name)
+            _audit(ctx, step, "undone", undo=True)
     return problems
 
 
@@ -121,10 +157,12 @@ async def run_steps(ctx: JobContext, steps: Sequence[Step],
             ctx.current_step = step.name
             started.append(step)
             ctx.journal.append("step_started", step=step.name)
+            _audit(ctx, step, "started")
             t0 = time.monotonic()
             await _run_step(ctx, step)
             ctx.journal.append("step_finished", step=step.name,
                                seconds=round(time.monotonic() - t0, 3))
+            _audit(ctx, step, "ok")
         ctx.check_cancel()
     except BaseException as exc:  # noqa: BLE001 - every way out must roll back
         cancelled = ctx.cancel_flag.is_set() or isinstance(
@@ -132,6 +170,8 @@ async def run_steps(ctx: JobContext, steps: Sequence[Step],
         message = "cancelled by the operator" if cancelled else describe_error(exc)
         if ctx.current_step is not None:
             ctx.journal.append("step_failed", step=ctx.current_step, error=message)
+            if started and started[-1].name == ctx.current_step:
+                _audit(ctx, started[-1], "failed", error=message)
         problems = await asyncio.shield(rollback(ctx, started))
         extra = {"undo_problems": problems} if problems else {}
         ctx.journal.append("cancelled" if cancelled else "failed", error=message,
