@@ -44,9 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="do not verify TLS certificates of Keystone and Glance")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    from snaptui import cli_inventory, cli_jobs, cli_snapshot
+    from snaptui import cli_cleanup, cli_inventory, cli_jobs, cli_snapshot
 
-    for module in (cli_inventory, cli_snapshot, cli_jobs):
+    for module in (cli_inventory, cli_snapshot, cli_jobs, cli_cleanup):
         module.register(sub, _common)
     from snaptui import cli_audit
 
