@@ -12,6 +12,7 @@ from pathlib import Path
 
 import libvirt
 import pytest
+from lab_domains import TEST_PREFIX, LabDomain, domain_xml, make_disk
 
 from snaptui.core.engine.jobs import follow, get_job, launch, prepare
 from snaptui.core.engine.plan import Mode, SnapshotRequest
@@ -68,6 +69,11 @@ def test_mode_end_to_end(make_domain, tmp_path, mode, state, destination, fmt):
     # Byte-identical to the source disk at the snapshot instant.
     result = qemu_compare(lab.disk_path(), kept)
     assert result.returncode == 0, result.stdout + result.stderr
+    if fmt == "qcow2":
+        subprocess.run(["qemu-img", "check", "-q", str(kept)], check=True)
+    # Live and backup keep their copy as the image when it is standalone: no convert step.
+    converted = any(s.name == "convert:vda" for s in get_job(job_id).steps)
+    assert converted == (mode not in ("live", "backup"))
 
     # The guest is back in its original state, with its XML unchanged and no job left.
     dom = lab.dom
@@ -141,3 +147,37 @@ def test_all_disks_compressed_to_library(make_domain, tmp_path):
         assert "compression type" in info
         assert qemu_compare(lab.disk_path(target), Path(record.location)).returncode == 0
     assert lab.dom.state()[0] == libvirt.VIR_DOMAIN_RUNNING
+
+
+@pytest.mark.parametrize("mode", ["live", "backup"])
+def test_live_copy_of_a_disk_with_a_backing_file(conn, tmp_path, mode):
+    """Nova's case: the instance disk is an overlay on a base image. The live delta keeps the
+    backing file and is converted with its chain; the backup is standalone and kept as is."""
+    base = make_disk(tmp_path / "base.qcow2", size="64M", seed="16M")
+    overlay = tmp_path / "overlay.qcow2"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(base), "-F", "qcow2",
+                    str(overlay)], check=True)
+    subprocess.run(["qemu-io", "-f", "qcow2", "-c", "write -q -P 0xcd 8M 8M", str(overlay)],
+                   check=True, capture_output=True)
+    name = TEST_PREFIX + "chain-" + mode
+    conn.defineXML(domain_xml(name, [("vda", overlay, "qcow2")]))
+    lab = LabDomain(conn, name, [("vda", overlay, "qcow2")])
+    try:
+        lab.set_state("running")
+        kept = tmp_path / "out.qcow2"
+        request = SnapshotRequest(domain=name, name=f"snaptui-test-chain-{mode}", mode=Mode(mode),
+                                  out_format="qcow2", destination="library", keep_local=str(kept),
+                                  library_dir=str(tmp_path / "lib"))
+        job_id, events = run_job(request)
+        assert events[-1]["event"] == "done", events[-1]
+        steps = [s.name for s in get_job(job_id).steps]
+        assert ("convert:vda" in steps) == (mode == "live")
+        assert qemu_compare(overlay, kept).returncode == 0
+        info = subprocess.run(["qemu-img", "info", "--output=json", str(kept)],
+                              capture_output=True, text=True, check=True).stdout
+        assert "backing-filename" not in info
+        assert lab.dom.state()[0] == libvirt.VIR_DOMAIN_RUNNING
+        assert list(scratch_dir().iterdir()) == []
+    finally:
+        lab.remove()
+        base.unlink(missing_ok=True)

@@ -6,6 +6,7 @@ Also the libvirt backup API in push mode. The guest is never paused by any of th
 from __future__ import annotations
 
 import asyncio
+import os
 from xml.sax.saxutils import quoteattr
 
 import libvirt
@@ -13,7 +14,7 @@ import libvirt
 from snaptui.core import qemu_img
 from snaptui.core.engine.context import JobContext
 from snaptui.core.engine.disk_steps import convert_to_output, unlink_quietly
-from snaptui.core.engine.plan import DiskPlan
+from snaptui.core.engine.plan import DiskPlan, Plan
 from snaptui.core.errors import HypervisorError
 
 POLL_S = 0.2
@@ -34,10 +35,9 @@ def create_delta(disk: DiskPlan):
         assert disk.delta_path
         ctx.record(f"delta:{disk.target}", disk.delta_path)
         await qemu_img.create(
-            disk.delta_path, "qcow2", disk.virtual_size,
+            disk.delta_path, ctx.plan.copy_format(disk), disk.virtual_size,
             backing_file=disk.backing_file,
-            backing_format=ctx.facts.get(f"backing_format:{disk.target}") if disk.backing_file
-            else None,
+            backing_format=disk.backing_format,
         )
     return run
 
@@ -76,7 +76,7 @@ def block_copy(disk: DiskPlan):
     """virDomainBlockCopy(SHALLOW|REUSE_EXT|TRANSIENT_JOB) into the delta, then wait until ready."""
     async def run(ctx: JobContext) -> None:
         dom = ctx.domain()
-        xml = ("<disk type='file'><driver type='qcow2'/>"
+        xml = (f"<disk type='file'><driver type={quoteattr(ctx.plan.copy_format(disk))}/>"
                f"<source file={quoteattr(str(disk.delta_path))}/></disk>")
         ctx.record(f"block_job:{disk.target}", True)
         try:
@@ -142,7 +142,7 @@ def convert_delta(disk: DiskPlan):
 
 # -- backup API (push mode) -------------------------------------------------------------------
 
-def _backup_xml(disks: list[DiskPlan], all_targets: list[str]) -> str:
+def _backup_xml(plan: Plan, disks: list[DiskPlan], all_targets: list[str]) -> str:
     chosen = {d.target: d for d in disks}
     parts = []
     for target in all_targets:
@@ -152,7 +152,8 @@ def _backup_xml(disks: list[DiskPlan], all_targets: list[str]) -> str:
         else:
             parts.append(
                 f"<disk name={quoteattr(target)} backup='yes' type='file'>"
-                f"<target file={quoteattr(str(disk.backup_path))}/><driver type='qcow2'/></disk>"
+                f"<target file={quoteattr(str(disk.backup_path))}/>"
+                f"<driver type={quoteattr(plan.copy_format(disk))}/></disk>"
             )
     return f"<domainbackup mode='push'><disks>{''.join(parts)}</disks></domainbackup>"
 
@@ -172,11 +173,13 @@ def backup_disks(disks: list[DiskPlan], all_targets: list[str]):
         for disk in disks:
             assert disk.backup_path
             ctx.record(f"backup_file:{disk.target}", disk.backup_path)
-            await qemu_img.create(disk.backup_path, "qcow2", disk.virtual_size)
+            await qemu_img.create(disk.backup_path, ctx.plan.copy_format(disk),
+                                  disk.virtual_size)
         dom = ctx.domain()
         ctx.record("backup_job", True)
         try:
-            await asyncio.to_thread(dom.backupBegin, _backup_xml(disks, all_targets), None,
+            await asyncio.to_thread(dom.backupBegin,
+                                    _backup_xml(ctx.plan, disks, all_targets), None,
                                     libvirt.VIR_DOMAIN_BACKUP_BEGIN_REUSE_EXTERNAL)
         except libvirt.libvirtError as err:
             raise _libvirt_error("backup begin", err) from err
@@ -213,4 +216,16 @@ def remove_backup_file(disk: DiskPlan):
     async def run(ctx: JobContext) -> None:
         unlink_quietly(disk.backup_path)
         ctx.forget(f"backup_file:{disk.target}")
+    return run
+
+
+def adopt_copy(disk: DiskPlan, copy_path: str | None, fact: str):
+    """The delta or backup file already is the image (standalone, in the output format): move
+    it to the scratch output instead of converting it, which halves the scratch space."""
+    async def run(ctx: JobContext) -> None:
+        assert copy_path
+        ctx.record(f"output:{disk.target}", disk.output_path)
+        os.replace(copy_path, disk.output_path)
+        os.chmod(disk.output_path, 0o600)
+        ctx.forget(f"{fact}:{disk.target}")
     return run

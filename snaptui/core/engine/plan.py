@@ -50,6 +50,17 @@ class SnapshotRequest:
         return cls(**{**data, "mode": Mode(data["mode"])})
 
 
+def copy_is_output(mode: Mode, compress: bool, backing_file: str | None) -> bool:
+    """Whether the live delta or backup file can be written in the output format and kept as
+    the image itself, with no convert: it must be standalone (a backup always is; a live delta
+    when the disk has no backing file) and the output uncompressed."""
+    if compress:
+        return False
+    if mode == Mode.BACKUP:
+        return True
+    return mode == Mode.LIVE and not backing_file
+
+
 @dataclass
 class DiskPlan:
     """One disk to turn into one image."""
@@ -65,6 +76,7 @@ class DiskPlan:
     output_path: str  # scratch file the image is extracted to
     delta_path: str | None = None  # live: the block-copy destination
     backup_path: str | None = None  # backup: the push-mode target
+    backing_format: str | None = None  # format of backing_file (qemu-img create -F)
 
 
 @dataclass
@@ -94,6 +106,13 @@ class Plan:
     @property
     def guest_active(self) -> bool:
         return self.original_state in ("running", "paused")
+
+    def copy_is_output(self, disk: DiskPlan) -> bool:
+        return copy_is_output(self.mode, self.compress, disk.backing_file)
+
+    def copy_format(self, disk: DiskPlan) -> str:
+        """Format of the live delta or backup file: the output's when it is the output."""
+        return self.out_format if self.copy_is_output(disk) else "qcow2"
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)

@@ -17,8 +17,15 @@ import humanize
 
 from snaptui.core import qemu_img
 from snaptui.core.engine.locks import domain_lock_holder
-from snaptui.core.engine.plan import OUTPUT_FORMATS, DiskPlan, Mode, Plan, SnapshotRequest
-from snaptui.core.errors import BadInput, NotFound
+from snaptui.core.engine.plan import (
+    OUTPUT_FORMATS,
+    DiskPlan,
+    Mode,
+    Plan,
+    SnapshotRequest,
+    copy_is_output,
+)
+from snaptui.core.errors import BadInput, NotFound, QemuImgError
 from snaptui.core.image_store import ImageStore
 from snaptui.core.libvirt_host import LibvirtHost
 from snaptui.core.models import DiskInfo, DomainInfo, DomainState, ImageFileInfo
@@ -100,10 +107,13 @@ def _pick_disks(info: DomainInfo, request: SnapshotRequest) -> list[DiskInfo]:
     return chosen
 
 
-def _scratch_needed(mode: Mode, out_format: str, src: ImageFileInfo) -> int:
-    """Peak scratch bytes for one disk: output plus any intermediate copy."""
+def _scratch_needed(mode: Mode, out_format: str, src: ImageFileInfo, compress: bool) -> int:
+    """Peak scratch bytes for one disk: output plus any intermediate copy (none when the live
+    delta or the backup file is itself the output)."""
     allocated = src.actual_size + sum(b.actual_size for b in src.backing_chain)
     output = src.virtual_size if out_format == "raw" else allocated
+    if copy_is_output(mode, compress, src.backing_file):
+        return output
     if mode == Mode.LIVE:
         return output + src.actual_size
     if mode == Mode.BACKUP:
@@ -117,6 +127,85 @@ def check_space(directory: Path, needed: int, what: str) -> None:
         raise BadInput(f"not enough space in {directory} for {what}: need "
                        f"{humanize.naturalsize(needed, binary=True)}, "
                        f"{humanize.naturalsize(free, binary=True)} free")
+
+
+def _lock_holders(path: str) -> list[str]:
+    """Processes with ``path`` open, as "pid N (comm)" or "domain NAME (pid N)" for a QEMU."""
+    real, found = os.path.realpath(path), []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            if int(proc.name) == os.getpid() or not any(
+                    os.readlink(fd) == real for fd in (proc / "fd").iterdir()):
+                continue
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except (OSError, ValueError):
+            continue
+        comm = os.path.basename(argv[0].decode(errors="replace")) or "?"
+        guest = next((a.decode(errors="replace").split("guest=", 1)[1].split(",")[0]
+                      for a in argv if a.startswith(b"guest=")), None)
+        found.append(f"domain {guest} (pid {proc.name})" if guest else f"pid {proc.name} ({comm})")
+    return found
+
+
+async def _disk_info(d: DiskInfo, active: bool) -> ImageFileInfo:
+    """qemu-img info of a chosen disk; a write lock held by another process is a clear line."""
+    assert d.path
+    try:
+        return await qemu_img.info(d.path, force_share=active, fmt=d.format)
+    except QemuImgError as err:
+        if "lock" not in str(err):
+            raise BadInput(f"disk {d.target} ({d.path}): {err}") from None
+        holders = ", ".join(_lock_holders(d.path)) or "another process"
+        raise BadInput(f"disk {d.target} ({d.path}) is in use by {holders} (it holds the "
+                       "image's write lock); stop it first") from None
+
+
+def _output_estimate(out_format: str, src: ImageFileInfo) -> int:
+    """Bytes of one extracted image: the virtual size for raw, else what is allocated."""
+    if out_format == "raw":
+        return src.virtual_size
+    return src.actual_size + sum(b.actual_size for b in src.backing_chain)
+
+
+def _keep_paths(keep_local: str, names: list[str], out_format: str) -> list[Path]:
+    """Where --keep-local puts each image file (the path itself, or DIR/NAME.FORMAT per disk);
+    BadInput when a name would put it outside DIR, or when a file is already there."""
+    if len(names) == 1:
+        paths = [Path(keep_local)]
+    else:
+        keep_dir = os.path.normpath(os.path.abspath(keep_local))
+        paths = []
+        for name in names:
+            path = os.path.normpath(os.path.join(keep_dir, f"{name}.{out_format}"))
+            if os.path.dirname(path) != keep_dir:
+                raise BadInput(f"--keep-local: image name {name!r} would put the kept file "
+                               f"outside {keep_dir}")
+            paths.append(Path(path))
+    for path in paths:
+        if path.exists() or path.is_symlink():
+            raise BadInput(f"--keep-local: {path} already exists; not overwriting it")
+    return paths
+
+
+def check_output_space(scratch: Path, scratch_needed: int, outputs: int,
+                       library: Path | None, keep_dir: Path | None) -> None:
+    """Room for every copy of the image at once, per filesystem: the scratch files, the
+    library's copy, and the --keep-local file when it is not merely renamed out of scratch."""
+    def dev(path: Path) -> int:
+        return os.stat(path).st_dev
+
+    needs: dict[int, list] = {dev(scratch): [scratch, scratch_needed, ["the extracted image"]]}
+    wanted = [(library, "the library copy")]
+    if keep_dir is not None and dev(keep_dir) != dev(scratch):
+        wanted.append((keep_dir, "the --keep-local copy"))
+    for path, what in wanted:
+        if path is not None:
+            entry = needs.setdefault(dev(path), [path, 0, []])
+            entry[1] += outputs
+            entry[2].append(what)
+    for path, needed, whats in needs.values():
+        if len(whats) > 1 or path != scratch:
+            check_space(path, needed, " and ".join(whats))
 
 
 def check_store(store: ImageStore) -> None:
@@ -149,34 +238,43 @@ async def preflight(request: SnapshotRequest, host: LibvirtHost,
 
     job_id = new_job_id()
     scratch = scratch_dir()
-    disk_plans, needed = [], 0
+    disk_plans, needed, outputs = [], 0, 0
     for d in disks:
-        src = await qemu_img.info(d.path, force_share=active, fmt=d.format)
+        src = await _disk_info(d, active)
+        outputs += _output_estimate(request.out_format, src)
         if src.corrupt:
             raise BadInput(f"disk {d.target} ({d.path}) is marked corrupt; run qemu-img check")
         if mode == Mode.INTERNAL and src.format != "qcow2":
             raise BadInput(f"cannot use internal mode: disk {d.target} is {src.format}, not qcow2")
-        needed += _scratch_needed(mode, request.out_format, src)
+        needed += _scratch_needed(mode, request.out_format, src, request.compress)
         base = f"{job_id}-{d.target}"
+        copy_fmt = (request.out_format if copy_is_output(mode, request.compress, src.backing_file)
+                    else "qcow2")
         name = request.name if len(disks) == 1 else f"{request.name}-{d.target}"
         disk_plans.append(DiskPlan(
             target=d.target, source_path=d.path or "", source_format=src.format,
             virtual_size=src.virtual_size, actual_size=src.actual_size,
             apparent_size=src.apparent_size, backing_file=src.backing_file,
+            backing_format=src.backing_chain[0].format if src.backing_chain else None,
             image_name=name, output_path=str(scratch / f"{base}.{request.out_format}.partial"),
-            delta_path=str(scratch / f"{base}.delta.qcow2") if mode == Mode.LIVE else None,
-            backup_path=str(scratch / f"{base}.backup.qcow2") if mode == Mode.BACKUP else None,
+            delta_path=str(scratch / f"{base}.delta.{copy_fmt}") if mode == Mode.LIVE else None,
+            backup_path=str(scratch / f"{base}.backup.{copy_fmt}") if mode == Mode.BACKUP
+            else None,
         ))
     check_space(scratch, needed, "the extracted image")
+    keep_dir = None
     if request.keep_local:
         keep_dir = Path(request.keep_local) if len(disks) > 1 else Path(request.keep_local).parent
         if not keep_dir.is_dir() or not os.access(keep_dir, os.W_OK):
             raise BadInput(f"--keep-local: {keep_dir} is not a writable directory")
+        _keep_paths(request.keep_local, [p.image_name for p in disk_plans], request.out_format)
 
     destination = resolve_destination(request.destination, request.cloud)
     if store is None:
         store = open_store(destination, cloud=request.cloud, library=request.library_dir)
     check_store(store)
+    library = getattr(store, "directory", None) if destination == "library" else None
+    check_output_space(scratch, needed, outputs, library, keep_dir)
     plan = Plan(
         job_id=job_id, uri=host.uri, domain_name=info.name, domain_uuid=info.uuid,
         original_state="shut off" if info.state == DomainState.SAVED else str(info.state),

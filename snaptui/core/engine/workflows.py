@@ -79,10 +79,11 @@ def _internal(plan: Plan) -> list[Step]:
 def _live(plan: Plan) -> list[Step]:
     steps: list[Step] = []
     for d in plan.disks:
-        create_args = ["qemu-img", "create", "-f", "qcow2"]
+        fmt = plan.copy_format(d)
+        create_args = ["qemu-img", "create", "-f", fmt]
         if d.backing_file:
-            create_args += ["-b", d.backing_file]
-        steps.append(Step(f"delta:{d.target}", f"Create qcow2 delta for {d.target}",
+            create_args += ["-b", d.backing_file, "-F", d.backing_format or "qcow2"]
+        steps.append(Step(f"delta:{d.target}", f"Create {fmt} delta for {d.target}",
                           live.create_delta(d), live.remove_delta(d), interruptible=False,
                           command=_sh(*create_args, d.delta_path, d.virtual_size)))
     for d in plan.disks:
@@ -102,6 +103,9 @@ def _live(plan: Plan) -> list[Step]:
     steps.append(Step("thaw", "Thaw guest filesystems", live.thaw, interruptible=False,
                       command=_sh("virsh", "domfsthaw", plan.domain_name)))
     for d in plan.disks:
+        if plan.copy_is_output(d):
+            steps.append(_adopt(d, str(d.delta_path), "delta", "delta"))
+            continue
         steps += [
             Step(f"convert:{d.target}", f"Convert delta of {d.target}", live.convert_delta(d),
                  disk.remove_output(d),
@@ -112,11 +116,20 @@ def _live(plan: Plan) -> list[Step]:
     return steps
 
 
+def _adopt(d: DiskPlan, copy_path: str, fact: str, what: str) -> Step:
+    return Step(f"adopt:{d.target}", f"Use the {what} of {d.target} as the image (no convert)",
+                live.adopt_copy(d, copy_path, fact), disk.remove_output(d), interruptible=False,
+                command=_sh("mv", copy_path, d.output_path))
+
+
 def _backup(plan: Plan, all_targets: list[str]) -> list[Step]:
     run, undo = live.backup_disks(plan.disks, all_targets)
     steps = [Step("backup", "Back up disks (libvirt backup, push mode)", run, undo,
                   command=_sh("virsh", "backup-begin", plan.domain_name, "backup.xml"))]
     for d in plan.disks:
+        if plan.copy_is_output(d):
+            steps.append(_adopt(d, str(d.backup_path), "backup_file", "backup"))
+            continue
         steps += [
             Step(f"convert:{d.target}", f"Convert backup of {d.target}", live.convert_backup(d),
                  disk.remove_output(d),
