@@ -179,8 +179,9 @@ def main() -> int:
         "",
         f"Run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, qemu-img {version}, "
         f"{os.cpu_count()} cores, {args.runs} rounds (every case once per round, in turn), "
-        f"medians (min–max) after one discarded warm-up convert. Source allocated {h(src_alloc)}; its pages are evicted before "
-        "every run (fsync + POSIX_FADV_DONTNEED on the file).",
+        "medians (min–max) after one discarded warm-up convert. "
+        f"Source allocated {h(src_alloc)}; its pages are evicted "
+        "before every run (fsync + POSIX_FADV_DONTNEED on the file).",
         f"Machine at start: {load_start}. At end: {machine_note()}. The machine is shared "
         "with other engineers' test runs: differences under ~10 % are noise.",
         "",
