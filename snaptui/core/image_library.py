@@ -43,8 +43,28 @@ class ImageLibrary:
     kind = "library"
 
     def __init__(self, directory: Path) -> None:
-        self.directory = private_dir(Path(directory).expanduser().absolute())
+        path = Path(directory).expanduser().absolute()
+        try:
+            self.directory = private_dir(path)
+        except OSError as err:
+            if not path.is_dir():
+                raise BadInput(f"cannot create library directory {path}: "
+                               f"{err.strerror or err}") from None
+            # An existing library we may not change (read-only mount, another owner): it can
+            # still be listed; check() and the writing methods say why it cannot take images.
+            log.debug("library %s stays as it is: %s", path, err)
+            self.directory = path
         self.location = str(self.directory)
+
+    def check(self) -> None:
+        """The library can take a new image: a private file can be created in it."""
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=".check-", dir=self.directory)
+        except OSError as err:
+            raise BadInput(f"library {self.location} is not writable: "
+                           f"{err.strerror or err}") from None
+        os.close(fd)
+        os.unlink(tmp)
 
     # -- reading ---------------------------------------------------------------------------
 
