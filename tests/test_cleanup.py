@@ -1,0 +1,372 @@
+"""``snaptui cleanup`` on the real lab: one leftover of each kind, made the way an interrupted
+run leaves it, next to things that must not be touched.
+
+The lab is shared: scans also see other people's leftovers, so every assertion and every
+removal is limited to findings this test made (by path, domain uuid or image id).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import libvirt
+import pytest
+from cleanup_fixtures import (
+    backdate,
+    dead_job,
+    internal_snapshot,
+    job_id,
+    overlay,
+    partial_file,
+    qemu_compare,
+    sha256,
+    snapshot_names,
+)
+
+from snaptui.core.cleanup import Finding, Kind, ScanProgress, remove, remove_all, scan
+from snaptui.core.errors import NotFound
+from snaptui.core.glance_images import GlanceImages
+from snaptui.core.libvirt_host import LibvirtHost
+from snaptui.core.paths import scratch_dir
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class Leftovers:
+    """What the scenario made: leftovers by name, and what must stay byte-identical."""
+
+    keys: dict[str, str] = field(default_factory=dict)  # label -> expected finding key
+    paths: dict[str, Path] = field(default_factory=dict)
+    labs: dict[str, object] = field(default_factory=dict)
+    images: dict[str, str] = field(default_factory=dict)
+    untouched: dict[Path, str] = field(default_factory=dict)  # shut-off files -> sha256
+    copies: dict[Path, Path] = field(default_factory=dict)  # running disk -> copy made before
+    scan_dir: Path | None = None
+
+    def own(self, findings: list[Finding]) -> dict[str, Finding]:
+        """The findings this scenario made, by label."""
+        by_key = {f.key: f for f in findings}
+        return {label: by_key[key] for label, key in self.keys.items() if key in by_key}
+
+
+def _running(lab) -> bool:
+    return lab.dom.state()[0] == libvirt.VIR_DOMAIN_RUNNING
+
+
+@pytest.fixture
+def store(os_cloud: str) -> GlanceImages:
+    return GlanceImages.from_cloud(os_cloud)
+
+
+@pytest.fixture
+def leftovers(make_domain, store: GlanceImages, tmp_path: Path) -> Iterator[Leftovers]:
+    made = Leftovers()
+    real = os.path.realpath
+
+    # Internal snapshots left by dead internal-mode jobs: on a shut-off guest's disk, and on
+    # a disk whose guest was started again afterwards (libvirt knows nothing of it).
+    off = make_domain(state="shut off")
+    snap_off = f"snaptui-{job_id()}"
+    internal_snapshot(off.disk_path(), snap_off)
+    made.keys["internal-off"] = f"internal:{real(off.disk_path())}#1:{snap_off}"
+    made.labs["off"] = off
+
+    running = make_domain(state="shut off")
+    snap_run = f"snaptui-{job_id()}"
+    internal_snapshot(running.disk_path(), snap_run)
+    running.set_state("running")
+    made.keys["internal-running"] = f"internal:{real(running.disk_path())}#1:{snap_run}"
+    made.labs["running"] = running
+
+    # A libvirt-managed internal snapshot (full checkpoint) of a running guest.
+    managed = make_domain(state="running")
+    snap_managed = f"snaptui-{job_id()}"
+    managed.dom.snapshotCreateXML(
+        f"<domainsnapshot><name>{snap_managed}</name></domainsnapshot>", 0)
+    made.keys["internal-managed"] = f"internal:{managed.uuid}@{snap_managed}"
+    made.labs["managed"] = managed
+
+    # A managed save a dead cold job never restored.
+    saved = make_domain(state="saved")
+    dead_job(saved.uuid, saved.name, facts={"guest_saved": True})
+    save_file = Path(f"/var/lib/libvirt/qemu/save/{saved.name}.save")
+    backdate(save_file, 7200)
+    made.keys["managed-save"] = f"managed-save:{saved.uuid}"
+    made.labs["saved"] = saved
+
+    # A stray delta in a --scan directory (backing file: a domain's disk, used by no domain),
+    # and a user's overlay there that is not named like ours.
+    scan_dir = tmp_path / "scan"
+    scan_dir.mkdir()
+    made.scan_dir = scan_dir
+    delta = overlay(scan_dir / f"{job_id()}-vda.delta.qcow2", off.disk_path())
+    made.paths["delta"] = delta
+    made.keys["delta"] = f"scratch:{real(delta)}"
+    user_overlay = overlay(scan_dir / "user-overlay.qcow2", off.disk_path())
+    made.keys["user-overlay"] = f"scratch:{real(user_overlay)}"
+    made.untouched[user_overlay] = sha256(user_overlay)
+
+    # A partial output in the scratch directory.
+    partial = partial_file(scratch_dir() / f"{job_id()}-vda.qcow2.partial")
+    made.paths["partial"] = partial
+    made.keys["partial"] = f"scratch:{real(partial)}"
+
+    # Things that must not be touched: a healthy running guest, a shut-off guest with a
+    # snapshot of the user's own, and an active image.
+    healthy = make_domain(state="running")
+    copy = tmp_path / "healthy-copy.qcow2"
+    shutil.copyfile(healthy.disk_path(), copy)
+    made.copies[healthy.disk_path()] = copy
+    made.labs["healthy"] = healthy
+    user = make_domain(state="shut off")
+    internal_snapshot(user.disk_path(), "before-upgrade")
+    made.keys["user-snapshot"] = f"internal:{real(user.disk_path())}#1:before-upgrade"
+    made.untouched[user.disk_path()] = sha256(user.disk_path())
+    made.untouched[off.disk_path()] = sha256(off.disk_path())  # changes: checked apart
+
+    queued = store.create("snaptui-test-cleanup-queued", "qcow2", "bare", {})
+    made.images["queued"] = queued.id
+    made.keys["queued"] = f"images:glance:{queued.id}"
+    blob = tmp_path / "active.raw"
+    blob.write_bytes(b"\x5a" * 65536)
+    active = store.add(blob, name="snaptui-test-cleanup-active", disk_format="raw")
+    made.images["active"] = active.id
+    try:
+        yield made
+    finally:
+        for image_id in made.images.values():
+            try:
+                store.delete(image_id)
+            except NotFound:
+                pass
+        for path in made.paths.values():
+            path.unlink(missing_ok=True)
+
+
+def _scan(made: Leftovers, store, progress: list[ScanProgress] | None = None):
+    host = LibvirtHost().connect()
+    try:
+        return asyncio.run(scan(host, store, scan_dirs=[made.scan_dir], older_than_s=0,
+                                on_progress=progress.append if progress is not None else None))
+    finally:
+        host.close()
+
+
+def test_scan_finds_every_leftover_and_removes_only_the_safe(leftovers: Leftovers, store):
+    made = leftovers
+    progress: list[ScanProgress] = []
+    report = _scan(made, store, progress)
+    own = made.own(report.findings)
+    assert set(own) == set(made.keys), sorted(set(made.keys) - set(own))
+    assert {p.kind for p in progress} >= {Kind.INTERNAL, Kind.SCRATCH, Kind.MANAGED_SAVE,
+                                          Kind.IMAGES}
+
+    safe = {label for label, f in own.items() if f.safe}
+    assert safe == {"internal-off", "internal-managed", "managed-save", "delta", "partial",
+                    "queued"}, {label: f.reason for label, f in own.items()}
+    assert own["internal-running"].refused and "in use" in own["internal-running"].refused
+    assert "not made by snaptui" in own["user-snapshot"].reason
+    assert "not named like a snaptui delta" in own["user-overlay"].reason
+    assert own["internal-managed"].details["managed"] is True
+    assert own["internal-off"].details["managed"] is False
+    assert own["managed-save"].size and own["managed-save"].size > 0
+    assert own["partial"].size == os.stat(made.paths["partial"]).st_blocks * 512
+    assert own["internal-off"].commands == (
+        f"qemu-img snapshot -d {own['internal-off'].details['name']} "
+        f"{made.labs['off'].disk_path()}",)
+    assert own["managed-save"].commands[0].startswith("virsh -c ")
+    assert own["queued"].commands[0].startswith("openstack --os-cloud ")
+    # The active image is no finding at all.
+    assert not [f for f in report.findings if made.images["active"] in f.key]
+
+    # Remove what is safe, and try the refused one too: it must be refused with the reason.
+    chosen = [own[label] for label in sorted(safe)] + [own["internal-running"]]
+    host = LibvirtHost().connect()
+    try:
+        results = {r.key: r for r in asyncio.run(remove_all(chosen, host, store))}
+        # A refusal is checked again at removal time, not only trusted from the scan.
+        unflagged = Finding(**{**own["internal-running"].__dict__, "refused": None})
+        again = asyncio.run(remove(unflagged, host, store))
+    finally:
+        host.close()
+    for label in safe:
+        result = results[made.keys[label]]
+        assert result.ok, (label, result.reason)
+    refused = results[made.keys["internal-running"]]
+    assert not refused.ok and "qemu-img must not modify an image in use" in refused.reason
+    assert not again.ok and again.reason.startswith("refused: ")
+    assert "running" in again.reason
+
+    # Reclaimed space is measured: a deleted file gives back all it held.
+    partial_result = results[made.keys["partial"]]
+    assert partial_result.reclaimed == partial_result.before == own["partial"].size > 0
+    assert partial_result.after == 0
+    assert results[made.keys["delta"]].reclaimed == own["delta"].size > 0
+    assert results[made.keys["managed-save"]].reclaimed > 0
+
+    # What was removed is gone.
+    labs = made.labs
+    assert own["internal-off"].details["name"] not in snapshot_names(labs["off"].disk_path())
+    assert labs["managed"].dom.snapshotListNames(0) == []
+    assert own["internal-managed"].details["name"] not in snapshot_names(
+        labs["managed"].disk_path())
+    assert not labs["saved"].dom.hasManagedSaveImage(0)
+    assert not made.paths["delta"].exists() and not made.paths["partial"].exists()
+    with pytest.raises(NotFound):
+        store.show(made.images["queued"])
+
+    # What was refused or not selected is still there, byte for byte; guests keep running.
+    assert own["internal-running"].details["name"] in snapshot_names(
+        labs["running"].disk_path())
+    for label in ("running", "managed", "healthy"):
+        assert _running(labs[label]), label
+    for path, digest in made.untouched.items():
+        if path != labs["off"].disk_path():
+            assert sha256(path) == digest, path
+    for disk, copy in made.copies.items():
+        assert qemu_compare(disk, copy) == 0
+    assert store.show(made.images["active"]).status == "active"
+
+    # A second scan no longer lists what was removed.
+    left = made.own(_scan(made, store).findings)
+    assert set(left) == {"internal-running", "user-snapshot", "user-overlay"}
+
+
+# ---------------------------------------------------------------- the CLI
+
+
+def snaptui(*argv: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "snaptui", *argv], capture_output=True,
+                          text=True, timeout=120, input=stdin, cwd=REPO)
+
+
+def _own_json(made: Leftovers, data: dict) -> dict[str, dict]:
+    by_key = {f["key"]: f for f in data["findings"]}
+    return {label: by_key[key] for label, key in made.keys.items() if key in by_key}
+
+
+@pytest.fixture
+def small(make_domain, tmp_path: Path) -> Leftovers:
+    """A shut-off guest with a leftover snapshot, a stray delta on it, a partial file, and a
+    running guest with a leftover snapshot (the unsafe one)."""
+    made = Leftovers()
+    real = os.path.realpath
+    off = make_domain(state="shut off")
+    name = f"snaptui-{job_id()}"
+    internal_snapshot(off.disk_path(), name)
+    made.keys["internal-off"] = f"internal:{real(off.disk_path())}#1:{name}"
+    made.labs["off"] = off
+    running = make_domain(state="shut off")
+    name = f"snaptui-{job_id()}"
+    internal_snapshot(running.disk_path(), name)
+    running.set_state("running")
+    made.keys["internal-running"] = f"internal:{real(running.disk_path())}#1:{name}"
+    made.labs["running"] = running
+    made.scan_dir = tmp_path / "scan"
+    made.scan_dir.mkdir()
+    delta = overlay(made.scan_dir / f"{job_id()}-vda.delta.qcow2", off.disk_path())
+    made.paths["delta"] = delta
+    made.keys["delta"] = f"scratch:{real(delta)}"
+    partial = partial_file(scratch_dir() / f"{job_id()}-vdb.raw.partial")
+    made.paths["partial"] = partial
+    made.keys["partial"] = f"scratch:{real(partial)}"
+    made.untouched = {p: sha256(p) for p in (off.disk_path(), delta, partial)}
+    return made
+
+
+def test_cli_dry_run_json_changes_nothing(small: Leftovers):
+    proc = snaptui("cleanup", "--dry-run", "--json", "--older-than", "0", "--only",
+                   "internal,scratch", "--scan", str(small.scan_dir))
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["dry_run"] is True
+    own = _own_json(small, data)
+    assert set(own) == set(small.keys)
+    assert {f["kind"] for f in data["findings"]} <= {"internal", "scratch"}
+    for label in ("internal-off", "delta", "partial"):
+        finding = own[label]
+        assert finding["safe"] and finding["selected"], finding
+        assert set(finding) >= {"kind", "location", "size", "safe", "reason", "action"}
+        assert finding["result"]["dry_run"] and finding["result"]["reclaimed"] == 0
+    assert own["delta"]["commands"] == [f"rm -- {small.paths['delta']}"]
+    assert not own["internal-running"]["selected"]
+    assert "in use" in own["internal-running"]["reason"]
+    for path, digest in small.untouched.items():
+        assert sha256(path) == digest
+    assert _running(small.labs["running"])
+
+    # The text form prints the equivalent commands, and still changes nothing.
+    proc = snaptui("cleanup", "--dry-run", "--older-than", "0", "--only", "scratch")
+    assert proc.returncode == 0, proc.stderr
+    assert f"rm -- {small.paths['partial']}" in proc.stdout.splitlines()
+    assert small.paths["partial"].exists()
+
+
+def test_cli_refuses_without_yes_when_not_a_tty(small: Leftovers):
+    proc = snaptui("cleanup", "--older-than", "0", "--only", "scratch", stdin="y\n")
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines() == [proc.stderr.strip()]
+    assert "not on a terminal" in proc.stderr and "--yes" in proc.stderr
+    assert proc.stdout == ""
+    assert small.paths["partial"].exists()
+
+
+def test_cli_only_scratch_yes_removes_and_measures(small: Leftovers):
+    # The scratch dir is this test's own (isolated state dir), so --yes acts on ours only.
+    before = os.stat(small.paths["partial"]).st_blocks * 512
+    proc = snaptui("cleanup", "--yes", "--json", "--older-than", "0", "--only", "scratch")
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert {f["kind"] for f in data["findings"]} == {"scratch"}
+    partial = _own_json(small, data)["partial"]
+    assert partial["result"]["ok"] and partial["result"]["reclaimed"] == before
+    assert data["reclaimed"] == before
+    assert not small.paths["partial"].exists()
+    # Not scanned (--only scratch without --scan): the snapshot is untouched.
+    assert sha256(small.labs["off"].disk_path()) == small.untouched[small.labs["off"].disk_path()]
+
+
+def test_cli_key_acts_on_chosen_findings_and_reports_refusals(small: Leftovers):
+    keys = [small.keys["internal-off"], small.keys["internal-running"], small.keys["delta"]]
+    argv = ["cleanup", "--yes", "--json", "--older-than", "0", "--scan", str(small.scan_dir),
+            "--only", "internal,scratch"]
+    for key in keys:
+        argv += ["--key", key]
+    proc = snaptui(*argv)
+    assert proc.returncode == 1, proc.stderr
+    data = json.loads(proc.stdout)
+    own = _own_json(small, data)
+    assert own["internal-off"]["result"]["ok"]
+    assert own["delta"]["result"]["ok"] and own["delta"]["result"]["reclaimed"] > 0
+    refused = own["internal-running"]["result"]
+    assert not refused["ok"] and "qemu-img must not modify an image in use" in refused["reason"]
+    assert data["failed"] == 1
+    # Only the chosen ones were acted on: the partial file (also safe) is still there.
+    assert "result" not in own["partial"] and small.paths["partial"].exists()
+    off, running = small.labs["off"], small.labs["running"]
+    assert not [n for n in snapshot_names(off.disk_path()) if n.startswith("snaptui-")]
+    assert [n for n in snapshot_names(running.disk_path()) if n.startswith("snaptui-")]
+    assert _running(running)
+
+    # A key that names nothing is a failure with its reason, not silence.
+    proc = snaptui("cleanup", "--yes", "--json", "--only", "scratch", "--key", "scratch:/nope")
+    assert proc.returncode == 1
+    assert "no such finding" in json.loads(proc.stdout)["missing"][0]["reason"]
+
+
+def test_cli_bad_options_are_one_line(small: Leftovers):
+    for argv, words in ((["--only", "bogus"], "unknown kind"),
+                        (["--older-than", "soon"], "not a duration"),
+                        (["--scan", "/nonexistent-dir"], "not a directory")):
+        proc = snaptui("cleanup", "--dry-run", *argv)
+        assert proc.returncode == 2, proc.stderr
+        assert len(proc.stderr.splitlines()) == 1 and words in proc.stderr, proc.stderr
