@@ -370,3 +370,112 @@ def test_cli_bad_options_are_one_line(small: Leftovers):
         proc = snaptui("cleanup", "--dry-run", *argv)
         assert proc.returncode == 2, proc.stderr
         assert len(proc.stderr.splitlines()) == 1 and words in proc.stderr, proc.stderr
+
+
+# ---------------------------------------------------------------- libvirt leftovers
+
+
+def _scan_only(*kinds: Kind):
+    host = LibvirtHost().connect()
+    try:
+        return asyncio.run(scan(host, None, only=kinds, older_than_s=0))
+    finally:
+        host.close()
+
+
+def _remove(finding: Finding):
+    host = LibvirtHost().connect()
+    try:
+        return asyncio.run(remove(finding, host))
+    finally:
+        host.close()
+
+
+def test_transient_domain_with_journal_is_defined_again(make_domain):
+    lab = make_domain(state="running")
+    other = make_domain(state="running")  # transient too, but no journal of ours names it
+    xml = lab.dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE | libvirt.VIR_DOMAIN_XML_SECURE)
+    dead_job(lab.uuid, lab.name, mode="live", facts={"persistent_xml": xml})
+    lab.dom.undefine()  # what a Nova-style live copy does before its block copy
+    other.dom.undefine()
+    assert not lab.dom.isPersistent()
+
+    findings = {f.key: f for f in _scan_only(Kind.TRANSIENT).findings}
+    assert f"transient:{other.uuid}" not in findings
+    finding = findings[f"transient:{lab.uuid}"]
+    assert finding.safe and "saved its definition" in finding.reason
+    assert finding.commands[-1].endswith(f"define {lab.name}.xml")
+
+    result = _remove(finding)
+    assert result.ok, result.reason
+    assert lab.dom.isPersistent() and _running(lab)
+    assert lab.dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE | libvirt.VIR_DOMAIN_XML_SECURE) \
+        == xml
+    assert not other.dom.isPersistent()
+
+
+def test_stray_block_job_is_aborted_and_its_delta_then_found(make_domain):
+    lab = make_domain(state="running")
+    delta = scratch_dir() / f"{job_id()}-vda.delta.qcow2"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(lab.disk_path()),
+                    "-F", "qcow2", str(delta)], check=True)
+    flags = (libvirt.VIR_DOMAIN_BLOCK_COPY_SHALLOW | libvirt.VIR_DOMAIN_BLOCK_COPY_REUSE_EXT
+             | libvirt.VIR_DOMAIN_BLOCK_COPY_TRANSIENT_JOB)
+    lab.dom.blockCopy("vda", f"<disk type='file'><driver type='qcow2'/><source file='{delta}'/>"
+                      "</disk>", None, flags)
+    try:
+        findings = {f.key: f for f in _scan_only(Kind.BLOCKJOB, Kind.SCRATCH).findings}
+        job = findings[f"blockjob:{lab.uuid}:vda"]
+        assert job.safe, job.reason
+        assert job.details["mirror"] == str(delta)
+        # While QEMU writes into it, the delta is in use: listed, refused.
+        held = findings[f"scratch:{os.path.realpath(delta)}"]
+        assert not held.safe and held.refused and "open by process" in held.refused
+
+        result = _remove(job)
+        assert result.ok, result.reason
+        assert lab.dom.blockJobInfo("vda", 0) == {}
+        assert _running(lab)
+
+        delta_finding = {f.key: f for f in _scan_only(Kind.SCRATCH).findings}[
+            f"scratch:{os.path.realpath(delta)}"]
+        assert delta_finding.safe, delta_finding.reason
+        assert _remove(delta_finding).ok and not delta.exists()
+    finally:
+        delta.unlink(missing_ok=True)
+
+
+def test_cli_on_a_terminal_lists_and_asks(small: Leftovers):
+    import pty
+
+    def run(answer: str) -> tuple[int, str]:
+        master, slave = pty.openpty()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "snaptui", "cleanup", "--older-than", "0", "--only",
+             "scratch"], stdin=slave, stdout=slave, stderr=slave, cwd=REPO,
+            env={**os.environ, "COLUMNS": "200"})
+        os.close(slave)
+        output = b""
+        answered = False
+        while True:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            output += chunk
+            if not answered and b"[y/N]" in output:
+                os.write(master, answer.encode() + b"\n")
+                answered = True
+        os.close(master)
+        return proc.wait(timeout=60), output.decode(errors="replace")
+
+    rc, out = run("n")
+    assert rc == 1 and "nothing removed" in out
+    assert "scratch" in out and "reclaimable" in out and "safe" in out
+    assert small.paths["partial"].exists()
+    rc, out = run("y")
+    assert rc == 0, out
+    assert "reclaimed (measured)" in out
+    assert not small.paths["partial"].exists()

@@ -183,12 +183,12 @@ async def remove(finding: Finding, host: LibvirtHost | None = None,
                  store: ImageStore | None = None, *, dry_run: bool = False) -> RemovalResult:
     """Remove one finding (or, with ``dry_run``, only say what would run); never raises for
     a refusal or a failure: the result carries the reason on one line."""
+    if finding.refused:
+        return RemovalResult(finding.key, False, finding.action, dry_run=dry_run,
+                             reason=f"refused: {finding.refused}")
     if dry_run:
         return RemovalResult(finding.key, True, finding.action, dry_run=True,
                              reason="dry run: nothing changed")
-    if finding.refused:
-        return RemovalResult(finding.key, False, finding.action, reason=f"refused: "
-                             f"{finding.refused}")
     try:
         before = await _measure(finding, store)
         with _domain_locked(finding):
