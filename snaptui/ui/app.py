@@ -43,10 +43,16 @@ class SnaptuiApp(App[int]):
     def __init__(self, *, host: LibvirtHost, store: ImageStore,
                  watcher_factory: WatcherFactory | None = None, demo: bool = False,
                  config: UiConfig | None = None, themes: Sequence[Theme] = (),
-                 theme: str | None = None, image_refresh_s: float = IMAGE_REFRESH_S) -> None:
+                 theme: str | None = None, image_refresh_s: float = IMAGE_REFRESH_S,
+                 cloud: str | None = None, library: str | None = None) -> None:
         super().__init__()
         self.host = host
         self.store = store
+        # What the app was started with (-c/--os-cloud/--library): every job it launches
+        # goes to the same hypervisor, cloud and library, whatever the environment says.
+        self.uri = host.uri
+        self.cloud = cloud
+        self.library = library
         self.demo = demo
         self.config = config or UiConfig()
         self.image_refresh_s = image_refresh_s

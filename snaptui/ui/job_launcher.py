@@ -10,6 +10,7 @@ import asyncio
 import threading
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 
 from textual.message import Message
 
@@ -21,23 +22,34 @@ from snaptui.ui.messages import JobFinished, JobProgress
 
 
 def _store_for(request: SnapshotRequest, store: ImageStore | None) -> ImageStore | None:
-    """The app's open store when it is the request's destination, else None (prepare opens one)."""
+    """The app's open store when it is the request's destination, else None (prepare opens one
+    from the request's cloud or library directory)."""
     if store is None:
         return None
-    if request.destination is None or request.destination == getattr(store, "kind", None):
-        return store
-    return None
+    kind = getattr(store, "kind", None)
+    if request.destination not in (None, kind):
+        return None
+    location = getattr(store, "location", None)
+    if kind == "library" and request.library_dir and location and \
+            Path(request.library_dir).expanduser().absolute() != Path(location):
+        return None
+    return store
 
 
 async def start_snapshot(request: SnapshotRequest, host: LibvirtHost,
-                         store: ImageStore | None) -> str:
+                         store: ImageStore | None, *, cloud: str | None = None) -> str:
     """Preflight ``request`` and start its job; returns the job id (SnaptuiError propagates).
 
+    The request's URI and cloud default to the app's (``host`` and ``cloud``): the detached
+    job rebuilds its connections from the plan, so a missing cloud there would fall back to
+    OS_CLOUD instead of the ``--os-cloud`` the dashboard was started with.
     The test:/// driver keeps its state in this process, so its jobs run inline in a thread;
     real hypervisors get a detached job process that outlives the dashboard.
     """
     if request.uri is None:
         request = replace(request, uri=host.uri)
+    if request.cloud is None and cloud is not None:
+        request = replace(request, cloud=cloud)
     store = _store_for(request, store)
 
     def preflight() -> tuple:

@@ -52,7 +52,7 @@ def build_app(args: argparse.Namespace, *, demo_base: Path | None = None):  # ->
     store = open_store(destination, cloud=getattr(args, "cloud", None), library=library)
     return SnaptuiApp(host=host, store=store, watcher_factory=watcher_factory,
                       demo=bool(getattr(args, "demo", False)), config=config, themes=themes,
-                      theme=theme)
+                      theme=theme, cloud=getattr(args, "cloud", None), library=library)
 
 
 def run_dashboard(args: argparse.Namespace) -> int:

@@ -193,6 +193,7 @@ class MainScreen(Screen):
     def _row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         if event.data_table is self.domains_pane.table:
             pane: DomainsPane | ImagesPane = self.domains_pane
+            self.refresh_bindings()  # snapshot / only depend on a selected domain
         else:
             pane = self.images_pane
         if event.data_table.has_focus or self.detail.showing is None:
@@ -237,6 +238,14 @@ class MainScreen(Screen):
 
     # -- actions -------------------------------------------------------------------------------
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Grey out (None) what needs a selected domain while none is, so the footer is honest."""
+        if action == "snapshot":
+            return True if self.domains_pane.selected is not None else None
+        if action == "only_domain":
+            return True if self._only or self.domains_pane.selected is not None else None
+        return True
+
     def action_refresh(self) -> None:
         self.refresh_domains()
         self.refresh_images()
@@ -255,6 +264,7 @@ class MainScreen(Screen):
             return
         self._only = not self._only
         self.images_pane.set_only_domain((info.uuid, info.name) if self._only and info else None)
+        self.refresh_bindings()
 
     def action_jobs(self) -> None:
         from snaptui.ui.jobs_screen import JobsScreen
@@ -279,10 +289,11 @@ class MainScreen(Screen):
     def _push_snapshot_dialog(self, info: DomainInfo, modes: dict) -> None:
         from snaptui.ui.snapshot_dialog import SnapshotDialog
 
-        store = self.app.store
-        library = store.location if store.kind == "library" else None
-        self.app.push_screen(SnapshotDialog(info, modes, store.kind, library),
-                             self._snapshot_chosen)
+        app = self.app
+        library = app.store.location if app.store.kind == "library" else app.library
+        dialog = SnapshotDialog(info, modes, app.store.kind, library, uri=app.uri,
+                                cloud=app.cloud)
+        app.push_screen(dialog, self._snapshot_chosen)
 
     def _snapshot_chosen(self, request: SnapshotRequest | None) -> None:
         if request is not None:
@@ -293,7 +304,8 @@ class MainScreen(Screen):
         from snaptui.ui.job_launcher import start_snapshot
         from snaptui.ui.jobs_screen import JobsScreen
 
-        job_id = await start_snapshot(request, self.app.host, self.app.store)
+        job_id = await start_snapshot(request, self.app.host, self.app.store,
+                                      cloud=self.app.cloud)
         self.follow_job(job_id)
         self.app.push_screen(JobsScreen(job_id))
 
