@@ -64,8 +64,10 @@ async def test_both_panes_populated_with_banner(demo_app: SnaptuiApp) -> None:
         assert main.images_pane.border_title.startswith("Images — library")
         api = next(d for d in main.domains_pane.domains.values() if d.name == "api-gateway")
         assert state_cell(demo_app, api.uuid) == "▶ running"
-        assert main.domains_pane.table.get_cell(api.uuid, "snaps").plain == "1"
-        assert main.domains_pane.table.get_cell(api.uuid, "last") == "2025-05-12"
+        # Snaps and Last snap are hidden at 80 columns; their cells still hold the values.
+        assert main.domains_pane.table.shown_columns == ["name", "state", "alloc"]
+        assert main.domains_pane.table.cell_text(api.uuid, "snaps") == "1"
+        assert main.domains_pane.table.cell_text(api.uuid, "last") == "2025-05-12"
 
 
 async def test_selecting_a_domain_fills_the_detail(demo_app: SnaptuiApp) -> None:
@@ -226,7 +228,7 @@ async def test_finished_job_refreshes_images_and_domains(demo_app: SnaptuiApp) -
         assert demo_app.main.images_pane.table.row_count == 4
         web = next(d for d in demo_app.main.domains_pane.domains.values()
                    if d.name == "web-frontend")
-        assert demo_app.main.domains_pane.table.get_cell(web.uuid, "snaps").plain == "1"
+        assert demo_app.main.domains_pane.table.cell_text(web.uuid, "snaps") == "1"
         assert state_cell(demo_app, web.uuid) == "▶ running"
 
 
@@ -284,3 +286,72 @@ async def test_snapshot_from_the_dashboard_on_the_demo(demo_app: SnaptuiApp) -> 
         new = [i for i in demo_app.main.images_pane.images.values() if "web-frontend" in i.name]
         assert len(new) == 1 and new[0].status == "active", new
         assert snaps.get_cell(web.uuid, "snaps").plain == "1", new[0].properties
+
+
+def footer_keys(screen) -> dict[str, bool]:
+    """action → enabled, as the footer shows it now."""
+    from textual.widgets._footer import FooterKey
+
+    return {key.action: not key.has_class("-disabled") for key in screen.query(FooterKey)}
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)], ids=["80x24", "120x40"])
+async def test_tables_fit_their_panes(tmp_path: Path, size) -> None:
+    """No table is wider than its pane: lower-priority columns drop out at narrow widths."""
+    app = build_app(demo_args(), demo_base=tmp_path / "demo")
+    async with app.run_test(size=size) as pilot:
+        await settle(pilot, app)
+        for pane in (app.main.domains_pane, app.main.images_pane):
+            table = pane.table
+            assert table.virtual_size.width <= table.size.width, (pane.id, table.shown_columns)
+            assert not table.show_horizontal_scrollbar
+        wide = size[0] >= 120
+        assert app.main.domains_pane.table.shown_columns == (
+            ["name", "state", "alloc", "snaps", "last"] if wide else ["name", "state", "alloc"])
+        assert app.main.images_pane.table.shown_columns == (
+            ["name", "status", "size", "created"] if wide else ["name", "status", "size"])
+
+
+async def test_columns_follow_a_resize_rows_and_cursor_stay(demo_app: SnaptuiApp) -> None:
+    async with demo_app.run_test(size=(160, 40)) as pilot:
+        await settle(pilot, demo_app)
+        domains, images = demo_app.main.domains_pane.table, demo_app.main.images_pane.table
+        assert "disks" in domains.shown_columns and "snap" in images.shown_columns
+        await pilot.press("down", "down")
+        selected = domains.selected_key
+        order = [row.value for row in images.rows]
+        rows_before = [domains.get_row_index(k) for k in domains.rows]
+        await pilot.resize_terminal(80, 24)
+        await settle(pilot, demo_app)
+        assert domains.shown_columns == ["name", "state", "alloc"]
+        assert domains.selected_key == selected
+        assert [domains.get_row_index(k) for k in domains.rows] == rows_before
+        assert [row.value for row in images.rows] == order
+        # Newest first survives the Created column being hidden.
+        created = [images.cell_text(k, "created") for k in
+                   sorted(images.rows, key=images.get_row_index)]
+        assert created == sorted(created, reverse=True)
+        assert domains.get_cell(selected, "name").plain == domains.cell_text(selected, "name")
+        await pilot.resize_terminal(120, 40)
+        await settle(pilot, demo_app)
+        assert "last" in domains.shown_columns and domains.selected_key == selected
+        assert domains.get_cell(selected, "last") is not None
+
+
+async def test_footer_greys_out_what_needs_a_domain(demo_app: SnaptuiApp) -> None:
+    async with demo_app.run_test(size=SIZE) as pilot:
+        await settle(pilot, demo_app)
+        main = demo_app.main
+        assert footer_keys(main)["snapshot"] and footer_keys(main)["only_domain"]
+        await pilot.press("slash", *"no-such-domain", "enter")  # filter kept, table focused
+        await pilot.pause()
+        assert main.domains_pane.table.row_count == 0
+        assert demo_app.focused is main.domains_pane.table
+        assert main.check_action("snapshot", ()) is None
+        assert main.check_action("only_domain", ()) is None
+        await pilot.pause()
+        keys = footer_keys(main)
+        assert not keys["snapshot"] and not keys["only_domain"] and keys["jobs"]
+        await pilot.press("escape")
+        await pilot.pause()
+        assert footer_keys(main)["snapshot"]

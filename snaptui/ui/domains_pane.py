@@ -9,7 +9,13 @@ import humanize
 from rich.text import Text
 
 from snaptui.core.models import DomainInfo, DomainState
-from snaptui.ui.table_pane import TablePane
+from snaptui.ui.table_pane import ColumnSpec, TablePane
+
+# Short state words (at most 7 letters) so the State column stays narrow beside its glyph.
+STATE_WORD: dict[DomainState, str] = {
+    DomainState.SHUTOFF: "shutoff", DomainState.SHUTDOWN: "halting",
+    DomainState.PMSUSPENDED: "asleep", DomainState.NOSTATE: "unknown",
+}
 
 # glyph, theme colour variable
 STATE_LOOK: dict[DomainState, tuple[str, str]] = {
@@ -30,6 +36,18 @@ def size_text(size: int | None) -> str:
     return "—" if size is None else humanize.naturalsize(size, binary=True, format="%.1f")
 
 
+def short_size(size: int | None) -> str:
+    """At most 8 cells for a table: '29.5 MiB', '512 MiB', '900 B'; '—' when unknown."""
+    if size is None:
+        return "—"
+    number, _, unit = humanize.naturalsize(size, binary=True, format="%.1f").partition(" ")
+    if unit in ("Byte", "Bytes"):
+        return f"{size} B"
+    if len(number) > 4:  # 512.0 → 512: the tenth does not matter at that size
+        number = f"{float(number):.0f}"
+    return f"{number} {unit}"
+
+
 def short_date(iso: str | None) -> str:
     """'2025-05-12 07:15' from an ISO 8601 timestamp; '—' when there is none."""
     if not iso:
@@ -47,10 +65,13 @@ class DomainExtras:
 
 
 class DomainsPane(TablePane):
-    """Domains: name, state, disks, allocated size, snapshot images, last snapshot."""
+    """Domains: name, state, allocated size, snapshot images, last snapshot, disks."""
 
-    COLUMNS: ClassVar = (("Name", "name"), ("State", "state"), ("Disks", "disks"),
-                         ("Alloc", "alloc"), ("Snaps", "snaps"), ("Last snap", "last"))
+    # Priority order: at 80 columns Name, State and Alloc; Snaps and Last snap from ~120.
+    COLUMNS: ClassVar = (ColumnSpec("Name", "name"), ColumnSpec("State", "state", 9),
+                         ColumnSpec("Alloc", "alloc", 8, 10), ColumnSpec("Snaps", "snaps", 5, 14),
+                         ColumnSpec("Last snap", "last", 10, 14),
+                         ColumnSpec("Disks", "disks", 5, 16))
     SORT_COLUMNS: ClassVar = ("name",)
     TITLE = "Domains"
 
@@ -62,9 +83,12 @@ class DomainsPane(TablePane):
     def format_cell(self, column: str, value: Any) -> Any:
         if column == "state":
             glyph, variable = STATE_LOOK.get(value, ("?", "foreground-muted"))
-            return Text(f"{glyph} {value}", style=self.theme_style(variable))
+            word = STATE_WORD.get(value, str(value))
+            return Text(f"{glyph} {word}", style=self.theme_style(variable))
         if column == "alloc":
-            return Text(size_text(value), justify="right")
+            return Text(short_size(value), justify="right")
+        if column == "disks":
+            return Text(str(value), justify="right")
         if column == "snaps":
             return Text(str(value) if value else "·", justify="right")
         if column == "last":
@@ -97,11 +121,12 @@ class DomainsPane(TablePane):
                 continue
             extra = self.extras.get(uuid, DomainExtras())
             disks = sum(1 for disk in d.disks if disk.device == "disk")
-            rows[uuid] = (d.name, d.state, disks, extra.allocated, extra.snapshots,
-                          extra.last_snapshot)
+            rows[uuid] = (d.name, d.state, extra.allocated, extra.snapshots,
+                          extra.last_snapshot, disks)
         self.table.sync(rows)
         self.border_subtitle = (f"{len(rows)}/{len(self.domains)} match {self.filter_text!r}"
                                 if self.filter_text else f"{len(self.domains)}")
+        self.refresh_bindings()  # a filter or a removal may leave no domain to act on
 
     @property
     def selected(self) -> DomainInfo | None:

@@ -8,8 +8,8 @@ from typing import Any, ClassVar
 from rich.text import Text
 
 from snaptui.core.models import ImageRecord
-from snaptui.ui.domains_pane import short_date, size_text
-from snaptui.ui.table_pane import TablePane
+from snaptui.ui.domains_pane import short_date, short_size
+from snaptui.ui.table_pane import ColumnSpec, TablePane
 
 STATUS_LOOK = {"active": "success", "queued": "warning", "saving": "warning",
                "importing": "warning", "killed": "error", "deleted": "error",
@@ -17,10 +17,13 @@ STATUS_LOOK = {"active": "success", "queued": "warning", "saving": "warning",
 
 
 class ImagesPane(TablePane):
-    """Images: name, status, format, size, created, snapshot or not."""
+    """Images: name, status, size, created, format, snapshot or not."""
 
-    COLUMNS: ClassVar = (("Name", "name"), ("Status", "status"), ("Fmt", "format"),
-                         ("Size", "size"), ("Created", "created"), ("Snap", "snap"))
+    # Priority order: at 80 columns Name, Status and Size; Created from ~120, then the rest.
+    COLUMNS: ClassVar = (ColumnSpec("Name", "name"), ColumnSpec("Status", "status", 7),
+                         ColumnSpec("Size", "size", 8, 12),
+                         ColumnSpec("Created", "created", 10, 18),
+                         ColumnSpec("Fmt", "format", 5, 18), ColumnSpec("Snap", "snap", 4, 18))
     SORT_COLUMNS: ClassVar = ("created", "name")
     SORT_REVERSE: ClassVar = True
     TITLE = "Images"
@@ -54,9 +57,11 @@ class ImagesPane(TablePane):
     def format_cell(self, column: str, value: Any) -> Any:
         if column == "status":
             look = STATUS_LOOK.get(value, "foreground-muted")
-            return Text(str(value), style=self.theme_style(look))
+            return Text(str(value), style=self.theme_style(look), overflow="ellipsis")
         if column == "size":
-            return Text(size_text(value), justify="right")
+            return Text(short_size(value), justify="right")
+        if column == "created":
+            return short_date(value)[:10]
         if column == "snap":
             return (Text("yes", style=self.theme_style("accent")) if value
                     else Text("no", style=self.theme_style("foreground-muted")))
@@ -80,8 +85,8 @@ class ImagesPane(TablePane):
                 continue
             if not self.matches(i.name, i.id, i.status, i.disk_format, i.instance_uuid):
                 continue
-            rows[image_id] = (i.name, i.status, i.disk_format or "—", i.size,
-                              short_date(i.created_at)[:10], i.is_snapshot)
+            rows[image_id] = (i.name, i.status, i.size, i.created_at, i.disk_format or "—",
+                              i.is_snapshot)
         self.table.sync(rows)
         self.border_subtitle = f"{len(rows)}/{len(self.images)}"
 

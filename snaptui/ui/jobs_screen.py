@@ -182,6 +182,7 @@ class JobsScreen(Screen):
         self.lost: set[str] = set()
         self._announced: set[str] = set()
         self._wake = threading.Event()
+        self._actions: tuple[bool, bool] = (False, False)  # (log, cancel) shown enabled
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="jobs-body"):
@@ -335,11 +336,14 @@ class JobsScreen(Screen):
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         self.show_selected()
-        self.refresh_bindings()
 
     def show_selected(self) -> None:
         """Render the selected job into the detail pane."""
         job = self.selected
+        actions = (job is not None, job is not None and not job.terminal)
+        if actions != self._actions:  # cancel greys out once the job has ended
+            self._actions = actions
+            self.refresh_bindings()
         self.query_one("#job-empty").display = job is None
         for widget in ("#job-header", "#job-steps", "#job-notes"):
             self.query_one(widget).display = job is not None
@@ -377,11 +381,13 @@ class JobsScreen(Screen):
     # -- actions -----------------------------------------------------------------------------
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Cancel only a job still running (or lost); log only with a job selected. Greyed
+        (None), not hidden, so the footer keeps saying what the keys are."""
         if action == "cancel_job":
             job = self.selected
-            return job is not None and not job.terminal
+            return True if job is not None and not job.terminal else None
         if action == "show_log":
-            return self.selected is not None
+            return True if self.selected is not None else None
         return True
 
     def action_cancel_job(self) -> None:
