@@ -178,9 +178,9 @@ class GlanceImages:
             stream = open(source, "rb")  # noqa: SIM115 - closed below
         except OSError as err:
             raise NotFound(f"cannot read {source}: {err.strerror}") from None
-        with stream:
-            size = source.stat().st_size
-            reader = HashingReader(stream, size, on_progress, cancel)
+        with stream, HashingReader(stream, source.stat().st_size, on_progress,
+                                   cancel) as reader:
+            size = reader.meter.total
             try:
                 client.images.upload(image_id, reader, image_size=size)
             except UploadCancelled:

@@ -136,9 +136,8 @@ class ImageLibrary:
         meta.update(status="saving", size=None, os_hash_value=None)
         self._write_sidecar(meta)
         try:
-            with src:
-                total = os.fstat(src.fileno()).st_size
-                reader = HashingReader(src, total, on_progress, cancel)
+            with src, HashingReader(src, os.fstat(src.fileno()).st_size, on_progress,
+                                    cancel) as reader:
                 fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
                 with os.fdopen(fd, "wb") as dst:
                     while chunk := reader.read(CHUNK_SIZE):

@@ -7,6 +7,7 @@ recovered; ``add`` is the one-call form that never leaves a half-made image behi
 from __future__ import annotations
 
 import hashlib
+import queue
 import threading
 import time
 import uuid
@@ -19,6 +20,8 @@ from snaptui.core.errors import BadInput, SnaptuiError
 from snaptui.core.models import ImageRecord
 
 CHUNK_SIZE = 4 * 1024 * 1024
+READ_CHUNK = 1024 * 1024  # glanceclient sends 1 MiB pieces: hand them over without copying
+READ_AHEAD = 16  # chunks read and hashed ahead of the sender
 HASH_ALGO = "sha512"
 
 # Glance's accepted values (images schema); anything else is refused before any request.
@@ -164,6 +167,10 @@ class ProgressMeter:
 class HashingReader:
     """File-like wrapper: reads in chunks, hashes with sha512, reports progress, honours cancel.
 
+    A reader thread reads and hashes up to ``read_ahead`` chunks ahead of the consumer
+    (hashlib releases the GIL), so hashing overlaps the network send instead of adding to it;
+    memory stays flat at ``read_ahead`` chunks whatever the image size. Use it as a context
+    manager (or call ``close``) so the thread stops when the consumer gives up early.
     Cancellation raises UploadCancelled out of ``read()`` so the HTTP client aborts the request.
     """
 
@@ -173,26 +180,95 @@ class HashingReader:
         total: int,
         on_progress: ProgressCallback | None = None,
         cancel: threading.Event | None = None,
+        read_ahead: int = READ_AHEAD,
     ) -> None:
         self._stream = stream
         self._cancel = cancel
         self.hash = hashlib.new(HASH_ALGO)
         self.meter = ProgressMeter(total, on_progress)
         self.cancelled = False
+        self._chunks: queue.Queue[bytes | BaseException] = queue.Queue(maxsize=read_ahead)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._pending = b""
+        self._eof = False
 
-    def read(self, size: int = CHUNK_SIZE) -> bytes:
+    def __enter__(self) -> HashingReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _produce(self) -> None:
+        try:
+            while not self._stop.is_set():
+                data = self._stream.read(READ_CHUNK)
+                if data:
+                    self.hash.update(data)
+                self._put(data)
+                if not data:
+                    return
+        except BaseException as err:  # handed to the consumer, raised there
+            self._put(err)
+
+    def _put(self, item: bytes | BaseException) -> None:
+        while not self._stop.is_set():
+            try:
+                self._chunks.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def _next_chunk(self) -> bytes:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._produce, name="snaptui-hash",
+                                            daemon=True)
+            self._thread.start()
+        while True:
+            if self._cancel is not None and self._cancel.is_set():
+                self._cancelled()
+            try:
+                item = self._chunks.get(timeout=0.1)
+                break
+            except queue.Empty:
+                continue
+        if isinstance(item, BaseException):
+            self._eof = True
+            raise item
+        if not item:
+            self._eof = True
+        return item
+
+    def _cancelled(self) -> None:
+        self.cancelled = True
+        self.close()
+        raise UploadCancelled("upload cancelled")
+
+    def read(self, size: int | None = CHUNK_SIZE) -> bytes:
         if self._cancel is not None and self._cancel.is_set():
-            self.cancelled = True
-            raise UploadCancelled("upload cancelled")
-        if size is None or size < 0:
-            size = CHUNK_SIZE
-        data = self._stream.read(size)
+            self._cancelled()
+        if not self._pending:
+            if self._eof:
+                return b""
+            self._pending = self._next_chunk()
+        if size is None or size < 0 or size >= len(self._pending):
+            data, self._pending = self._pending, b""
+        else:
+            data, self._pending = self._pending[:size], self._pending[size:]
         if data:
-            self.hash.update(data)
             self.meter.advance(len(data))
         return data
 
+    def close(self) -> None:
+        """Stop the reader thread (idempotent); the stream itself belongs to the caller."""
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join()
+
     def hexdigest(self) -> str:
+        """The sha512 of everything read; complete once ``read`` has returned b''."""
+        if not self._eof:
+            raise RuntimeError("hexdigest before the end of the stream")
         return self.hash.hexdigest()
 
 
