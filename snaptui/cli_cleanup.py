@@ -31,7 +31,8 @@ from snaptui.core.cleanup import (
 from snaptui.core.errors import BadInput
 
 Common = Callable[[argparse.ArgumentParser], None]
-HOST_KINDS = {Kind.INTERNAL, Kind.MANAGED_SAVE, Kind.TRANSIENT, Kind.BLOCKJOB}
+# images too: whether a snapshot's instance still exists is a question for the host.
+HOST_KINDS = {Kind.INTERNAL, Kind.MANAGED_SAVE, Kind.TRANSIENT, Kind.BLOCKJOB, Kind.IMAGES}
 
 
 def register(sub: argparse._SubParsersAction, common: Common) -> None:

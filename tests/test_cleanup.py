@@ -479,3 +479,41 @@ def test_cli_on_a_terminal_lists_and_asks(small: Leftovers):
     assert rc == 0, out
     assert "reclaimed (measured)" in out
     assert not small.paths["partial"].exists()
+
+
+def test_cli_images_flags_snapshots_of_missing_instances(make_domain, store, tmp_path):
+    import uuid
+
+    lab = make_domain(state="shut off")
+    blob = tmp_path / "img.raw"
+    blob.write_bytes(b"\x11" * 65536)
+    made = []
+    try:
+        gone = store.add(blob, name="snaptui-test-cleanup-orphan", disk_format="raw",
+                         properties={"image_type": "snapshot",
+                                     "instance_uuid": str(uuid.uuid4())})
+        made.append(gone.id)
+        here = store.add(blob, name="snaptui-test-cleanup-here", disk_format="raw",
+                         properties={"image_type": "snapshot", "instance_uuid": lab.uuid})
+        made.append(here.id)
+        queued = store.create("snaptui-test-cleanup-queued", "raw", "bare", {})
+        made.append(queued.id)
+
+        proc = snaptui("cleanup", "--dry-run", "--json", "--only", "images", "--older-than", "0")
+        assert proc.returncode == 0, proc.stderr
+        by_id = {f["details"]["image_id"]: f for f in json.loads(proc.stdout)["findings"]}
+        assert here.id not in by_id
+        orphan = by_id[gone.id]
+        assert not orphan["safe"] and not orphan["selected"] and "flagged only" in orphan["reason"]
+        assert by_id[queued.id]["selected"] and "queued" in by_id[queued.id]["reason"]
+        # A threshold older than the image keeps it out of the selection.
+        proc = snaptui("cleanup", "--dry-run", "--json", "--only", "images", "--older-than", "1d")
+        by_id = {f["details"]["image_id"]: f for f in json.loads(proc.stdout)["findings"]}
+        assert not by_id[queued.id]["selected"] and "--older-than" in by_id[queued.id]["reason"]
+        assert {store.show(i).status for i in made} == {"active", "queued"}
+    finally:
+        for image_id in made:
+            try:
+                store.delete(image_id)
+            except NotFound:
+                pass

@@ -82,7 +82,7 @@ def host_job_processes() -> list[tuple[str, int, Path]]:
 
     found = []
     for proc in Path("/proc").glob("[0-9]*"):
-        with contextlib.suppress(OSError, ValueError):
+        with contextlib.suppress(OSError, ValueError, IndexError):
             argv = (proc / "cmdline").read_bytes().split(b"\0")
             if JOB_MAIN not in argv:
                 continue

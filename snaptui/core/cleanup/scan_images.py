@@ -58,7 +58,9 @@ def _judge(ctx: ScanContext, store: ImageStore, image: ImageRecord,
             return _finding(ctx, store, image, False, f"{stuck}, younger than --older-than")
         return _finding(ctx, store, image, True, f"{stuck}: an upload that never finished")
     instance = image.instance_uuid
-    if (image.is_snapshot or instance) and instance and instance not in domain_uuids:
+    if ctx.host is None:
+        return None  # without the host's domains, no instance can be called missing
+    if instance and instance not in domain_uuids:
         return _finding(ctx, store, image, False,
                         f"snapshot of instance {instance}, which is not on this host (it may "
                         "live on another host): flagged only")
