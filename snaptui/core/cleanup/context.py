@@ -20,6 +20,7 @@ from snaptui.core.cleanup.findings import (
 from snaptui.core.models import DomainInfo
 
 if TYPE_CHECKING:
+    from snaptui.core.engine.journal import JobRecord
     from snaptui.core.image_store import ImageStore
     from snaptui.core.libvirt_host import LibvirtHost
 
@@ -36,6 +37,21 @@ class LiveJobs:
     paths: set[str] = field(default_factory=set)
     # every job in the journal (live or not) by domain uuid: (job id, mode, status, facts)
     by_domain: dict[str, list[tuple[str, str, str, dict]]] = field(default_factory=dict)
+
+    def hold(self, job: JobRecord) -> None:
+        """Count a live job: its domain, the images and files it made or will make."""
+        self.job_ids.add(job.job_id)
+        if job.plan.get("domain_uuid"):
+            self.domain_uuids.add(str(job.plan["domain_uuid"]))
+        for key, value in job.facts.items():
+            if key.startswith("image:") and value:
+                self.image_ids.add(str(value))
+            elif isinstance(value, str) and value.startswith("/"):
+                self.paths.add(os.path.realpath(value))
+        for disk in job.plan.get("disks", []):
+            for key in ("output_path", "delta_path", "backup_path"):
+                if disk.get(key):
+                    self.paths.add(os.path.realpath(disk[key]))
 
 
 def read_jobs(now: float) -> LiveJobs:
@@ -56,18 +72,7 @@ def read_jobs(now: float) -> LiveJobs:
             now - job.started < STARTUP_GRACE_S
         if not (starting or pid_runs_job(job.pid, job.job_id)):
             continue  # dead: recover will undo it, and its leftovers are ours to clean
-        live.job_ids.add(job.job_id)
-        if uuid:
-            live.domain_uuids.add(uuid)
-        for key, value in job.facts.items():
-            if key.startswith("image:") and value:
-                live.image_ids.add(str(value))
-            elif isinstance(value, str) and value.startswith("/"):
-                live.paths.add(os.path.realpath(value))
-        for disk in job.plan.get("disks", []):
-            for key in ("output_path", "delta_path", "backup_path"):
-                if disk.get(key):
-                    live.paths.add(os.path.realpath(disk[key]))
+        live.hold(job)
     _add_foreign_jobs(live)
     return live
 
@@ -104,13 +109,7 @@ def _add_foreign_jobs(live: LiveJobs) -> None:
             continue
         live.job_ids.add(job_id)
         with contextlib.suppress(OSError):
-            job = fold(job_id, path, read_events(path))
-            if job.plan.get("domain_uuid"):
-                live.domain_uuids.add(str(job.plan["domain_uuid"]))
-            for disk in job.plan.get("disks", []):
-                for key in ("output_path", "delta_path", "backup_path"):
-                    if disk.get(key):
-                        live.paths.add(os.path.realpath(disk[key]))
+            live.hold(fold(job_id, path, read_events(path)))
 
 
 def open_files() -> dict[str, set[int]]:

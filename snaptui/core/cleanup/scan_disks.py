@@ -82,6 +82,12 @@ def _judge(ctx: ScanContext, name: str, date: str, refused: str | None) -> tuple
     return False, f"{refused}; {why}" if refused else why
 
 
+def _held(*snaps: InternalSnapshot) -> int | None:
+    """Known bytes a snapshot holds: its VM state; the disk clusters it alone references
+    are unknown until removal measures them (None when there is no VM state)."""
+    return max(s.vm_size for s in snaps) or None
+
+
 def _snapshot_details(snap: InternalSnapshot, **extra: Any) -> dict[str, Any]:
     return {"name": snap.name, "id": snap.id, "date": snap.date, "vm_state_size": snap.vm_size,
             **extra}
@@ -116,7 +122,7 @@ async def _domain_findings(ctx: ScanContext, dom: DomainInfo) -> AsyncIterator[F
                 key=f"internal:{os.path.realpath(disk.path)}#{snap.id}:{snap.name}",
                 kind=Kind.INTERNAL,
                 location=f"{disk.path} ({dom.name} {disk.target}) snapshot {snap.name!r}",
-                size=snap.vm_size, safe=safe, reason=reason, domain=dom.name,
+                size=_held(snap), safe=safe, reason=reason, domain=dom.name,
                 action="qemu-img snapshot -d",
                 commands=(command("qemu-img", "snapshot", "-d", snap.name, disk.path),),
                 refused=refused, paths=(disk.path,),
@@ -135,7 +141,7 @@ async def _domain_findings(ctx: ScanContext, dom: DomainInfo) -> AsyncIterator[F
             key=f"internal:{dom.uuid}@{name}",
             kind=Kind.INTERNAL,
             location=f"{dom.name} ({targets}) libvirt snapshot {name!r}",
-            size=max(s.vm_size for _, _, s in where), safe=safe, reason=reason,
+            size=_held(*(s for _, _, s in where)), safe=safe, reason=reason,
             domain=dom.name, action="virsh snapshot-delete",
             commands=(command(*ctx.virsh("snapshot-delete", dom.name, name)),),
             refused=refused, paths=tuple(p for _, p, _ in where),
@@ -161,7 +167,7 @@ def _file_snapshot(ctx: ScanContext, path: str, snap: InternalSnapshot) -> Findi
     safe, reason = _judge(ctx, snap.name, snap.date, refused)
     return Finding(
         key=f"internal:{os.path.realpath(path)}#{snap.id}:{snap.name}",
-        kind=Kind.INTERNAL, location=f"{path} snapshot {snap.name!r}", size=snap.vm_size,
+        kind=Kind.INTERNAL, location=f"{path} snapshot {snap.name!r}", size=_held(snap),
         safe=safe, reason=reason, action="qemu-img snapshot -d",
         commands=(command("qemu-img", "snapshot", "-d", snap.name, path),),
         refused=refused, paths=(path,), details=_snapshot_details(snap, path=path, managed=False),
