@@ -142,7 +142,7 @@ def _keystone_conf(lab: Lab, base: Path) -> str:
 log_file = {lab.log_dir / 'keystone.log'}
 
 [database]
-connection = sqlite:///{base / 'keystone.db'}
+connection = sqlite:///{base / 'keystone.db'}?timeout=30
 
 [token]
 provider = fernet
@@ -196,7 +196,7 @@ enabled_backends = fs:file
 log_file = {lab.log_dir / 'glance.log'}
 
 [database]
-connection = sqlite:///{base / 'glance.db'}
+connection = sqlite:///{base / 'glance.db'}?timeout=30
 
 [glance_store]
 default_backend = fs
