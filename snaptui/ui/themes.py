@@ -1,6 +1,7 @@
 """Themes as data: TOML files turned into Textual ``Theme`` objects, validated on load.
 
-Shipped themes live in the repository's ``themes/`` directory; users add their own files under
+Shipped themes live in the repository's ``themes/`` directory (copied into the wheel as
+``snaptui/themes``); users add their own files under
 ``<config dir>/themes/``. A bad file or an unknown theme name is a one-line BadInput.
 """
 
@@ -23,8 +24,13 @@ OTHER_KEYS = {"name": str, "dark": bool, "ansi": bool, "luminosity_spread": floa
 
 
 def shipped_theme_dir() -> Path:
-    """The ``themes/`` directory next to the package (repository checkout)."""
-    return Path(__file__).resolve().parents[2] / "themes"
+    """Where the shipped themes are: ``snaptui/themes`` in an installed wheel (setup.py copies
+    them there), else the checkout's top-level ``themes/`` (a checkout or editable install)."""
+    package = Path(__file__).resolve().parents[1]
+    installed = package / "themes"
+    if any(installed.glob("*.toml")):
+        return installed
+    return package.parent / "themes"
 
 
 def _color(path: Path, key: str, value: object) -> str:
