@@ -216,6 +216,23 @@ def test_cancel_during_convert(make_domain, tmp_path, table):
     table.append(("5 cancel during convert (cold, running)", outcome(job_id)))
 
 
+def test_cancel_during_upload_after_internal_restart(make_domain, tmp_path, table):
+    """The guest runs again (and owns its disk) while the image uploads: rolling back must not
+    touch the disk, whose internal snapshot is already gone (it used to try and fail on the
+    disk's write lock, leaving an undo problem behind)."""
+    lab = make_domain(state="running", **BIG)
+    before = capture(lab)
+    job_id = start(request_for(lab, tmp_path, Mode.INTERNAL, destination="glance"))
+    wait_for(job_id, step_running("upload:vda", min_done=1), timeout=90, what="upload progress")
+    assert cancel_job(job_id) == "cancel requested"
+    job = wait_terminal(job_id)
+    assert job.status == "cancelled", job.error
+    assert not job.result.get("undo_problems"), job.result
+    assert job.step("restart").state == "done"
+    assert_lab_clean(lab, before, job_id, statuses=("cancelled",), error_contains=("cancelled",))
+    table.append(("5 cancel during upload (internal, running)", outcome(job_id)))
+
+
 # -- 6. SIGKILL of the job process, then recover -----------------------------------------------
 
 def _kill_and_recover(job_id: str) -> str:

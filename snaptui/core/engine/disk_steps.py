@@ -60,10 +60,16 @@ def create_internal_snapshot(disk: DiskPlan):
 
 
 def delete_internal_snapshot(disk: DiskPlan):
-    """Delete our internal snapshot if it is there (run, and undo of its creation)."""
+    """Delete our internal snapshot if it is there (run, and undo of its creation).
+
+    Only while the journal says it may exist: once deleted, the guest is restarted and owns the
+    disk, and a later undo must not touch (or even lock) it.
+    """
     async def run(ctx: JobContext) -> None:
         name = ctx.plan.snapshot_name
-        existing = await qemu_img.snapshot_list(disk.source_path)
+        if not ctx.facts.get(f"internal_snapshot:{disk.target}"):
+            return
+        existing = await qemu_img.snapshot_list(disk.source_path, force_share=True)
         if any(s.name == name for s in existing):
             await qemu_img.snapshot_delete(disk.source_path, name)
         ctx.forget(f"internal_snapshot:{disk.target}")
