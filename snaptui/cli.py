@@ -61,6 +61,8 @@ def _security_setup(args: argparse.Namespace) -> None:
 
     if args.insecure:
         os.environ[INSECURE_ENV] = "1"
+    # keystoneauth warns about what then fails as our one error line; keep it for -v only
+    logging.getLogger("keystoneauth").setLevel(logging.DEBUG if args.verbose else logging.ERROR)
     for warning in exposed_secret_warnings():
         print(f"snaptui: warning: {warning}", file=sys.stderr)
 

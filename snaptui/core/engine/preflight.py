@@ -50,6 +50,16 @@ def validate_image_name(name: str) -> str:
     return name
 
 
+def validate_glance_name(name: str) -> str:
+    """Glance refuses names with 4-byte UTF-8 characters (emoji, rare CJK): say so up front."""
+    wide = sorted({ch for ch in name if ord(ch) > 0xFFFF})
+    if wide:
+        shown = ", ".join(f"U+{ord(ch):X}" for ch in wide[:3])
+        raise BadInput(f"image name has characters Glance refuses (4-byte UTF-8: {shown}); "
+                       "use --to library or another name")
+    return name
+
+
 def available_modes(info: DomainInfo, host: LibvirtHost,
                     disks: list[DiskInfo] | None = None) -> dict[Mode, str | None]:
     """Each mode with None when it can run on this domain, else the reason it cannot."""
@@ -270,6 +280,8 @@ async def preflight(request: SnapshotRequest, host: LibvirtHost,
         _keep_paths(request.keep_local, [p.image_name for p in disk_plans], request.out_format)
 
     destination = resolve_destination(request.destination, request.cloud)
+    if destination == "glance":
+        validate_glance_name(request.name)
     if store is None:
         store = open_store(destination, cloud=request.cloud, library=request.library_dir)
     check_store(store)
