@@ -85,3 +85,18 @@ def dead_job(domain_uuid: str, domain_name: str, *, mode: str = "cold",
     finally:
         journal.close()
     return jid
+
+
+def retrying(call, *args, attempts: int = 3, **kwargs):
+    """Call a Glance operation again when the shared lab's Glance fails transiently (its
+    sqlite database reports 'database is locked' under other engineers' load)."""
+    from snaptui.core.errors import CloudError
+
+    for attempt in range(attempts):
+        try:
+            return call(*args, **kwargs)
+        except CloudError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(1.0)
+    raise AssertionError("unreachable")

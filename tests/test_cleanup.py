@@ -27,6 +27,7 @@ from cleanup_fixtures import (
     overlay,
     partial_file,
     qemu_compare,
+    retrying,
     sha256,
     snapshot_names,
 )
@@ -68,7 +69,20 @@ def store(os_cloud: str) -> GlanceImages:
 
 
 @pytest.fixture
-def leftovers(make_domain, store: GlanceImages, tmp_path: Path) -> Iterator[Leftovers]:
+def own_images(store: GlanceImages) -> Iterator[list[str]]:
+    """Ids of the images a test made; all deleted at teardown, even after a failed setup."""
+    ids: list[str] = []
+    yield ids
+    for image_id in ids:
+        try:
+            store.delete(image_id)
+        except NotFound:
+            pass
+
+
+@pytest.fixture
+def leftovers(make_domain, store: GlanceImages, own_images: list[str],
+              tmp_path: Path) -> Iterator[Leftovers]:
     made = Leftovers()
     real = os.path.realpath
 
@@ -133,21 +147,18 @@ def leftovers(make_domain, store: GlanceImages, tmp_path: Path) -> Iterator[Left
     made.untouched[user.disk_path()] = sha256(user.disk_path())
     made.untouched[off.disk_path()] = sha256(off.disk_path())  # changes: checked apart
 
-    queued = store.create("snaptui-test-cleanup-queued", "qcow2", "bare", {})
+    queued = retrying(store.create, "snaptui-test-cleanup-queued", "qcow2", "bare", {})
+    own_images.append(queued.id)
     made.images["queued"] = queued.id
     made.keys["queued"] = f"images:glance:{queued.id}"
     blob = tmp_path / "active.raw"
     blob.write_bytes(b"\x5a" * 65536)
-    active = store.add(blob, name="snaptui-test-cleanup-active", disk_format="raw")
+    active = retrying(store.add, blob, name="snaptui-test-cleanup-active", disk_format="raw")
+    own_images.append(active.id)
     made.images["active"] = active.id
     try:
         yield made
     finally:
-        for image_id in made.images.values():
-            try:
-                store.delete(image_id)
-            except NotFound:
-                pass
         for path in made.paths.values():
             path.unlink(missing_ok=True)
 
@@ -481,39 +492,32 @@ def test_cli_on_a_terminal_lists_and_asks(small: Leftovers):
     assert not small.paths["partial"].exists()
 
 
-def test_cli_images_flags_snapshots_of_missing_instances(make_domain, store, tmp_path):
+def test_cli_images_flags_snapshots_of_missing_instances(make_domain, store, own_images,
+                                                         tmp_path):
     import uuid
 
     lab = make_domain(state="shut off")
     blob = tmp_path / "img.raw"
     blob.write_bytes(b"\x11" * 65536)
-    made = []
-    try:
-        gone = store.add(blob, name="snaptui-test-cleanup-orphan", disk_format="raw",
-                         properties={"image_type": "snapshot",
-                                     "instance_uuid": str(uuid.uuid4())})
-        made.append(gone.id)
-        here = store.add(blob, name="snaptui-test-cleanup-here", disk_format="raw",
-                         properties={"image_type": "snapshot", "instance_uuid": lab.uuid})
-        made.append(here.id)
-        queued = store.create("snaptui-test-cleanup-queued", "raw", "bare", {})
-        made.append(queued.id)
+    gone = retrying(store.add, blob, name="snaptui-test-cleanup-orphan", disk_format="raw",
+                    properties={"image_type": "snapshot",
+                                "instance_uuid": str(uuid.uuid4())})
+    own_images.append(gone.id)
+    here = retrying(store.add, blob, name="snaptui-test-cleanup-here", disk_format="raw",
+                    properties={"image_type": "snapshot", "instance_uuid": lab.uuid})
+    own_images.append(here.id)
+    queued = retrying(store.create, "snaptui-test-cleanup-queued", "raw", "bare", {})
+    own_images.append(queued.id)
 
-        proc = snaptui("cleanup", "--dry-run", "--json", "--only", "images", "--older-than", "0")
-        assert proc.returncode == 0, proc.stderr
-        by_id = {f["details"]["image_id"]: f for f in json.loads(proc.stdout)["findings"]}
-        assert here.id not in by_id
-        orphan = by_id[gone.id]
-        assert not orphan["safe"] and not orphan["selected"] and "flagged only" in orphan["reason"]
-        assert by_id[queued.id]["selected"] and "queued" in by_id[queued.id]["reason"]
-        # A threshold older than the image keeps it out of the selection.
-        proc = snaptui("cleanup", "--dry-run", "--json", "--only", "images", "--older-than", "1d")
-        by_id = {f["details"]["image_id"]: f for f in json.loads(proc.stdout)["findings"]}
-        assert not by_id[queued.id]["selected"] and "--older-than" in by_id[queued.id]["reason"]
-        assert {store.show(i).status for i in made} == {"active", "queued"}
-    finally:
-        for image_id in made:
-            try:
-                store.delete(image_id)
-            except NotFound:
-                pass
+    proc = snaptui("cleanup", "--dry-run", "--json", "--only", "images", "--older-than", "0")
+    assert proc.returncode == 0, proc.stderr
+    by_id = {f["details"]["image_id"]: f for f in json.loads(proc.stdout)["findings"]}
+    assert here.id not in by_id
+    orphan = by_id[gone.id]
+    assert not orphan["safe"] and not orphan["selected"] and "flagged only" in orphan["reason"]
+    assert by_id[queued.id]["selected"] and "queued" in by_id[queued.id]["reason"]
+    # A threshold older than the image keeps it out of the selection.
+    proc = snaptui("cleanup", "--dry-run", "--json", "--only", "images", "--older-than", "1d")
+    by_id = {f["details"]["image_id"]: f for f in json.loads(proc.stdout)["findings"]}
+    assert not by_id[queued.id]["selected"] and "--older-than" in by_id[queued.id]["reason"]
+    assert {store.show(i).status for i in own_images} == {"active", "queued"}
