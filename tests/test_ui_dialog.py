@@ -202,3 +202,20 @@ async def test_auto_resolving_to_cold_warns():
 def test_dialog_snapshot(snap_compare, size):
     assert time.time() > T0
     assert snap_compare(make(), terminal_size=size)
+
+
+async def test_confirm_after_enter_in_the_name_field():
+    """Enter in the name field, then the stop confirmation: the dialog dismisses with the
+    request (the confirmation's callback runs in the dialog's own message pump)."""
+    app = make()  # auto means cold on this running guest
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        name = app.dialog.query_one("#name", Input)
+        name.focus()
+        name.value = ""
+        await pilot.press(*"typed name", "enter")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("enter")
+        await pilot.pause()
+        assert isinstance(app.result, SnapshotRequest) and app.result.name == "typed name"

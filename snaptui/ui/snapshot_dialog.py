@@ -288,6 +288,13 @@ class SnapshotDialog(ModalScreen[SnapshotRequest | None]):
             self.dismiss(request)
             return
         mode = resolved_mode(request.mode, self.domain, self.modes)
+
+        def confirmed(yes: bool | None) -> None:
+            # Not a lambda returning dismiss()'s awaitable: the callback may run in this
+            # screen's own message pump, where awaiting its dismissal is a ScreenError.
+            if yes:
+                self.dismiss(request)
+
         self.app.push_screen(
             ConfirmScreen(
                 f"Stop {self.domain.name}?",
@@ -295,5 +302,5 @@ class SnapshotDialog(ModalScreen[SnapshotRequest | None]):
                 "as it was once the image is extracted.",
                 confirm_label="Stop guest and snapshot", cancel_label="Back",
             ),
-            lambda confirmed: self.dismiss(request) if confirmed else None,
+            confirmed,
         )
