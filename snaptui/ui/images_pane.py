@@ -45,14 +45,21 @@ class ImagesPane(TablePane):
         self._title()
 
     def _title(self) -> None:
-        """'Images — library …/demo/library · only web-01', cut from the left to fit."""
+        """'Images — library …/demo/library · only web-01', shortened to fit the border: the
+        cloud's URL goes first, then the path is cut from the left, then the source itself."""
         only = f" · only {self.only_domain[1]}" if self.only_domain else ""
-        source = self.source
-        room = max(12, self.size.width - 14 - len(only))
-        if self.size.width and len(source) > room:
-            kind, _, location = source.partition(" ")
-            source = f"{kind} …{location[-(room - len(kind) - 2):]}"
-        self.border_title = f"Images — {source}{only}"
+        room = self.size.width - 6  # corners, the rule and spaces around the title
+        title = f"Images — {self.source}{only}"
+        if self.size.width and len(title) > room:
+            kind, _, location = self.source.partition(" ")
+            location = location.split(" (", 1)[0]  # glance: "cloud (endpoint)" → cloud
+            left = room - len("Images — ") - len(only) - len(kind) - 1
+            if len(location) > left:
+                location = "…" + location[-(left - 1):] if left >= 6 else ""
+            title = f"Images — {kind} {location}".rstrip() + only
+            if len(title) > room:
+                title = f"Images{only}"
+        self.border_title = title
 
     def format_cell(self, column: str, value: Any) -> Any:
         if column == "status":
