@@ -55,6 +55,46 @@ def qemu_img_wrapper(directory: Path, *, fail: str = "convert",
     return script
 
 
+class QemuImgFault:
+    """A qemu-img for ``SNAPTUI_QEMU_IMG`` that runs the real one, except the first time it is
+    called as ``match`` (a subcommand, or ``snapshot -c`` / ``snapshot -d``): then it fails
+    (``fail``: prints ``qemu-img: MESSAGE``, exits 1) or waits at a gate until ``release()``
+    (``gate``: the job is held inside that step, the real command runs after the release)."""
+
+    def __init__(self, directory: Path, match: str, action: str = "fail",
+                 message: str = "injected fault: refused by the test wrapper") -> None:
+        self.dir = directory / f"qemu-img-{match.replace(' ', '')}-{action}"
+        self.dir.mkdir(parents=True)
+        self.match, self.action = match, action
+        if action == "fail":
+            act = f"  echo 'qemu-img: {message}' >&2\n  exit 1\n"
+        elif action == "gate":
+            act = (f"  : > {self.dir}/arrived\n  n=0\n"
+                   f"  while [ ! -e {self.dir}/release ] && [ $n -lt 1200 ]; do\n"
+                   "    sleep 0.05; n=$((n+1))\n  done\n")
+        else:
+            raise ValueError(action)
+        self.path = self.dir / "qemu-img"
+        self.path.write_text(
+            "#!/bin/sh\n"
+            'case "$1" in snapshot) key="$1 $2" ;; *) key="$1" ;; esac\n'
+            f'if [ "$key" = "{match}" ] && mkdir {self.dir}/fired 2>/dev/null; then\n'
+            f"{act}fi\n"
+            f'exec {REAL_QEMU_IMG} "$@"\n')
+        self.path.chmod(0o755)
+
+    @property
+    def fired(self) -> bool:
+        return (self.dir / "fired").exists()
+
+    def wait_arrived(self, job_id: str, timeout: float = 60.0) -> None:
+        wait_for(job_id, lambda _job: (self.dir / "arrived").exists(), timeout=timeout,
+                 what=f"qemu-img {self.match} at the gate")
+
+    def release(self) -> None:
+        (self.dir / "release").touch()
+
+
 @contextlib.contextmanager
 def tmpfs(path: Path, size: str) -> Iterator[Path]:
     """Mount a tmpfs of ``size`` at ``path`` (made 0700) for the duration; always unmounted."""
