@@ -23,9 +23,20 @@ async def save_guest(ctx: JobContext) -> None:
     ctx.record("guest_saved", True)
 
 
+def _wait_domain_job(dom, name: str, timeout: float = 120.0) -> None:
+    """Wait while libvirt runs a job on the domain: a managedSave begun by a job process that
+    was then killed goes on in libvirtd, and the guest's state only settles when it ends."""
+    deadline = time.monotonic() + timeout
+    while dom.isActive() and dom.jobInfo()[0] != libvirt.VIR_DOMAIN_JOB_NONE:
+        if time.monotonic() > deadline:
+            raise HypervisorError(f"a libvirt job on {name} still runs after {timeout:.0f} s")
+        time.sleep(0.1)
+
+
 def _restore(ctx: JobContext) -> str:
     """Bring the guest back to its original power state; a no-op when it already is there."""
     dom = ctx.domain()
+    _wait_domain_job(dom, ctx.plan.domain_name)
     original = ctx.plan.original_state
     state = dom.state()[0]
     if original == "running":
