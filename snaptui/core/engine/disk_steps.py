@@ -90,7 +90,11 @@ def finish_output(disk: DiskPlan, keep_path: str | None):
         ctx.record(f"output_actual:{disk.target}", out.stat().st_blocks * 512)
         ctx.record(f"output_apparent:{disk.target}", out.stat().st_size)
         if keep_path:
-            shutil.move(str(out), keep_path)
+            try:
+                shutil.move(str(out), keep_path)
+            except BaseException:  # a copy across filesystems (ENOSPC...) leaves a partial file
+                Path(keep_path).unlink(missing_ok=True)  # preflight made sure it was not there
+                raise
             ctx.record(f"kept:{disk.target}", keep_path)
         else:
             out.unlink(missing_ok=True)
