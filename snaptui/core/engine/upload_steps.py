@@ -24,6 +24,7 @@ def image_properties(ctx: JobContext, disk: DiskPlan) -> dict[str, str]:
         "snaptui_domain": plan.domain_name,
         "snaptui_disk": disk.target,
         "snaptui_method": str(plan.mode),
+        "snaptui_job": plan.job_id,
     }
     owner = getattr(ctx.store, "project_id", None)
     if owner:
@@ -46,14 +47,25 @@ def create_image(disk: DiskPlan):
 
     async def undo(ctx: JobContext) -> None:
         image_id = ctx.facts.get(f"image:{disk.target}")
-        if not image_id:
-            return
-        try:
-            await asyncio.to_thread(ctx.store.delete, image_id)
-        except NotFound:
-            pass
+        ids = [image_id] if image_id else await asyncio.to_thread(_made_by_job, ctx, disk)
+        for one in ids:
+            try:
+                await asyncio.to_thread(ctx.store.delete, one)
+            except NotFound:
+                pass
         ctx.forget(f"image:{disk.target}")
     return run, undo
+
+
+def _made_by_job(ctx: JobContext, disk: DiskPlan) -> list[str]:
+    """Images this job created without living to record their id (killed during the create
+    call, or the answer lost): found by their snaptui_job property."""
+    return [i.id for i in ctx.store.iter_images()
+            if i.properties.get("snaptui_job") == ctx.plan.job_id
+            and i.properties.get("snaptui_disk") == disk.target]
+
+
+UPLOAD_STOP_S = 60.0
 
 
 def upload_image(disk: DiskPlan):
@@ -65,9 +77,16 @@ def upload_image(disk: DiskPlan):
             ctx.progress(p.sent, p.total, "bytes", rate=round(p.rate),
                          eta_s=None if p.eta_s is None else round(p.eta_s, 1))
 
-        digest = await asyncio.to_thread(
+        upload = asyncio.ensure_future(asyncio.to_thread(
             ctx.store.upload, image_id, Path(disk.output_path), on_progress, ctx.cancel_flag,
-        )
+        ))
+        try:
+            digest = await asyncio.shield(upload)
+        except asyncio.CancelledError:
+            # The thread goes on until its reader sees the cancel flag; the rollback must not
+            # delete the image under a live upload (Glance answers 500 and keeps it).
+            await asyncio.wait({upload}, timeout=UPLOAD_STOP_S)
+            raise
         ctx.record(f"checksum:{disk.target}", digest)
         uploaded = await asyncio.to_thread(ctx.store.show, image_id)
         ctx.record(f"uploaded_size:{disk.target}", uploaded.size)
