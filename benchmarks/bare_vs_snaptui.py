@@ -36,6 +36,7 @@ from bench_lab import (
     spread,
 )
 from bench_runs import Run, Variant, bare_cold, clean_dir, floor, snaptui_cli
+from lab_domains import LabDomain
 
 from snaptui.core.qemu_img import best_compression_type
 
@@ -97,6 +98,7 @@ def render(args: argparse.Namespace, runs: dict[str, list[Run]], floors: list[di
         f"Machine at end: {meta['load_end']}.",
         "The lab is shared: other engineers' tests may have run at the same time (see the "
         "process counts above), so single numbers are noisy; compare medians.",
+        "Runs failed by the shared lab and retried: " + (meta["retried"] or "none") + ".",
         "",
         "Bare sequence, run by the benchmark exactly in this order: `virsh managedsave`, "
         "`qemu-img convert -f qcow2 -O FMT [-c -o compression_type="
@@ -193,6 +195,28 @@ def render(args: argparse.Namespace, runs: dict[str, list[Run]], floors: list[di
     return "\n".join(lines), readme
 
 
+def run_with_retries(v: Variant, lab: LabDomain, work: Path, scratch: Path, glance: Glance,
+                     events: EventLog, meta: dict[str, str], retried: list[str]) -> Run:
+    """One run; retried (twice at most) when the shared lab failed it, e.g. another
+    engineer's fault test killed a Glance worker mid-upload. Failures are reported."""
+    for attempt in range(3):
+        try:
+            if v.tool == "bare":
+                return bare_cold(v, lab, scratch, glance, events, meta["compression"])
+            return snaptui_cli(v, lab, work / "state", glance, events)
+        except Exception as err:  # noqa: BLE001 - retried and reported in the results
+            message = " ".join(str(err).split())[:160]
+            retried.append(f"{v.key}: {message}")
+            print(f"{v.key} failed (attempt {attempt + 1}): {message}", file=sys.stderr)
+            if attempt == 2:
+                raise
+            time.sleep(5)
+            clean_dir(scratch)
+            if not lab.dom.isActive():
+                lab.set_state("running")
+    raise AssertionError("unreachable")
+
+
 def update_readme(section: str) -> None:
     path = REPO / "README.md"
     text = path.read_text()
@@ -227,6 +251,7 @@ def main() -> int:
     glance = Glance.connect()
     runs: dict[str, list[Run]] = {}
     floors: list[dict[str, float]] = []
+    retried: list[str] = []
     meta = {"when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
             "virt": "KVM" if os.path.exists("/dev/kvm") else "TCG",
             "load_start": machine_note(), "compression": best_compression_type(),
@@ -242,13 +267,19 @@ def main() -> int:
                 for rnd in range(args.runs):
                     scratch = work / "scratch"
                     clean_dir(scratch)
-                    floors.append(floor(lab, scratch, glance, data))
+                    for attempt in range(3):
+                        try:
+                            floors.append(floor(lab, scratch, glance, data))
+                            break
+                        except Exception as err:  # noqa: BLE001 - shared lab; retried
+                            retried.append(f"floor: {' '.join(str(err).split())[:160]}")
+                            if attempt == 2:
+                                raise
+                            time.sleep(5)
                     print(f"round {rnd + 1}: floor {floors[-1]}", file=sys.stderr)
                     for v in todo:
-                        if v.tool == "bare":
-                            r = bare_cold(v, lab, scratch, glance, events, meta["compression"])
-                        else:
-                            r = snaptui_cli(v, lab, work / "state", glance, events)
+                        r = run_with_retries(v, lab, work, scratch, glance, events, meta,
+                                             retried)
                         runs.setdefault(v.key, []).append(r)
                         print(f"round {rnd + 1}: {v.key}: {r.wall_s:.2f} s, down "
                               f"{r.downtime_s:.2f} s, scratch {h(r.peak_scratch)}, "
@@ -256,6 +287,7 @@ def main() -> int:
         finally:
             lab.remove()
     meta["load_end"] = machine_note()
+    meta["retried"] = "; ".join(retried)
     report, readme = render(args, runs, floors, meta)
     name = "bare_vs_snaptui-quick.md" if args.quick else "bare_vs_snaptui.md"
     (RESULTS / name).write_text(report)
