@@ -14,6 +14,7 @@ if TYPE_CHECKING:
 ACTIONS = (
     ("Snapshot selected domain", "snapshot"),
     ("Jobs", "jobs"),
+    ("Clean up leftovers", "cleanup"),
     ("Refresh domains and images", "refresh"),
     ("Filter focused pane", "filter"),
     ("Toggle only this domain's images", "only_domain"),

@@ -64,6 +64,8 @@ class MainScreen(Screen):
     BINDINGS: ClassVar[list[Binding]] = [
         Binding("s", "snapshot", "Snapshot", id="snapshot"),
         Binding("j", "jobs", "Jobs", id="jobs"),
+        # Not in the footer (it is full at 80 columns): in the help and the palette.
+        Binding("C", "cleanup", "Cleanup", id="cleanup", show=False),
         Binding("r", "refresh", "Refresh", id="refresh"),
         Binding("slash", "filter", "Filter", id="filter"),
         Binding("o", "only_domain", "Only", id="only_domain"),
@@ -74,6 +76,7 @@ class MainScreen(Screen):
     ACTIONS_HELP: ClassVar[dict[str, str]] = {
         "snapshot": "Snapshot the selected domain into an image",
         "jobs": "Show snapshot jobs (running and finished)",
+        "cleanup": "Find and remove leftovers of interrupted snapshot runs",
         "refresh": "Reload domains and images now",
         "filter": "Filter the focused pane (Esc closes)",
         "only_domain": "Show only the images of the selected domain",
@@ -270,6 +273,11 @@ class MainScreen(Screen):
         from snaptui.ui.jobs_screen import JobsScreen
 
         self.app.push_screen(JobsScreen())
+
+    def action_cleanup(self) -> None:
+        from snaptui.ui.cleanup_screen import CleanupScreen
+
+        self.app.push_screen(CleanupScreen())
 
     def action_snapshot(self) -> None:
         info = self.domains_pane.selected

@@ -1,0 +1,209 @@
+"""How the Cleanup screen shows a Selection: checklist rows grouped by kind, the detail of one
+finding, the summary line and the confirmation's list. Presentation only: the rules of what
+may be chosen are in ``snaptui.core.cleanup.selection``."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+import humanize
+from rich.style import Style
+from rich.text import Text
+
+from snaptui.core.cleanup.findings import Finding, Kind, RemovalResult
+from snaptui.core.cleanup.selection import KIND_ORDER, Selection, Totals, outcome
+from snaptui.ui.domains_pane import short_size
+from snaptui.ui.table_pane import ColumnSpec, KeyedTable, Row
+
+KIND_TITLE: dict[Kind, str] = {
+    Kind.INTERNAL: "Internal snapshots",
+    Kind.SCRATCH: "Scratch files and deltas",
+    Kind.MANAGED_SAVE: "Managed saves",
+    Kind.TRANSIENT: "Transient domains",
+    Kind.BLOCKJOB: "Block jobs",
+    Kind.IMAGES: "Images",
+}
+
+COLUMNS = (
+    ColumnSpec("", "mark", 3),
+    ColumnSpec("Leftover", "what"),
+    ColumnSpec("Size", "size", 9),
+    ColumnSpec("Status", "status", 12),
+    ColumnSpec("Why", "why", 44, min_flex=36),
+    # Never shown (no pane is that wide): the raw value rows are sorted by.
+    ColumnSpec("", "order", 1, min_flex=1 << 20),
+)
+GROUP_PREFIX = "group:"
+
+StyleOf = Callable[[str], Style]  # theme variable ("success") -> Rich style
+
+
+_DIRS_RE = re.compile(r"(?<!\S)/(?:[^\s/]+/)+")
+
+
+def short_location(location: str) -> str:
+    """The location with directories dropped from its paths: the file name, domain and
+    snapshot name tell rows apart; the detail below the table shows the whole path."""
+    return _DIRS_RE.sub("", location)
+
+
+def group_key(kind: Kind) -> str:
+    return f"{GROUP_PREFIX}{kind.value}"
+
+
+def kind_of_group(key: str) -> Kind | None:
+    return Kind(key.removeprefix(GROUP_PREFIX)) if key.startswith(GROUP_PREFIX) else None
+
+
+def size_of(totals: Totals) -> str:
+    """'1.2 GiB', '1.2 GiB+' when some sizes are unknown, '?' when none is known."""
+    if totals.count and totals.unknown == totals.count:
+        return "?"
+    return short_size(totals.size) + ("+" if totals.unknown else "")
+
+
+def human(size: int) -> str:
+    return humanize.naturalsize(size, binary=True, format="%.1f")
+
+
+def status_of(finding: Finding, result: RemovalResult | None, busy: str | None,
+              style: StyleOf) -> Text:
+    """Status cell: safe / not safe / refused before removal; progress and outcome after."""
+    if busy == "removing":
+        return Text("▶ removing", style=style("accent"))
+    if busy == "queued":
+        return Text("· queued", style=style("text-muted"))
+    if result is not None:
+        word = outcome(result)
+        if word == "removed":
+            return Text(f"✔ {short_size(result.reclaimed)}", style=style("success"))
+        return Text(f"✘ {word}", style=style("error"))
+    if finding.refused:
+        return Text("refused", style=style("error"))
+    return Text("safe", style=style("success")) if finding.safe \
+        else Text("not safe", style=style("warning"))
+
+
+def mark_of(selection: Selection, finding: Finding) -> str:
+    result = selection.results.get(finding.key)
+    if result is not None and result.ok:
+        return " ✔ "
+    if finding.key in selection.chosen:
+        return "[x]"
+    return " - " if finding.refused else "[ ]"
+
+
+def group_mark(selection: Selection, kind: Kind) -> str:
+    keys = [f.key for f in selection.of_kind(kind) if selection.why_not(f.key) is None]
+    chosen = len(selection.chosen.intersection(keys))
+    if not keys:
+        return "   "
+    return "[x]" if chosen == len(keys) else "[~]" if chosen else "[ ]"
+
+
+def build_rows(selection: Selection, busy: dict[str, str], style: StyleOf) -> dict[str, Row]:
+    """Rows keyed by finding key, a header row per kind; the last cell orders them."""
+    rows: dict[str, Row] = {}
+    for rank, kind in enumerate(KIND_ORDER):
+        found = selection.of_kind(kind)
+        if not found:
+            continue
+        chosen = [f for f in found if f.key in selection.chosen]
+        head = Text(f"{KIND_TITLE[kind]} · {len(found)}", style=style("primary") + Style(bold=True))
+        rows[group_key(kind)] = (
+            group_mark(selection, kind), head, size_of(Selection.totals(found)),
+            Text(f"{len(chosen)} chosen", style=style("text-muted")), "", (rank, -1))
+        for index, finding in enumerate(found):
+            result = selection.results.get(finding.key)
+            rows[finding.key] = (
+                mark_of(selection, finding), Text(short_location(finding.location)),
+                short_size(finding.size) if finding.size is not None else "?",
+                status_of(finding, result, busy.get(finding.key), style),
+                Text(result.reason if result is not None and not result.ok and result.reason
+                     else finding.reason, style=style("text-muted")),
+                (rank, index))
+    return rows
+
+
+class CleanupTable(KeyedTable):
+    """The checklist: KeyedTable rows (updated in place), ordered by kind then as found."""
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(COLUMNS, **kwargs)  # type: ignore[arg-type]
+        self.sort_columns = ("order",)
+        self.formatter = _format_cell
+
+
+def _format_cell(column: str, value: object) -> object:
+    if isinstance(value, Text):
+        value.overflow = "ellipsis"
+        value.no_wrap = True
+        return value
+    return Text("" if value is None else str(value), no_wrap=True)
+
+
+def detail_lines(selection: Selection, key: str | None) -> Text:
+    """Everything about the finding under the cursor (or what a group row's space does)."""
+    if key is None:
+        return Text("")
+    kind = kind_of_group(key)
+    if kind is not None:
+        return Text(f"{KIND_TITLE[kind]}: space chooses the safe ones of this group, or none; "
+                    "a chooses every safe one, or none.", style="dim")
+    finding = selection.findings.get(key)
+    if finding is None:
+        return Text("")
+    text = Text(finding.location, style="bold")
+    if finding.size is not None:
+        text.append(f"  {human(finding.size)}")
+    text.append(f"\n{finding.reason}")
+    result = selection.results.get(key)
+    if result is not None:
+        word = outcome(result)
+        if result.ok:
+            text.append(f"\n✔ removed ({result.action}): {human(result.reclaimed)} reclaimed "
+                        f"(measured {human(result.before)} → {human(result.after)})",
+                        style="green")
+        else:
+            text.append(f"\n✘ {word}: {result.reason}", style="bold red")
+    else:
+        action = finding.action or "remove"
+        text.append(f"\n{action}: {finding.commands[0] if finding.commands else ''}", style="dim")
+    return text
+
+
+def summary_text(selection: Selection, problems: list[str], style: StyleOf) -> Text:
+    """'5 found · 3 chosen · 120.0 MiB reclaimable', then what removal did."""
+    found = len(selection.findings)
+    if not found:
+        text = Text("Nothing to clean up: no leftovers found.")
+    else:
+        chosen = Selection.totals(selection.selected())
+        text = Text(f"{found} found · {chosen.count} chosen · {human(chosen.size)} reclaimable")
+        if chosen.unknown:
+            text.append(f" (+{chosen.unknown} of unknown size)")
+    if selection.results:
+        counts = selection.outcomes()
+        text.append("  │  ")
+        text.append(f"{counts['removed']} removed", style=style("success"))
+        text.append(f", {counts['refused']} refused, {counts['failed']} failed · "
+                    f"{human(selection.reclaimed)} reclaimed (measured)")
+    if problems:
+        text.append(f"\n⚠ {len(problems)} scanner{'s' if len(problems) != 1 else ''} failed: "
+                    + "; ".join(problems), style=style("warning"))
+    return text
+
+
+def confirm_lines(findings: list[Finding], limit: int = 8, width: int = 62) -> list[str]:
+    """One line per finding that goes (kind, location ellipsized on the left, size)."""
+    lines = []
+    for finding in findings[:limit]:
+        size = short_size(finding.size) if finding.size is not None else "?"
+        room = width - len(size) - 15
+        where = finding.location if len(finding.location) <= room \
+            else "…" + finding.location[-(room - 1):]
+        lines.append(f"{finding.kind.value:<13} {where:<{room}} {size:>8}")
+    if len(findings) > limit:
+        lines.append(f"… and {len(findings) - limit} more")
+    return lines
