@@ -32,6 +32,7 @@ from cleanup_fixtures import (
     snapshot_names,
 )
 
+from snaptui.core import audit
 from snaptui.core.cleanup import Finding, Kind, ScanProgress, remove, remove_all, scan
 from snaptui.core.errors import NotFound
 from snaptui.core.glance_images import GlanceImages
@@ -216,6 +217,15 @@ def test_scan_finds_every_leftover_and_removes_only_the_safe(leftovers: Leftover
     assert not refused.ok and "qemu-img must not modify an image in use" in refused.reason
     assert not again.ok and again.reason.startswith("refused: ")
     assert "running" in again.reason
+
+    # Every removal attempt is in the audit log: started, then ok or failed with the reason.
+    entries = [e for e in audit.read() if e["action"].startswith("cleanup:")]
+    for label in safe:
+        mine = [e["result"] for e in entries if e.get("key") == made.keys[label]]
+        assert mine == ["started", "ok"], (label, mine)
+    refused_entries = [e for e in entries if e.get("key") == made.keys["internal-running"]]
+    assert [e["result"] for e in refused_entries] == ["started", "failed"]
+    assert "running" in refused_entries[-1]["error"]
 
     # Reclaimed space is measured: a deleted file gives back all it held.
     partial_result = results[made.keys["partial"]]

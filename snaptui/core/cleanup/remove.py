@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import libvirt
 
-from snaptui.core import qemu_img
+from snaptui.core import audit, qemu_img
 from snaptui.core.cleanup.context import open_files
 from snaptui.core.cleanup.findings import Finding, Kind, RemovalResult, allocated_total
 from snaptui.core.engine.journal import iter_jobs
@@ -189,6 +189,17 @@ async def remove(finding: Finding, host: LibvirtHost | None = None,
     if dry_run:
         return RemovalResult(finding.key, True, finding.action, dry_run=True,
                              reason="dry run: nothing changed")
+    details = {"kind": str(finding.kind), "domain": finding.domain, "key": finding.key}
+    audit.record(f"cleanup:{finding.action}", finding.location, "started", **details)
+    result = await _remove_now(finding, host, store)
+    audit.record(f"cleanup:{finding.action}", finding.location,
+                 "ok" if result.ok else "failed", reclaimed=result.reclaimed,
+                 error=result.reason, **details)
+    return result
+
+
+async def _remove_now(finding: Finding, host: LibvirtHost | None,
+                      store: ImageStore | None) -> RemovalResult:
     try:
         before = await _measure(finding, store)
         with _domain_locked(finding):
