@@ -165,6 +165,18 @@ def _abort_backup_if_any(ctx: JobContext) -> None:
             dom.abortJob()
         except libvirt.libvirtError as err:
             raise _libvirt_error("abort of the backup job", err) from err
+    _wait_no_domain_job(dom)
+
+
+def _wait_no_domain_job(dom, timeout: float = 30.0) -> None:
+    """abortJob returns before QEMU has cancelled the backup; wait until the job is gone."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while dom.isActive() and dom.jobInfo()[0] != libvirt.VIR_DOMAIN_JOB_NONE:
+        if time.monotonic() > deadline:
+            raise HypervisorError("backup job still present after abort")
+        time.sleep(0.05)
 
 
 def backup_disks(disks: list[DiskPlan], all_targets: list[str]):
