@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import ClassVar
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -26,14 +27,27 @@ class HelpScreen(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         with Vertical(id="help-box"):
             yield Static("Keys — remap any of them in config.toml [keymap] (binding id = key)",
-                         id="help-title")
-            table: DataTable = DataTable(cursor_type="row", id="help-table")
-            table.add_columns("Key", "Id", "What it does")
-            for row in self.rows:
-                table.add_row(*row)
-            yield table
+                         id="help-title", markup=False)
+            yield DataTable(cursor_type="row", id="help-table")
             yield Static("ctrl+p opens the command palette: every action, jump to a domain "
                          "or an image, change theme.", id="help-foot")
+
+    def on_mount(self) -> None:
+        self.call_after_refresh(self._fill)
+
+    def _fill(self) -> None:
+        """Rows once the table has its width: descriptions wrap instead of running off the
+        side (80 columns leave them about 40 cells)."""
+        table = self.query_one(DataTable)
+        key_w = max(len(r[0]) for r in self.rows) if self.rows else 3
+        id_w = max(len(r[1]) for r in self.rows) if self.rows else 2
+        pad = 2 * table.cell_padding
+        room = table.size.width - key_w - id_w - 3 * pad - 1  # 1: the vertical scrollbar
+        table.add_column("Key", width=max(3, key_w))
+        table.add_column("Id", width=max(2, id_w))
+        table.add_column("What it does", width=max(20, room))
+        for key, binding_id, text in self.rows:
+            table.add_row(key, binding_id, Text(text), height=None)
 
     async def action_dismiss(self, result: None = None) -> None:
         self.dismiss(result)
