@@ -315,3 +315,19 @@ async def test_demo_lab_job_runs_inline(tmp_path):
             assert demo.get_domain("web-frontend").state == "running"
     added = [i for i in library.iter_images() if i.id not in before]
     assert [i.name for i in added] == ["demo inline"]
+
+
+def test_the_apps_store_is_used_only_for_its_own_destination(tmp_path):
+    """start_snapshot hands preflight the app's open store only when the request goes there."""
+    from snaptui.ui.job_launcher import _store_for
+
+    library = ImageLibrary(tmp_path / "library")
+    same = SnapshotRequest(domain="d", name="n", destination="library",
+                           library_dir=str(tmp_path / "library"))
+    assert _store_for(same, library) is library
+    assert _store_for(SnapshotRequest(domain="d", name="n"), library) is library
+    other_dir = SnapshotRequest(domain="d", name="n", destination="library",
+                                library_dir=str(tmp_path / "elsewhere"))
+    assert _store_for(other_dir, library) is None
+    to_glance = SnapshotRequest(domain="d", name="n", destination="glance")
+    assert _store_for(to_glance, library) is None
