@@ -212,9 +212,20 @@ def run_with_retries(v: Variant, lab: LabDomain, work: Path, scratch: Path, glan
                 raise
             time.sleep(5)
             clean_dir(scratch)
+            reconnect(lab)
             if not lab.dom.isActive():
                 lab.set_state("running")
     raise AssertionError("unreachable")
+
+
+def reconnect(lab: LabDomain) -> None:
+    """A fresh libvirt connection for the domain (another test may have restarted libvirtd)."""
+    for _ in range(30):
+        try:
+            lab.conn = libvirt.open(os.environ.get("LIBVIRT_DEFAULT_URI"))
+            return
+        except libvirt.libvirtError:
+            time.sleep(1)
 
 
 def update_readme(section: str) -> None:
@@ -285,6 +296,7 @@ def main() -> int:
                               f"{r.downtime_s:.2f} s, scratch {h(r.peak_scratch)}, "
                               f"steps {r.steps}", file=sys.stderr)
         finally:
+            reconnect(lab)
             lab.remove()
     meta["load_end"] = machine_note()
     meta["retried"] = "; ".join(retried)

@@ -101,8 +101,6 @@ def bare_cold(variant: Variant, lab: LabDomain, scratch: Path, glance: Glance, e
     finally:
         out.unlink(missing_ok=True)
         glance.delete(image_id)
-        if not lab.dom.isActive():
-            lab.set_state("running")
     win = events.window(lab.name, t0, t1)
     return Run(variant, t1 - t0, win["downtime_s"], win["pauses"], sampler.peak, steps,
                output_bytes=output_bytes, events=win["events"])
