@@ -110,9 +110,13 @@ class CleanupScreen(Screen):
     """Leftovers by kind, chosen ones removed after a confirmation, each with its outcome."""
 
     DEFAULT_CSS = """
-    CleanupScreen #cleanup-title { height: 1; padding: 0 1; color: $text-muted; }
+    CleanupScreen #cleanup-title {
+        height: 1; padding: 0 1; color: $text-muted; text-wrap: nowrap; text-overflow: ellipsis;
+    }
     CleanupScreen #cleanup-progress-row { height: 1; padding: 0 1; }
-    CleanupScreen #cleanup-progress-text { width: 1fr; color: $text-muted; }
+    CleanupScreen #cleanup-progress-text {
+        width: 1fr; color: $text-muted; text-wrap: nowrap; text-overflow: ellipsis;
+    }
     CleanupScreen #cleanup-table {
         height: 1fr;
         scrollbar-size-horizontal: 0;

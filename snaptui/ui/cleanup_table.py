@@ -4,6 +4,7 @@ may be chosen are in ``snaptui.core.cleanup.selection``."""
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable
 
@@ -46,6 +47,20 @@ def short_location(location: str) -> str:
     """The location with directories dropped from its paths: the file name, domain and
     snapshot name tell rows apart; the detail below the table shows the whole path."""
     return _DIRS_RE.sub("", location)
+
+
+def row_label(finding: Finding) -> str:
+    """What a row calls its finding: an internal snapshot by guest, disk and name first (its
+    file's path is the same for all of one disk), anything else by its short location."""
+    name = finding.details.get("name")
+    if finding.kind is Kind.INTERNAL and name:
+        if finding.details.get("managed"):
+            return f"{finding.domain}: {name} (libvirt)"
+        target = finding.details.get("target")
+        if finding.domain and target:
+            return f"{finding.domain} {target}: {name}"
+        return f"{os.path.basename(finding.details.get('path', ''))}: {name}"
+    return short_location(finding.location)
 
 
 def group_key(kind: Kind) -> str:
@@ -117,7 +132,7 @@ def build_rows(selection: Selection, busy: dict[str, str], style: StyleOf) -> di
         for index, finding in enumerate(found):
             result = selection.results.get(finding.key)
             rows[finding.key] = (
-                mark_of(selection, finding), Text(short_location(finding.location)),
+                mark_of(selection, finding), Text(row_label(finding)),
                 short_size(finding.size) if finding.size is not None else "?",
                 status_of(finding, result, busy.get(finding.key), style),
                 Text(result.reason if result is not None and not result.ok and result.reason
@@ -166,10 +181,13 @@ def detail_lines(selection: Selection, key: str | None) -> Text:
                         f"(measured {human(result.before)} → {human(result.after)})",
                         style="green")
         else:
-            text.append(f"\n✘ {word}: {result.reason}", style="bold red")
+            reason = result.reason or ""
+            said = reason if reason.startswith(word) else f"{word}: {reason}"
+            text.append(f"\n✘ {said}", style="bold red")
     else:
         action = finding.action or "remove"
-        text.append(f"\n{action}: {finding.commands[0] if finding.commands else ''}", style="dim")
+        line = f"{action}: {finding.commands[0]}" if finding.commands else action
+        text.append(f"\n{line}", style="dim")
     return text
 
 
@@ -180,12 +198,14 @@ def summary_text(selection: Selection, problems: list[str], style: StyleOf) -> T
         text = Text("Nothing to clean up: no leftovers found.")
     else:
         chosen = Selection.totals(selection.selected())
-        text = Text(f"{found} found · {chosen.count} chosen · {human(chosen.size)} reclaimable")
+        text = Text(f"{found} found · {chosen.count} chosen")
+        if chosen.count:
+            text.append(f" · {human(chosen.size)} reclaimable")
         if chosen.unknown:
             text.append(f" (+{chosen.unknown} of unknown size)")
     if selection.results:
         counts = selection.outcomes()
-        text.append("  │  ")
+        text.append("\n")
         text.append(f"{counts['removed']} removed", style=style("success"))
         text.append(f", {counts['refused']} refused, {counts['failed']} failed · "
                     f"{human(selection.reclaimed)} reclaimed (measured)")
@@ -196,14 +216,16 @@ def summary_text(selection: Selection, problems: list[str], style: StyleOf) -> T
 
 
 def confirm_lines(findings: list[Finding], limit: int = 8, width: int = 62) -> list[str]:
-    """One line per finding that goes (kind, location ellipsized on the left, size)."""
+    """One line per finding that goes (kind, short location ellipsized on the left, size);
+    ``width`` fits the confirmation box."""
     lines = []
+    room = width - 22
     for finding in findings[:limit]:
         size = short_size(finding.size) if finding.size is not None else "?"
-        room = width - len(size) - 15
-        where = finding.location if len(finding.location) <= room \
-            else "…" + finding.location[-(room - 1):]
-        lines.append(f"{finding.kind.value:<13} {where:<{room}} {size:>8}")
+        where = row_label(finding)
+        if len(where) > room:
+            where = "…" + where[-(room - 1):]
+        lines.append(f"{finding.kind.value:<12} {where:<{room}} {size:>8}")
     if len(findings) > limit:
         lines.append(f"… and {len(findings) - limit} more")
     return lines
