@@ -9,6 +9,12 @@ Textual drops it there. A probe replaces ``app._display`` on the instance: it ca
 and then ``CompositorUpdate.render_segments(app.console)`` -- the escape-sequence string a
 terminal would get -- so a measured frame costs what a real one does, minus the write itself.
 
+Per key three times are kept: ``first_ms`` (the first frame painted after the key was posted:
+the key's own effect, e.g. the cursor row moving), ``ms`` (the last frame before the app is idle
+again: every repaint the key caused in cascade -- detail pane, footer bindings), and
+``settled_ms`` (also waiting for the workers the key started: the detail's qemu-img info);
+``cpu_ms`` is the event-loop thread's CPU time until idle (contention-free cost of the key).
+
 How "idle again" is seen: polled every 1 ms on the event loop -- every message queue of the app
 and of the current screen's widgets is empty, no widget has a pending repaint/layout/scroll/
 style refresh, and the screen has no dirty widgets, layout or repaint pending (that is what
@@ -53,6 +59,7 @@ class PaintProbe:
         self.app = app
         self.frames = 0
         self.last = 0.0
+        self.times: list[float] = []  # when each frame was painted
         self.render_s = 0.0
         original = app._display
 
@@ -67,6 +74,7 @@ class PaintProbe:
             self.render_s += now - t0
             self.frames += 1
             self.last = now
+            self.times.append(now)
 
         app._display = display  # type: ignore[method-assign]
 
@@ -211,12 +219,16 @@ async def _keys(app: App, probe: PaintProbe, pilot: Any, args: argparse.Namespac
         for kind, key in key_round(args.filter_domains, args.filter_images):
             before = set(app.workers)
             frames = probe.frames
+            cpu0 = time.thread_time()
             t0 = time.perf_counter()
             app.post_message(key_event(key))
             t_paint, timed_out = await until_idle(app, probe, t0)
+            cpu = time.thread_time() - cpu0
             await workers_done(app, before, timeout=KEY_TIMEOUT_S)
             t_settled, _ = await until_idle(app, probe, t0)
+            first = probe.times[frames] if probe.frames > frames else t_paint
             samples.append({"kind": kind, "key": key, "ms": (t_paint - t0) * 1000,
+                            "first_ms": (first - t0) * 1000, "cpu_ms": cpu * 1000,
                             "settled_ms": (max(t_settled, t_paint) - t0) * 1000,
                             "frames": probe.frames - frames, "timed_out": timed_out,
                             "screen": type(app.screen).__name__, "t": time.time()})
