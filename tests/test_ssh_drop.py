@@ -1,0 +1,188 @@
+"""The operator's SSH connection drops mid-job: the job finishes (or rolls back) on its own.
+
+A real terminal: tmux (own server socket) gives the dashboard or the CLI a pty. The test drives
+the dashboard with keys as a person would (filter to the domain, `s`, choose cold, confirm), or
+types `snaptui snapshot` into a shell, waits until the cold convert runs (the guest is saved),
+then kills the tmux session or sends SIGHUP to the shell — what sshd does when the connection
+goes. The detached job must bring the guest back, and the next `snaptui jobs --json` tells the
+outcome.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fault_tools import (
+    STATE_NAMES,
+    alive,
+    assert_lab_clean,
+    capture,
+    step_running,
+    wait_for,
+    wait_gone,
+    wait_terminal,
+)
+
+from snaptui.core.engine.journal import jobs_dir, load_job
+from snaptui.core.image_library import ImageLibrary
+
+REPO = Path(__file__).resolve().parent.parent
+SNAPTUI = REPO / ".venv" / "bin" / "snaptui"
+BIG = {"size": "1G", "seed": "768M"}  # a cold convert of ~1-3 s: time to drop the terminal
+
+pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+
+
+class Tmux:
+    """One tmux server of our own (``-L``), so other users' sessions are never touched."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.socket = f"snaptui-test-{uuid.uuid4().hex[:8]}"
+        self.env = env
+
+    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        return subprocess.run(["tmux", "-L", self.socket, *args], env=self.env,
+                              capture_output=True, text=True, check=check, timeout=30)
+
+    def start(self, argv: list[str]) -> None:
+        self.run("new-session", "-d", "-s", "drop", "-x", "160", "-y", "48", *argv)
+
+    def keys(self, *keys: str) -> None:
+        self.run("send-keys", "-t", "drop", *keys)
+
+    def type(self, text: str) -> None:
+        self.run("send-keys", "-t", "drop", "-l", text)
+
+    def screen(self) -> str:
+        return self.run("capture-pane", "-p", "-t", "drop", check=False).stdout
+
+    def pane_pid(self) -> int:
+        return int(self.run("display-message", "-p", "-t", "drop", "#{pane_pid}").stdout)
+
+    def wait_screen(self, text: str, timeout: float = 30.0) -> str:
+        deadline = time.monotonic() + timeout
+        while True:
+            screen = self.screen()
+            if text in screen:
+                return screen
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{text!r} not on the screen after {timeout} s:\n{screen}")
+            time.sleep(0.1)
+
+    def kill(self) -> None:
+        self.run("kill-server", check=False)
+
+
+@pytest.fixture
+def tmux(tmp_path: Path) -> Iterator[Tmux]:
+    env = dict(os.environ, TERM="xterm-256color", SNAPTUI_LIBRARY_DIR=str(tmp_path / "lib"))
+    env.pop("OS_CLOUD", None)  # no cloud: images go to the library, Glance is not needed here
+    (tmp_path / "clouds.yaml").write_text("clouds: {}\n")
+    env["OS_CLIENT_CONFIG_FILE"] = str(tmp_path / "clouds.yaml")
+    session = Tmux(env)
+    yield session
+    session.kill()
+
+
+def only_job() -> str:
+    """The one job this test's state dir holds, once its journal exists."""
+    deadline = time.monotonic() + 60
+    while True:
+        journals = list(jobs_dir().glob("*.jsonl"))
+        if journals:
+            assert len(journals) == 1, journals
+            return journals[0].stem
+        assert time.monotonic() < deadline, "no job was started"
+        time.sleep(0.1)
+
+
+def after_the_drop(lab, before, job_id: str, tmux: Tmux, tmp_path: Path,
+                   pids: list[int]) -> str:
+    """The terminal's processes are gone, the job ends on its own, the guest runs, and the next
+    snaptui start reports the outcome."""
+    wait_gone(pids, timeout=15)
+    job = load_job(job_id)
+    outlived = not job.terminal and job.pid is not None and alive(job.pid)
+    assert job.terminal or outlived, "the job process died with the terminal"
+    job = wait_terminal(job_id, timeout=120)
+    assert job.status == "done", (job.status, job.error)
+    assert not job.recovered, "the job process died with the terminal (recover finished it)"
+    assert STATE_NAMES[lab.dom.state()[0]] == "running"
+    image = ImageLibrary(tmp_path / "lib").show(job.result["image_id"])
+    assert image.status == "active"
+    proc = subprocess.run([str(SNAPTUI), "jobs", "--json"], env=tmux.env, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    listed = {j["job_id"]: j for j in json.loads(proc.stdout)}
+    assert listed[job_id]["status"] == "done"
+    assert_lab_clean(lab, before, job_id, statuses=("done",), library=tmp_path / "lib")
+    return (f"job {job_id} {listed[job_id]['status']} after the drop "
+            f"({'still running when the terminal was gone' if outlived else 'already done'}), "
+            "guest running, "
+            f"downtime {listed[job_id]['downtime_s']:.1f} s")
+
+
+def terminal_processes(leader: int) -> list[int]:
+    """The processes of the pane's session (the shell, snaptui); the job has its own session."""
+    out = subprocess.run(["ps", "-e", "-o", "pid=,sid="], capture_output=True, text=True).stdout
+    return [pid for pid, sid in (map(int, line.split()) for line in out.splitlines())
+            if sid == leader]
+
+
+@pytest.mark.timeout(240)
+def test_dashboard_in_tmux_killed_mid_convert(make_domain, tmux, tmp_path):
+    lab = make_domain(state="running", **BIG)
+    before = capture(lab)
+    tmux.start([str(SNAPTUI), "-c", lab.conn.getURI()])
+    tmux.wait_screen(lab.name, timeout=60)
+    tmux.keys("/")
+    tmux.wait_screen("filter…")  # typed before the input has focus, letters are app keys
+    tmux.type(lab.name)
+    tmux.keys("Enter")
+    time.sleep(1.0)
+    tmux.keys("s")
+    tmux.wait_screen(f"Snapshot {lab.name} (running)")
+    tmux.keys("Down")  # auto -> cold
+    tmux.wait_screen("cold mode: the guest will be stopped")
+    tmux.keys("Enter")
+    tmux.wait_screen(f"Stop {lab.name}?")
+    tmux.keys("y")
+    job_id = only_job()
+    wait_for(job_id, step_running("convert:vda", min_done=1), timeout=60, what="convert progress")
+    assert not lab.dom.isActive()  # the guest is saved while the terminal goes away
+    terminal = terminal_processes(tmux.pane_pid())
+    tmux.run("kill-session", "-t", "drop")
+    print("\n  dashboard killed mid-convert:",
+          after_the_drop(lab, before, job_id, tmux, tmp_path, terminal))
+
+
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize("how", ["kill-session", "sighup-shell"])
+def test_cli_snapshot_terminal_goes_away(make_domain, tmux, tmp_path, how):
+    lab = make_domain(state="running", **BIG)
+    before = capture(lab)
+    tmux.start(["bash", "--norc", "-i"])
+    tmux.type(f"{SNAPTUI} snapshot {lab.name} --name snaptui-test-drop --mode cold "
+              f"--to library --library {tmp_path / 'lib'}")
+    tmux.keys("Enter")
+    job_id = only_job()
+    wait_for(job_id, step_running("convert:vda", min_done=1), timeout=60, what="convert progress")
+    assert not lab.dom.isActive()
+    shell = tmux.pane_pid()
+    terminal = terminal_processes(shell)
+    assert len(terminal) > 1, "snaptui is not running in the shell"
+    if how == "kill-session":
+        tmux.run("kill-session", "-t", "drop")
+    else:
+        os.kill(shell, signal.SIGHUP)  # what the pty's hangup does to the login shell
+    print(f"\n  snaptui snapshot, {how} mid-convert:",
+          after_the_drop(lab, before, job_id, tmux, tmp_path, terminal))
