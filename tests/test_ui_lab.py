@@ -21,6 +21,7 @@ from pathlib import Path
 import libvirt
 import pytest
 import yaml
+from textual.css.query import NoMatches
 from textual.pilot import Pilot
 from textual.widgets import Input
 from textual.worker import WorkerCancelled
@@ -137,8 +138,15 @@ async def snapshot_through_the_ui(pilot: Pilot, app: SnaptuiApp, domain: str, mo
         await pilot.press("enter")  # "Stop guest and snapshot" has focus
     await wait_for(pilot, lambda: isinstance(app.screen, JobsScreen), 60, "the jobs screen")
     screen = app.screen
-    await wait_for(pilot, lambda: screen.selected is not None
-                   and screen.selected.domain == domain, 10, "the new job selected")
+
+    def selected() -> bool:
+        try:
+            job = screen.selected
+        except NoMatches:  # pushed, not composed yet
+            return False
+        return job is not None and job.domain == domain
+
+    await wait_for(pilot, selected, 20, "the new job selected")
     return screen
 
 
