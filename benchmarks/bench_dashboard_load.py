@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import subprocess
 import threading
 import time
@@ -23,6 +24,8 @@ from snaptui.core.engine.journal import JobRecord, load_job
 REPO = Path(__file__).resolve().parent.parent
 SNAPTUI = str(REPO / ".venv" / "bin" / "snaptui")
 MiB = 1024 * 1024
+# "lock" as a word ("block_job" is not one) or snaptui's own refusal.
+LOCK_ERROR = re.compile(r"\block(ed|s|ing)?\b|already has a snapshot job running", re.I)
 
 
 @dataclass
@@ -233,14 +236,15 @@ class FiveSnapshots:
         self.t_done = max((j.finished or time.time() for j in self.jobs), default=time.time())
 
     def lock_errors(self, jobs_dir: Path) -> list[str]:
-        """Lines mentioning a lock in the jobs' journals and logs, and launch errors."""
-        found = [e for e in self.launch_errors if "lock" in e.lower() or "already" in e]
+        """Lines of the jobs' journals and logs (and launch errors) that report a lock:
+        snaptui's domain lock, a QEMU image write lock, or Glance's "database is locked"."""
+        found = [e for e in self.launch_errors if LOCK_ERROR.search(e)]
         for job_id in self.job_ids:
             for path in (jobs_dir / f"{job_id}.jsonl", jobs_dir / f"{job_id}.log"):
                 with contextlib.suppress(OSError):
                     found += [f"{path.name}: {line.strip()[:200]}"
                               for line in path.read_text(errors="replace").splitlines()
-                              if "lock" in line.lower() and '"event": "job"' not in line]
+                              if LOCK_ERROR.search(line) and '"event": "job"' not in line]
         return found
 
     def cleanup(self, glance: Glance) -> None:
