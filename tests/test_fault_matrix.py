@@ -6,7 +6,9 @@ mode) crossed with ``FAULTS``, a table of which faults each kind of step can rec
 - ``fail``: the step's process fails (a qemu-img on SNAPTUI_QEMU_IMG that refuses once);
 - ``enospc``: the scratch (or --keep-local) filesystem is a small tmpfs that fills up;
 - ``5xx`` / ``reset`` / ``401``: Glance, through a loopback proxy, answers 503, resets the
-  connection mid-body, or answers 401 as for an expired token (tests/glance_proxy.py);
+  connection mid-body, or answers 401 as for an expired token (tests/glance_proxy.py); on a 401
+  keystoneauth gets a new token and retries: the create then succeeds, while the upload's retry
+  sends the rest of an already half-read stream and Glance refuses the size (400);
 - ``glance-down``: Glance's gunicorn is SIGKILLed while the job talks to it (then restarted);
 - ``libvirtd``: libvirtd is stopped and started again while the step runs;
 - ``destroy``: someone else runs `virsh destroy` on the guest while the step runs;
