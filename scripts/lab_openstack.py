@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import secrets
 import shutil
+import sqlite3
 import subprocess
 import sys
 import time
@@ -164,6 +166,7 @@ def init_keystone(lab: Lab, password: str) -> dict[str, str]:
     env = dict(os.environ, OS_KEYSTONE_CONFIG_FILES=str(conf))
     done = base / "bootstrapped"
     if done.is_file() and done.read_text().strip() == lab.keystone_url:
+        use_wal(base / "keystone.db")
         return env
     start = time.monotonic()
     log = lab.log_dir / "keystone-manage.log"
@@ -183,8 +186,20 @@ def init_keystone(lab: Lab, password: str) -> dict[str, str]:
          "--bootstrap-internal-url", url, "--bootstrap-region-id", REGION],
         log, dict(env, OS_BOOTSTRAP_PASSWORD=password), "keystone-manage bootstrap")
     done.write_text(url + "\n")
+    use_wal(base / "keystone.db")
     say(f"keystone initialised in {time.monotonic() - start:.1f} s")
     return env
+
+
+def use_wal(db: Path) -> None:
+    """Switch a sqlite database to write-ahead logging (persistent in the file).
+
+    With the default rollback journal, two gunicorn workers writing at once can hit an
+    immediate "database is locked" (a lock upgrade the busy timeout cannot wait out): Glance
+    then fails an upload with 500. In WAL mode readers never block the writer.
+    """
+    with contextlib.closing(sqlite3.connect(db, timeout=30)) as conn:
+        conn.execute("PRAGMA journal_mode=WAL")
 
 
 # ---------------------------------------------------------------- glance
@@ -248,6 +263,7 @@ def init_glance(lab: Lab, password: str) -> dict[str, str]:
             lab.log_dir / "glance-manage.log", env, "glance-manage db_sync")
         done.touch()
         say(f"glance database ready in {time.monotonic() - start:.1f} s")
+    use_wal(base / "glance.db")
     return env
 
 
