@@ -102,8 +102,9 @@ def render(args: argparse.Namespace, runs: dict[str, list[Run]], floors: list[di
         "",
         "Bare sequence, run by the benchmark exactly in this order: `virsh managedsave`, "
         "`qemu-img convert -f qcow2 -O FMT [-c -o compression_type="
-        f"{meta['compression']}]`, glanceclient `images.create` + `images.upload` (what "
-        "`openstack image create --file` does) and wait for `active`, `virsh start` — so its "
+        f"{meta['compression']}]`, a fresh Keystone login and glanceclient "
+        "`images.create` + `images.upload` (what `openstack image create --file` does, "
+        "without its own Python start-up) and wait for `active`, `virsh start` — so its "
         "guest stays down through the upload. snaptui: `.venv/bin/snaptui snapshot DOMAIN "
         "--mode M --format F [--compress] --to glance --json` as a subprocess (includes "
         "Python start-up, preflight, journal, sha512 check). Before every run the source "

@@ -16,9 +16,16 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from snaptui.core.engine.jobs import cancel_job, follow, launch, prepare
+from snaptui.core.engine.jobs import (
+    JobProcess,
+    cancel_job,
+    follow,
+    launch,
+    prepare_with_store,
+)
 from snaptui.core.engine.journal import JobRecord, load_job
 from snaptui.core.engine.plan import OUTPUT_FORMATS, Mode, SnapshotRequest
+from snaptui.core.engine.preflight import new_job_id
 from snaptui.core.engine.recover import recover_job
 
 GLYPHS = {"pending": "·", "running": "▶", "done": "✔", "failed": "✘", "undoing": "↺",
@@ -61,10 +68,19 @@ def request_from_args(args: argparse.Namespace) -> SnapshotRequest:
 
 def run_snapshot(args: argparse.Namespace) -> int:
     request = request_from_args(args)
-    plan, steps = asyncio.run(prepare(request))
-    if args.dry_run:
-        return _print_dry_run(args, plan, steps)
-    job_id = launch(plan, request, steps)
+    # The job's process starts now and imports while the preflight runs.
+    job_id = new_job_id()
+    process = None if args.dry_run else JobProcess(job_id)
+    try:
+        plan, steps, store = asyncio.run(prepare_with_store(request, job_id=job_id))
+        if args.dry_run:
+            return _print_dry_run(args, plan, steps)
+        auth_state = getattr(store, "auth_state", None)
+        job_id = launch(plan, request, steps, process,
+                        auth_state=auth_state() if callable(auth_state) else None)
+    finally:
+        if process is not None:
+            process.discard()
     if args.detach:
         print(json.dumps({"event": "launched", "job_id": job_id}) if args.json else job_id)
         return 0

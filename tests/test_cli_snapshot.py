@@ -8,8 +8,10 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import libvirt
+from fault_tools import QemuImgFault
 
 from snaptui.core.engine.journal import load_job
 from snaptui.core.image_library import ImageLibrary
@@ -79,6 +81,27 @@ def test_bad_input_is_one_line_and_changes_nothing(make_domain, tmp_path):
         assert len(lines) == 1 and expected in lines[0], (args, proc.stderr)
         assert "Traceback" not in proc.stderr
     assert raw.dom.state()[0] == libvirt.VIR_DOMAIN_RUNNING
+    # The job process started ahead of each refused job found its pipe closed and exited.
+    deadline = time.monotonic() + 10
+    while waiting_job_processes() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert waiting_job_processes() == []
+
+
+def waiting_job_processes() -> list[int]:
+    """Job processes of this test's state dir still waiting for their launcher's go."""
+    found = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+            environ = (proc / "environ").read_bytes()
+        except OSError:
+            continue
+        state = os.environ["SNAPTUI_STATE_DIR"].encode()
+        if b"snaptui.core.engine.job_main" in argv and b"--wait" in argv \
+                and b"SNAPTUI_STATE_DIR=" + state + b"\0" in environ:
+            found.append(int(proc.name))
+    return found
 
 
 def test_not_enough_space_is_refused_before_the_guest_is_touched(make_domain, tmp_path,
@@ -123,18 +146,17 @@ def test_job_survives_the_terminal_going_away(make_domain, tmp_path):
 
 
 def test_cancel_from_the_cli_rolls_back(make_domain, tmp_path):
-    lab = make_domain(state="running", size="1G", seed="768M")
+    lab = make_domain(state="running", size="256M", seed="64M")
+    # The job's convert waits at a gate (a real qemu-img behind a wrapper) until cancelled:
+    # a fast convert would otherwise finish before `snaptui cancel` has started.
+    gate = QemuImgFault(tmp_path, "convert", "gate")
     proc = snaptui("snapshot", lab.name, "--name", "snaptui-test-cancel", "--mode", "cold",
                    "--format", "raw", "--to", "library", "--library", str(tmp_path / "lib"),
-                   "--detach")
+                   "--detach", env={**os.environ, "SNAPTUI_QEMU_IMG": str(gate.path)})
     assert proc.returncode == 0, proc.stderr
     job_id = proc.stdout.strip()
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        step = load_job(job_id).step("convert:vda")
-        if step is not None and step.state == "running":
-            break
-        time.sleep(0.02)
+    gate.wait_arrived(job_id)
+    assert load_job(job_id).step("convert:vda").state == "running"
     cancel = snaptui("cancel", job_id)
     assert cancel.returncode == 0, cancel.stderr
     deadline = time.monotonic() + 60

@@ -98,6 +98,25 @@ class GlanceImages:
             log.debug("project id unavailable: %s", keystone_error(err, self.cloud))
             return None
 
+    def auth_state(self) -> str | None:
+        """keystoneauth's auth state (token and catalog) once logged in, else None. A secret:
+        handed to a job process over a pipe (jobs.JobProcess), never logged or written."""
+        get_state = getattr(getattr(self.cloud.session, "auth", None), "get_auth_state", None)
+        try:
+            return get_state() if callable(get_state) else None
+        except Exception:  # noqa: BLE001 - the job then logs in itself
+            return None
+
+    def adopt_auth_state(self, state: str) -> None:
+        """Resume a login made by another process (see auth_state); keystoneauth logs in
+        again by itself when the token is about to expire or is refused."""
+        set_state = getattr(getattr(self.cloud.session, "auth", None), "set_auth_state", None)
+        if callable(set_state):
+            try:
+                set_state(state)
+            except Exception as err:  # noqa: BLE001 - log in as usual instead
+                log.debug("could not resume the launcher's login: %s", type(err).__name__)
+
     @property
     def _client(self) -> Any:
         # Authenticating and reading the catalog first keeps Keystone errors apart from Glance's.

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from textual.message import Message
 
-from snaptui.core.engine.jobs import follow, launch, prepare, run_inline
+from snaptui.core.engine.jobs import follow, launch, prepare_with_store, run_inline
 from snaptui.core.engine.plan import SnapshotRequest
 from snaptui.core.image_store import ImageStore
 from snaptui.core.libvirt_host import LibvirtHost
@@ -54,12 +54,14 @@ async def start_snapshot(request: SnapshotRequest, host: LibvirtHost,
 
     def preflight() -> tuple:
         # A private event loop in a worker thread: preflight mixes libvirt calls with qemu-img.
-        return asyncio.run(prepare(request, host, store))
+        return asyncio.run(prepare_with_store(request, host, store))
 
-    plan, steps = await asyncio.to_thread(preflight)
+    plan, steps, checked = await asyncio.to_thread(preflight)
     if host.is_test_driver:
         return await asyncio.to_thread(run_inline, plan, request, steps, host=host, store=store)
-    return await asyncio.to_thread(launch, plan, request, steps)
+    auth_state = getattr(checked, "auth_state", None)  # the job resumes this login
+    return await asyncio.to_thread(launch, plan, request, steps,
+                                   auth_state=auth_state() if callable(auth_state) else None)
 
 
 def follow_job(job_id: str, post: Callable[[Message], object],

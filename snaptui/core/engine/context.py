@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -15,6 +16,8 @@ from snaptui.core.engine.plan import Plan
 if TYPE_CHECKING:
     from snaptui.core.image_store import ImageStore
     from snaptui.core.libvirt_host import LibvirtHost
+
+log = logging.getLogger(__name__)
 
 PROGRESS_INTERVAL_S = 0.2  # at most 5 journal lines a second per step, at least 2 while it moves
 
@@ -39,6 +42,7 @@ class JobContext:
     _last_progress: float = 0.0
     _loop: asyncio.AbstractEventLoop | None = None
     _cancel_event: asyncio.Event | None = None
+    _store_lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def host(self) -> LibvirtHost:
@@ -48,9 +52,10 @@ class JobContext:
 
     @property
     def store(self) -> ImageStore:
-        if self._store is None:
-            self._store = self.store_factory()
-        return self._store
+        with self._store_lock:  # opened by the warm-up thread and a step at the same time
+            if self._store is None:
+                self._store = self.store_factory()
+            return self._store
 
     def reconnect_host(self) -> None:
         """Reopen the libvirt connection (after libvirtd restarted); errors surface later."""

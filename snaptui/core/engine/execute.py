@@ -16,16 +16,21 @@ from snaptui.core.store_factory import open_store
 
 
 def make_context(plan: Plan, journal: JournalWriter, *, host: LibvirtHost | None = None,
-                 store: ImageStore | None = None, facts: dict[str, Any] | None = None
-                 ) -> JobContext:
-    """A context whose host and store are the given ones, or opened from the plan on first use."""
+                 store: ImageStore | None = None, facts: dict[str, Any] | None = None,
+                 auth_state: str | None = None) -> JobContext:
+    """A context whose host and store are the given ones, or opened from the plan on first use
+    (a Glance store resuming the launcher's login when ``auth_state`` is given)."""
     def host_factory() -> LibvirtHost:
         return host if host is not None else LibvirtHost(plan.uri).connect()
 
     def store_factory() -> ImageStore:
         if store is not None:
             return store
-        return open_store(plan.destination, cloud=plan.cloud, library=plan.library_dir)
+        opened = open_store(plan.destination, cloud=plan.cloud, library=plan.library_dir)
+        adopt = getattr(opened, "adopt_auth_state", None)
+        if auth_state and callable(adopt):
+            adopt(auth_state)
+        return opened
 
     return JobContext(plan=plan, journal=journal, host_factory=host_factory,
                       store_factory=store_factory, facts=dict(facts or {}))

@@ -7,8 +7,10 @@ into a cancel with rollback. Holds the domain lock for its whole life.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
+import re
 import signal
 import sys
 
@@ -27,10 +29,37 @@ async def _run(ctx) -> bool:
     return await execute(ctx)
 
 
+def _wait_for_start(job_id: str) -> tuple[bool, str | None]:
+    """``JOB_ID --wait`` (jobs.JobProcess): wait for the launcher's go, a JSON line with its
+    auth state (or null), then send stdout/stderr to the job's log. (False, None): the
+    launcher gave up (EOF), there is no job to run."""
+    from snaptui.core.engine.jobs import job_log_path
+
+    line = sys.stdin.readline()
+    if not line.strip():
+        return False, None
+    auth_state = json.loads(line)
+    fd = os.open(job_log_path(job_id), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    for target, source in ((0, devnull), (1, fd), (2, fd)):
+        os.dup2(source, target)
+    os.close(fd)
+    os.close(devnull)
+    return True, auth_state if isinstance(auth_state, str) else None
+
+
 def main(argv: list[str]) -> int:
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     job_id = argv[1]
+    if not re.fullmatch(r"[0-9A-Za-z][0-9A-Za-z-]*", job_id):
+        print(f"job_main: bad job id {job_id!r}", file=sys.stderr)
+        return 2
+    auth_state = None
+    if argv[2:] == ["--wait"]:
+        go, auth_state = _wait_for_start(job_id)
+        if not go:
+            return 0
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     job = load_job(job_id)
     plan = Plan.from_json(job.plan)
     journal = JournalWriter(journal_path(job_id))
@@ -43,7 +72,7 @@ def main(argv: list[str]) -> int:
         return 1
     journal.append("pid", pid=os.getpid())
     try:
-        ok = asyncio.run(_run(make_context(plan, journal)))
+        ok = asyncio.run(_run(make_context(plan, journal, auth_state=auth_state)))
     finally:
         lock.release()
         close_job(job_id, journal)

@@ -9,6 +9,7 @@ for the in-process ``test:///`` driver of the demo lab.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -35,7 +36,7 @@ from snaptui.core.engine.plan import Plan, SnapshotRequest
 from snaptui.core.engine.preflight import preflight
 from snaptui.core.engine.runner import Step
 from snaptui.core.engine.workflows import build_steps
-from snaptui.core.errors import BadInput, NotFound
+from snaptui.core.errors import BadInput, NotFound, SnaptuiError
 from snaptui.core.image_store import ImageStore
 from snaptui.core.libvirt_host import LibvirtHost
 from snaptui.core.paths import private_dir
@@ -59,14 +60,23 @@ def clear_active(job_id: str) -> None:
 async def prepare(request: SnapshotRequest, host: LibvirtHost | None = None,
                   store: ImageStore | None = None) -> tuple[Plan, list[Step]]:
     """Preflight the request (nothing touched yet) and list the steps it would run."""
+    plan, steps, _ = await prepare_with_store(request, host, store)
+    return plan, steps
+
+
+async def prepare_with_store(request: SnapshotRequest, host: LibvirtHost | None = None,
+                             store: ImageStore | None = None, *, job_id: str | None = None
+                             ) -> tuple[Plan, list[Step], ImageStore]:
+    """``prepare`` (for job ``job_id``, see JobProcess), also returning the image store the
+    preflight checked (authenticated)."""
     own_host = host is None
     host = host or LibvirtHost(request.uri).connect()
     try:
-        plan, _ = await preflight(request, host, store)
+        plan, checked = await preflight(request, host, store, job_id=job_id)
     finally:
         if own_host:
             host.close()
-    return plan, build_steps(plan)
+    return plan, build_steps(plan), checked
 
 
 def write_header(plan: Plan, request: SnapshotRequest, steps: list[Step]) -> JournalWriter:
@@ -82,20 +92,63 @@ def write_header(plan: Plan, request: SnapshotRequest, steps: list[Step]) -> Jou
     return journal
 
 
-def launch(plan: Plan, request: SnapshotRequest, steps: list[Step]) -> str:
-    """Write the journal header and start the detached job process; returns the job id."""
-    write_header(plan, request, steps).close()
-    log_path = jobs_dir() / f"{plan.job_id}.log"
-    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    try:
-        subprocess.Popen(  # noqa: S603 - fixed argv, no shell
-            [sys.executable, "-m", "snaptui.core.engine.job_main", plan.job_id],
-            stdin=subprocess.DEVNULL, stdout=fd, stderr=fd, start_new_session=True,
-            close_fds=True,
+JOB_MAIN = [sys.executable, "-m", "snaptui.core.engine.job_main"]
+
+
+class JobProcess:
+    """The detached process (own session, SIGHUP ignored) of job ``job_id``, started before
+    the job exists and waiting on a pipe until ``start``.
+
+    Started before the preflight, it imports while the preflight runs. Its argv names the job
+    from the start, so ``pid_runs_job`` and cleanup know it. ``start`` hands it the launcher's
+    Keystone auth state (token and catalog) when there is one, so the job need not log in
+    again; that secret goes through the pipe only, never into a file or argv. ``discard`` (or
+    this process ending) closes the pipe: an unused process exits, no journal ever named it."""
+
+    def __init__(self, job_id: str) -> None:
+        self.job_id = job_id
+        self._proc: subprocess.Popen[bytes] | None = subprocess.Popen(  # noqa: S603
+            [*JOB_MAIN, job_id, "--wait"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True,
         )
-    finally:
-        os.close(fd)
+
+    def start(self, auth_state: str | None = None) -> bool:
+        """Let the job run; False when the process is gone (then start a fresh one)."""
+        proc, self._proc = self._proc, None
+        if proc is None or proc.stdin is None or proc.poll() is not None:
+            return False
+        try:
+            proc.stdin.write(f"{json.dumps(auth_state)}\n".encode())
+            proc.stdin.close()
+        except OSError:
+            return False
+        return True
+
+    def discard(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.stdin is not None:
+            try:
+                proc.stdin.close()
+            except OSError:
+                pass
+            proc.wait(timeout=10)
+
+
+def launch(plan: Plan, request: SnapshotRequest, steps: list[Step],
+           process: JobProcess | None = None, *, auth_state: str | None = None) -> str:
+    """Write the journal header and let the job's detached process run it (the one started
+    early for this job id, or a fresh one); returns the job id."""
+    write_header(plan, request, steps).close()
+    if process is not None and process.job_id == plan.job_id and process.start(auth_state):
+        return plan.job_id
+    if not JobProcess(plan.job_id).start(auth_state):
+        raise SnaptuiError(f"job {plan.job_id}: the job process did not start")
     return plan.job_id
+
+
+def job_log_path(job_id: str) -> Path:
+    """The job process's own log (stdout/stderr) beside its journal."""
+    return jobs_dir() / f"{job_id}.log"
 
 
 def run_inline(plan: Plan, request: SnapshotRequest, steps: list[Step], *,

@@ -5,6 +5,7 @@ Turns a SnapshotRequest into a Plan, or raises one clear BadInput / SnaptuiError
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 import shutil
@@ -228,13 +229,25 @@ def check_store(store: ImageStore) -> None:
 
 
 async def preflight(request: SnapshotRequest, host: LibvirtHost,
-                    store: ImageStore | None = None) -> tuple[Plan, ImageStore]:
-    """Check the request against the real host, disks, space and store; return the Plan."""
+                    store: ImageStore | None = None, *,
+                    job_id: str | None = None) -> tuple[Plan, ImageStore]:
+    """Check the request against the real host, disks, space and store; return the Plan
+    (for job ``job_id``, or a new id)."""
     validate_image_name(request.name)
     if request.out_format not in OUTPUT_FORMATS:
         raise BadInput(f"unknown output format {request.out_format!r} (raw or qcow2)")
     if request.compress and request.out_format != "qcow2":
         raise BadInput("--compress needs --format qcow2")
+    destination = resolve_destination(request.destination, request.cloud)
+    if destination == "glance":
+        validate_glance_name(request.name)
+    if store is None:
+        store = open_store(destination, cloud=request.cloud, library=request.library_dir)
+    # Logging in to Keystone takes a few hundred ms: it runs while the guest and disks are
+    # checked, and is awaited before the plan is returned (a refusal below wins; its error
+    # then is not lost as "never retrieved").
+    store_checked = asyncio.ensure_future(asyncio.to_thread(check_store, store))
+    store_checked.add_done_callback(lambda f: f.cancelled() or f.exception())
     info = host.get_domain(request.domain)
     if info.state not in (DomainState.RUNNING, DomainState.PAUSED, DomainState.SHUTOFF,
                           DomainState.SAVED):
@@ -246,7 +259,7 @@ async def preflight(request: SnapshotRequest, host: LibvirtHost,
     mode, reason = resolve_mode(request.mode, available_modes(info, host, disks), info)
     active = info.state in (DomainState.RUNNING, DomainState.PAUSED)
 
-    job_id = new_job_id()
+    job_id = job_id or new_job_id()
     scratch = scratch_dir()
     disk_plans, needed, outputs = [], 0, 0
     for d in disks:
@@ -279,12 +292,7 @@ async def preflight(request: SnapshotRequest, host: LibvirtHost,
             raise BadInput(f"--keep-local: {keep_dir} is not a writable directory")
         _keep_paths(request.keep_local, [p.image_name for p in disk_plans], request.out_format)
 
-    destination = resolve_destination(request.destination, request.cloud)
-    if destination == "glance":
-        validate_glance_name(request.name)
-    if store is None:
-        store = open_store(destination, cloud=request.cloud, library=request.library_dir)
-    check_store(store)
+    await store_checked
     library = getattr(store, "directory", None) if destination == "library" else None
     check_output_space(scratch, needed, outputs, library, keep_dir)
     plan = Plan(
