@@ -7,8 +7,9 @@ mode) crossed with ``FAULTS``, a table of which faults each kind of step can rec
 - ``enospc``: the scratch (or --keep-local) filesystem is a small tmpfs that fills up;
 - ``5xx`` / ``reset`` / ``401``: Glance, through a loopback proxy, answers 503, resets the
   connection mid-body, or answers 401 as for an expired token (tests/glance_proxy.py); on a 401
-  keystoneauth gets a new token and retries: the create then succeeds, while the upload's retry
-  sends the rest of an already half-read stream and Glance refuses the size (400);
+  keystoneauth gets a new token and retries: the create then succeeds; the upload's retry sends
+  the rest of an already half-read stream, Glance refuses the size (400), and snaptui, seeing
+  the renewed login, uploads again from byte 0 (a fresh hash, checked against Glance's);
 - ``glance-down``: Glance's gunicorn is SIGKILLed while the job talks to it (then restarted);
 - ``libvirtd``: libvirtd is stopped and started again while the step runs;
 - ``destroy``: someone else runs `virsh destroy` on the guest while the step runs;
@@ -58,7 +59,7 @@ from fault_tools import (
 )
 from glance_proxy import CREATE, FAULT_CLOUD, UPLOAD, ProxiedCloud, Rule, start_proxied_cloud
 
-from snaptui.core.engine.jobs import cancel_job, get_job, launch, prepare
+from snaptui.core.engine.jobs import cancel_job, get_job, job_log_path, launch, prepare
 from snaptui.core.engine.plan import DiskPlan, Mode, Plan, SnapshotRequest
 from snaptui.core.engine.recover import recover
 from snaptui.core.engine.workflows import build_steps
@@ -315,8 +316,10 @@ def expected(case: Case, original: str) -> tuple[tuple[str, ...], str]:
     state = original
     if case.fault == "destroy" and case.mode in ("live", "backup"):
         state = "shut off"  # the job does not start a guest it did not stop
-    if case.fault == "hup" or (case.fault, case.kind) == ("401", "image"):
-        return ("done",), state  # SIGHUP is ignored; keystoneauth re-authenticates on a 401
+    if case.fault in ("hup", "401"):
+        # SIGHUP is ignored; on a 401 keystoneauth logs in again (and an upload whose stream
+        # it re-sent half read starts again from byte 0)
+        return ("done",), state
     if case.fault == "cancel":
         return ("cancelled",), state
     if case.fault == "libvirtd":
@@ -357,6 +360,9 @@ def test_fault(case: Case, make_domain, tmp_path, monkeypatch, cloud, glance, li
                                     library=tmp_path / "lib",
                                     recovered=True if case.fault == "kill" else None)
             problems += fault_hit_step(case, job_id)
+            if (case.kind, case.fault) == ("upload", "401") and "uploading it again from the " \
+                    "start" not in job_log_path(job_id).read_text():
+                problems.append("the upload was not started again from byte 0")
             if case.kind == "finish":
                 left = sorted(p.name for p in (tmp_path / "keep").iterdir() if p.name != "filler")
                 problems += [f"--keep-local files left: {left}"] if left else []

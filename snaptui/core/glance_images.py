@@ -190,8 +190,31 @@ class GlanceImages:
 
         ChecksumMismatch when Glance's os_hash_value (or size) differs; UploadCancelled on
         cancel. The image itself is not deleted here (``add`` and the engine's undo do that).
+
+        When the token expires mid-upload, keystoneauth logs in again and re-sends the request
+        with the stream already half read, which Glance refuses (size mismatch): then the
+        upload starts again once, as a fresh PUT from byte 0 with a fresh hash.
         """
-        source = Path(path)
+        token = self._token()
+        try:
+            return self._upload_once(image_id, Path(path), on_progress, cancel)
+        except (UploadCancelled, ChecksumMismatch, NotFound):
+            raise
+        except SnaptuiError:
+            if (cancel is not None and cancel.is_set()) or self._token() in (None, token):
+                raise
+            log.warning("the login was renewed during the upload of image %s; uploading it "
+                        "again from the start", image_id)
+        return self._upload_once(image_id, Path(path), on_progress, cancel)
+
+    def _token(self) -> str | None:
+        """The current token's id as cached by the auth plugin (no request); compared, never
+        shown."""
+        auth_ref = getattr(getattr(self.cloud.session, "auth", None), "auth_ref", None)
+        return getattr(auth_ref, "auth_token", None)
+
+    def _upload_once(self, image_id: str, source: Path, on_progress: ProgressCallback | None,
+                     cancel: threading.Event | None) -> str:
         client = self._client
         try:
             stream = open(source, "rb")  # noqa: SIM115 - closed below
