@@ -128,7 +128,45 @@ def write_clouds_yaml(lab: Lab, password: str) -> None:
 
 # ---------------------------------------------------------------- keystone
 
+# Both services run two gunicorn workers on one sqlite file. oslo.db opens every transaction
+# with a deferred BEGIN, so a transaction that reads and then writes while the other worker
+# commits gets SQLITE_BUSY at once (no busy timeout helps): Glance then answers 500 to an upload
+# or a delete. BEGIN IMMEDIATE takes the write lock up front, where the busy timeout waits.
+SQLITE_IMMEDIATE = '''
+import sqlite3
+import sqlite3.dbapi2
+
+
+class _ImmediateCursor(sqlite3.Cursor):
+    def execute(self, sql, *args):
+        if sql.strip().upper() == "BEGIN":
+            sql = "BEGIN IMMEDIATE"
+        return super().execute(sql, *args)
+
+
+class _ImmediateConnection(sqlite3.Connection):
+    def cursor(self, factory=_ImmediateCursor):
+        return super().cursor(factory)
+
+
+_connect = sqlite3.connect
+
+
+def _connect_immediate(*args, **kwargs):
+    kwargs.setdefault("factory", _ImmediateConnection)
+    return _connect(*args, **kwargs)
+
+
+sqlite3.connect = sqlite3.dbapi2.connect = _connect_immediate  # SQLAlchemy uses dbapi2
+'''
+
+GLANCE_WSGI = '''"""WSGI entry for Glance under gunicorn; written by scripts/lab."""
+''' + SQLITE_IMMEDIATE + '''
+from glance.wsgi.api import application  # noqa: E402,F401
+'''
+
 KEYSTONE_WSGI = '''"""WSGI entry for Keystone under gunicorn; written by scripts/lab."""
+''' + SQLITE_IMMEDIATE + '''
 import sys
 
 # Keystone parses sys.argv with oslo.config and exits on gunicorn's own options.
@@ -255,6 +293,7 @@ def init_glance(lab: Lab, password: str) -> dict[str, str]:
     shutil.copyfile(paste, etc / "glance-api-paste.ini")
     conf = etc / "glance-api.conf"
     write_private(conf, _glance_conf(lab, base, password))
+    (base / "lab_glance_wsgi.py").write_text(GLANCE_WSGI)
     env = dict(os.environ, OS_GLANCE_CONFIG_DIR=str(etc))
     done = base / "db-synced"
     if not done.is_file():

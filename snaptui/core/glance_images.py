@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,9 @@ STANDARD_KEYS = frozenset({
     "os_hash_value", "min_disk", "min_ram", "tags", "file", "schema", "self", "direct_url",
     "locations", "os_hidden", "stores",
 })
+
+
+DELETE_RETRY_S = (0.5, 1.0, 1.5)  # waits between attempts of a delete answered 5xx
 
 
 class GlanceImages:
@@ -293,12 +297,25 @@ class GlanceImages:
             ) from err
 
     def delete(self, image_id: str) -> None:
-        """Delete the image (any status); NotFound when it does not exist."""
+        """Delete the image (any status); NotFound when it does not exist.
+
+        A delete is idempotent, so a 5xx answer (Glance still busy with the upload it just
+        aborted, a database lock) is retried a few times over about 3 s before it counts."""
         client = self._client
-        try:
-            client.images.delete(image_id)
-        except Exception as err:
-            raise self._error(err, f"deleting image {image_id}", image_id=image_id) from None
+        for delay in (*DELETE_RETRY_S, None):
+            try:
+                client.images.delete(image_id)
+                return
+            except glance_exc.HTTPException as err:
+                code = getattr(err, "code", None)
+                if delay is None or not (isinstance(code, int) and code >= 500):
+                    raise self._error(err, f"deleting image {image_id}",
+                                      image_id=image_id) from None
+                log.info("deleting image %s: HTTP %s, trying again in %.1f s", image_id, code,
+                         delay)
+                time.sleep(delay)
+            except Exception as err:
+                raise self._error(err, f"deleting image {image_id}", image_id=image_id) from None
 
     # -- mapping ---------------------------------------------------------------------------
 
