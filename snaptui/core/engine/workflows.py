@@ -27,7 +27,7 @@ def _convert_cmd(plan: Plan, src: str, dst: str, *, snapshot: str | None = None,
     if snapshot:
         argv += ["-l", f"snapshot.name={snapshot}"]
     if plan.compress:
-        argv += ["-c", "-o", f"compression_type={plan.compression_type}"]
+        argv += ["-c", "-o", f"compression_type={plan.compression_type}", "-W"]
     return _sh(*argv, src, dst)
 
 
