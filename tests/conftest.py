@@ -102,3 +102,25 @@ def make_domain(conn: libvirt.virConnect, disk_dir: Path):
 @pytest.fixture(scope="session")
 def os_cloud() -> str:
     return os.environ["OS_CLOUD"]
+
+
+@pytest.fixture
+def store(os_cloud: str):
+    """The lab's Glance as an image store."""
+    from snaptui.core.glance_images import GlanceImages
+
+    return GlanceImages.from_cloud(os_cloud)
+
+
+@pytest.fixture
+def own_images(store) -> Iterator[list[str]]:
+    """Ids of the images a test made; all deleted at teardown, even after a failed setup."""
+    from snaptui.core.errors import NotFound
+
+    ids: list[str] = []
+    yield ids
+    for image_id in ids:
+        try:
+            store.delete(image_id)
+        except NotFound:
+            pass

@@ -65,23 +65,6 @@ def _running(lab) -> bool:
 
 
 @pytest.fixture
-def store(os_cloud: str) -> GlanceImages:
-    return GlanceImages.from_cloud(os_cloud)
-
-
-@pytest.fixture
-def own_images(store: GlanceImages) -> Iterator[list[str]]:
-    """Ids of the images a test made; all deleted at teardown, even after a failed setup."""
-    ids: list[str] = []
-    yield ids
-    for image_id in ids:
-        try:
-            store.delete(image_id)
-        except NotFound:
-            pass
-
-
-@pytest.fixture
 def leftovers(make_domain, store: GlanceImages, own_images: list[str],
               tmp_path: Path) -> Iterator[Leftovers]:
     made = Leftovers()

@@ -86,6 +86,8 @@ def test_bad_input_is_one_line_and_changes_nothing(make_domain, tmp_path):
     while waiting_job_processes() and time.monotonic() < deadline:
         time.sleep(0.1)
     assert waiting_job_processes() == []
+    jobs = Path(os.environ["SNAPTUI_STATE_DIR"]) / "jobs"
+    assert [p.name for p in jobs.glob("*.log")] == [], "unused job processes left their logs"
 
 
 def waiting_job_processes() -> list[int]:

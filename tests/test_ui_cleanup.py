@@ -24,7 +24,6 @@ from textual.worker import WorkerCancelled
 
 from snaptui.core.cleanup import Finding, Kind, RemovalResult, ScanProgress
 from snaptui.core.errors import NotFound
-from snaptui.core.glance_images import GlanceImages
 from snaptui.core.paths import config_dir, scratch_dir
 from snaptui.ui.app import SnaptuiApp
 from snaptui.ui.cleanup_screen import CleanupScreen
@@ -87,23 +86,6 @@ def demo_args(**overrides) -> argparse.Namespace:
 
 
 # -- the real lab ------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def store(os_cloud: str) -> GlanceImages:
-    return GlanceImages.from_cloud(os_cloud)
-
-
-@pytest.fixture
-def own_images(store: GlanceImages) -> Iterator[list[str]]:
-    """Ids of the images this test made; deleted at teardown whatever happened."""
-    ids: list[str] = []
-    yield ids
-    for image_id in ids:
-        try:
-            store.delete(image_id)
-        except NotFound:
-            pass
 
 
 @pytest.fixture

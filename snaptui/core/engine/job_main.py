@@ -31,20 +31,20 @@ async def _run(ctx) -> bool:
 
 def _wait_for_start(job_id: str) -> tuple[bool, str | None]:
     """``JOB_ID --wait`` (jobs.JobProcess): wait for the launcher's go, a JSON line with its
-    auth state (or null), then send stdout/stderr to the job's log. (False, None): the
-    launcher gave up (EOF), there is no job to run."""
+    auth state (or null). (False, None): the launcher gave up (EOF), there is no job to run
+    (its empty log is removed)."""
     from snaptui.core.engine.jobs import job_log_path
 
     line = sys.stdin.readline()
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
     if not line.strip():
+        log_file = job_log_path(job_id)
+        if log_file.exists() and log_file.stat().st_size == 0:
+            log_file.unlink(missing_ok=True)
         return False, None
     auth_state = json.loads(line)
-    fd = os.open(job_log_path(job_id), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    devnull = os.open(os.devnull, os.O_RDONLY)
-    for target, source in ((0, devnull), (1, fd), (2, fd)):
-        os.dup2(source, target)
-    os.close(fd)
-    os.close(devnull)
     return True, auth_state if isinstance(auth_state, str) else None
 
 

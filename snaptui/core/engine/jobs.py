@@ -107,10 +107,16 @@ class JobProcess:
 
     def __init__(self, job_id: str) -> None:
         self.job_id = job_id
-        self._proc: subprocess.Popen[bytes] | None = subprocess.Popen(  # noqa: S603
-            [*JOB_MAIN, job_id, "--wait"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True,
-        )
+        # Its output goes to the job's log from the start (an import error is kept); an unused
+        # process removes the empty log again.
+        fd = os.open(job_log_path(job_id), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            self._proc: subprocess.Popen[bytes] | None = subprocess.Popen(  # noqa: S603
+                [*JOB_MAIN, job_id, "--wait"], stdin=subprocess.PIPE, stdout=fd, stderr=fd,
+                start_new_session=True, close_fds=True,
+            )
+        finally:
+            os.close(fd)
 
     def start(self, auth_state: str | None = None) -> bool:
         """Let the job run; False when the process is gone (then start a fresh one)."""
@@ -131,7 +137,10 @@ class JobProcess:
                 proc.stdin.close()
             except OSError:
                 pass
-            proc.wait(timeout=10)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:  # still importing: it exits on its own
+                pass
 
 
 def launch(plan: Plan, request: SnapshotRequest, steps: list[Step],
