@@ -12,15 +12,14 @@ from __future__ import annotations
 import argparse
 import os
 import tempfile
-import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import libvirt
 import pytest
 from cleanup_fixtures import internal_snapshot, job_id, partial_file, retrying, snapshot_names
 from textual.pilot import Pilot
-from textual.worker import WorkerCancelled
+from ui_pilot import screen_text, settle, wait_for
 
 from snaptui.core.cleanup import Finding, Kind, RemovalResult, ScanProgress
 from snaptui.core.errors import NotFound
@@ -32,29 +31,6 @@ from snaptui.ui.help_screen import HelpScreen
 from snaptui.ui.launch import build_app
 
 SIZES = [(80, 24), (120, 40)]
-
-
-def screen_text(app) -> str:
-    return "\n".join(strip.text for strip in app.screen._compositor.render_strips())
-
-
-async def settle(pilot: Pilot) -> None:
-    for _ in range(3):
-        try:
-            await pilot.app.workers.wait_for_complete()
-        except WorkerCancelled:  # an exclusive refresh replaced by a newer one
-            pass
-        await pilot.pause()
-
-
-async def wait_for(pilot: Pilot, condition: Callable[[], bool], timeout: float,
-                   what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}\n"
-                                 + screen_text(pilot.app))
-        await pilot.pause(0.05)
 
 
 async def open_cleanup(pilot: Pilot, key: str = "C") -> CleanupScreen:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -24,7 +23,7 @@ import yaml
 from textual.css.query import NoMatches
 from textual.pilot import Pilot
 from textual.widgets import Input
-from textual.worker import WorkerCancelled
+from ui_pilot import screen_text, settle, wait_for
 
 from snaptui.core.engine.jobs import get_job
 from snaptui.core.engine.plan import Mode, Plan
@@ -79,31 +78,6 @@ def dashboard(libvirt_uri: str, dashboard_cloud: str):
     app = build_app(args)
     yield app
     app.host.close()
-
-
-def screen_text(app) -> str:
-    return "\n".join(strip.text for strip in app.screen._compositor.render_strips())
-
-
-async def settle(pilot: Pilot) -> None:
-    for _ in range(3):
-        try:
-            await pilot.app.workers.wait_for_complete()
-        except WorkerCancelled:  # an exclusive refresh replaced by a newer one
-            pass
-        await pilot.pause()
-
-
-async def wait_for(pilot: Pilot, condition: Callable[[], bool], timeout: float,
-                   what: str, each: Callable[[], None] | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}\n"
-                                 + screen_text(pilot.app))
-        if each is not None:
-            each()
-        await pilot.pause(0.05)
 
 
 async def snapshot_through_the_ui(pilot: Pilot, app: SnaptuiApp, domain: str, mode: Mode,

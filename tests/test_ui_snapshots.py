@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from textual.worker import WorkerCancelled
+from ui_pilot import settle
 
 from snaptui.ui.launch import build_app
 
@@ -23,15 +23,6 @@ SIZES = [(80, 24), (120, 40)]
 def make_app():
     args = argparse.Namespace(demo=True, uri=None, cloud=None, library=None, theme=None)
     return build_app(args, demo_base=LAB_BASE)
-
-
-async def settle(pilot) -> None:
-    for _ in range(3):
-        try:
-            await pilot.app.workers.wait_for_complete()
-        except WorkerCancelled:  # an exclusive refresh replaced by a newer one
-            pass
-        await pilot.pause()
 
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")

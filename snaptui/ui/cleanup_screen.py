@@ -21,7 +21,6 @@ from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.color import Color, ColorParseError
 from textual.containers import Horizontal
 from textual.message import Message
 from textual.screen import Screen
@@ -49,6 +48,7 @@ from snaptui.ui.cleanup_table import (
     summary_text,
 )
 from snaptui.ui.confirm import ConfirmScreen
+from snaptui.ui.themes import ThemeStyles
 
 if TYPE_CHECKING:
     from snaptui.ui.app import SnaptuiApp
@@ -144,6 +144,7 @@ class CleanupScreen(Screen):
                  older_than_s: float = DEFAULT_OLDER_THAN_S, scanner: Scanner | None = None,
                  remover: Remover | None = None) -> None:
         super().__init__(id="cleanup")
+        self._styles = ThemeStyles()
         self.scan_dirs = tuple(scan_dirs)
         self.older_than_s = older_than_s
         # The core's scan and remove; a test may pass others that yield fixed findings.
@@ -306,11 +307,7 @@ class CleanupScreen(Screen):
 
     def theme_style(self, variable: str) -> Style:
         """A Rich style in the theme colour ``$variable`` (colours come from the theme)."""
-        value = self.app.get_css_variables().get(variable)
-        try:
-            return Style(color=Color.parse(value).rich_color) if value else Style()
-        except ColorParseError:  # e.g. "auto 60%"
-            return Style(dim=True)
+        return self._styles.get(self.app, variable)
 
     def _sync(self) -> None:
         self._dirty = False

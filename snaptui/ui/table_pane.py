@@ -11,9 +11,10 @@ from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.color import Color, ColorParseError
 from textual.containers import Vertical
 from textual.widgets import DataTable, Input
+
+from snaptui.ui.themes import ThemeStyles
 
 Row = tuple[Hashable, ...]
 MASS_REMOVAL = 50  # rows gone at once above which sync clears and re-adds
@@ -178,7 +179,7 @@ class TablePane(Vertical):
     def __init__(self, *, id: str) -> None:  # noqa: A002 - Textual's name for it
         super().__init__(id=id, classes="pane")
         self.filter_text = ""
-        self._styles: dict[tuple[str, str, bool, bool], Style] = {}
+        self._styles = ThemeStyles()
         self.table = KeyedTable(self.COLUMNS, id=f"{id}-table")
         self.table.formatter = self.format_cell
         self.table.sort_columns = self.SORT_COLUMNS
@@ -196,21 +197,8 @@ class TablePane(Vertical):
     # -- colours from the theme ----------------------------------------------------------------
 
     def theme_style(self, variable: str, *, bold: bool = False, dim: bool = False) -> Style:
-        """A Rich style in the theme colour ``$variable`` (e.g. "success"), cached per theme:
-        ``get_css_variables`` rebuilds the whole colour system (~1.5 ms) on every call."""
-        key = (self.app.theme, variable, bold, dim)
-        style = self._styles.get(key)
-        if style is None:
-            style = self._styles[key] = self._theme_style(variable, bold=bold, dim=dim)
-        return style
-
-    def _theme_style(self, variable: str, *, bold: bool, dim: bool) -> Style:
-        value = self.app.get_css_variables().get(variable)
-        try:
-            color = Color.parse(value).rich_color if value else None
-        except ColorParseError:  # e.g. $text-muted is "auto 60%": dim the default instead
-            return Style(bold=bold, dim=True)
-        return Style(color=color, bold=bold, dim=dim)
+        """A Rich style in the theme colour ``$variable`` (e.g. "success")."""
+        return self._styles.get(self.app, variable, bold=bold, dim=dim)
 
     def format_cell(self, column: str, value: Any) -> Any:
         # Text, not str: a str cell would be parsed as markup ("[x]" in an image name).
