@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from textual.worker import WorkerCancelled
+from ui_pilot import screen_text
 
 from snaptui.core.domain_events import DomainEventWatcher
 from snaptui.core.engine.jobs import prepare, run_inline
@@ -47,7 +48,7 @@ async def settle(pilot, app: SnaptuiApp, rounds: int = 3) -> None:
 
 
 def state_cell(app: SnaptuiApp, uuid: str) -> str:
-    return app.main.domains_pane.table.get_cell(uuid, "state").plain
+    return app.main.domains_pane.table.cell_text(uuid, "state")
 
 
 def detail_text(app: SnaptuiApp) -> str:
@@ -119,7 +120,7 @@ async def test_only_this_domains_images(demo_app: SnaptuiApp) -> None:
         assert "only api-gateway" in images.border_title
         await pilot.press("down")  # db-primary: its own snapshot image
         await settle(pilot, demo_app)
-        assert [images.images[k.value].name for k in images.table.rows] == [
+        assert [images.images[k].name for k in images.table.ordered_keys] == [
             "db-primary-pre-migration"]
         await pilot.press("down")  # legacy-raw has none
         await settle(pilot, demo_app)
@@ -281,11 +282,11 @@ async def test_snapshot_from_the_dashboard_on_the_demo(demo_app: SnaptuiApp) -> 
             await pilot.pause(0.1)
         assert isinstance(demo_app.screen, jobs.JobsScreen)
         snaps = demo_app.main.domains_pane.table
-        while snaps.get_cell(web.uuid, "snaps").plain != "1" and time.monotonic() < deadline:
+        while snaps.cell_text(web.uuid, "snaps") != "1" and time.monotonic() < deadline:
             await pilot.pause(0.1)
         new = [i for i in demo_app.main.images_pane.images.values() if "web-frontend" in i.name]
         assert len(new) == 1 and new[0].status == "active", new
-        assert snaps.get_cell(web.uuid, "snaps").plain == "1", new[0].properties
+        assert snaps.cell_text(web.uuid, "snaps") == "1", new[0].properties
 
 
 def footer_keys(screen) -> dict[str, bool]:
@@ -319,23 +320,23 @@ async def test_columns_follow_a_resize_rows_and_cursor_stay(demo_app: SnaptuiApp
         assert "disks" in domains.shown_columns and "snap" in images.shown_columns
         await pilot.press("down", "down")
         selected = domains.selected_key
-        order = [row.value for row in images.rows]
+        order = images.ordered_keys
         rows_before = [domains.get_row_index(k) for k in domains.rows]
         await pilot.resize_terminal(80, 24)
         await settle(pilot, demo_app)
         assert domains.shown_columns == ["name", "state", "alloc"]
         assert domains.selected_key == selected
         assert [domains.get_row_index(k) for k in domains.rows] == rows_before
-        assert [row.value for row in images.rows] == order
+        assert images.ordered_keys == order
         # Newest first survives the Created column being hidden.
         created = [images.cell_text(k, "created") for k in
                    sorted(images.rows, key=images.get_row_index)]
         assert created == sorted(created, reverse=True)
-        assert domains.get_cell(selected, "name").plain == domains.cell_text(selected, "name")
+        assert domains.cell_text(selected, "name") in screen_text(demo_app)
         await pilot.resize_terminal(120, 40)
         await settle(pilot, demo_app)
         assert "last" in domains.shown_columns and domains.selected_key == selected
-        assert domains.get_cell(selected, "last") is not None
+        assert "Last snap" in screen_text(demo_app)
 
 
 async def test_footer_greys_out_what_needs_a_domain(demo_app: SnaptuiApp) -> None:

@@ -24,7 +24,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, ProgressBar, Static
+from textual.widgets import Footer, ProgressBar, Static
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from snaptui.core.cleanup import (
@@ -48,6 +48,7 @@ from snaptui.ui.cleanup_table import (
     summary_text,
 )
 from snaptui.ui.confirm import ConfirmScreen
+from snaptui.ui.keyed_table import KeyedTable
 from snaptui.ui.themes import ThemeStyles
 
 if TYPE_CHECKING:
@@ -337,10 +338,10 @@ class CleanupScreen(Screen):
         self.query_one("#cleanup-detail", Static).update(
             detail_lines(self.selection, self.table.selected_key))
 
-    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+    def on_keyed_table_row_highlighted(self, event: KeyedTable.RowHighlighted) -> None:
         self._show_detail()
 
-    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+    def on_keyed_table_row_selected(self, event: KeyedTable.RowSelected) -> None:
         """Enter on the checklist deletes the chosen ones (after the confirmation)."""
         event.stop()
         if self.check_action("delete", ()):

@@ -15,7 +15,7 @@ from rich.text import Text
 from snaptui.core.cleanup.findings import Finding, Kind, RemovalResult
 from snaptui.core.cleanup.selection import KIND_ORDER, Selection, Totals, outcome
 from snaptui.ui.domains_pane import short_size
-from snaptui.ui.table_pane import ColumnSpec, KeyedTable, Row
+from snaptui.ui.keyed_table import ColumnSpec, KeyedTable, Row
 
 KIND_TITLE: dict[Kind, str] = {
     Kind.INTERNAL: "Internal snapshots",

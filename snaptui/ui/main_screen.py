@@ -15,7 +15,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Static
+from textual.widgets import Footer, Header, Static
 from textual.worker import Worker, WorkerState
 
 from snaptui.core import qemu_img
@@ -25,6 +25,7 @@ from snaptui.ui import messages
 from snaptui.ui.detail_pane import DetailPane
 from snaptui.ui.domains_pane import DomainExtras, DomainsPane
 from snaptui.ui.images_pane import ImagesPane
+from snaptui.ui.keyed_table import KeyedTable
 
 if TYPE_CHECKING:
     from snaptui.core.engine.plan import SnapshotRequest
@@ -192,14 +193,14 @@ class MainScreen(Screen):
             owner = self.domains_pane.domains.get(image.instance_uuid or "")
             self.detail.show_image(image, owner.name if owner else None)
 
-    @on(DataTable.RowHighlighted)
-    def _row_highlighted(self, event: DataTable.RowHighlighted) -> None:
-        if event.data_table is self.domains_pane.table:
+    @on(KeyedTable.RowHighlighted)
+    def _row_highlighted(self, event: KeyedTable.RowHighlighted) -> None:
+        if event.table is self.domains_pane.table:
             pane: DomainsPane | ImagesPane = self.domains_pane
             self.refresh_bindings()  # snapshot / only depend on a selected domain
         else:
             pane = self.images_pane
-        if event.data_table.has_focus or self.detail.showing is None:
+        if event.table.has_focus or self.detail.showing is None:
             self._detail_follows(pane)
 
     def on_descendant_focus(self, event: object) -> None:
