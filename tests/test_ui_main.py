@@ -355,3 +355,21 @@ async def test_footer_greys_out_what_needs_a_domain(demo_app: SnaptuiApp) -> Non
         await pilot.press("escape")
         await pilot.pause()
         assert footer_keys(main)["snapshot"]
+
+
+async def test_footer_keys_are_not_rebuilt_while_they_look_the_same(
+        demo_app: SnaptuiApp) -> None:
+    """Cursor moves and focus changes publish bindings_updated; the footer keeps its widgets
+    (a recompose is a full layout) until what it shows changes."""
+    from textual.widgets._footer import FooterKey
+
+    async with demo_app.run_test(size=SIZE) as pilot:
+        await settle(pilot, demo_app)
+        main = demo_app.main
+        before = list(main.query(FooterKey))
+        await pilot.press("down", "down", "tab", "down", "tab", "up")
+        await settle(pilot, demo_app)
+        assert list(main.query(FooterKey)) == before
+        await pilot.press("slash", *"no-such-domain", "enter")  # nothing to snapshot: greyed
+        await settle(pilot, demo_app)
+        assert list(main.query(FooterKey)) != before and not footer_keys(main)["snapshot"]

@@ -15,7 +15,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Static
+from textual.widgets import DataTable, Header, Static
 from textual.worker import Worker, WorkerState
 
 from snaptui.core import qemu_img
@@ -24,6 +24,7 @@ from snaptui.core.models import DomainInfo, ImageFileInfo, ImageRecord
 from snaptui.ui import messages
 from snaptui.ui.detail_pane import DetailPane
 from snaptui.ui.domains_pane import DomainExtras, DomainsPane
+from snaptui.ui.footer import BindingsFooter
 from snaptui.ui.images_pane import ImagesPane
 
 if TYPE_CHECKING:
@@ -103,7 +104,7 @@ class MainScreen(Screen):
             yield self.domains_pane
             yield self.images_pane
         yield self.detail
-        yield Footer(show_command_palette=False)
+        yield BindingsFooter(show_command_palette=False)
 
     def on_mount(self) -> None:
         store = self.app.store
