@@ -51,7 +51,7 @@ def state_cell(app: SnaptuiApp, uuid: str) -> str:
 
 
 def detail_text(app: SnaptuiApp) -> str:
-    return str(app.main.detail.body.render())
+    return app.main.detail.text
 
 
 async def test_both_panes_populated_with_banner(demo_app: SnaptuiApp) -> None:
