@@ -443,3 +443,15 @@ async def test_footer_keys_are_not_rebuilt_while_they_look_the_same(
         await pilot.press("slash", *"no-such-domain", "enter")  # nothing to snapshot: greyed
         await settle(pilot, demo_app)
         assert list(main.query(FooterKey)) != before and not footer_keys(main)["snapshot"]
+
+
+async def test_detail_text_can_be_selected_with_the_mouse(demo_app: SnaptuiApp) -> None:
+    async with demo_app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot, demo_app)
+        detail = demo_app.main.detail
+        await pilot.mouse_down(detail, offset=(2, 2))  # from "vda" on the second line
+        await pilot.hover(detail, offset=(30, 3))
+        await pilot.mouse_up(detail, offset=(30, 3))
+        await pilot.pause()
+        selected = demo_app.screen.get_selected_text()
+        assert selected.startswith("vda ") and "api-gateway-vda.qcow2\n  qcow2" in selected

@@ -8,6 +8,7 @@ from textual.content import Content
 from textual.geometry import Size
 from textual.markup import escape
 from textual.scroll_view import ScrollView
+from textual.selection import Selection
 from textual.strip import Strip
 from textual.visual import Visual
 
@@ -187,6 +188,14 @@ class DetailPane(ScrollView, can_focus=False):
 
     def on_resize(self) -> None:
         self._fit()
+
+    def get_selection(self, selection: Selection) -> tuple[str, str] | None:
+        """The text under a mouse selection (the strips carry content offsets)."""
+        return selection.extract(self.text), "\n"
+
+    def selection_updated(self, selection: Selection | None) -> None:
+        self._wrapped_for = None  # the selection is drawn into the wrapped strips
+        self.refresh()
 
     def notify_style_update(self) -> None:
         super().notify_style_update()
