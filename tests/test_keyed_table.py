@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from textual.app import App, ComposeResult
+from ui_pilot import screen_text
 
 from snaptui.ui.keyed_table import ColumnSpec, KeyedTable, visible_columns
-from ui_pilot import screen_text
 
 COLUMNS = (ColumnSpec("Name", "name"), ColumnSpec("Size", "size", 6),
            ColumnSpec("Note", "note", 10, 30))

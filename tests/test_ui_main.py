@@ -8,9 +8,11 @@ import time
 from pathlib import Path
 
 import pytest
+from textual import events
 from textual.worker import WorkerCancelled
 from ui_pilot import screen_text
 
+from snaptui.core import qemu_img
 from snaptui.core.domain_events import DomainEventWatcher
 from snaptui.core.engine.jobs import prepare, run_inline
 from snaptui.core.engine.plan import Mode, SnapshotRequest
@@ -18,6 +20,7 @@ from snaptui.core.errors import BadInput
 from snaptui.core.image_library import ImageLibrary
 from snaptui.core.libvirt_host import LibvirtHost
 from snaptui.core.paths import config_dir
+from snaptui.ui import main_screen
 from snaptui.ui.app import SnaptuiApp
 from snaptui.ui.config import load_config
 from snaptui.ui.help_screen import HelpScreen
@@ -52,7 +55,7 @@ def state_cell(app: SnaptuiApp, uuid: str) -> str:
 
 
 def detail_text(app: SnaptuiApp) -> str:
-    return str(app.main.detail.body.render())
+    return app.main.detail.text
 
 
 async def test_both_panes_populated_with_banner(demo_app: SnaptuiApp) -> None:
@@ -89,6 +92,73 @@ async def test_selecting_a_domain_fills_the_detail(demo_app: SnaptuiApp) -> None
         await settle(pilot, demo_app)
         assert "snapshot image" in detail_text(demo_app) or "image" in detail_text(demo_app)
         assert demo_app.main.detail.showing[0] == "image"
+
+
+async def test_detail_follows_the_cursor_and_reads_disks_once_it_rests(
+        demo_app: SnaptuiApp, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Moving on: the name and state follow at once; qemu-img runs only for the domain the
+    cursor rests on (after the debounce), for all its disks at once, and paints their info."""
+    monkeypatch.setattr(main_screen, "DETAIL_DEBOUNCE_S", 0.5)  # wide: a slow box stays green
+    read: list[str] = []
+    real_info = qemu_img.info
+
+    async def counted_info(path, **kwargs):
+        read.append(str(path))
+        return await real_info(path, **kwargs)
+
+    monkeypatch.setattr(qemu_img, "info", counted_info)
+    async with demo_app.run_test(size=SIZE) as pilot:
+        await settle(pilot, demo_app)
+        main = demo_app.main
+        read.clear()
+        await pilot.press("down", "down", "down", "down")  # on to staging-ci
+        await pilot.pause()
+        rested = main.domains_pane.selected
+        assert rested.name == "staging-ci"
+        assert main.detail.showing == ("domain", rested.uuid)
+        assert rested.name in detail_text(demo_app) and "reading…" in detail_text(demo_app)
+        assert read == []  # nothing read while the cursor moved
+        await settle(pilot, demo_app)
+        disks = [d for d in rested.disks if d.device == "disk" and d.path]
+        assert sorted(read) == sorted(d.path for d in disks)
+        text = detail_text(demo_app)
+        assert "reading…" not in text
+        assert text.count("virtual ") >= len(disks)
+        assert "2 internal snapshot(s)" in text and "before-upgrade" in text
+        detail = main.detail  # taller than the pane at 80x24: the mouse wheel scrolls it
+        assert detail.max_scroll_y > 0 and detail.render_line(0).text.startswith("staging-ci")
+        await pilot._post_mouse_events([events.MouseScrollDown], detail, offset=(4, 3))
+        await pilot.pause()
+        assert detail.scroll_offset.y > 0
+        assert not detail.render_line(0).text.startswith("staging-ci")
+        await pilot.press("up")  # the header follows at once, the disks after the debounce
+        await pilot.pause()
+        assert main.detail.showing == ("domain", main.domains_pane.selected.uuid)
+        assert "reading…" in detail_text(demo_app)
+        await settle(pilot, demo_app)
+        assert "reading…" not in detail_text(demo_app)
+
+
+async def test_reloading_the_shown_domain_keeps_its_disks_until_reread(
+        demo_app: SnaptuiApp, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A libvirt event for the shown domain reloads it without flashing "reading…"."""
+    async with demo_app.run_test(size=SIZE) as pilot:
+        await settle(pilot, demo_app)
+        main = demo_app.main
+        info = main.domains_pane.selected
+        assert "virtual " in detail_text(demo_app)
+        real_info = qemu_img.info
+
+        async def slow_info(path, **kwargs):
+            await asyncio.sleep(0.5)
+            return await real_info(path, **kwargs)
+
+        monkeypatch.setattr(qemu_img, "info", slow_info)
+        main._apply_domain(info)
+        await pilot.pause(0.1)
+        assert "virtual " in detail_text(demo_app) and "reading…" not in detail_text(demo_app)
+        await settle(pilot, demo_app)
+        assert "virtual " in detail_text(demo_app) and "reading…" not in detail_text(demo_app)
 
 
 async def test_filter_the_focused_pane(demo_app: SnaptuiApp) -> None:
@@ -356,3 +426,33 @@ async def test_footer_greys_out_what_needs_a_domain(demo_app: SnaptuiApp) -> Non
         await pilot.press("escape")
         await pilot.pause()
         assert footer_keys(main)["snapshot"]
+
+
+async def test_footer_keys_are_not_rebuilt_while_they_look_the_same(
+        demo_app: SnaptuiApp) -> None:
+    """Cursor moves and focus changes publish bindings_updated; the footer keeps its widgets
+    (a recompose is a full layout) until what it shows changes."""
+    from textual.widgets._footer import FooterKey
+
+    async with demo_app.run_test(size=SIZE) as pilot:
+        await settle(pilot, demo_app)
+        main = demo_app.main
+        before = list(main.query(FooterKey))
+        await pilot.press("down", "down", "tab", "down", "tab", "up")
+        await settle(pilot, demo_app)
+        assert list(main.query(FooterKey)) == before
+        await pilot.press("slash", *"no-such-domain", "enter")  # nothing to snapshot: greyed
+        await settle(pilot, demo_app)
+        assert list(main.query(FooterKey)) != before and not footer_keys(main)["snapshot"]
+
+
+async def test_detail_text_can_be_selected_with_the_mouse(demo_app: SnaptuiApp) -> None:
+    async with demo_app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot, demo_app)
+        detail = demo_app.main.detail
+        await pilot.mouse_down(detail, offset=(2, 2))  # from "vda" on the second line
+        await pilot.hover(detail, offset=(30, 3))
+        await pilot.mouse_up(detail, offset=(30, 3))
+        await pilot.pause()
+        selected = demo_app.screen.get_selected_text()
+        assert selected.startswith("vda ") and "api-gateway-vda.qcow2\n  qcow2" in selected

@@ -24,7 +24,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Footer, ProgressBar, Static
+from textual.widgets import ProgressBar, Static
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from snaptui.core.cleanup import (
@@ -48,6 +48,7 @@ from snaptui.ui.cleanup_table import (
     summary_text,
 )
 from snaptui.ui.confirm import ConfirmScreen
+from snaptui.ui.footer import BindingsFooter
 from snaptui.ui.keyed_table import KeyedTable
 from snaptui.ui.themes import ThemeStyles
 
@@ -169,7 +170,7 @@ class CleanupScreen(Screen):
         yield table
         yield Static("", id="cleanup-detail", markup=False)
         yield Static("", id="cleanup-summary", markup=False)
-        yield Footer()
+        yield BindingsFooter()
 
     @property
     def table(self) -> CleanupTable:

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
-from textual.containers import VerticalScroll
+from collections.abc import Mapping
+
+from textual.content import Content
+from textual.geometry import Size
 from textual.markup import escape
-from textual.widgets import Static
+from textual.scroll_view import ScrollView
+from textual.selection import Selection
+from textual.strip import Strip
+from textual.visual import Visual
 
 from snaptui.core.models import DomainInfo, ImageFileInfo, ImageRecord
 from snaptui.ui.domains_pane import STATE_LOOK, short_date, size_text
+
+PLACEHOLDER = "Select a domain or an image."
 
 
 def _e(value: object) -> str:
@@ -55,6 +63,18 @@ def disk_lines(target: str, path: str | None, info: ImageFileInfo | BaseExceptio
     return lines
 
 
+def domain_lines(info: DomainInfo,
+                 disks: Mapping[str, ImageFileInfo | BaseException | None]) -> list[str]:
+    """Markup lines describing a domain and its disks (``disks``: target → qemu-img info)."""
+    lines = [domain_header(info)]
+    for disk in info.disks:
+        if disk.device == "disk":
+            lines += disk_lines(disk.target, disk.path, disks.get(disk.target))
+    if not any(d.device == "disk" for d in info.disks):
+        lines.append("[$text-muted]no disks[/]")
+    return lines
+
+
 def image_lines(image: ImageRecord, domain_name: str | None) -> list[str]:
     """Markup lines describing one image record."""
     kind = "snapshot image" if image.is_snapshot else "image"
@@ -75,36 +95,116 @@ def image_lines(image: ImageRecord, domain_name: str | None) -> list[str]:
     return lines
 
 
-class DetailPane(VerticalScroll):
-    """Scrollable detail of the selected domain or image."""
+class DetailPane(ScrollView, can_focus=False):
+    """Scrollable detail of the selected domain or image, drawn with the line API.
+
+    Showing another domain or image is a repaint of this widget only: the text is wrapped here
+    to the pane's width and the scrollable height set without a screen layout, unless the
+    vertical scrollbar has to appear or go (its column changes the wrap width)."""
+
+    DEFAULT_CSS = """
+    DetailPane {
+        overflow-x: hidden;
+        overflow-y: auto;
+    }
+    """
 
     def __init__(self, *, id: str = "detail") -> None:  # noqa: A002
         super().__init__(id=id, classes="pane")
-        self.body = Static("Select a domain or an image.", id="detail-body")
         self.showing: tuple[str, str] | None = None  # ("domain", uuid) or ("image", id)
+        self._content = Content(PLACEHOLDER)
+        self._wrapped: list[Strip] = []
+        # What _wrapped was rendered for; None when _content changed since.
+        self._wrapped_for: tuple[object, ...] | None = None
 
-    def compose(self):  # type: ignore[override]
-        yield self.body
+    @property
+    def text(self) -> str:
+        """The plain text shown (all lines, unwrapped)."""
+        return self._content.plain
 
     def on_mount(self) -> None:
         self.border_title = "Detail"
-        self.can_focus = False
 
     def show_domain(self, info: DomainInfo,
-                    disks: dict[str, ImageFileInfo | BaseException | None]) -> None:
-        """Show a domain; ``disks`` maps target → qemu-img info (None while it loads)."""
-        self.showing = ("domain", info.uuid)
-        self.border_title = f"Detail — {info.name}"
-        lines = [domain_header(info)]
-        for disk in info.disks:
-            if disk.device != "disk":
-                continue
-            lines += disk_lines(disk.target, disk.path, disks.get(disk.target))
-        if not any(d.device == "disk" for d in info.disks):
-            lines.append("[$text-muted]no disks[/]")
-        self.body.update("\n".join(lines))
+                    disks: Mapping[str, ImageFileInfo | BaseException | None]) -> None:
+        """Show a domain; ``disks`` maps target → qemu-img info (None while it loads).
+
+        While some disk is still loading the scrollable height does not shrink: the short
+        "reading…" view between two domains would otherwise take the scrollbar away and give
+        it back (two layouts)."""
+        loading = any(disks.get(d.target) is None for d in info.disks
+                      if d.device == "disk" and d.path)
+        self._show(("domain", info.uuid), f"Detail — {info.name}", domain_lines(info, disks),
+                   hold_height=loading)
 
     def show_image(self, image: ImageRecord, domain_name: str | None) -> None:
-        self.showing = ("image", image.id)
-        self.border_title = f"Detail — {image.name}"
-        self.body.update("\n".join(image_lines(image, domain_name)))
+        self._show(("image", image.id), f"Detail — {image.name}", image_lines(image, domain_name))
+
+    def _show(self, subject: tuple[str, str], title: str, lines: list[str],
+              hold_height: bool = False) -> None:
+        if subject != self.showing:
+            self.showing = subject
+            self.border_title = title
+            self.scroll_to(0, 0, animate=False, immediate=True)
+        content = Content.from_markup("\n".join(lines))
+        if content.is_same(self._content):
+            return
+        self._content = content
+        self._wrapped_for = None
+        self._fit(hold_height)
+        self.refresh()
+
+    # -- line API ------------------------------------------------------------------------------
+
+    def _wrap(self, width: int) -> list[Strip]:
+        """The content wrapped to ``width`` cells (Textual pads each line with the background)."""
+        key = (width, self.app.theme, self.visual_style)  # and _content
+        if key != self._wrapped_for:
+            self._wrapped = Visual.to_strips(self, self._content, width, None, self.visual_style)
+            self._wrapped_for = key
+        return self._wrapped
+
+    def _fit(self, hold_height: bool = False) -> None:
+        """Wrap the content and size the scrollable area to it (at least to its current
+        height with ``hold_height``)."""
+        width, height = self.container_size
+        if width <= 0:
+            return  # not laid out yet: on_resize fits
+        floor = self.virtual_size.height if hold_height else 0
+        lines = len(self._wrap(width))
+        if max(lines, floor) > height:  # the scrollbar takes columns from the text
+            lines = len(self._wrap(max(1, width - self.styles.scrollbar_size_vertical)))
+        size = Size(width, max(lines, floor))
+        if size == self.virtual_size:
+            return
+        if (size.height > height) != self.show_vertical_scrollbar:
+            self.virtual_size = size  # the scrollbar comes or goes: that needs a layout
+            return
+        self.set_reactive(ScrollView.virtual_size, size)  # same geometry: no layout
+        if self.show_vertical_scrollbar:
+            self.vertical_scrollbar.window_virtual_size = size.height
+            self.vertical_scrollbar.refresh()
+        self.scroll_y = self.validate_scroll_y(self.scroll_y)
+
+    def on_resize(self) -> None:
+        self._fit()
+
+    def get_selection(self, selection: Selection) -> tuple[str, str] | None:
+        """The text under a mouse selection (the strips carry content offsets)."""
+        return selection.extract(self.text), "\n"
+
+    def selection_updated(self, selection: Selection | None) -> None:
+        self._wrapped_for = None  # the selection is drawn into the wrapped strips
+        self.refresh()
+
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        self._wrapped_for = None  # a theme or CSS change: colours to resolve again
+
+    def render_line(self, y: int) -> Strip:
+        width = self.scrollable_content_region.width
+        wrapped = self._wrap(width) if width > 0 else []
+        index = y + self.scroll_offset.y
+        if index < len(wrapped):
+            return wrapped[index]
+        return Strip([], 0)

@@ -23,7 +23,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, ProgressBar, Static
+from textual.widgets import DataTable, ProgressBar, Static
 from textual.worker import get_current_worker
 
 from snaptui.core.engine.jobs import cancel_job, pid_runs_job
@@ -32,6 +32,7 @@ from snaptui.core.engine.plan import Plan
 from snaptui.core.engine.workflows import build_steps
 from snaptui.core.errors import SnaptuiError
 from snaptui.ui.confirm import ConfirmScreen
+from snaptui.ui.footer import BindingsFooter
 from snaptui.ui.job_log import JobLogScreen
 from snaptui.ui.messages import JobFinished
 from snaptui.ui.size_bars import SizeBars
@@ -199,7 +200,7 @@ class JobsScreen(Screen):
                 yield Static("", id="job-notes", markup=False)
                 yield Static("Size comparison", id="job-sizes-title")
                 yield SizeBars(id="job-sizes")
-        yield Footer()
+        yield BindingsFooter()
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)

@@ -6,6 +6,7 @@ the screen's one ``Worker.StateChanged`` handler turns any failure into a notifi
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
 from typing import TYPE_CHECKING, ClassVar
@@ -15,7 +16,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Static
+from textual.widgets import Header, Static
 from textual.worker import Worker, WorkerState
 
 from snaptui.core import qemu_img
@@ -24,6 +25,7 @@ from snaptui.core.models import DomainInfo, ImageFileInfo, ImageRecord
 from snaptui.ui import messages
 from snaptui.ui.detail_pane import DetailPane
 from snaptui.ui.domains_pane import DomainExtras, DomainsPane
+from snaptui.ui.footer import BindingsFooter
 from snaptui.ui.images_pane import ImagesPane
 from snaptui.ui.keyed_table import KeyedTable
 
@@ -32,6 +34,9 @@ if TYPE_CHECKING:
     from snaptui.ui.app import SnaptuiApp
 
 IMAGE_REFRESH_S = 30.0
+# While the cursor keeps moving, a domain's qemu-img info waits this long after the last move
+# (its name and state show at once).
+DETAIL_DEBOUNCE_S = 0.09
 
 
 def allocated_bytes(info: DomainInfo) -> int | None:
@@ -93,6 +98,8 @@ class MainScreen(Screen):
         self._allocated: dict[str, int | None] = {}
         self._snapshots: dict[str, tuple[int, str | None]] = {}
         self._only = False
+        # (domain uuid, disk target, path) → what qemu-img said, for the domain last read
+        self._disks_read: dict[tuple[str, str, str | None], ImageFileInfo | BaseException] = {}
         self.stop_following = threading.Event()
 
     def compose(self) -> ComposeResult:
@@ -104,7 +111,7 @@ class MainScreen(Screen):
             yield self.domains_pane
             yield self.images_pane
         yield self.detail
-        yield Footer(show_command_palette=False)
+        yield BindingsFooter(show_command_palette=False)
 
     def on_mount(self) -> None:
         store = self.app.store
@@ -166,21 +173,31 @@ class MainScreen(Screen):
             self._detail_follows(self.images_pane)
 
     @work(exclusive=True, exit_on_error=False, group="detail", description="qemu-img info")
-    async def load_domain_detail(self, info: DomainInfo) -> None:
-        disks: dict[str, ImageFileInfo | BaseException | None] = {}
-        self.detail.show_domain(info, disks)
-        for disk in info.disks:
-            if disk.device != "disk" or not disk.path:
-                continue
-            try:
-                disks[disk.target] = await qemu_img.info(
-                    disk.path, force_share=info.state.is_active, fmt=disk.format)
-            except SnaptuiError as err:
-                disks[disk.target] = err
-            self.detail.show_domain(info, disks)
+    async def load_domain_detail(self, info: DomainInfo, delay_s: float = 0.0) -> None:
+        """Show ``info`` at once, then (after ``delay_s``, cancelled by the next call) every
+        disk's qemu-img info, read concurrently and painted once."""
+        # Reloading the shown domain: what its unchanged disks showed stays until re-read.
+        read_before = self._disks_read if self.detail.showing == ("domain", info.uuid) else {}
+        self.detail.show_domain(info, {d.target: read_before.get((info.uuid, d.target, d.path))
+                                       for d in info.disks})
+        if delay_s:
+            await asyncio.sleep(delay_s)
+        disks = [(d.target, d.path, d.format) for d in info.disks
+                 if d.device == "disk" and d.path]
+        results = await asyncio.gather(
+            *(qemu_img.info(path, force_share=info.state.is_active, fmt=fmt)
+              for _, path, fmt in disks if path), return_exceptions=True)
+        found: dict[str, ImageFileInfo | BaseException] = {}
+        for (target, _, _), result in zip(disks, results, strict=True):
+            if isinstance(result, BaseException) and not isinstance(result, SnaptuiError):
+                raise result  # a bug, not a disk qemu-img cannot read: the worker fails
+            found[target] = result
+        self._disks_read = {(info.uuid, target, path): found[target] for target, path, _ in disks}
+        self.detail.show_domain(info, found)
 
     def _detail_follows(self, pane: DomainsPane | ImagesPane, refresh: bool = False) -> None:
-        """Show the detail of ``pane``'s selected row (a domain's loads qemu-img info)."""
+        """Show the detail of ``pane``'s selected row (a domain's loads qemu-img info: at once
+        on a ``refresh``, else once the cursor rests)."""
         if isinstance(pane, DomainsPane):
             info = pane.selected
             if info is None:
@@ -188,7 +205,7 @@ class MainScreen(Screen):
             if self._only:
                 self.images_pane.set_only_domain((info.uuid, info.name))
             if refresh or self.detail.showing != ("domain", info.uuid):
-                self.load_domain_detail(info)
+                self.load_domain_detail(info, 0.0 if refresh else DETAIL_DEBOUNCE_S)
         elif image := pane.selected:
             owner = self.domains_pane.domains.get(image.instance_uuid or "")
             self.detail.show_image(image, owner.name if owner else None)
