@@ -163,8 +163,9 @@ class KeyedTable(ScrollView, can_focus=True):
         self._position: dict[str, int] = {}
         self._cursor = 0
         self._highlighted: str | None = None
-        self._lines: LRUCache[str, Strip] = LRUCache(2048)
-        self._lines_style: Style | None = None
+        # Painted lines per base style (focused and blurred differ): tab between panes
+        # repaints from cache. Cleared when rows, columns or the theme change.
+        self._lines_by_style: dict[Style, LRUCache[str, Strip]] = {}
         self.formatter: Callable[[str, Any], Any] = lambda column, value: value  # by the pane
         # Columns whose raw values give the row order.
         self.sort_columns: tuple[str, ...] = ()
@@ -225,7 +226,8 @@ class KeyedTable(ScrollView, can_focus=True):
             old_raw[k][i] != rows[k][i] for k in changed for i in sort_idx)
         self._raw = dict(rows)
         for key in changed:
-            self._lines.discard(key)
+            for lines in self._lines_by_style.values():
+                lines.discard(key)
         if reorder:
             order = list(rows)
             if self.sort_columns:
@@ -246,7 +248,7 @@ class KeyedTable(ScrollView, can_focus=True):
 
     def recolor(self) -> None:
         """Re-render every line (after a theme change: cell colours come from the theme)."""
-        self._lines.clear()
+        self._lines_by_style.clear()
         self.refresh()
 
     def _update_virtual_size(self) -> None:
@@ -351,7 +353,7 @@ class KeyedTable(ScrollView, can_focus=True):
         layout = visible_columns(self._column_spec, width - SCROLLBAR)
         if layout != self._layout:
             self._layout = layout
-            self._lines.clear()
+            self._lines_by_style.clear()
             self.refresh()
 
     # -- painting ----------------------------------------------------------------------------------
@@ -359,9 +361,11 @@ class KeyedTable(ScrollView, can_focus=True):
     def render_line(self, y: int) -> Strip:
         width = self.size.width
         base = self.rich_style
-        if base != self._lines_style:  # focus tint, theme: every cached line is stale
-            self._lines.clear()
-            self._lines_style = base
+        lines = self._lines_by_style.get(base)
+        if lines is None:
+            if len(self._lines_by_style) >= 4:  # a theme change: older styles are stale
+                self._lines_by_style.clear()
+            lines = self._lines_by_style[base] = LRUCache(2048)
         if y < HEADER_LINES:
             style = base + self.get_component_rich_style("keyed-table--header")
             segments: list[Segment] = []
@@ -372,10 +376,10 @@ class KeyedTable(ScrollView, can_focus=True):
         if row >= len(self._order):
             return Strip.blank(width, base)
         key = self._order[row]
-        strip = self._lines.get(key)
+        strip = lines.get(key)
         if strip is None or strip.cell_length != width:
             strip = self._render_row(key, base, width)
-            self._lines[key] = strip
+            lines[key] = strip
         if row == self._cursor:  # the cursor's colours win over the cells' (as in DataTable)
             cursor = self.get_component_rich_style("keyed-table--cursor")
             return Strip(Segment.apply_style(strip, post_style=cursor), width)
@@ -389,7 +393,3 @@ class KeyedTable(ScrollView, can_focus=True):
             value = self.formatter(spec.key, row[self._index[spec.key]])
             segments += cell_segments(value, column_width, style, console)
         return Strip(segments).adjust_cell_length(width, style)
-
-    def notify_style_update(self) -> None:
-        super().notify_style_update()
-        self._lines.clear()

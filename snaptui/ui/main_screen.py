@@ -7,6 +7,7 @@ the screen's one ``Worker.StateChanged`` handler turns any failure into a notifi
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import threading
 from typing import TYPE_CHECKING, ClassVar
@@ -98,6 +99,7 @@ class MainScreen(Screen):
         self._allocated: dict[str, int | None] = {}
         self._snapshots: dict[str, tuple[int, str | None]] = {}
         self._only = False
+        self._first_load: set[str] | None = set()  # None once both lists came in
         # (domain uuid, disk target, path) → what qemu-img said, for the domain last read
         self._disks_read: dict[tuple[str, str, str | None], ImageFileInfo | BaseException] = {}
         self.stop_following = threading.Event()
@@ -123,6 +125,8 @@ class MainScreen(Screen):
 
     def on_unmount(self) -> None:
         self.stop_following.set()
+        if self._first_load is None:
+            gc.unfreeze()  # this screen's objects become collectable again
 
     # -- data workers --------------------------------------------------------------------------
 
@@ -158,6 +162,7 @@ class MainScreen(Screen):
         self.domains_pane.set_extras(self._extras())
         if self.detail.showing is None or self.detail.showing[0] == "domain":
             self._detail_follows(self.domains_pane, refresh=True)
+        self._loaded("domains")
 
     def _apply_domain(self, info: DomainInfo) -> None:
         self._allocated[info.uuid] = allocated_bytes(info)
@@ -171,6 +176,19 @@ class MainScreen(Screen):
         self.domains_pane.set_extras(self._extras())
         if self.detail.showing and self.detail.showing[0] == "image":
             self._detail_follows(self.images_pane)
+        self._loaded("images")
+
+    def _loaded(self, what: str) -> None:
+        """Once both lists are in, move every live object to the collector's permanent
+        generation: the start-up objects (Textual's DOM and CSS, thousands of rows) are not
+        garbage, and full collections that scanned them all took 70-100 ms on a keypress now
+        and then (``on_unmount`` gives them back)."""
+        if self._first_load is None:
+            return
+        self._first_load.add(what)
+        if self._first_load >= {"domains", "images"}:
+            self._first_load = None
+            gc.freeze()
 
     @work(exclusive=True, exit_on_error=False, group="detail", description="qemu-img info")
     async def load_domain_detail(self, info: DomainInfo, delay_s: float = 0.0) -> None:
