@@ -35,16 +35,17 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from textual import events
-from textual._compositor import CompositorUpdate
-from textual.app import App
-from textual.keys import _character_to_key
-from textual.worker import Worker, WorkerState
-
 IMPORT_T0 = time.perf_counter()
+# snaptui.ui before textual, as in the snaptui command: it sets Textual's frame rate.
 from snaptui.ui.launch import build_app  # noqa: E402
 
 IMPORT_S = time.perf_counter() - IMPORT_T0
+from textual import events  # noqa: E402
+from textual._compositor import CompositorUpdate  # noqa: E402
+from textual.app import App  # noqa: E402
+from textual.keys import _character_to_key  # noqa: E402
+from textual.worker import Worker, WorkerState  # noqa: E402
+
 # Workers that live as long as their screen: never waited for.
 LONG_LIVED = {"jobs-poll", "follow", "images"}
 KEY_TIMEOUT_S = 5.0
