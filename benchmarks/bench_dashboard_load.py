@@ -98,12 +98,14 @@ def job_intervals(job: JobRecord) -> tuple[list[tuple[float, float]], list[tuple
 
 
 class BackgroundLoad:
-    """Keeps a snaptui snapshot job, a plain qemu-img convert and a Glance upload running
-    until ``stop()``; each in a loop, so the three overlap for the whole measurement."""
+    """Keeps a plain qemu-img convert and a Glance upload running until ``stop()`` (with
+    ``with_job``, also a snaptui snapshot job); each in a loop, so they overlap for the whole
+    measurement."""
 
     def __init__(self, conn, workdir: Path, env: dict[str, str], *, disk: int,
-                 data: int) -> None:
+                 data: int, with_job: bool = True) -> None:
         self.conn, self.workdir, self.env = conn, workdir, env
+        self.with_job = with_job
         self.disk, self.data = disk, data
         self.stop_event = threading.Event()
         self.job = Activity("snaptui job (cold → glance)")
@@ -117,23 +119,27 @@ class BackgroundLoad:
         self._threads: list[threading.Thread] = []
 
     def start(self) -> None:
-        self.domain = create_bench_domain(self.conn, self.workdir, size=self.disk,
-                                          data=self.data, content="mixed")
+        if self.with_job:
+            self.domain = create_bench_domain(self.conn, self.workdir, size=self.disk,
+                                              data=self.data, content="mixed")
         src = make_seeded_qcow2(self.workdir / f"{BENCH_PREFIX}convert-src.qcow2", self.disk,
                                 self.data, "mixed")
         blob = self.workdir / f"{BENCH_PREFIX}upload.raw"
         with open(blob, "wb") as out:
             for _ in range(self.data // MiB):
                 out.write(os.urandom(MiB))
-        for target, args in ((self._job_loop, ()), (self._convert_loop, (src,)),
-                             (self._upload_loop, (blob,))):
+        loops = [(self._convert_loop, (src,)), (self._upload_loop, (blob,))]
+        if self.with_job:
+            loops.append((self._job_loop, ()))
+        for target, args in loops:
             thread = threading.Thread(target=target, args=args, daemon=True)
             thread.start()
             self._threads.append(thread)
 
     def running(self) -> bool:
         """A job step, a convert and an upload have each started at least once."""
-        return bool(self.convert.runs and self.upload.runs and self.job.runs)
+        return bool(self.convert.runs and self.upload.runs and
+                    (self.job.runs or not self.with_job))
 
     def stop(self) -> None:
         self.stop_event.set()

@@ -13,7 +13,8 @@ Per key three times are kept: ``first_ms`` (the first frame painted after the ke
 the key's own effect, e.g. the cursor row moving), ``ms`` (the last frame before the app is idle
 again: every repaint the key caused in cascade -- detail pane, footer bindings), and
 ``settled_ms`` (also waiting for the workers the key started: the detail's qemu-img info);
-``cpu_ms`` is the event-loop thread's CPU time until idle (contention-free cost of the key).
+``cpu_ms`` is the event-loop thread's CPU time until idle (contention-free cost of the key),
+``wait_ms`` the time it was runnable but waiting for a CPU meanwhile (other load's share).
 
 How "idle again" is seen: polled every 1 ms on the event loop -- every message queue of the app
 and of the current screen's widgets is empty, no widget has a pending repaint/layout/scroll/
@@ -121,6 +122,16 @@ async def workers_done(app: App, before: set[Worker], timeout: float) -> None:
         await asyncio.sleep(0.002)
 
 
+def runqueue_wait_s() -> float:
+    """Seconds the calling thread (the event loop) has spent runnable but waiting for a CPU
+    (/proc/thread-self/schedstat, second field): what other load costs a key, as opposed to
+    the key's own CPU time."""
+    try:
+        return int(Path("/proc/thread-self/schedstat").read_text().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
 def key_event(key: str) -> events.Key:
     """The Key event a terminal sends for ``key`` (a key name or one printable character)."""
     if len(key) == 1:
@@ -220,16 +231,19 @@ async def _keys(app: App, probe: PaintProbe, pilot: Any, args: argparse.Namespac
         for kind, key in key_round(args.filter_domains, args.filter_images):
             before = set(app.workers)
             frames = probe.frames
+            wait0 = runqueue_wait_s()
             cpu0 = time.thread_time()
             t0 = time.perf_counter()
             app.post_message(key_event(key))
             t_paint, timed_out = await until_idle(app, probe, t0)
             cpu = time.thread_time() - cpu0
+            wait = runqueue_wait_s() - wait0
             await workers_done(app, before, timeout=KEY_TIMEOUT_S)
             t_settled, _ = await until_idle(app, probe, t0)
             first = probe.times[frames] if probe.frames > frames else t_paint
             samples.append({"kind": kind, "key": key, "ms": (t_paint - t0) * 1000,
                             "first_ms": (first - t0) * 1000, "cpu_ms": cpu * 1000,
+                            "wait_ms": wait * 1000,
                             "settled_ms": (max(t_settled, t_paint) - t0) * 1000,
                             "frames": probe.frames - frames, "timed_out": timed_out,
                             "screen": type(app.screen).__name__, "t": time.time()})

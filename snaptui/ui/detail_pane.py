@@ -99,13 +99,14 @@ class DetailPane(ScrollView, can_focus=False):
     """Scrollable detail of the selected domain or image, drawn with the line API.
 
     Showing another domain or image is a repaint of this widget only: the text is wrapped here
-    to the pane's width and the scrollable height set without a screen layout, unless the
-    vertical scrollbar has to appear or go (its column changes the wrap width)."""
+    to the pane's width and the scrollable height set without a screen layout. The vertical
+    scrollbar is always there (overflow-y: scroll): one that came and went between a long
+    domain and a short image changed the wrap width and cost a screen layout on every tab."""
 
     DEFAULT_CSS = """
     DetailPane {
         overflow-x: hidden;
-        overflow-y: auto;
+        overflow-y: scroll;
     }
     """
 
@@ -171,13 +172,14 @@ class DetailPane(ScrollView, can_focus=False):
         if width <= 0:
             return  # not laid out yet: on_resize fits
         floor = self.virtual_size.height if hold_height else 0
-        lines = len(self._wrap(width))
-        if max(lines, floor) > height:  # the scrollbar takes columns from the text
+        always = self.styles.overflow_y == "scroll"
+        lines = 0 if always else len(self._wrap(width))
+        if always or max(lines, floor) > height:  # the scrollbar takes columns from the text
             lines = len(self._wrap(max(1, width - self.styles.scrollbar_size_vertical)))
         size = Size(width, max(lines, floor))
         if size == self.virtual_size:
             return
-        if (size.height > height) != self.show_vertical_scrollbar:
+        if (always or size.height > height) != self.show_vertical_scrollbar:
             self.virtual_size = size  # the scrollbar comes or goes: that needs a layout
             return
         self.set_reactive(ScrollView.virtual_size, size)  # same geometry: no layout

@@ -169,6 +169,8 @@ class KeyedTable(ScrollView, can_focus=True):
         self.formatter: Callable[[str, Any], Any] = lambda column, value: value  # by the pane
         # Columns whose raw values give the row order.
         self.sort_columns: tuple[str, ...] = ()
+        self._sort_index: list[int] = []
+        self._sort_keys: dict[str, tuple[Row, tuple[Any, ...]]] = {}
         self.sort_reverse = False
 
     # -- what the table holds --------------------------------------------------------------------
@@ -212,16 +214,22 @@ class KeyedTable(ScrollView, can_focus=True):
     # -- updating ----------------------------------------------------------------------------------
 
     def _sort_key(self, key: str) -> tuple[Any, ...]:
+        """The row's sort key, cached with the row it was made from (a filter hides and shows
+        the same rows again and again)."""
         row = self._raw[key]
-        return tuple("" if row[self._index[c]] is None else row[self._index[c]]
-                      for c in self.sort_columns)
+        cached = self._sort_keys.get(key)
+        if cached is not None and (cached[0] is row or cached[0] == row):
+            return cached[1]
+        sort_key = tuple("" if row[i] is None else row[i] for i in self._sort_index)
+        self._sort_keys[key] = (row, sort_key)
+        return sort_key
 
     def sync(self, rows: dict[str, Row]) -> None:
         """Make the table show exactly ``rows`` (by key); repaint only what changed."""
         keep = self.selected_key
         old_raw = self._raw
         changed = [k for k, row in rows.items() if old_raw.get(k, row) != row]
-        sort_idx = [self._index[c] for c in self.sort_columns]
+        sort_idx = self._sort_index = [self._index[c] for c in self.sort_columns]
         reorder = len(rows) != len(old_raw) or any(k not in old_raw for k in rows) or any(
             old_raw[k][i] != rows[k][i] for k in changed for i in sort_idx)
         self._raw = dict(rows)
@@ -231,6 +239,8 @@ class KeyedTable(ScrollView, can_focus=True):
         if reorder:
             order = list(rows)
             if self.sort_columns:
+                if len(self._sort_keys) > 2 * len(rows) + 1000:  # keys gone for good
+                    self._sort_keys = {k: v for k, v in self._sort_keys.items() if k in rows}
                 order.sort(key=self._sort_key, reverse=self.sort_reverse)
             self._order = order
             self._position = {k: i for i, k in enumerate(order)}

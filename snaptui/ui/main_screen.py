@@ -125,8 +125,7 @@ class MainScreen(Screen):
 
     def on_unmount(self) -> None:
         self.stop_following.set()
-        if self._first_load is None:
-            gc.unfreeze()  # this screen's objects become collectable again
+        gc.unfreeze()  # this screen's objects become collectable again
 
     # -- data workers --------------------------------------------------------------------------
 
@@ -188,7 +187,15 @@ class MainScreen(Screen):
         self._first_load.add(what)
         if self._first_load >= {"domains", "images"}:
             self._first_load = None
-            gc.freeze()
+            self.set_timer(0.2, self._warm_up)
+
+    def _warm_up(self) -> None:
+        """Load the other screens' modules now, not on the first `j`, `s` or `C` (importing
+        the jobs screen took ~40 ms of that key), then freeze what is alive."""
+        import snaptui.ui.cleanup_screen
+        import snaptui.ui.jobs_screen
+        import snaptui.ui.snapshot_dialog  # noqa: F401 - imported for later
+        gc.freeze()
 
     @work(exclusive=True, exit_on_error=False, group="detail", description="qemu-img info")
     async def load_domain_detail(self, info: DomainInfo, delay_s: float = 0.0) -> None:

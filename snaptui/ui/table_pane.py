@@ -75,8 +75,10 @@ class TablePane(Vertical):
     @on(Input.Changed)
     def _filter_changed(self, event: Input.Changed) -> None:
         event.stop()
-        self.filter_text = event.value.strip().lower()
-        self.refresh_rows()
+        text = event.value.strip().lower()
+        if text != self.filter_text:  # closing the filter already showed every row
+            self.filter_text = text
+            self.refresh_rows()
 
     @on(Input.Submitted)
     def _filter_submitted(self, event: Input.Submitted) -> None:
