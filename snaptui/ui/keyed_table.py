@@ -82,6 +82,20 @@ def cell_segments(value: object, width: int, style: Style, console: Console) -> 
 
 
 
+class RowMessage(Message):
+    """About one row of a KeyedTable: its key and index."""
+
+    def __init__(self, table: KeyedTable, cursor_row: int, row_key: str) -> None:
+        super().__init__()
+        self.table = table
+        self.cursor_row = cursor_row
+        self.row_key = row_key
+
+    @property
+    def control(self) -> KeyedTable:
+        return self.table
+
+
 class KeyedTable(ScrollView, can_focus=True):
     """Rows keyed by id, synced in place (``sync``), shown in sort order with a row cursor.
 
@@ -127,31 +141,11 @@ class KeyedTable(ScrollView, can_focus=True):
         Binding("end,ctrl+end", "last", "Last row", show=False),
     ]
 
-    class RowHighlighted(Message):
+    class RowHighlighted(RowMessage):
         """The cursor is on another row (or the row under it changed key)."""
 
-        def __init__(self, table: KeyedTable, cursor_row: int, row_key: str) -> None:
-            super().__init__()
-            self.table = table
-            self.cursor_row = cursor_row
-            self.row_key = row_key
-
-        @property
-        def control(self) -> KeyedTable:
-            return self.table
-
-    class RowSelected(Message):
+    class RowSelected(RowMessage):
         """Enter (or a click on the highlighted row) chose the row under the cursor."""
-
-        def __init__(self, table: KeyedTable, cursor_row: int, row_key: str) -> None:
-            super().__init__()
-            self.table = table
-            self.cursor_row = cursor_row
-            self.row_key = row_key
-
-        @property
-        def control(self) -> KeyedTable:
-            return self.table
 
     def __init__(self, columns: Sequence[ColumnSpec], **kwargs: Any) -> None:
         super().__init__(**kwargs)
