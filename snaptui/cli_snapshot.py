@@ -22,6 +22,7 @@ from snaptui.core.engine.jobs import (
     follow,
     launch,
     prepare_with_store,
+    store_auth_state,
 )
 from snaptui.core.engine.journal import JobRecord, load_job
 from snaptui.core.engine.plan import OUTPUT_FORMATS, Mode, SnapshotRequest
@@ -75,9 +76,7 @@ def run_snapshot(args: argparse.Namespace) -> int:
         plan, steps, store = asyncio.run(prepare_with_store(request, job_id=job_id))
         if args.dry_run:
             return _print_dry_run(args, plan, steps)
-        auth_state = getattr(store, "auth_state", None)
-        job_id = launch(plan, request, steps, process,
-                        auth_state=auth_state() if callable(auth_state) else None)
+        job_id = launch(plan, request, steps, process, auth_state=store_auth_state(store))
     finally:
         if process is not None:
             process.discard()

@@ -14,6 +14,7 @@ from textual.visual import Visual
 
 from snaptui.core.models import DomainInfo, ImageFileInfo, ImageRecord
 from snaptui.ui.domains_pane import STATE_LOOK, short_date, size_text
+from snaptui.ui.scrolling import set_virtual_size
 
 PLACEHOLDER = "Select a domain or an image."
 
@@ -177,16 +178,8 @@ class DetailPane(ScrollView, can_focus=False):
         if always or max(lines, floor) > height:  # the scrollbar takes columns from the text
             lines = len(self._wrap(max(1, width - self.styles.scrollbar_size_vertical)))
         size = Size(width, max(lines, floor))
-        if size == self.virtual_size:
-            return
-        if (always or size.height > height) != self.show_vertical_scrollbar:
-            self.virtual_size = size  # the scrollbar comes or goes: that needs a layout
-            return
-        self.set_reactive(ScrollView.virtual_size, size)  # same geometry: no layout
-        if self.show_vertical_scrollbar:
-            self.vertical_scrollbar.window_virtual_size = size.height
-            self.vertical_scrollbar.refresh()
-        self.scroll_y = self.validate_scroll_y(self.scroll_y)
+        if size != self.virtual_size:
+            set_virtual_size(self, size, scrollbar=always or size.height > height)
 
     def on_resize(self) -> None:
         self._fit()

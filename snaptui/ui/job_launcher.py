@@ -14,7 +14,13 @@ from pathlib import Path
 
 from textual.message import Message
 
-from snaptui.core.engine.jobs import follow, launch, prepare_with_store, run_inline
+from snaptui.core.engine.jobs import (
+    follow,
+    launch,
+    prepare_with_store,
+    run_inline,
+    store_auth_state,
+)
 from snaptui.core.engine.plan import SnapshotRequest
 from snaptui.core.image_store import ImageStore
 from snaptui.core.libvirt_host import LibvirtHost
@@ -59,9 +65,8 @@ async def start_snapshot(request: SnapshotRequest, host: LibvirtHost,
     plan, steps, checked = await asyncio.to_thread(preflight)
     if host.is_test_driver:
         return await asyncio.to_thread(run_inline, plan, request, steps, host=host, store=store)
-    auth_state = getattr(checked, "auth_state", None)  # the job resumes this login
-    return await asyncio.to_thread(launch, plan, request, steps,
-                                   auth_state=auth_state() if callable(auth_state) else None)
+    return await asyncio.to_thread(launch, plan, request, steps,  # resuming this login
+                                   auth_state=store_auth_state(checked))
 
 
 def follow_job(job_id: str, post: Callable[[Message], object],

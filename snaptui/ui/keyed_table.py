@@ -26,6 +26,8 @@ from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
+from snaptui.ui.scrolling import set_virtual_size
+
 Row = tuple[Hashable, ...]
 SCROLLBAR = 1  # columns kept free for the vertical scrollbar (see app.tcss)
 CELL_PADDING = 1  # blank cells on each side of a column
@@ -256,16 +258,11 @@ class KeyedTable(ScrollView, can_focus=True):
         self.refresh()
 
     def _update_virtual_size(self) -> None:
-        """Rows + header as the scrollable height; a relayout only when the scrollbar comes
-        or goes (a filter typed over thousands of rows changes the height on every key)."""
+        """Rows + header as the scrollable height (a filter typed over thousands of rows
+        changes it on every key: no screen layout unless the scrollbar comes or goes)."""
         size = Size(self.size.width, len(self._order) + HEADER_LINES)
         height = self.scrollable_content_region.height or self.size.height
-        old = self.virtual_size
-        if old.height > height and size.height > height and self.is_mounted:
-            self.set_reactive(ScrollView.virtual_size, size)
-            self._scroll_update(size)
-        else:
-            self.virtual_size = size
+        set_virtual_size(self, size, scrollbar=size.height > height)
 
     # -- cursor ------------------------------------------------------------------------------------
 

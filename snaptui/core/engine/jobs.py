@@ -155,6 +155,12 @@ def launch(plan: Plan, request: SnapshotRequest, steps: list[Step],
     return plan.job_id
 
 
+def store_auth_state(store: ImageStore) -> str | None:
+    """The login a launched job resumes (a Glance store's Keystone auth state), if any."""
+    auth_state = getattr(store, "auth_state", None)
+    return auth_state() if callable(auth_state) else None
+
+
 def job_log_path(job_id: str) -> Path:
     """The job process's own log (stdout/stderr) beside its journal."""
     return jobs_dir() / f"{job_id}.log"
