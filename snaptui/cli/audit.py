@@ -6,7 +6,7 @@ import argparse
 import re
 from datetime import UTC, datetime, timedelta
 
-from snaptui.cli_output import note, print_json, print_table, table
+from snaptui.cli.output import note, print_json, print_table, table
 from snaptui.core.audit import audit_path, read
 from snaptui.core.errors import BadInput
 

@@ -44,13 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="do not verify TLS certificates of Keystone and Glance")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    from snaptui import cli_cleanup, cli_inventory, cli_jobs, cli_snapshot
+    from snaptui.cli import audit, cleanup, inventory, jobs, snapshot
 
-    for module in (cli_inventory, cli_snapshot, cli_jobs, cli_cleanup):
+    for module in (inventory, snapshot, jobs, cleanup, audit):
         module.register(sub, _common)
-    from snaptui import cli_audit
-
-    cli_audit.register(sub, _common)
     return parser
 
 

@@ -17,7 +17,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from snaptui.cli_output import (
+from snaptui.cli.output import (
     human_size,
     note,
     print_json,

@@ -15,7 +15,7 @@ from typing import Any
 
 from rich.text import Text
 
-from snaptui.cli_output import console, human_size, note, print_json, print_table, table
+from snaptui.cli.output import console, human_size, note, print_json, print_table, table
 from snaptui.core.cleanup import (
     DEFAULT_OLDER_THAN_S,
     Finding,
