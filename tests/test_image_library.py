@@ -188,17 +188,13 @@ def test_unreadable_sidecars_are_skipped(library: ImageLibrary, tmp_path: Path,
     assert caplog.text.count("skipping unreadable library sidecar") == 3
 
 
-def test_copy_throughput(library: ImageLibrary, tmp_path: Path) -> None:
-    """Hashing while copying must not be the bottleneck: well above Glance's ~100 MB/s."""
-    import time
-
+def test_big_copy_reports_progress_to_the_end(library: ImageLibrary, tmp_path: Path) -> None:
+    """A 256 MiB add reports growing progress up to its size (speed is for benchmarks/)."""
     src = make_file(tmp_path / "big.raw", 256 * MiB)
     events: list[UploadProgress] = []
-    start = time.monotonic()
     rec = library.add(src, name="throughput", disk_format="raw", on_progress=events.append)
-    elapsed = time.monotonic() - start
-    assert elapsed / 0.5 - 1 <= len(events) <= elapsed * 10 + 2  # every 0.1-0.5 s
-    rate = rec.size / elapsed / MiB
-    print(f"library add: 256 MiB in {elapsed:.2f} s = {rate:.0f} MiB/s")
-    assert rate > 100
+    assert rec.size == 256 * MiB
+    sent = [e.sent for e in events]
+    assert sent == sorted(sent) and sent[-1] == rec.size, sent
+    assert all(e.total == rec.size and e.rate >= 0 for e in events)
     library.delete(rec.id)

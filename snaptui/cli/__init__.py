@@ -1,7 +1,8 @@
 """Command line: ``snaptui`` opens the dashboard; subcommands run everything headless.
 
-A thin shell over the core: parse options, build adapters, call the core, print. Every
-SnaptuiError becomes one line on stderr and a non-zero exit, never a traceback.
+A thin shell over the core: parse options, build adapters, call the core, print. One handler
+here turns every failure into one line on stderr and an exit code, never a traceback (``-v``
+shows the traceback of an internal error).
 """
 
 from __future__ import annotations
@@ -13,17 +14,16 @@ import sys
 from collections.abc import Callable
 
 from snaptui import __version__
+from snaptui.cli.common import add_common_options, fill_global_defaults
 from snaptui.core.errors import SnaptuiError
 
 Handler = Callable[[argparse.Namespace], int]
 
+EXIT_INTERNAL = 70  # EX_SOFTWARE: a bug of ours, not the operator's input
+EXIT_OS_ERROR = 74  # EX_IOERR: the environment (a path, a permission, a full disk)
+EXIT_BROKEN_PIPE = 141  # what a process killed by SIGPIPE reports (``snaptui jobs | head``)
 
-def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-c", "--connect", metavar="URI", dest="uri", default=argparse.SUPPRESS,
-                        help="libvirt URI (default: LIBVIRT_DEFAULT_URI, else qemu:///system "
-                             "as root, qemu:///session otherwise)")
-    parser.add_argument("--os-cloud", metavar="NAME", dest="cloud", default=argparse.SUPPRESS,
-                        help="cloud in clouds.yaml (default: OS_CLOUD)")
+log = logging.getLogger("snaptui")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,23 +32,22 @@ def build_parser() -> argparse.ArgumentParser:
         description="Turn libvirt guest disks into Glance images, visibly and safely.",
     )
     parser.add_argument("--version", action="version", version=f"snaptui {__version__}")
-    _common(parser)
-    parser.set_defaults(uri=None, cloud=None)  # same options after a subcommand don't reset these
+    add_common_options(parser)
     parser.add_argument("--demo", action="store_true",
                         help="open the dashboard on the embedded demo lab (no libvirtd, no cloud)")
     parser.add_argument("--theme", help="dashboard theme (built-in or a file in themes/)")
-    parser.add_argument("--library", metavar="DIR",
-                        help="local image library directory (when no cloud is used)")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
-    parser.add_argument("--insecure", action="store_true",
-                        help="do not verify TLS certificates of Keystone and Glance")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     from snaptui.cli import audit, cleanup, inventory, jobs, snapshot
 
     for module in (inventory, snapshot, jobs, cleanup, audit):
-        module.register(sub, _common)
+        module.register(sub, add_common_options)
     return parser
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Parse the command line; common options keep their value wherever they were given."""
+    return fill_global_defaults(build_parser().parse_args(argv))
 
 
 def _security_setup(args: argparse.Namespace) -> None:
@@ -64,30 +63,78 @@ def _security_setup(args: argparse.Namespace) -> None:
         print(f"snaptui: warning: {warning}", file=sys.stderr)
 
 
+def _recover_before(args: argparse.Namespace) -> None:
+    """Finish or undo jobs whose process died; a failure here never stops the command asked."""
+    if args.demo:
+        return
+    from snaptui.core.engine.recover import recover
+
+    try:
+        for job_id, outcome in recover():
+            print(f"snaptui: recovered job {job_id}: {outcome}", file=sys.stderr)
+    except Exception as err:  # any failure: say it in one line and go on
+        print(f"snaptui: warning: could not check for interrupted jobs: {_one_line(err)}",
+              file=sys.stderr)
+        log.debug("recover failed", exc_info=True)
+
+
+def _one_line(err: BaseException) -> str:
+    if isinstance(err, OSError) and err.strerror:
+        where = f": {err.filename}" if err.filename else ""
+        return f"{err.strerror}{where}"
+    return " ".join(str(err).split()) or type(err).__name__
+
+
+def _silence_stdout() -> None:
+    """After a broken pipe: point stdout at /dev/null so the final flush stays quiet."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run what ``args`` asks for (recover first, then the command or the dashboard)."""
+    from snaptui.core.paths import check_dir_variables
+
+    check_dir_variables()
+    _security_setup(args)
+    _recover_before(args)
+    handler: Handler | None = getattr(args, "handler", None)
+    if handler is None:
+        from snaptui.ui.launch import run_dashboard
+
+        return run_dashboard(args)
+    return handler(args)
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="snaptui: %(levelname)s: %(message)s")
-    _security_setup(args)
     try:
-        if not getattr(args, "no_recover", False) and not args.demo:
-            from snaptui.core.engine.recover import recover
-
-            for job_id, outcome in recover():
-                print(f"snaptui: recovered job {job_id}: {outcome}", file=sys.stderr)
-        handler: Handler | None = getattr(args, "handler", None)
-        if handler is None:
-            from snaptui.ui.launch import run_dashboard
-
-            return run_dashboard(args)
-        return handler(args)
+        return run(args)
     except SnaptuiError as err:
         print(f"snaptui: error: {err}", file=sys.stderr)
         return err.exit_code
+    except BrokenPipeError:
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
     except KeyboardInterrupt:
         print("snaptui: interrupted", file=sys.stderr)
         return 130
+    except OSError as err:
+        print(f"snaptui: error: {_one_line(err)}", file=sys.stderr)
+        log.debug("traceback", exc_info=True)
+        return EXIT_OS_ERROR
+    except Exception as err:  # the last net: one line, traceback only with -v
+        hint = "" if args.verbose else " (run with -v for the traceback)"
+        print(f"snaptui: internal error: {type(err).__name__}: {_one_line(err)}{hint}",
+              file=sys.stderr)
+        log.debug("traceback", exc_info=True)
+        return EXIT_INTERNAL
 
 
 if __name__ == "__main__":

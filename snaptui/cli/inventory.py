@@ -42,9 +42,6 @@ def register(sub: argparse._SubParsersAction, common: Common) -> None:
     p = sub.add_parser("images", help="list images in Glance (or the local library)")
     common(p)
     p.add_argument("--json", action="store_true", help="print JSON (sizes in bytes)")
-    # SUPPRESS keeps a top-level ``snaptui --library DIR images`` from being reset to None.
-    p.add_argument("--library", metavar="DIR", default=argparse.SUPPRESS,
-                   help="list this local image library instead of the cloud")
     p.set_defaults(handler=run_images)
 
     p = sub.add_parser("info", help="qemu-img info of a domain's disks or of an image file")

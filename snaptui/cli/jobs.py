@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 import time
 
-from rich.console import Console
-from rich.table import Table
-
+from snaptui.cli.output import line, note, print_json, print_table, table
 from snaptui.core.engine.jobs import cancel_job, list_jobs
 from snaptui.core.engine.recover import recover
 
@@ -31,20 +28,20 @@ def register(sub: argparse._SubParsersAction, common) -> None:
 def run_jobs(args: argparse.Namespace) -> int:
     jobs = list_jobs()
     if args.json:
-        print(json.dumps([j.to_json() for j in jobs], ensure_ascii=False))
+        print_json([j.to_json() for j in jobs])
         return 0
-    table = Table("job", "domain", "mode", "status", "started", "downtime", "image")
+    rows = table("job", "domain", "mode", "status", "started", "downtime", "image")
     for job in jobs:
         started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(job.started or 0))
         down = f"{job.downtime_s:.2f} s" if job.downtime_s is not None else "-"
-        table.add_row(job.job_id, job.domain, job.mode, job.status, started, down,
+        rows.add_row(job.job_id, job.domain, job.mode, job.status, started, down,
                       str(job.request.get("name", "")))
-    Console().print(table)
+    print_table(rows)
     return 0
 
 
 def run_cancel(args: argparse.Namespace) -> int:
-    print(f"job {args.job_id}: {cancel_job(args.job_id)}")
+    line(f"job {args.job_id}: {cancel_job(args.job_id)}")
     return 0
 
 
@@ -52,10 +49,10 @@ def run_recover(args: argparse.Namespace) -> int:
     # cli.main already ran recover() once at start; run again for what appeared since.
     outcomes = recover()
     if args.json:
-        print(json.dumps([{"job_id": j, "outcome": o} for j, o in outcomes]))
+        print_json([{"job_id": j, "outcome": o} for j, o in outcomes])
     else:
         for job_id, outcome in outcomes:
-            print(f"{job_id}: {outcome}")
+            line(f"{job_id}: {outcome}")
         if not outcomes:
-            print("nothing to recover")
+            note("nothing to recover")
     return 0

@@ -62,7 +62,14 @@ def console(*, stderr: bool = False) -> Console:
     """A rich Console on stdout (or stderr) that does not wrap rows when piped."""
     stream = sys.stderr if stderr else sys.stdout
     width = None if stream.isatty() else PIPE_WIDTH
-    return Console(file=stream, width=width, soft_wrap=False)
+    result = Console(file=stream, width=width, soft_wrap=False)
+    result.on_broken_pipe = _broken_pipe  # type: ignore[method-assign]
+    return result
+
+
+def _broken_pipe() -> None:
+    """rich exits 1 on a closed pipe; hand it to stdout_pipe and the top-level handler."""
+    raise BrokenPipeError
 
 
 def table(*columns: str, title: str | None = None) -> Table:
@@ -76,7 +83,8 @@ def table(*columns: str, title: str | None = None) -> Table:
 
 @contextlib.contextmanager
 def stdout_pipe() -> Iterator[None]:
-    """Let ``snaptui ... | head`` end quietly: a closed pipe is not an error worth a traceback."""
+    """Write to stdout; a closed pipe (``snaptui ... | head``) silences stdout and is re-raised
+    for the top-level handler to end the command quietly (exit 141, like SIGPIPE)."""
     try:
         yield
         sys.stdout.flush()
@@ -85,6 +93,7 @@ def stdout_pipe() -> Iterator[None]:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         os.close(devnull)
+        raise
 
 
 def print_table(rendered: Any) -> None:
@@ -98,6 +107,12 @@ def print_json(data: Any) -> None:
     with stdout_pipe():
         json.dump(data, sys.stdout, ensure_ascii=False, indent=2, default=str)
         sys.stdout.write("\n")
+
+
+def line(text: str) -> None:
+    """One line of parseable output on stdout (a job id, a result)."""
+    with stdout_pipe():
+        print(text, flush=True)
 
 
 def note(message: str) -> None:

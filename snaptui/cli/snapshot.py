@@ -48,7 +48,6 @@ def register(sub: argparse._SubParsersAction, common) -> None:
     p.add_argument("--compress", action="store_true", help="compressed qcow2 (zstd if supported)")
     p.add_argument("--to", dest="destination", choices=["glance", "library"],
                    help="default: glance when a cloud is configured, else the local library")
-    p.add_argument("--library", metavar="DIR", help="local image library directory")
     p.add_argument("--keep-local", metavar="PATH", help="also keep the image file at PATH")
     p.add_argument("--dry-run", action="store_true",
                    help="check everything and print the equivalent commands; change nothing")
@@ -63,7 +62,7 @@ def request_from_args(args: argparse.Namespace) -> SnapshotRequest:
         domain=args.domain, name=args.name, mode=Mode(args.mode), disk=args.disk,
         all_disks=args.all_disks, out_format=args.out_format, compress=args.compress,
         destination=args.destination, keep_local=args.keep_local, uri=args.uri,
-        cloud=args.cloud, library_dir=args.library or getattr(args, "library_dir", None),
+        cloud=args.cloud, library_dir=args.library,
     )
 
 

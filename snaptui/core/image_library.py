@@ -43,17 +43,10 @@ class ImageLibrary:
     kind = "library"
 
     def __init__(self, directory: Path) -> None:
-        path = Path(directory).expanduser().absolute()
-        try:
-            self.directory = private_dir(path)
-        except OSError as err:
-            if not path.is_dir():
-                raise BadInput(f"cannot create library directory {path}: "
-                               f"{err.strerror or err}") from None
-            # An existing library we may not change (read-only mount, another owner): it can
-            # still be listed; check() and the writing methods say why it cannot take images.
-            log.debug("library %s stays as it is: %s", path, err)
-            self.directory = path
+        # An existing library keeps its mode, and may be one we cannot write (read-only
+        # mount, another owner): it can still be listed; check() says why it takes no images.
+        self.directory = private_dir(Path(directory).expanduser().absolute(),
+                                     "library directory")
         self.location = str(self.directory)
 
     def check(self) -> None:

@@ -1,18 +1,46 @@
-"""Where snaptui keeps its data (platformdirs), and scratch files with safe permissions."""
+"""Where snaptui keeps its data (platformdirs), and scratch files with safe permissions.
+
+snaptui makes 0700 only the directories it creates. A directory the operator hands it
+(``SNAPTUI_SCRATCH_DIR=/var/tmp``, ``--library DIR``) keeps its mode: chmodding it would strip
+the sticky bit of a shared directory. Such a directory that others may write into without the
+sticky bit gets a warning, once.
+"""
 
 from __future__ import annotations
 
+import logging
 import os
+import stat
 from pathlib import Path
 
 import platformdirs
 
+from snaptui.core.errors import BadInput
+
 APP = "snaptui"
+
+log = logging.getLogger(__name__)
+_warned: set[Path] = set()
 
 
 def _env_path(var: str) -> Path | None:
     value = os.environ.get(var)
-    return Path(value) if value else None
+    if not value:
+        return None
+    path = Path(value)
+    if path.exists() and not path.is_dir():
+        raise BadInput(f"{var}={value} is not a directory")
+    return path
+
+
+DIR_VARIABLES = ("SNAPTUI_CONFIG_DIR", "SNAPTUI_STATE_DIR", "SNAPTUI_DATA_DIR",
+                 "SNAPTUI_LIBRARY_DIR", "SNAPTUI_SCRATCH_DIR")
+
+
+def check_dir_variables() -> None:
+    """Every SNAPTUI_*_DIR that is set names a directory or nothing yet (BadInput otherwise)."""
+    for var in DIR_VARIABLES:
+        _env_path(var)
 
 
 def config_dir() -> Path:
@@ -33,11 +61,49 @@ def library_dir() -> Path:
     return _env_path("SNAPTUI_LIBRARY_DIR") or data_dir() / "library"
 
 
-def private_dir(path: Path) -> Path:
-    """Create ``path`` (and parents) and make it 0700; return it."""
-    path.mkdir(parents=True, exist_ok=True)
-    os.chmod(path, 0o700)
+def private_dir(path: Path, what: str = "directory") -> Path:
+    """Return ``path``, creating it 0700 (missing parents too) when it does not exist.
+
+    An existing directory keeps its mode; one that others may write into without the sticky
+    bit is warned about. A path that exists but is not a directory is a BadInput.
+    """
+    if not path.exists():
+        missing = []
+        walk = path
+        while not walk.exists() and walk != walk.parent:
+            missing.append(walk)
+            walk = walk.parent
+        for directory in reversed(missing):
+            try:
+                directory.mkdir(mode=0o700)
+            except FileExistsError:
+                pass  # created meanwhile by another snaptui process
+            except OSError as err:
+                raise BadInput(f"cannot create {what} {directory}: "
+                               f"{err.strerror or err}") from None
+    if not path.is_dir():
+        raise BadInput(f"{what} {path} is not a directory")
+    _warn_if_shared(path)
     return path
+
+
+def shared_writable(path: Path) -> bool:
+    """Others than the owner may create or delete files in ``path`` (no sticky bit)."""
+    mode = path.stat().st_mode
+    return bool(mode & (stat.S_IWGRP | stat.S_IWOTH)) and not mode & stat.S_ISVTX
+
+
+def _warn_if_shared(path: Path) -> None:
+    if path in _warned:
+        return
+    try:
+        shared = shared_writable(path)
+    except OSError:
+        return
+    if shared:
+        _warned.add(path)
+        log.warning("%s is writable by other users and has no sticky bit: they can remove "
+                    "or replace snaptui's files there (chmod o-w,g-w or +t)", path)
 
 
 def scratch_dir() -> Path:
