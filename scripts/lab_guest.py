@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lab_proc import LabError, private_dir, run, say
+from lab_system import ensure_packages
 
 HERE = Path(__file__).resolve().parent
 INIT = HERE / "lab_guest_init"
@@ -290,3 +291,19 @@ def ensure_artefacts(cache: Path, log_dir: Path) -> Artefacts:
             out.rename(target.root)
         say(f"guest artefacts built in {time.monotonic() - start:.1f} s: {target.root}")
     return target
+
+
+def lab_paths(env: dict[str, str] | None = None) -> tuple[Path, Path]:
+    """(cache dir, log dir) per SNAPTUI_LAB_CACHE / SNAPTUI_LAB_DIR, as scripts/lab uses them."""
+    env = os.environ if env is None else env
+    cache = Path(env.get("SNAPTUI_LAB_CACHE") or "/var/cache/snaptui-lab")
+    root = Path(env.get("SNAPTUI_LAB_DIR") or "/var/tmp/snaptui-lab")
+    return cache, root / "logs"
+
+
+def ensure(env: dict[str, str] | None = None) -> Artefacts:
+    """Install the host tools the build needs, then return the (cached) artefacts."""
+    cache, log_dir = lab_paths(env)
+    private_dir(log_dir)
+    ensure_packages(log_dir, HOST_PACKAGES)
+    return ensure_artefacts(cache, log_dir)
