@@ -84,23 +84,29 @@ def _capture(argv: list[str]) -> str:
     return proc.stdout
 
 
-def candidate(package: str) -> dict[str, str]:
-    """apt's candidate version of ``package`` and its Depends line."""
-    text = _capture(["apt-cache", "show", "--no-all-versions", package])
-    fields = dict(re.findall(r"^(Version|Depends): (.*)$", text, re.M))
-    if "Version" not in fields:
-        raise LabError(f"apt knows no version of {package}; run apt-get update")
-    return fields
+def candidates(packages: tuple[str, ...]) -> dict[str, dict[str, str]]:
+    """apt's candidate Version and Depends of each package (one apt-cache call)."""
+    text = _capture(["apt-cache", "show", "--no-all-versions", *packages])
+    found = {}
+    for stanza in text.split("\n\n"):
+        fields = dict(re.findall(r"^(Package|Version|Depends): (.*)$", stanza, re.M))
+        if "Package" in fields:
+            found[fields["Package"]] = fields
+    missing = [p for p in packages if "Version" not in found.get(p, {})]
+    if missing:
+        raise LabError(f"apt knows no version of {' '.join(missing)}; run apt-get update")
+    return found
 
 
 def package_versions() -> dict[str, str]:
     """The exact packages the guest is built from, name -> version (the kernel resolved)."""
-    meta = candidate(KERNEL_META)
-    match = re.match(r"(linux-image-[^\s,(]+)", meta.get("Depends", ""))
+    found = candidates((KERNEL_META, *GUEST_PACKAGES))
+    match = re.match(r"(linux-image-[^\s,(]+) \(= ([^)\s]+)\)", found[KERNEL_META].get(
+        "Depends", ""))
     if not match:
         raise LabError(f"cannot find the kernel package {KERNEL_META} depends on")
-    names = (match.group(1), *GUEST_PACKAGES)
-    versions = {name: candidate(name)["Version"] for name in names}
+    versions = {match.group(1): match.group(2)}
+    versions.update({name: found[name]["Version"] for name in GUEST_PACKAGES})
     for host in ("syslinux-common", "syslinux-efi"):
         versions[host] = _capture(["dpkg-query", "-W", "-f=${Version}", host]).strip()
     return versions

@@ -12,6 +12,7 @@ from lab_guest import OVMF_CODE, OVMF_VARS, Artefacts
 
 AGENT_CHANNEL = "org.qemu.guest_agent.0"
 USERSPACE_MARKER = "snaptui-guest: userspace up"
+DESCRIPTION = "snaptui lab real guest"  # `scripts/lab guest remove` removes only these
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,7 @@ def domain_xml(spec: GuestSpec) -> str:
     return f"""<domain type='qemu'>
   <name>{escape(spec.name)}</name>
   <uuid>{uuid.uuid4()}</uuid>
+  <description>{DESCRIPTION}</description>
   <memory unit='MiB'>{spec.memory_mib}</memory>
   <vcpu>1</vcpu>
   {os_xml}

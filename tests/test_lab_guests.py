@@ -18,13 +18,13 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from lab_guests import (  # noqa: E402,F401  (fixtures)
-    Guest,
-    guest_artefacts,
-    lab_guest_check,
-    make_guest,
-    module_guests,
-)
+import lab_guests  # noqa: E402
+from lab_guests import Guest, lab_guest, lab_guest_check  # noqa: E402
+
+# The fixtures this module uses (conftest.py does not load lab_guests as a plugin).
+guest_artefacts = lab_guests.guest_artefacts
+make_guest = lab_guests.make_guest
+module_guests = lab_guests.module_guests
 
 check_records = lab_guest_check.check_records
 record_sum = lab_guest_check.record_sum
@@ -69,6 +69,34 @@ def test_records_checker_flags_gaps_bad_sums_and_garbage(data, problem):
     assert not found.ok
     assert problem in found.problem
     assert found.last == (1 if data.startswith(_record(1)) else 0)
+
+
+# ---------------------------------------------------------------- the cached artefacts
+
+def test_artefacts_are_keyed_by_package_versions_and_reused(guest_artefacts):
+    manifest = guest_artefacts.manifest()
+    versions = lab_guest.package_versions()
+    assert manifest["packages"] == versions
+    assert guest_artefacts.root.name == lab_guest.cache_key(versions)
+    bumped = dict(versions, **{"busybox-static": versions["busybox-static"] + "+1"})
+    assert lab_guest.cache_key(bumped) != lab_guest.cache_key(versions)
+    built = guest_artefacts.disk.stat().st_mtime_ns
+    assert lab_guest.ensure() == guest_artefacts  # warm cache: nothing is rebuilt
+    assert guest_artefacts.disk.stat().st_mtime_ns == built
+
+
+def test_lab_guest_check_command(guest_artefacts, tmp_path: Path):
+    lab = [sys.executable, str(lab_guests.SCRIPTS / "lab"), "guest", "check"]
+    # The pristine disk: a clean filesystem, but the writer never ran on it.
+    proc = subprocess.run([*lab, str(guest_artefacts.disk)], capture_output=True, text=True)
+    assert proc.returncode == 1
+    assert proc.stdout.splitlines() == ["filesystem  clean",
+                                        "records     BAD: no /records on the data disk; last 0"]
+    proc = subprocess.run([*lab, str(tmp_path / "missing.qcow2")], capture_output=True,
+                          text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [f"lab: error: no image file "
+                                                f"{tmp_path / 'missing.qcow2'}"]
 
 
 # ---------------------------------------------------------------- one BIOS guest, shared
