@@ -272,7 +272,13 @@ def _build(versions: dict[str, str], work: Path, out: Path, log: Path) -> None:
 def ensure_artefacts(cache: Path, log_dir: Path) -> Artefacts:
     """The cached guest artefacts for the current package versions, built when missing."""
     base = private_dir(guests_dir(cache))
-    versions = package_versions()
+    try:
+        versions = package_versions()
+    except LabError:  # a fresh system may never have fetched apt's package lists
+        say("apt knows no candidate for the guest's packages; running apt-get update once")
+        private_dir(log_dir)
+        run(["apt-get", "update", "-q"], log_dir / "apt.log", what="apt-get update")
+        versions = package_versions()
     key = cache_key(versions)
     target = Artefacts(base / key)
     if target.manifest_file.is_file():
@@ -284,6 +290,7 @@ def ensure_artefacts(cache: Path, log_dir: Path) -> Artefacts:
         start = time.monotonic()
         private_dir(log_dir)
         log = log_dir / "guest-build.log"
+        log.write_text("")  # the last build's log only
         say(f"building guest artefacts {key} (log {log})")
         with tempfile.TemporaryDirectory(prefix=f".build-{key}-", dir=base) as tmp:
             work = Path(tmp)
