@@ -126,8 +126,7 @@ def guests_dir(cache: Path) -> Path:
 def _download(packages: list[str], into: Path, log: Path) -> None:
     """apt-get download (apt-get update once if the lists are stale), then dpkg-deb -x."""
     debs = into / "debs"
-    debs.mkdir()
-    os.chmod(debs, 0o755)  # apt's _apt user writes the files where it can
+    debs.mkdir()  # private: apt warns that it downloads unsandboxed as root, which is fine
     argv = ["apt-get", "download", "-q", *packages]
     proc = subprocess.run(argv, cwd=debs, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
@@ -195,7 +194,7 @@ def _mbr(boot_code: bytes) -> bytes:
         return struct.pack("<B3sB3sII", 0x80 if active else 0, chs, ptype, chs,
                            start // 512, size // 512)
     sector = bytearray(512)
-    sector[:len(boot_code)] = boot_code[:440]
+    sector[:440] = boot_code[:440].ljust(440, b"\0")
     sector[440:444] = os.urandom(4)  # disk signature
     table = entry(True, 0x0E, BOOT_START, BOOT_SIZE) + entry(
         False, 0x83, DATA_START, DISK_SIZE - DATA_START)
@@ -210,7 +209,7 @@ def _boot_partition(kernel: Path, initrd: Path, work: Path, log: Path) -> Path:
     fat = work / "boot.fat"
     with open(fat, "wb") as fh:
         fh.truncate(BOOT_SIZE)
-    img = f"{fat}"
+    img = str(fat)
     run(["mformat", "-i", img, "-v", "SNAPBOOT", "-H", str(BOOT_START // 512), "-h", "64",
          "-s", "32", "-T", str(BOOT_SIZE // 512), "::"], log, what="mformat")
     run(["syslinux", "--install", img], log, what="syslinux --install")
