@@ -100,7 +100,9 @@ def test_domain_include_unowned_selects_and_removes_only_that_domain(operator):
     assert set(found) == {keys["operator"], keys["nova"], keys["running"]}
     assert found[keys["operator"]]["selected"] and found[keys["nova"]]["selected"]
     assert not found[keys["running"]]["selected"]
-    assert json.loads(proc.stdout)["selected"] == 2
+    data = json.loads(proc.stdout)
+    assert data["selected"] == 2 and data["include_unowned"] is True
+    assert data["domains"] == [off.name, running.name]
 
     proc = snaptui("cleanup", "--yes", "--domain", off.name, "--domain", running.name,
                    "--include-unowned", *ARGS)

@@ -223,8 +223,9 @@ def run_cleanup(args: argparse.Namespace) -> int:
     failed = [r for r in results if not r.ok]
     if args.json:
         print_json({
-            "dry_run": args.dry_run, "findings": [_finding_json(f, selected, by_result)
-                                                  for f in report.findings],
+            "dry_run": args.dry_run, "domains": args.domain,
+            "include_unowned": args.include_unowned,
+            "findings": [_finding_json(f, selected, by_result) for f in report.findings],
             "missing": [r.to_json() for r in missing], "problems": report.problems,
             "selected": len(chosen), "reclaimable": _total(chosen), "reclaimed": reclaimed,
             "failed": len(failed),
