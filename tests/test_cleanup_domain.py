@@ -21,6 +21,7 @@ from cleanup_fixtures import (
     dead_job,
     internal_snapshot,
     job_id,
+    overlay,
     partial_file,
     sha256,
     snapshot_names,
@@ -189,3 +190,19 @@ def test_scratch_files_belong_to_their_jobs_domain(make_domain, tmp_path: Path):
         assert key not in _by_key(snaptui(*argv, "--domain", other.name))
     finally:
         partial.unlink(missing_ok=True)
+
+
+def test_unowned_overlay_on_a_domains_disk_is_its_leftover(make_domain, tmp_path: Path):
+    """A user's overlay on the domain's disk, in a --scan directory, used by no domain."""
+    lab = make_domain(state="shut off")
+    scan_dir = tmp_path / "scan"
+    scan_dir.mkdir()
+    user = overlay(scan_dir / "user-overlay.qcow2", lab.disk_path())
+    key = f"scratch:{os.path.realpath(user)}"
+    argv = ("cleanup", "--dry-run", "--json", "--older-than", "0", "--only", "scratch",
+            "--scan", str(scan_dir), "--domain", lab.name)
+    finding = _by_key(snaptui(*argv))[key]
+    assert not finding["selected"] and finding["unowned"]
+    assert finding["label"] == "not made by snaptui" and finding["domain"] == lab.name
+    assert _by_key(snaptui(*argv, "--include-unowned"))[key]["selected"]
+    assert user.exists()
