@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 import tempfile
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -174,6 +175,73 @@ async def test_cleanup_on_the_lab(make_domain, store, own_images, dashboard) -> 
     finally:
         partial.unlink(missing_ok=True)
     assert running(busy)
+
+
+async def test_domain_key_chooses_all_of_one_domains_findings(make_domain, dashboard) -> None:
+    """`g` on a finding chooses every finding of its domain that may go: snaptui's own and an
+    operator's / old Nova's snapshots alike; another domain's stay unchosen and on disk."""
+    real = os.path.realpath
+    web = make_domain(state="shut off")
+    names = (f"snaptui-{job_id()}", uuid.uuid4().hex, "runbook-before-seed")
+    for name in names:
+        internal_snapshot(web.disk_path(), name)
+    mine = {name: f"internal:{real(web.disk_path())}#{n}:{name}"
+            for n, name in enumerate(names, 1)}
+    other = make_domain(state="shut off")
+    internal_snapshot(other.disk_path(), "runbook-before-seed")
+    other_key = f"internal:{real(other.disk_path())}#1:runbook-before-seed"
+    async with dashboard.run_test(size=(80, 24)) as pilot:
+        screen = await open_cleanup(pilot)
+        assert " g Domain " in screen_text(dashboard).splitlines()[-1]
+        for _ in range(2):  # to "any age": made seconds ago
+            await pilot.press("o")
+            await scanned(pilot, screen)
+        chosen = screen.selection.chosen
+        assert mine[names[0]] in chosen and not {mine[names[1]], mine[names[2]]} & chosen
+        await pilot.press("a")  # shared lab: choose none first
+        await pilot.pause()
+        assert screen.selection.chosen == set()
+
+        await cursor_to(pilot, screen, mine[names[1]])
+        assert "likely Nova leftover" in screen_text(dashboard)
+        await pilot.press("g")
+        await pilot.pause()
+        assert screen.selection.chosen == set(mine.values())
+        await pilot.press("g")  # again: none of them
+        await pilot.pause()
+        assert screen.selection.chosen == set()
+        await cursor_to(pilot, screen, "group:internal")
+        await pilot.press("g")  # a group row names no domain: nothing chosen
+        await pilot.pause()
+        assert screen.selection.chosen == set()
+        await cursor_to(pilot, screen, mine[names[2]])
+        await pilot.press("g")
+        await pilot.pause()
+        assert screen.selection.chosen == set(mine.values())
+        assert other_key in screen.selection.findings
+
+        await pilot.press("d")
+        await wait_for(pilot, lambda: isinstance(dashboard.screen, ConfirmScreen), 5,
+                       "the confirmation")
+        assert "Remove 3 leftovers?" in screen_text(dashboard)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: dashboard.screen is screen, 5, "back from the modal")
+        await wait_for(pilot, lambda: not screen.removing, 120, "the removals")
+        results = screen.selection.results
+        assert set(results) == set(mine.values())
+        assert all(r.ok for r in results.values()), [r.reason for r in results.values()]
+        assert snapshot_names(web.disk_path()) == []
+        assert snapshot_names(other.disk_path()) == ["runbook-before-seed"]
+
+        # `?` lists the screen's keys, the domain key among them.
+        await pilot.press("question_mark")
+        await pilot.pause()
+        assert isinstance(dashboard.screen, HelpScreen)
+        rows = {row[1]: row for row in dashboard.screen.rows}
+        assert rows["cleanup.domain"][0] == "g" and "domain" in rows["cleanup.domain"][2]
+        await pilot.press("escape")
+        await pilot.pause()
+        assert dashboard.screen is screen
 
 
 # -- the demo lab: keys, help, palette, keymap ---------------------------------------------------

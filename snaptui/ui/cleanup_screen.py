@@ -5,7 +5,9 @@ The scan runs in a thread worker (the core's ``iter_findings``) and streams find
 the chosen ones in a modal that lists them with the space they hold, then a second worker
 removes them one after the other, each row showing its progress and outcome (measured space
 reclaimed, or the reason it was refused or failed). What may be chosen is decided by
-``snaptui.core.cleanup.selection``; this module only shows it.
+``snaptui.core.cleanup.selection``; this module only shows it. ``g`` chooses every finding of
+the domain under the cursor that may go, leftovers snaptui did not make included (the
+dashboard's ``--domain D --include-unowned``); ``?`` lists the screen's keys.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ from snaptui.ui.cleanup_table import (
 )
 from snaptui.ui.confirm import ConfirmScreen
 from snaptui.ui.footer import BindingsFooter
+from snaptui.ui.help_screen import HelpScreen
 from snaptui.ui.keyed_table import KeyedTable
 from snaptui.ui.themes import ThemeStyles
 
@@ -134,11 +137,26 @@ class CleanupScreen(Screen):
     BINDINGS: ClassVar[list[Binding]] = [
         Binding("space", "toggle", "Toggle", id="cleanup.toggle"),
         Binding("a", "toggle_all", "Safe/none", id="cleanup.all"),
+        Binding("g", "toggle_domain", "Domain", id="cleanup.domain"),
         Binding("d", "delete", "Delete", id="cleanup.delete"),
         Binding("r", "rescan", "Rescan", id="cleanup.rescan"),
         Binding("o", "older_than", "Age", id="cleanup.older_than"),
         Binding("escape", "back", "Back", id="cleanup.back"),
+        Binding("question_mark", "help", "Help", id="cleanup.help", show=False),
     ]
+    ACTIONS_HELP: ClassVar[dict[str, str]] = {
+        "cleanup.toggle": "Choose or un-choose the finding (on a group row: the group's safe "
+                          "ones, or none)",
+        "cleanup.all": "Choose every safe finding, or none",
+        "cleanup.domain": "Choose every finding of the domain under the cursor that may go, "
+                          "those snaptui did not make too (an operator's, old Nova's): not "
+                          "refused ones, not younger than the age; again: none of them",
+        "cleanup.delete": "Remove the chosen ones, after a confirmation (also Enter)",
+        "cleanup.rescan": "Scan again (forgets the results)",
+        "cleanup.older_than": "Age a leftover must have to be chosen: 24 h, 1 h, any, 7 d",
+        "cleanup.back": "Back to the dashboard",
+        "cleanup.help": "This list of keys",
+    }
 
     app: SnaptuiApp
 
@@ -170,7 +188,8 @@ class CleanupScreen(Screen):
         yield table
         yield Static("", id="cleanup-detail", markup=False)
         yield Static("", id="cleanup-summary", markup=False)
-        yield BindingsFooter()
+        # 80 columns fit the screen's keys or the palette's hint, not both (ctrl+p still works).
+        yield BindingsFooter(show_command_palette=False)
 
     @property
     def table(self) -> CleanupTable:
@@ -352,7 +371,7 @@ class CleanupScreen(Screen):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Grey out (None) what cannot run while scanning or removing, or with nothing chosen."""
-        if action in ("toggle", "toggle_all", "rescan", "older_than"):
+        if action in ("toggle", "toggle_all", "toggle_domain", "rescan", "older_than"):
             return None if self.scanning or self.removing else True
         if action == "delete":
             idle = not (self.scanning or self.removing)
@@ -376,6 +395,48 @@ class CleanupScreen(Screen):
         self.selection.toggle_all()
         self._sync()
         self.refresh_bindings()
+
+    def action_toggle_domain(self) -> None:
+        """Choose (or un-choose) every finding of the domain under the cursor that may go."""
+        key = self.table.selected_key
+        finding = self.selection.findings.get(key) if key is not None else None
+        if finding is None or finding.domain is None:
+            self.app.bell()
+            self.notify("move the cursor to a finding of a domain first", timeout=4,
+                        title="No domain here", severity="warning")
+            return
+        domain = finding.domain
+        had = bool(self.selection.chosen.intersection(
+            f.key for f in self.selection.of_domain(domain)))
+        picked = self.selection.toggle_domain(domain)
+        unowned = sum(1 for k in picked if self.selection.findings[k].unowned)
+        if picked:
+            self.notify(f"{len(picked)} chosen" + (f", {unowned} not made by snaptui"
+                                                   if unowned else ""), title=domain,
+                        timeout=4)
+        elif not had:
+            self.app.bell()
+            self.notify("nothing of it can be chosen: refused, too young or in use",
+                        title=domain, severity="warning", timeout=6)
+        self._sync()
+        self.refresh_bindings()
+
+    def action_help(self) -> None:
+        self.app.push_screen(HelpScreen(self.binding_rows()))
+
+    def binding_rows(self) -> list[tuple[str, str, str]]:
+        """(key as shown, binding id, what it does) of every key of this screen."""
+        rows = []
+        for binding in self.BINDINGS:
+            if not isinstance(binding, Binding):
+                continue
+            keys = self.app.config.keymap.get(binding.id or "", binding.key)
+            shown = ", ".join(self.app.get_key_display(Binding(k.strip(), ""))
+                              for k in keys.split(","))
+            rows.append((shown, binding.id or "",
+                         self.ACTIONS_HELP.get(binding.id or "", binding.description)))
+        rows.append(("ctrl+p", "palette", "The command palette"))
+        return rows
 
     def action_rescan(self) -> None:
         self.start_scan()

@@ -3,7 +3,9 @@
 The API the CLI and the dashboard share::
 
     report = await scan(host, store, scan_dirs=[...], only={Kind.SCRATCH}, older_than_s=3600,
+                        domains=["web01"],                # only these domains' findings
                         on_progress=callback)             # or: async for f in iter_findings(...)
+    chosen = [f for f in report.findings if preselected(f, unowned_of={"web01"})]
     result = await remove(finding, host, store)           # RemovalResult, reclaimed measured
 
 Scanners never change anything; ``remove`` checks again before it acts and refuses (with the
@@ -33,6 +35,7 @@ from snaptui.core.cleanup.scan_disks import scan_directories, scan_internal
 from snaptui.core.cleanup.scan_host import scan_host
 from snaptui.core.cleanup.scan_images import scan_images
 from snaptui.core.cleanup.scan_scratch import scan_scratch
+from snaptui.core.cleanup.selection import preselected
 from snaptui.core.errors import BadInput, SnaptuiError
 
 if TYPE_CHECKING:
@@ -42,8 +45,8 @@ if TYPE_CHECKING:
 __all__ = [
     "ALL_KINDS", "DEFAULT_OLDER_THAN_S", "Finding", "Kind", "ProgressCallback", "RemovalResult",
     "ScanProgress",
-    "ScanReport", "iter_findings", "parse_duration", "parse_kinds", "remove", "remove_all",
-    "scan",
+    "ScanReport", "iter_findings", "parse_duration", "parse_kinds", "preselected", "remove",
+    "remove_all", "scan",
 ]
 
 Scanner = Callable[[ScanContext], AsyncIterator[Finding]]
@@ -74,19 +77,24 @@ async def iter_findings(
     older_than_s: float = DEFAULT_OLDER_THAN_S,
     on_progress: ProgressCallback | None = None,
     problems: list[str] | None = None,
+    domains: Iterable[str] = (),
 ) -> AsyncIterator[Finding]:
     """Yield findings as each scanner finds them; a scanner that fails adds one line to
-    ``problems`` (when given; else its error is raised) and the others go on."""
+    ``problems`` (when given; else its error is raised) and the others go on. ``domains``
+    (names or uuids; BadInput for one the host does not have) keeps only their findings."""
     dirs = tuple(Path(d).absolute() for d in scan_dirs)
     for directory in dirs:
         if not directory.is_dir():
             raise BadInput(f"--scan: {directory} is not a directory")
     ctx = await ScanContext.build(host, store, scan_dirs=dirs, only=frozenset(only),
-                                  older_than_s=older_than_s, on_progress=on_progress)
+                                  older_than_s=older_than_s, on_progress=on_progress,
+                                  domains=tuple(domains) or None)
     seen: set[str] = set()
     for label, scanner in _scanners(ctx):
         try:
             async for finding in scanner(ctx):
+                if ctx.only_domains is not None and finding.domain not in ctx.only_domains:
+                    continue
                 if finding.kind in ctx.only and finding.key not in seen:
                     seen.add(finding.key)
                     yield finding
@@ -104,12 +112,13 @@ async def scan(
     only: Iterable[Kind] = ALL_KINDS,
     older_than_s: float = DEFAULT_OLDER_THAN_S,
     on_progress: ProgressCallback | None = None,
+    domains: Iterable[str] = (),
 ) -> ScanReport:
     """Run every chosen scanner; the report lists findings and scanners that failed."""
     report = ScanReport()
     async for finding in iter_findings(host, store, scan_dirs=scan_dirs, only=only,
                                        older_than_s=older_than_s, on_progress=on_progress,
-                                       problems=report.problems):
+                                       problems=report.problems, domains=domains):
         report.findings.append(finding)
     return report
 

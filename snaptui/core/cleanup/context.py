@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -17,6 +17,7 @@ from snaptui.core.cleanup.findings import (
     Kind,
     ScanProgress,
 )
+from snaptui.core.errors import BadInput
 from snaptui.core.models import DomainInfo
 
 if TYPE_CHECKING:
@@ -138,19 +139,55 @@ class ScanContext:
     now: float = field(default_factory=time.time)
     domains: list[DomainInfo] = field(default_factory=list)
     jobs: LiveJobs = field(default_factory=LiveJobs)
+    # ``--domain``: names of the only domains whose findings the scan reports (None: all)
+    only_domains: frozenset[str] | None = None
     _open: dict[str, set[int]] | None = None
 
     @classmethod
     async def build(cls, host: LibvirtHost | None, store: ImageStore | None, *,
                     scan_dirs: tuple[Path, ...] = (), only: frozenset[Kind] = ALL_KINDS,
                     older_than_s: float = DEFAULT_OLDER_THAN_S,
-                    on_progress: ProgressCallback | None = None) -> ScanContext:
+                    on_progress: ProgressCallback | None = None,
+                    domains: Iterable[str] | None = None) -> ScanContext:
         ctx = cls(host=host, store=store, scan_dirs=scan_dirs, only=only,
                   older_than_s=older_than_s, on_progress=on_progress)
         if host is not None:
             ctx.domains = await asyncio.to_thread(host.list_domains)
+        if domains is not None:
+            ctx.only_domains = ctx.resolve_domains(domains)
         ctx.jobs = await asyncio.to_thread(read_jobs, ctx.now)
         return ctx
+
+    def resolve_domains(self, wanted: Iterable[str]) -> frozenset[str]:
+        """``--domain`` values (names, or uuids) -> domain names; BadInput naming the first
+        that is no domain of this host."""
+        if self.host is None:
+            raise BadInput("--domain needs a libvirt connection")
+        by_name = {d.name: d.name for d in self.domains}
+        by_uuid = {d.uuid: d.name for d in self.domains}
+        names = set()
+        for value in wanted:
+            name = by_name.get(value) or by_uuid.get(value.lower())
+            if name is None:
+                raise BadInput(f"--domain: no domain {value!r} on {self.uri}")
+            names.add(name)
+        return frozenset(names)
+
+    def wanted(self, dom: DomainInfo) -> bool:
+        """Whether the scan reports this domain's findings (``--domain``)."""
+        return self.only_domains is None or dom.name in self.only_domains
+
+    def domain_of_job(self, job_id: str | None) -> str | None:
+        """Name of the domain a job of our journal ran on (None when unknown or gone)."""
+        if not job_id:
+            return None
+        for dom in self.domains:
+            if any(job[0] == job_id for job in self.jobs.by_domain.get(dom.uuid, ())):
+                return dom.name
+        return None
+
+    def domain_of_uuid(self, uuid: str | None) -> str | None:
+        return next((d.name for d in self.domains if uuid and d.uuid == uuid), None)
 
     @property
     def uri(self) -> str:

@@ -40,6 +40,13 @@ SCRATCH_FILE_RE = re.compile(
     rf"^(?P<job>{JOB_ID_RE})-(?P<target>[^.]+)\.(?P<what>delta\.qcow2|backup\.qcow2|"
     r"(?:raw|qcow2)\.partial)$"
 )
+# Nova's libvirt driver named the internal snapshot of its old (qemu-img) snapshot path
+# ``uuid4().hex``: 32 hex digits, made with qemu-img, so libvirt has no metadata for it.
+NOVA_SNAPSHOT_RE = re.compile(r"^[0-9a-f]{32}$")
+
+# What ``Finding.label`` says of a leftover snaptui did not make.
+NOT_OURS = "not made by snaptui"
+LIKELY_NOVA = "likely Nova leftover"
 
 
 @dataclass(frozen=True)
@@ -58,6 +65,13 @@ class Finding:
     refused: str | None = None  # set when removal must not be attempted (e.g. disk in use)
     paths: tuple[str, ...] = ()  # files whose allocated size is measured before / after
     details: dict[str, Any] = field(default_factory=dict)
+    # Leftovers snaptui did not make (an operator's, old Nova's): never pre-selected by
+    # themselves; ``label`` says who likely made them. ``unowned_ok``: nothing but that stands
+    # against removal (not refused, no live job, old enough), so ``--domain D
+    # --include-unowned`` (or the dashboard's domain key) pre-selects it for its domain.
+    unowned: bool = False
+    unowned_ok: bool = False
+    label: str = ""
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)

@@ -10,6 +10,7 @@ import asyncio
 import os
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,9 @@ import libvirt
 from snaptui.core import qemu_img
 from snaptui.core.cleanup.context import ScanContext
 from snaptui.core.cleanup.findings import (
+    LIKELY_NOVA,
+    NOT_OURS,
+    NOVA_SNAPSHOT_RE,
     OWN_SNAPSHOT_RE,
     SCRATCH_FILE_RE,
     Finding,
@@ -65,21 +69,54 @@ def _own_job(name: str) -> str | None:
     return match.group("job") if match else None
 
 
-def _judge(ctx: ScanContext, name: str, date: str, refused: str | None) -> tuple[bool, str]:
-    """(safe, reason) of an internal snapshot that removal may touch."""
+@dataclass(frozen=True)
+class Verdict:
+    """How a scan judges one internal snapshot (the Finding fields of the same names)."""
+
+    safe: bool
+    reason: str
+    label: str = ""
+    unowned: bool = False
+    unowned_ok: bool = False
+
+    @property
+    def fields(self) -> dict[str, Any]:
+        return {"safe": self.safe, "reason": self.reason, "label": self.label,
+                "unowned": self.unowned, "unowned_ok": self.unowned_ok}
+
+
+def unowned_words(name: str, managed: bool) -> tuple[str, str]:
+    """(label, words for the reason) of a snapshot snaptui did not make."""
+    if not managed and NOVA_SNAPSHOT_RE.match(name):
+        return LIKELY_NOVA, (f"{LIKELY_NOVA} (32 hex digits, no libvirt metadata, as old "
+                             f"Nova's qemu-img snapshots), {NOT_OURS}")
+    return NOT_OURS, NOT_OURS
+
+
+def _judge(ctx: ScanContext, name: str, date: str, refused: str | None,
+           managed: bool = False) -> Verdict:
+    """How an internal snapshot that removal may touch is judged (safe, reason, owner)."""
     job = _own_job(name)
     age = iso_age_s(date, ctx.now)
     if job is None:
-        why = "not made by snaptui: kept unless chosen explicitly"
-    elif job in ctx.jobs.job_ids:
-        return False, f"snaptui job {job} is still running"
-    elif not ctx.old_enough(age):
+        label, words = unowned_words(name, managed)
+        if refused:
+            return Verdict(False, f"{refused}; {words}", label, unowned=True)
+        if not ctx.old_enough(age):
+            return Verdict(False, f"{words}, only {human_age(age)} old (--older-than)", label,
+                           unowned=True)
+        return Verdict(False, f"{words} ({human_age(age)} old): kept unless chosen explicitly "
+                       "or with --domain and --include-unowned", label, unowned=True,
+                       unowned_ok=True)
+    if job in ctx.jobs.job_ids:
+        return Verdict(False, f"snaptui job {job} is still running", "snaptui")
+    if not ctx.old_enough(age):
         why = f"left by snaptui job {job}, but only {human_age(age)} old (--older-than)"
     else:
         why = f"left by snaptui job {job}, which is no longer running ({human_age(age)} old)"
         if refused is None:
-            return True, why
-    return False, f"{refused}; {why}" if refused else why
+            return Verdict(True, why, "snaptui")
+    return Verdict(False, f"{refused}; {why}" if refused else why, "snaptui")
 
 
 def _held(*snaps: InternalSnapshot) -> int | None:
@@ -117,12 +154,12 @@ async def _domain_findings(ctx: ScanContext, dom: DomainInfo) -> AsyncIterator[F
                 seen_managed.setdefault(snap.name, []).append((disk.target, disk.path, snap))
                 continue
             refused = _in_use_refusal(dom)
-            safe, reason = _judge(ctx, snap.name, snap.date, refused)
+            verdict = _judge(ctx, snap.name, snap.date, refused)
             yield Finding(
                 key=f"internal:{os.path.realpath(disk.path)}#{snap.id}:{snap.name}",
                 kind=Kind.INTERNAL,
                 location=f"{disk.path} ({dom.name} {disk.target}) snapshot {snap.name!r}",
-                size=_held(snap), safe=safe, reason=reason, domain=dom.name,
+                size=_held(snap), **verdict.fields, domain=dom.name,
                 action="qemu-img snapshot -d",
                 commands=(command("qemu-img", "snapshot", "-d", snap.name, disk.path),),
                 refused=refused, paths=(disk.path,),
@@ -134,14 +171,15 @@ async def _domain_findings(ctx: ScanContext, dom: DomainInfo) -> AsyncIterator[F
         holder = domain_lock_holder(dom.uuid)
         refused = f"{dom.name} is locked by a snapshot job ({holder})" if holder else None
         first = where[0][2]
-        safe, reason = _judge(ctx, name, first.date, refused)
-        reason = f"managed by libvirt (deleted through libvirt); {reason}"
+        verdict = _judge(ctx, name, first.date, refused, managed=True)
+        fields = {**verdict.fields,
+                  "reason": f"managed by libvirt (deleted through libvirt); {verdict.reason}"}
         targets = ", ".join(t for t, _, _ in where)
         yield Finding(
             key=f"internal:{dom.uuid}@{name}",
             kind=Kind.INTERNAL,
             location=f"{dom.name} ({targets}) libvirt snapshot {name!r}",
-            size=_held(*(s for _, _, s in where)), safe=safe, reason=reason,
+            size=_held(*(s for _, _, s in where)), **fields,
             domain=dom.name, action="virsh snapshot-delete",
             commands=(command(*ctx.virsh("snapshot-delete", dom.name, name)),),
             refused=refused, paths=tuple(p for _, p, _ in where),
@@ -164,11 +202,11 @@ def _file_snapshot(ctx: ScanContext, path: str, snap: InternalSnapshot) -> Findi
     holders = ctx.holders(path)
     refused = (f"{path} is open by process {', '.join(map(str, sorted(holders)))}: qemu-img "
                "must not modify an image in use") if holders else None
-    safe, reason = _judge(ctx, snap.name, snap.date, refused)
+    verdict = _judge(ctx, snap.name, snap.date, refused)
     return Finding(
         key=f"internal:{os.path.realpath(path)}#{snap.id}:{snap.name}",
         kind=Kind.INTERNAL, location=f"{path} snapshot {snap.name!r}", size=_held(snap),
-        safe=safe, reason=reason, action="qemu-img snapshot -d",
+        **verdict.fields, action="qemu-img snapshot -d",
         commands=(command("qemu-img", "snapshot", "-d", snap.name, path),),
         refused=refused, paths=(path,), details=_snapshot_details(snap, path=path, managed=False),
     )
@@ -194,17 +232,24 @@ def _stray_delta(ctx: ScanContext, path: str, image: ImageFileInfo,
     base = f"overlay on {owner.name}'s disk {image.backing_file}, used by no domain"
     name = os.path.basename(path)
     looks_own = bool(SCRATCH_FILE_RE.match(name)) or name.endswith((".delta", ".delta.qcow2"))
+    label = "snaptui" if looks_own else NOT_OURS
+    unowned_ok = False
     if refused:
         safe, reason = False, f"{refused}; {base}"
-    elif not looks_own:
-        safe, reason = False, f"{base}; not named like a snaptui delta: kept unless chosen"
     elif not ctx.old_enough(age):
         safe, reason = False, f"{base}; only {human_age(age)} old (--older-than)"
+    elif not looks_own:
+        safe, unowned_ok = False, True
+        reason = (f"{base}; not named like a snaptui delta ({human_age(age)} old): kept unless "
+                  "chosen explicitly or with --domain and --include-unowned")
     else:
         safe, reason = True, f"leftover delta: {base} ({human_age(age)} old)"
+    if not looks_own and not unowned_ok:
+        reason += "; not named like a snaptui delta"
     return Finding(
         key=f"scratch:{real}", kind=Kind.SCRATCH, location=path, size=allocated(path),
-        safe=safe, reason=reason, domain=owner.name, action="delete file",
+        safe=safe, reason=reason, domain=owner.name, action="delete file", label=label,
+        unowned=not looks_own, unowned_ok=unowned_ok,
         commands=(command("rm", "--", path),), refused=refused, paths=(path,),
         details={"path": path, "backing_file": image.backing_file, "delta": True},
     )
@@ -212,7 +257,7 @@ def _stray_delta(ctx: ScanContext, path: str, image: ImageFileInfo,
 
 async def scan_internal(ctx: ScanContext) -> AsyncIterator[Finding]:
     """Internal snapshots of every domain disk (libvirt-managed ones as one finding each)."""
-    domains = [d for d in ctx.domains if any(x.path for x in d.disks)]
+    domains = [d for d in ctx.domains if ctx.wanted(d) and any(x.path for x in d.disks)]
     for done, dom in enumerate(domains):
         ctx.progress(Kind.INTERNAL, done, len(domains), dom.name)
         try:

@@ -14,6 +14,7 @@ import libvirt
 
 from snaptui.core.cleanup.context import ScanContext
 from snaptui.core.cleanup.findings import (
+    NOT_OURS,
     SCRATCH_FILE_RE,
     Finding,
     Kind,
@@ -80,7 +81,8 @@ def _managed_save(ctx: ScanContext, dom: DomainInfo) -> Finding:
         location=path or f"{dom.name} (managed save)", size=allocated(path) if path else None,
         safe=safe, reason=reason, domain=dom.name, action="virsh managedsave-remove",
         commands=(command(*ctx.virsh("managedsave-remove", dom.name)),), refused=refused,
-        paths=(path,) if path else (),
+        paths=(path,) if path else (), unowned=saver is None,
+        label=NOT_OURS if saver is None else "snaptui",
         details={"domain_uuid": dom.uuid, "path": path, "age_s": age,
                  "saved_by_job": saver[0] if saver else None},
     )
@@ -157,7 +159,7 @@ def _block_jobs(ctx: ScanContext, dom: DomainInfo) -> list[Finding]:
             size=allocated(mirror) if mirror else None, safe=safe, reason=reason,
             domain=dom.name, action="virsh blockjob --abort",
             commands=(command(*ctx.virsh("blockjob", dom.name, disk.target, "--abort")),),
-            refused=refused,
+            refused=refused, unowned=not own, label="snaptui" if own else NOT_OURS,
             details={"domain_uuid": dom.uuid, "target": disk.target, "mirror": mirror,
                      "job_type": info.get("type")},
         ))
@@ -167,8 +169,9 @@ def _block_jobs(ctx: ScanContext, dom: DomainInfo) -> list[Finding]:
 async def scan_host(ctx: ScanContext) -> AsyncIterator[Finding]:
     """Managed saves, transient domains and stray block jobs, domain by domain."""
     kinds = ctx.only
-    for done, dom in enumerate(ctx.domains):
-        ctx.progress(Kind.MANAGED_SAVE, done, len(ctx.domains), dom.name)
+    domains = [d for d in ctx.domains if ctx.wanted(d)]
+    for done, dom in enumerate(domains):
+        ctx.progress(Kind.MANAGED_SAVE, done, len(domains), dom.name)
         if Kind.MANAGED_SAVE in kinds and dom.has_managed_save:
             yield _managed_save(ctx, dom)
         if Kind.TRANSIENT in kinds:
@@ -181,4 +184,4 @@ async def scan_host(ctx: ScanContext) -> AsyncIterator[Finding]:
                     yield finding
             except (SnaptuiError, libvirt.libvirtError):
                 continue  # stopped or undefined meanwhile: no block job left on it
-    ctx.progress(Kind.MANAGED_SAVE, len(ctx.domains), len(ctx.domains))
+    ctx.progress(Kind.MANAGED_SAVE, len(domains), len(domains))

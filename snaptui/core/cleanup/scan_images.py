@@ -39,6 +39,7 @@ def _finding(ctx: ScanContext, store: ImageStore, image: ImageRecord, safe: bool
         key=f"images:{store.kind}:{image.id}", kind=Kind.IMAGES,
         location=f"{store.kind} image {image.id} ({image.name or 'no name'})",
         size=image.size, safe=safe, reason=reason, action="delete image",
+        domain=ctx.domain_of_uuid(image.instance_uuid),
         commands=delete_commands(store, image), refused=refused, paths=files,
         details={"image_id": image.id, "name": image.name, "status": image.status,
                  "created_at": image.created_at, "instance_uuid": image.instance_uuid,

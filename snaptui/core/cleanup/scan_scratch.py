@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 
 from snaptui.core.cleanup.context import ScanContext
 from snaptui.core.cleanup.findings import (
+    NOT_OURS,
     SCRATCH_FILE_RE,
     Finding,
     Kind,
@@ -55,6 +56,8 @@ async def scan_scratch(ctx: ScanContext) -> AsyncIterator[Finding]:
         yield Finding(
             key=f"scratch:{os.path.realpath(path)}", kind=Kind.SCRATCH, location=path,
             size=allocated(path), safe=safe, reason=reason, action="delete file",
+            domain=ctx.domain_of_job(job), unowned=job is None,
+            label="snaptui" if job else NOT_OURS,
             commands=(command("rm", "--", path),), refused=refused, paths=(path,),
             details={"path": path, "job_id": job, "what": what},
         )

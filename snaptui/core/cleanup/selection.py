@@ -2,16 +2,28 @@
 
 The rules a front end applies (the dashboard's checklist; the CLI pre-selects the same way):
 safe findings start chosen, a refused one can never be chosen (removal would refuse it anyway),
-an unsafe one only by an explicit choice, and a removed one is gone for good.
+an unsafe one only by an explicit choice, and a removed one is gone for good. Leftovers snaptui
+did not make are chosen together only for a domain named explicitly (``--domain D
+--include-unowned``, the dashboard's domain key), never for the whole host at once.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 from snaptui.core.cleanup.findings import Finding, Kind, RemovalResult
 
 KIND_ORDER: tuple[Kind, ...] = tuple(Kind)
+
+
+def preselected(finding: Finding, unowned_of: Collection[str] = ()) -> bool:
+    """Chosen without an explicit pick: safe, or (``unowned_of``: domains whose unowned
+    leftovers the operator included) not made by snaptui but otherwise fine to remove."""
+    if finding.refused:
+        return False
+    return finding.safe or (finding.unowned_ok and finding.domain is not None
+                            and finding.domain in unowned_of)
 
 
 def outcome(result: RemovalResult) -> str:
@@ -76,6 +88,21 @@ class Selection:
             self.chosen.difference_update(keys)
         else:
             self._choose_safe(keys)
+
+    def of_domain(self, domain: str) -> list[Finding]:
+        return [f for f in self.findings.values() if f.domain == domain]
+
+    def toggle_domain(self, domain: str) -> list[str]:
+        """Un-choose the domain's findings when any is chosen, else choose its safe ones and
+        the unowned ones nothing else stands against; returns the keys chosen now."""
+        keys = [f.key for f in self.of_domain(domain)]
+        if self.chosen.intersection(keys):
+            self.chosen.difference_update(keys)
+            return []
+        picked = [k for k in keys if preselected(self.findings[k], (domain,))
+                  and self.why_not(k) is None]
+        self.chosen.update(picked)
+        return picked
 
     def toggle_all(self) -> None:
         """None when anything is chosen, else every safe finding."""
