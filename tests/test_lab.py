@@ -11,6 +11,9 @@ from pathlib import Path
 import glanceclient
 import libvirt
 import openstack.config
+import pytest
+
+pytestmark = pytest.mark.lab  # the whole module checks the lab itself
 
 LAB = Path(__file__).resolve().parent.parent / "scripts" / "lab"
 
