@@ -379,10 +379,12 @@ def test_audit_records_rollback_as_undone(make_domain, tmp_path: Path) -> None:
         if step is not None and step.state == "running":
             break
         time.sleep(0.02)
+    assert step is not None and step.state == "running", "the convert did not start within 60 s"
     assert snaptui("cancel", job_id).returncode == 0
     deadline = time.monotonic() + 60
     while not load_job(job_id).terminal and time.monotonic() < deadline:
         time.sleep(0.1)
+    assert load_job(job_id).terminal, "the cancelled job did not end within 60 s"
     assert load_job(job_id).status == "cancelled"
     actions = [(r["action"], r["result"]) for r in audit.read() if r["job_id"] == job_id]
     assert actions == [("save", "started"), ("save", "ok"), ("undo:save", "started"),
