@@ -2,14 +2,16 @@
 
 Nothing here fakes a service. Two tiers share this file:
 
-- the **unit tier** (``pytest -m "not lab"``): tests that touch no lab fixture. They run in
-  seconds on a machine with no lab: the lab's environment is never read for them.
+- the **unit tier** (``pytest -m "not lab"``): tests that touch no lab fixture (pure functions,
+  and the dashboard on its embedded demo lab). They run on a machine with no lab: the lab's
+  environment is never read for them.
 - the **lab tier**: every test that uses a lab fixture (``conn``, ``make_domain``, ``store``,
   ``own_images``, ``libvirt_uri``, ``os_cloud``, or any fixture built on them: all of them
   depend on the session fixture ``lab_env``) or sits in a module that declares
   ``pytestmark = pytest.mark.lab``. Such tests are marked ``lab`` automatically at collection,
   so a new test needs nothing but its fixtures. A new lab fixture only has to depend on
-  ``lab_env`` (directly or through another lab fixture).
+  ``lab_env`` (directly or through another lab fixture); a test that reads ``OS_CLOUD`` or
+  ``LIBVIRT_DEFAULT_URI`` itself asks for ``lab_env``.
 
 ``lab_env`` exports the lab's variables: when they are not set already, they are read from
 ``scripts/lab env --json``; when the lab is not up, the test fails with a clear message. With
@@ -66,10 +68,7 @@ def lab_env() -> dict[str, str]:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.pluginmanager.register(SkipPolicy(), "snaptui-skip-policy")
-    config.addinivalue_line(
-        "markers", "lab: needs the real lab (libvirtd + QEMU, Keystone + Glance); set "
-        "automatically for tests using a lab fixture; deselect with -m 'not lab'")
+    config.pluginmanager.register(SkipPolicy(), "snaptui-skip-policy")  # marker: pyproject
 
 
 @pytest.hookimpl(tryfirst=True)  # before -m selects on the marker
