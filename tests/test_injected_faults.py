@@ -40,19 +40,28 @@ def notes(job_id: str) -> list[str]:
     return [ev.get("text", "") for ev in journal_events(job_id) if ev.get("event") == "note"]
 
 
+@pytest.mark.parametrize(("mode", "state", "call"), [
+    (Mode.COLD, "running", "create"),
+    (Mode.INTERNAL, "running", "create"),
+    (Mode.COLD, "paused", "createWithFlags"),  # restarted paused: virsh start --paused
+], ids=["cold-running", "internal-running", "cold-paused"])
 def test_failing_restart_after_managed_save_rolls_back_and_restarts_the_guest(
-        make_domain, tmp_path, monkeypatch):
-    lab = make_domain(state="running", size="64M", seed="16M")
+        make_domain, tmp_path, monkeypatch, mode, state, call):
+    lab = make_domain(state=state, size="64M", seed="16M")
     before = capture(lab)
-    job_id, last = run_job(lab, tmp_path, Mode.COLD, monkeypatch, "restart:create")
+    job_id, last = run_job(lab, tmp_path, mode, monkeypatch, f"restart:{call}")
     assert last["event"] == "failed", last
     job = get_job(job_id)
     assert job.step("restart").state == "failed"
     assert job.step("convert:vda").state == "undone"
+    if mode == Mode.INTERNAL:
+        assert job.step("snapshot:vda").state == "undone"
     assert job.step("save").state == "undone"  # its undo restored the managed save
+    # the checker: guest in its state before, no managed save image, no internal snapshot
     assert_lab_clean(lab, before, job_id, error_contains=("restart", "injected fault"),
                      library=tmp_path / "lib")
-    assert lab.dom.state()[0] == libvirt.VIR_DOMAIN_RUNNING
+    expected = libvirt.VIR_DOMAIN_RUNNING if state == "running" else libvirt.VIR_DOMAIN_PAUSED
+    assert lab.dom.state()[0] == expected
 
 
 def test_failing_freeze_gives_a_crash_consistent_image(make_domain, tmp_path, monkeypatch):

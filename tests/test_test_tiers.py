@@ -33,7 +33,7 @@ def test_tests_using_lab_fixtures_are_marked_lab() -> None:
     assert collected(unit) == ["test_parse_reads_step_method_and_action",
                                "test_fault_matches_a_step_by_name_or_kind",
                                "test_wrapped_domain_fails_only_the_named_call_in_the_named_step"]
-    assert "3/7 tests collected (4 deselected)" in unit.stdout  # the four test_failing_* ones
+    assert "3/9 tests collected (6 deselected)" in unit.stdout  # the test_failing_* ones
 
 
 def test_a_module_pytestmark_marks_every_test_lab() -> None:
