@@ -17,7 +17,7 @@ ALLOWED_SKIPS: dict[str, str] = {
 }
 
 
-def skip_reason(report: pytest.TestReport) -> str:
+def skip_reason(report: pytest.TestReport | pytest.CollectReport) -> str:
     longrepr = report.longrepr
     reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
     return reason.removeprefix("Skipped: ")
@@ -32,6 +32,13 @@ class SkipPolicy:
         self.unexpected: list[tuple[str, str]] = []
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        self._check(report)
+
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        """A module skipped at import (a top-level ``importorskip``, ``allow_module_level``)."""
+        self._check(report)
+
+    def _check(self, report: pytest.TestReport | pytest.CollectReport) -> None:
         if not report.skipped or hasattr(report, "wasxfail"):
             return
         reason = skip_reason(report)

@@ -78,6 +78,11 @@ def test_an_unlisted_skip_fails_the_run_and_a_listed_one_does_not(tmp_path: Path
         "    pytest.importorskip('snaptui_no_such_module')\n\n\n"
         "def test_ok():\n"
         "    pass\n")
+    (tmp_path / "test_module_skip.py").write_text(
+        "import pytest\n\n"
+        "pytest.importorskip('snaptui_no_such_module_either')\n\n\n"
+        "def test_never_runs():\n"
+        "    pass\n")
     listed = pytest_run("-q", "-rs", "test_listed.py", cwd=tmp_path)
     assert listed.returncode == 0, listed.stdout
     assert "unexpected skips" not in listed.stdout
@@ -86,4 +91,5 @@ def test_an_unlisted_skip_fails_the_run_and_a_listed_one_does_not(tmp_path: Path
     section = unlisted.stdout.split("unexpected skips", 1)[1]
     assert "test_unlisted.py::test_tmux: tmux is not installed" in section
     assert "test_unlisted.py::test_import: could not import 'snaptui_no_such_module'" in section
+    assert "test_module_skip.py: could not import 'snaptui_no_such_module_either'" in section
     assert "test_disruptive" not in section and "test_xfail" not in section
