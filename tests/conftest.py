@@ -1,7 +1,25 @@
 """Fixtures on the real lab: libvirtd + QEMU and Keystone + Glance started by ``scripts/lab up``.
 
-Nothing here fakes a service. When the lab's environment is not exported, it is read from
-``scripts/lab env --json``; when the lab is not up, the session fails with a clear message.
+Nothing here fakes a service. Two tiers share this file:
+
+- the **unit tier** (``pytest -m "not lab"``): tests that touch no lab fixture (pure functions,
+  and the dashboard on its embedded demo lab). They run on a machine with no lab: the lab's
+  environment is never read for them.
+- the **lab tier**: every test that uses a lab fixture (``conn``, ``make_domain``, ``store``,
+  ``own_images``, ``libvirt_uri``, ``os_cloud``, or any fixture built on them: all of them
+  depend on the session fixture ``lab_env``) or sits in a module that declares
+  ``pytestmark = pytest.mark.lab``. Such tests are marked ``lab`` automatically at collection,
+  so a new test needs nothing but its fixtures. A new lab fixture only has to depend on
+  ``lab_env`` (directly or through another lab fixture); a test that reads ``OS_CLOUD`` or
+  ``LIBVIRT_DEFAULT_URI`` itself asks for ``lab_env``.
+
+``lab_env`` exports the lab's variables: when they are not set already, they are read from
+``scripts/lab env --json``; when the lab is not up, the test fails with a clear message. With
+``SNAPTUI_NO_LAB=1`` it never asks: a lab test then fails at once (proof that the unit tier
+does not touch the lab: ``SNAPTUI_NO_LAB=1 pytest -m "not lab"``).
+
+Skips are policed (``skip_policy.py``): a skip whose reason is not in its allow-list fails the
+run, so a test cannot quietly stop running.
 """
 
 from __future__ import annotations
@@ -19,25 +37,54 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from lab_domains import LabDomain, create_domain  # noqa: E402
+from skip_policy import SkipPolicy  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 LAB_VARS = ("LIBVIRT_DEFAULT_URI", "OS_CLIENT_CONFIG_FILE", "OS_CLOUD")
+LAB_FIXTURE = "lab_env"
 
 
-def _load_lab_env() -> None:
-    if all(os.environ.get(v) for v in LAB_VARS):
-        return
+def _read_lab_env() -> dict[str, str]:
+    """The lab's variables from ``scripts/lab env --json``; fails the test when it is down."""
+    if os.environ.get("SNAPTUI_NO_LAB"):
+        pytest.fail("this test needs the lab, but SNAPTUI_NO_LAB is set", pytrace=False)
     proc = subprocess.run(
         [sys.executable, str(REPO / "scripts" / "lab"), "env", "--json"],
         capture_output=True, text=True,
     )
     if proc.returncode != 0:
-        pytest.exit(f"the lab is not up (run scripts/lab up): {proc.stderr.strip()}", returncode=3)
-    for key, value in json.loads(proc.stdout).items():
-        os.environ.setdefault(key, value)
+        pytest.fail(f"the lab is not up (run scripts/lab up): {proc.stderr.strip()}",
+                    pytrace=False)
+    return json.loads(proc.stdout)
 
 
-_load_lab_env()
+@pytest.fixture(scope="session")
+def lab_env() -> dict[str, str]:
+    """The lab's environment, exported into ``os.environ`` the first time a test needs it."""
+    if os.environ.get("SNAPTUI_NO_LAB") or not all(os.environ.get(v) for v in LAB_VARS):
+        for key, value in _read_lab_env().items():
+            os.environ.setdefault(key, value)
+    return {v: os.environ[v] for v in LAB_VARS}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.pluginmanager.register(SkipPolicy(), "snaptui-skip-policy")  # marker: pyproject
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m selects on the marker
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark ``lab`` every test whose fixture closure reaches ``lab_env``."""
+    for item in items:
+        if LAB_FIXTURE in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.lab)
+
+
+@pytest.fixture(autouse=True)
+def _lab_for_marked_tests(request: pytest.FixtureRequest) -> None:
+    """A test marked ``lab`` (e.g. by its module's ``pytestmark``) gets the lab's environment
+    even when it uses no lab fixture (it may read ``OS_CLOUD`` or run the CLI)."""
+    if request.node.get_closest_marker("lab") is not None:
+        request.getfixturevalue(LAB_FIXTURE)
 
 
 @pytest.fixture(autouse=True)
@@ -51,8 +98,8 @@ def _isolated_state(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytes
 
 
 @pytest.fixture(scope="session")
-def libvirt_uri() -> str:
-    return os.environ["LIBVIRT_DEFAULT_URI"]
+def libvirt_uri(lab_env: dict[str, str]) -> str:
+    return lab_env["LIBVIRT_DEFAULT_URI"]
 
 
 @pytest.fixture(scope="session")
@@ -100,8 +147,8 @@ def make_domain(conn: libvirt.virConnect, disk_dir: Path):
 
 
 @pytest.fixture(scope="session")
-def os_cloud() -> str:
-    return os.environ["OS_CLOUD"]
+def os_cloud(lab_env: dict[str, str]) -> str:
+    return lab_env["OS_CLOUD"]
 
 
 @pytest.fixture

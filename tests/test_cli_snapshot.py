@@ -136,12 +136,14 @@ def test_job_survives_the_terminal_going_away(make_domain, tmp_path):
     deadline = time.monotonic() + 30
     while load_job(job_id).facts.get("guest_saved") is None and time.monotonic() < deadline:
         time.sleep(0.05)
+    assert load_job(job_id).facts.get("guest_saved"), "the guest was not saved within 30 s"
     os.killpg(cli.pid, signal.SIGHUP)
     cli.wait(10)
     deadline = time.monotonic() + 120
     while not load_job(job_id).terminal and time.monotonic() < deadline:
         time.sleep(0.2)
     job = load_job(job_id)
+    assert job.terminal, f"job {job_id} still {job.status} after 120 s"
     assert job.status == "done", job.error
     assert lab.dom.state()[0] == libvirt.VIR_DOMAIN_RUNNING
     assert list(scratch_dir().iterdir()) == []
@@ -165,6 +167,7 @@ def test_cancel_from_the_cli_rolls_back(make_domain, tmp_path):
     while not load_job(job_id).terminal and time.monotonic() < deadline:
         time.sleep(0.1)
     job = load_job(job_id)
+    assert job.terminal, f"job {job_id} still {job.status}"
     assert job.status == "cancelled", (job.status, job.error)
     assert job.step("save").state == "undone"
     assert lab.dom.state()[0] == libvirt.VIR_DOMAIN_RUNNING

@@ -11,6 +11,9 @@ from pathlib import Path
 import glanceclient
 import libvirt
 import openstack.config
+import pytest
+
+pytestmark = pytest.mark.lab  # the whole module checks the lab itself
 
 LAB = Path(__file__).resolve().parent.parent / "scripts" / "lab"
 
@@ -41,7 +44,9 @@ def test_lab_env_json_and_status() -> None:
 
 def test_libvirt_answers(conn: libvirt.virConnect) -> None:
     assert conn.getLibVersion() >= 9_000_000
-    assert isinstance(conn.listAllDomains(), list)
+    virsh = subprocess.run(["virsh", "-c", conn.getURI(), "list", "--all", "--name"],
+                           capture_output=True, text=True, timeout=30, check=True)
+    assert sorted(d.name() for d in conn.listAllDomains()) == sorted(virsh.stdout.split())
 
 
 def test_keystone_authenticates_and_glance_lists_images(os_cloud: str) -> None:

@@ -276,7 +276,7 @@ def tls_server(tmp_path: Path) -> Iterator[tuple[str, list[str]]]:
     server.server_close()
 
 
-def test_tls_is_verified_unless_insecure(tls_server, tmp_path: Path) -> None:
+def test_tls_is_verified_unless_insecure(tls_server, lab_env, tmp_path: Path) -> None:
     url, seen = tls_server
     env = {**write_clouds(tmp_path / "clouds.yaml", {"tls": lab_cloud(auth_url=url)}),
            "OS_CLOUD": "tls"}
@@ -295,7 +295,7 @@ def test_tls_is_verified_unless_insecure(tls_server, tmp_path: Path) -> None:
     assert seen, "with --insecure the request must reach the server"
 
 
-def test_sessions_verify_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_sessions_verify_by_default(lab_env, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("SNAPTUI_INSECURE", raising=False)
     assert load_session().session.verify is True
     assert load_session(insecure=True).session.verify is False
@@ -307,7 +307,7 @@ def test_sessions_verify_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
 # ---------------------------------------------------------------- readable secrets
 
 
-def test_readable_secret_files_get_one_warning_line(tmp_path: Path) -> None:
+def test_readable_secret_files_get_one_warning_line(lab_env, tmp_path: Path) -> None:
     cloud = {os.environ["OS_CLOUD"]: lab_cloud()}
     for mode, warned in ((0o644, True), (0o640, True), (0o604, True), (0o600, False),
                          (0o620, False)):
@@ -379,10 +379,12 @@ def test_audit_records_rollback_as_undone(make_domain, tmp_path: Path) -> None:
         if step is not None and step.state == "running":
             break
         time.sleep(0.02)
+    assert step is not None and step.state == "running", "the convert did not start within 60 s"
     assert snaptui("cancel", job_id).returncode == 0
     deadline = time.monotonic() + 60
     while not load_job(job_id).terminal and time.monotonic() < deadline:
         time.sleep(0.1)
+    assert load_job(job_id).terminal, "the cancelled job did not end within 60 s"
     assert load_job(job_id).status == "cancelled"
     actions = [(r["action"], r["result"]) for r in audit.read() if r["job_id"] == job_id]
     assert actions == [("save", "started"), ("save", "ok"), ("undo:save", "started"),

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from textual import events
+from textual.color import Color
 from textual.worker import WorkerCancelled
 from ui_pilot import screen_text
 
@@ -24,7 +25,9 @@ from snaptui.ui import main_screen
 from snaptui.ui.app import SnaptuiApp
 from snaptui.ui.config import load_config
 from snaptui.ui.help_screen import HelpScreen
+from snaptui.ui.jobs_screen import JobsScreen
 from snaptui.ui.launch import build_app
+from snaptui.ui.snapshot_dialog import SnapshotDialog
 from snaptui.ui.themes import load_themes, shipped_theme_dir
 
 SIZE = (80, 24)
@@ -90,8 +93,12 @@ async def test_selecting_a_domain_fills_the_detail(demo_app: SnaptuiApp) -> None
         assert "2 internal snapshot(s)" in text and "before-upgrade" in text
         await pilot.press("tab")  # to the Images pane: the detail follows the image
         await settle(pilot, demo_app)
-        assert "snapshot image" in detail_text(demo_app) or "image" in detail_text(demo_app)
-        assert demo_app.main.detail.showing[0] == "image"
+        image = demo_app.main.images_pane.selected
+        assert image is not None
+        assert demo_app.main.detail.showing == ("image", image.id)
+        first = detail_text(demo_app).splitlines()[0].split()
+        kind = ["snapshot", "image"] if image.is_snapshot else ["image"]
+        assert first == [image.name, *kind, image.id], first
 
 
 async def test_detail_follows_the_cursor_and_reads_disks_once_it_rests(
@@ -216,12 +223,27 @@ async def test_theme_cycles_and_is_remembered(demo_app: SnaptuiApp) -> None:
 
 
 async def test_every_cycled_theme_renders(demo_app: SnaptuiApp) -> None:
+    """`t` reaches every theme of the cycle in order, and each one repaints the screen and
+    the table in its own colours (the CSS variables and computed styles, not the name)."""
     async with demo_app.run_test(size=SIZE) as pilot:
         await settle(pilot, demo_app)
-        for name in demo_app.theme_cycle():
-            demo_app.theme = name
+        cycle = demo_app.theme_cycle()
+        assert demo_app.theme == cycle[0]
+        looks = {}
+        for name in [*cycle[1:], cycle[0]]:
+            await pilot.press("t")
             await pilot.pause()
-            assert demo_app.screen is demo_app.main and demo_app.theme == name
+            assert demo_app.theme == name and demo_app.screen is demo_app.main
+            theme = demo_app.available_themes[name]
+            primary = demo_app.get_css_variables()["primary"]
+            assert Color.parse(primary) == Color.parse(theme.primary), name
+            if theme.background:
+                background = Color.parse(theme.background).rgb
+                assert demo_app.screen.styles.background.rgb == background, name
+            table = demo_app.main.domains_pane.table
+            looks[name] = (demo_app.screen.styles.background, table.styles.background,
+                           primary.lower())
+        assert len(set(looks.values())) == len(cycle), looks  # no theme looks like another
 
 
 def test_a_bad_theme_file_names_the_key(tmp_path: Path) -> None:
@@ -334,8 +356,6 @@ async def test_real_lab_domain_state_follows_libvirt_events(make_domain, libvirt
 
 async def test_snapshot_from_the_dashboard_on_the_demo(demo_app: SnaptuiApp) -> None:
     """s → dialog → confirm → jobs screen; the finished job's image shows in the Images pane."""
-    dialog = pytest.importorskip("snaptui.ui.snapshot_dialog")
-    jobs = pytest.importorskip("snaptui.ui.jobs_screen")
     async with demo_app.run_test(size=(120, 40)) as pilot:
         await settle(pilot, demo_app)
         web = next(d for d in demo_app.main.domains_pane.domains.values()
@@ -343,14 +363,15 @@ async def test_snapshot_from_the_dashboard_on_the_demo(demo_app: SnaptuiApp) -> 
         demo_app.main.domains_pane.select(web.uuid)
         await pilot.press("s")
         await settle(pilot, demo_app)
-        assert isinstance(demo_app.screen, dialog.SnapshotDialog)
+        assert isinstance(demo_app.screen, SnapshotDialog)
         await pilot.press("ctrl+s")
         await pilot.pause()
         await pilot.press("y")  # the guest will be stopped: confirm
         deadline = time.monotonic() + 30
         while len(demo_app.main.images_pane.images) < 4 and time.monotonic() < deadline:
             await pilot.pause(0.1)
-        assert isinstance(demo_app.screen, jobs.JobsScreen)
+        assert len(demo_app.main.images_pane.images) == 4, "the new image never appeared"
+        assert isinstance(demo_app.screen, JobsScreen)
         snaps = demo_app.main.domains_pane.table
         while snaps.cell_text(web.uuid, "snaps") != "1" and time.monotonic() < deadline:
             await pilot.pause(0.1)

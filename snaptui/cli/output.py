@@ -76,8 +76,8 @@ def table(*columns: str, title: str | None = None) -> Table:
     """A rich Table with the house look; columns whose name ends in 'size' are right-aligned."""
     result = Table(title=title, header_style="bold", show_edge=False, pad_edge=False)
     for name in columns:
-        justify = "right" if name.endswith("size") or name in ("vCPUs", "memory") else "left"
-        result.add_column(name, justify=justify)
+        right = name.endswith("size") or name in ("vCPUs", "memory")
+        result.add_column(name, justify="right" if right else "left")
     return result
 
 

@@ -45,7 +45,7 @@ class CloudSession:
     auth_url: str
     username: str | None
     region_name: str | None
-    interface: str | None
+    interface: str | list[str] | None  # openstacksdk allows a list (tried in order)
     session: Session = field(repr=False)
     config_file: str | None = None
     warnings: list[str] = field(default_factory=list)
@@ -59,7 +59,8 @@ class CloudSession:
     @property
     def verify(self) -> bool | str:
         """What the session does with TLS certificates: True, a CA bundle path, or False."""
-        return self.session.verify
+        verify = self.session.verify
+        return True if verify is None else verify
 
     @property
     def description(self) -> str:
@@ -132,7 +133,8 @@ def load_session(cloud: str | None = None, *, insecure: bool | None = None) -> C
             )
         raise BadInput("no cloud configured: set OS_CLOUD / OS_CLIENT_CONFIG_FILE or OS_AUTH_URL")
     try:
-        region = config.get_one(cloud=cloud or None, **({"insecure": True} if insecure else {}))
+        extra: dict[str, Any] = {"insecure": True} if insecure else {}
+        region = config.get_one(cloud=cloud or None, **extra)
     except sdk_exc.ConfigException as err:
         name = cloud or config.default_cloud
         if name not in config.get_cloud_names():
@@ -189,7 +191,8 @@ _REASONS = (
 
 def connection_reason(err: BaseException) -> str:
     """A short reason ("connection refused", "timed out", ...) from a nested connection error."""
-    parts, seen, cur = [], set(), err
+    parts, seen = [], set()
+    cur: BaseException | None = err
     while cur is not None and id(cur) not in seen:  # the useful words are often in a cause
         seen.add(id(cur))
         parts.append(str(cur))

@@ -57,7 +57,10 @@ class ImageStore(Protocol):
     """Where snapshots go: a Glance service or a local directory, with the same operations."""
 
     kind: str  # "glance" | "library"
-    location: str  # for people: "cloud (URL)" or the library path
+    @property
+    def location(self) -> str:
+        """For people: "cloud (URL)" or the library path."""
+        ...
 
     def iter_images(self) -> Iterator[ImageRecord]:
         """Every image, streamed page by page."""

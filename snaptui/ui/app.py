@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, ClassVar, Protocol
 
 from textual.app import App, SystemCommand
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.theme import Theme
 
@@ -36,7 +36,7 @@ class SnaptuiApp(App[int]):
     CSS_PATH = "app.tcss"
     TITLE = "snaptui"
     COMMANDS = App.COMMANDS | {SnaptuiCommands}
-    BINDINGS: ClassVar[list[Binding]] = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+p", "command_palette", "Palette", id="palette", show=False),
     ]
 

@@ -22,7 +22,7 @@ from rich.style import Style
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
 from textual.message import Message
 from textual.screen import Screen
@@ -134,7 +134,7 @@ class CleanupScreen(Screen):
                                      text-style: bold; }
     """
 
-    BINDINGS: ClassVar[list[Binding]] = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("space", "toggle", "Toggle", id="cleanup.toggle"),
         Binding("a", "toggle_all", "Safe/none", id="cleanup.all"),
         Binding("g", "toggle_domain", "Domain", id="cleanup.domain"),
@@ -378,7 +378,7 @@ class CleanupScreen(Screen):
             return True if idle and self.selection.chosen else None
         return True
 
-    def action_toggle(self) -> None:
+    def action_toggle(self) -> None:  # type: ignore[override]  # not DOMNode's toggle(attr)
         key = self.table.selected_key
         if key is None:
             return

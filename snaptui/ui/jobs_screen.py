@@ -398,11 +398,15 @@ class JobsScreen(Screen):
         undo = rollback_titles(job)
         message = ("The job stops, then rolls back (undoes) these steps, last first:" if undo
                    else "The job stops; nothing has been done yet that needs undoing.")
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.cancel(job.job_id)
+
         self.app.push_screen(
             ConfirmScreen(f"Cancel job {job.job_id} ({job.domain})?", message,
                           [f"↩ {title}" for title in undo],
                           confirm_label="Cancel job", cancel_label="Keep running"),
-            lambda yes: self.cancel(job.job_id) if yes else None,
+            answered,
         )
 
     @work(thread=True, group="jobs-cancel", description="cancel a job", exit_on_error=False)

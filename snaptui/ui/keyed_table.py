@@ -10,7 +10,7 @@ to the visible lines.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -220,7 +220,7 @@ class KeyedTable(ScrollView, can_focus=True):
         self._sort_keys[key] = (row, sort_key)
         return sort_key
 
-    def sync(self, rows: dict[str, Row]) -> None:
+    def sync(self, rows: Mapping[str, Row]) -> None:
         """Make the table show exactly ``rows`` (by key); repaint only what changed."""
         keep = self.selected_key
         old_raw = self._raw

@@ -30,6 +30,7 @@ def build_app(args: argparse.Namespace, *, demo_base: Path | None = None):  # ->
         config.theme = theme  # chosen on the command line: remembered
         config.save()
     watcher_factory = None
+    library: str | None
     if getattr(args, "demo", False):
         from snaptui.core.demo_lab import build_demo_lab
         from snaptui.core.engine.recover import recover

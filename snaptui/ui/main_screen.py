@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from textual import on, work
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import Header, Static
@@ -68,7 +68,7 @@ def snapshot_extras(images: list[ImageRecord]) -> dict[str, tuple[int, str | Non
 class MainScreen(Screen):
     """Domains | Images, detail below; bindings have ids so config can remap them."""
 
-    BINDINGS: ClassVar[list[Binding]] = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("s", "snapshot", "Snapshot", id="snapshot"),
         Binding("j", "jobs", "Jobs", id="jobs"),
         # Not in the footer (it is full at 80 columns): in the help and the palette.

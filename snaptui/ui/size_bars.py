@@ -7,6 +7,7 @@ Pure rendering from the ``sizes`` dict of a job's result.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import humanize
@@ -61,7 +62,7 @@ def ratio(value: int | float | None, base: int | float | None) -> str:
 
 
 def render_sizes(sizes: dict[str, Any], width: int = 60, title: str | None = None,
-                 styles: dict[str, Style | str] | None = None) -> Table:
+                 styles: Mapping[str, Style | str] | None = None) -> Table:
     """A table of bars for one image's ``sizes``; bars share one scale (the largest value).
 
     ``styles`` maps 'source', 'output' and 'upload' to the bar styles (default: none)."""

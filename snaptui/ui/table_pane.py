@@ -9,7 +9,7 @@ from rich.style import Style
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.widgets import Input
 
@@ -22,7 +22,7 @@ __all__ = ["ColumnSpec", "KeyedTable", "Row", "TablePane"]
 class TablePane(Vertical):
     """A bordered pane: a filter Input (hidden until `/`) above a KeyedTable."""
 
-    BINDINGS: ClassVar[list[Binding]] = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "close_filter", "Close filter", show=False, id="close_filter"),
     ]
     COLUMNS: ClassVar[Sequence[ColumnSpec]] = ()

@@ -61,7 +61,7 @@ def load_theme_file(path: Path) -> Theme:
                 value = float(value)
             if not isinstance(value, kind):
                 raise BadInput(f"theme {path}: {key!r} must be a {kind.__name__}")
-            if key == "variables":
+            if key == "variables" and isinstance(value, dict):
                 value = {str(k): _color(path, f"variables.{k}", v) for k, v in value.items()}
             kwargs[key] = value
         else:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from snaptui.core.engine.journal import JournalWriter
 from snaptui.core.engine.plan import Plan
+from snaptui.core.faults import wrap_domain
 
 if TYPE_CHECKING:
     from snaptui.core.image_store import ImageStore
@@ -65,8 +66,8 @@ class JobContext:
             pass
 
     def domain(self):
-        """The libvirt domain object of this job (looked up by uuid)."""
-        return self.host.lookup(self.plan.domain_uuid)
+        """The libvirt domain object of this job (looked up by uuid; see core/faults.py)."""
+        return wrap_domain(self.host.lookup(self.plan.domain_uuid), lambda: self.current_step)
 
     @property
     def cancel_event(self) -> asyncio.Event:

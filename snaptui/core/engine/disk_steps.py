@@ -72,6 +72,7 @@ def delete_internal_snapshot(disk: DiskPlan):
         name = ctx.plan.snapshot_name
         if not ctx.facts.get(f"internal_snapshot:{disk.target}"):
             return
+        assert name is not None  # recorded only by create_internal_snapshot, which named it
         existing = await qemu_img.snapshot_list(disk.source_path, force_share=True)
         if any(s.name == name for s in existing):
             await qemu_img.snapshot_delete(disk.source_path, name)

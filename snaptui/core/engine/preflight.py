@@ -187,11 +187,11 @@ def _keep_paths(keep_local: str, names: list[str], out_format: str) -> list[Path
         keep_dir = os.path.normpath(os.path.abspath(keep_local))
         paths = []
         for name in names:
-            path = os.path.normpath(os.path.join(keep_dir, f"{name}.{out_format}"))
-            if os.path.dirname(path) != keep_dir:
+            kept = os.path.normpath(os.path.join(keep_dir, f"{name}.{out_format}"))
+            if os.path.dirname(kept) != keep_dir:
                 raise BadInput(f"--keep-local: image name {name!r} would put the kept file "
                                f"outside {keep_dir}")
-            paths.append(Path(path))
+            paths.append(Path(kept))
     for path in paths:
         if path.exists() or path.is_symlink():
             raise BadInput(f"--keep-local: {path} already exists; not overwriting it")

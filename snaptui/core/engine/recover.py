@@ -13,6 +13,7 @@ import os
 import signal
 import time
 from pathlib import Path
+from typing import Any
 
 from snaptui.core.engine.execute import make_context, summarize
 from snaptui.core.engine.jobs import active_dir, clear_active, pid_runs_job
@@ -72,7 +73,7 @@ def recover_job(job: JobRecord) -> str:
         error = (f"job process {job.pid or '?'} died"
                  + (f" during {dead_in}" if dead_in else " before starting")
                  + "; rolled back by recover")
-        extra = {"undo_problems": problems} if problems else {}
+        extra: dict[str, Any] = {"undo_problems": problems} if problems else {}
         journal.append("failed", error=error, recovered=True, downtime_s=downtime(ctx), **extra)
         finished = not problems
         return "rolled back" + (f" with problems: {'; '.join(problems)}" if problems else "")

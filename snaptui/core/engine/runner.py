@@ -173,7 +173,7 @@ async def run_steps(ctx: JobContext, steps: Sequence[Step],
             if started and started[-1].name == ctx.current_step:
                 _audit(ctx, started[-1], "failed", error=message)
         problems = await asyncio.shield(rollback(ctx, started))
-        extra = {"undo_problems": problems} if problems else {}
+        extra: dict[str, Any] = {"undo_problems": problems} if problems else {}
         ctx.journal.append("cancelled" if cancelled else "failed", error=message,
                            downtime_s=downtime(ctx), **extra)
         if not isinstance(exc, Exception | asyncio.CancelledError):

@@ -1,0 +1,103 @@
+"""Pure functions, no lab and no subprocess: durations, ages, kinds, sizes for people, and the
+job journal's JSON round-trip (written, torn by a crash, folded back into a JobRecord)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import stat
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from snaptui.cli.audit import parse_since
+from snaptui.cli.output import human_size, size_with_bytes
+from snaptui.core.cleanup.findings import ALL_KINDS, Kind, parse_duration, parse_kinds
+from snaptui.core.engine.journal import JournalWriter, fold, read_events
+from snaptui.core.errors import BadInput
+
+
+@pytest.mark.parametrize(("text", "seconds"), [
+    ("90", 90), ("90s", 90), ("30m", 1800), ("2h", 7200), ("1d12h", 129600),
+    ("1w", 604800), (" 1 d 2 h ", 93600), ("1.5h", 5400), ("0", 0), ("2H", 7200),
+])
+def test_parse_duration(text: str, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "   ", "h", "1y", "-1h", "1h-", "1h x", "1..5h"])
+def test_parse_duration_refuses_what_is_not_a_duration(text: str) -> None:
+    with pytest.raises(BadInput, match="not a duration"):
+        parse_duration(text)
+
+
+def test_parse_kinds() -> None:
+    assert parse_kinds(None) == ALL_KINDS
+    assert parse_kinds("") == ALL_KINDS
+    assert parse_kinds(" , ") == ALL_KINDS
+    assert parse_kinds("internal, managed-save,") == {Kind.INTERNAL, Kind.MANAGED_SAVE}
+    with pytest.raises(BadInput, match="unknown kind 'snapshots'") as caught:
+        parse_kinds("internal,snapshots")
+    assert "internal,scratch,managed-save" in str(caught.value)  # the known ones, in order
+
+
+def test_parse_since_ages_and_dates() -> None:
+    before = datetime.now(UTC)
+    age = parse_since("12h")
+    assert before - timedelta(hours=12, seconds=5) <= age <= datetime.now(UTC) - timedelta(hours=12)
+    assert parse_since("2025-01-31") == datetime(2025, 1, 31, tzinfo=UTC)
+    assert parse_since("2025-01-31T10:00Z") == datetime(2025, 1, 31, 10, tzinfo=UTC)
+    plus2 = parse_since("2025-01-31T10:00+02:00")
+    assert plus2 == datetime(2025, 1, 31, 8, tzinfo=UTC)
+    for bad in ("yesterday", "12y", "2025-13-01"):
+        with pytest.raises(argparse.ArgumentTypeError, match="neither an ISO date"):
+            parse_since(bad)
+
+
+def test_sizes_for_people() -> None:
+    assert human_size(None) == "-"
+    assert human_size(0) == "0 Bytes"
+    assert human_size(64 << 20) == "64.0 MiB"
+    assert human_size(3 << 29) == "1.5 GiB"
+    assert size_with_bytes(64 << 20) == "64.0 MiB (67108864 bytes)"
+    assert size_with_bytes(None) == "-"
+
+
+def test_journal_round_trip_survives_a_torn_last_line(tmp_path: Path) -> None:
+    path = tmp_path / "20260101-000000-abcdef.jsonl"
+    writer = JournalWriter(path)
+    steps = [{"name": "save", "title": "Save guest"}, {"name": "convert:vda", "title": "Convert"}]
+    writer.append("job", plan={"domain_name": "web", "mode": "cold"},
+                  request={"domain": "web", "name": "img"}, steps=steps)
+    writer.append("pid", pid=4242)
+    writer.append("step_started", step="save")
+    writer.append("fact", key="out:vda", value=Path("/scratch/vda.qcow2"))  # default=str
+    writer.append("fact", key="note", value="ünïcode ✓")
+    writer.append("step_finished", step="save", seconds=1.5)
+    writer.append("step_started", step="convert:vda")
+    writer.append("progress", sync=False, step="convert:vda", done=10, total=100, unit="%")
+    writer.append("step_failed", step="convert:vda", error="qemu-img: boom")
+    writer.append("undo_started", step="save")
+    writer.append("step_undone", step="save")
+    writer.append("failed", error="qemu-img: boom", downtime_s=2.0)
+    writer.close()
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    with open(path, "a", encoding="utf-8") as handle:  # a crash mid-write: no newline
+        handle.write(json.dumps({"t": 1, "event": "note", "text": "torn"})[:-3])
+
+    events = read_events(path)
+    assert [e["event"] for e in events][-1] == "failed" and len(events) == 12
+    assert all(isinstance(e["t"], float | int) for e in events)
+    job = fold(path.stem, path, events)
+    assert (job.domain, job.mode, job.pid) == ("web", "cold", 4242)
+    assert job.status == "failed" and job.terminal and job.error == "qemu-img: boom"
+    assert [(s.name, s.state) for s in job.steps] == [("save", "undone"),
+                                                       ("convert:vda", "failed")]
+    assert job.step("convert:vda").progress == {"t": events[7]["t"], "done": 10, "total": 100,
+                                                "unit": "%"}
+    assert job.facts == {"out:vda": "/scratch/vda.qcow2", "note": "ünïcode ✓"}
+    assert job.downtime_s == 2.0
+    assert job.to_json()["steps"][1] == {"name": "convert:vda", "title": "Convert",
+                                         "state": "failed", "error": "qemu-img: boom"}
