@@ -36,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.set_defaults(uri=None, cloud=None)  # same options after a subcommand don't reset these
     parser.add_argument("--demo", action="store_true",
                         help="open the dashboard on the embedded demo lab (no libvirtd, no cloud)")
+    parser.add_argument("--demo-speed", metavar="N", type=float, help="demo jobs take the time a real host's would (1, the default), N times faster, or 0: no pacing")  # noqa: E501
     parser.add_argument("--theme", help="dashboard theme (built-in or a file in themes/)")
     parser.add_argument("--library", metavar="DIR",
                         help="local image library directory (when no cloud is used)")
