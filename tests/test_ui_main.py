@@ -31,7 +31,8 @@ SIZE = (80, 24)
 
 
 def demo_args(**overrides) -> argparse.Namespace:
-    values = {"demo": True, "uri": None, "cloud": None, "library": None, "theme": None}
+    values = {"demo": True, "uri": None, "cloud": None, "library": None, "theme": None,
+              "demo_speed": 0}  # as fast as it goes (test_ui_demo.py watches a paced one)
     return argparse.Namespace(**{**values, **overrides})
 
 
