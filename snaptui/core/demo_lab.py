@@ -37,7 +37,7 @@ class DemoDisk:
     stays small on disk) and the data a real guest's disk of that size holds, which the demo's
     jobs are paced on (snaptui.core.demo_pace)."""
 
-    file: str  # relative to the lab's disk directory (may name subdirectories)
+    file: str  # relative to the lab's disk directory (Nova's files live beside it, ../nova)
     fmt: str
     size_gib: int
     seed_mib: int
@@ -84,7 +84,7 @@ BASE_IMAGE = DemoDisk("debian-12-base.qcow2", "qcow2", 2, 12, 1.1)
 NOVA_UUID = "2a7d4e91-6c3b-4f08-9e15-d0b8a4c6f207"
 NOVA_IMAGE = "0d3c1a52-7a1e-4c57-9b0f-2e4d6f8a1b01"  # the library's debian image (see below)
 # Nova's image cache: a raw file named by the sha1 of the image id, under instances/_base.
-NOVA_BASE = DemoDisk(f"nova/instances/_base/{hashlib.sha1(NOVA_IMAGE.encode()).hexdigest()}",
+NOVA_BASE = DemoDisk(f"../nova/instances/_base/{hashlib.sha1(NOVA_IMAGE.encode()).hexdigest()}",
                      "raw", 2, 12, 1.1)
 NOVA_METADATA = f"""
     <nova:instance xmlns:nova="http://openstack.org/xmlns/libvirt/nova/1.1">
@@ -115,7 +115,7 @@ DOMAINS: tuple[DemoDomain, ...] = (
                                  backing=BASE_IMAGE.file)),),
                memory_mib=4096, vcpus=4),
     DemoDomain("instance-0000002a", NOVA_UUID, RUNNING,
-               (("vda", DemoDisk(f"nova/instances/{NOVA_UUID}/disk", "qcow2", 40, 6, 4.5,
+               (("vda", DemoDisk(f"../nova/instances/{NOVA_UUID}/disk", "qcow2", 40, 6, 4.5,
                                  backing=NOVA_BASE.file, backing_fmt="raw")),),
                memory_mib=4096, vcpus=2, metadata=NOVA_METADATA),
     DemoDomain("legacy-raw", "c0ffee00-1d2e-4f3a-b4c5-d6e7f8a9b003", SHUTOFF,
@@ -157,9 +157,14 @@ def _run(argv: list[str]) -> None:
         raise SnaptuiError(f"demo lab: {argv[0]} failed: {msg[-1] if msg else proc.returncode}")
 
 
+def disk_path(disk_dir: Path, file: str) -> Path:
+    """Where a demo disk file lives (``file`` relative to the disk directory, normalised)."""
+    return Path(os.path.normpath(disk_dir / file))
+
+
 def _make_disk(disk_dir: Path, disk: DemoDisk) -> None:
     """Create one disk file with a known pattern in its first ``seed_mib`` MiB (plus a tail)."""
-    path = disk_dir / disk.file
+    path = disk_path(disk_dir, disk.file)
     if path.exists():
         return
     private_dir(path.parent)
@@ -167,7 +172,7 @@ def _make_disk(disk_dir: Path, disk: DemoDisk) -> None:
     tmp.unlink(missing_ok=True)
     argv = ["qemu-img", "create", "-q", "-f", disk.fmt]
     if disk.backing:
-        argv += ["-b", str(disk_dir / disk.backing), "-F", disk.backing_fmt]
+        argv += ["-b", str(disk_path(disk_dir, disk.backing)), "-F", disk.backing_fmt]
     size_mib = disk.size_gib * 1024
     _run([*argv, str(tmp), f"{size_mib}M"])
     # Overlays write past the base's data so both layers hold something visible.
@@ -186,7 +191,7 @@ def _make_disk(disk_dir: Path, disk: DemoDisk) -> None:
 def _disk_xml(disk_dir: Path, target: str, disk: DemoDisk) -> str:
     return (f"      <disk type='file' device='disk'>\n"
             f"        <driver name='qemu' type='{disk.fmt}'/>\n"
-            f"        <source file={quoteattr(str(disk_dir / disk.file))}/>\n"
+            f"        <source file={quoteattr(str(disk_path(disk_dir, disk.file)))}/>\n"
             f"        <target dev='{target}' bus='virtio'/>\n"
             f"      </disk>\n")
 
@@ -220,7 +225,8 @@ def _seed_library(library: Path, disk_dir: Path) -> None:
         data = library / f"{image_id}.qcow2"
         tmp = data.with_name(data.name + ".partial")
         tmp.unlink(missing_ok=True)
-        _run(["qemu-img", "convert", "-q", "-O", "qcow2", str(disk_dir / source), str(tmp)])
+        src = disk_path(disk_dir, source)
+        _run(["qemu-img", "convert", "-q", "-O", "qcow2", str(src), str(tmp)])
         os.chmod(tmp, 0o600)
         digest = hashlib.sha512()
         with open(tmp, "rb") as handle:
@@ -247,10 +253,8 @@ def build_demo_lab(base: Path | None = None) -> DemoLab:
     marker = base / "lab-version"
     if not marker.exists() or marker.read_text().strip() != LAB_VERSION:
         for old in disk_dir.iterdir():  # an older layout: start the disks again
-            if old.is_dir():
-                shutil.rmtree(old)
-            else:
-                old.unlink()
+            old.unlink()
+        shutil.rmtree(base / "nova", ignore_errors=True)
     _make_disk(disk_dir, BASE_IMAGE)
     _make_disk(disk_dir, NOVA_BASE)
     for dom in DOMAINS:

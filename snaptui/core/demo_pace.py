@@ -77,7 +77,7 @@ def _nominal_data(path: str) -> int | None:
     """The bytes a real guest's disk holds (DemoDisk.data_gib) for demo disk file ``path``."""
     for dom in DOMAINS:
         for _target, disk in dom.disks:
-            if Path(path).as_posix().endswith("/" + disk.file):
+            if Path(path).as_posix().endswith("/" + disk.file.removeprefix("../")):
                 return int(disk.data_gib * GIB)
     return None
 
