@@ -149,3 +149,30 @@ async def test_demo_jobs_keep_their_own_journal_and_audit_log(tmp_path: Path) ->
     assert {r["job_id"] for r in records} == {job_id}
     assert not (operator_state / audit.AUDIT_FILE).exists()
     assert not (operator_state / "jobs").exists() or not any((operator_state / "jobs").iterdir())
+
+
+async def test_cancel_after_the_restart_rolls_back_without_an_undo_failure(lab, host) -> None:
+    """Cancel while the image is copied (the guest already running again): every undo works on
+    the test driver, which has no domain jobs (virDomainGetJobInfo is not supported there)."""
+    store = ImageLibrary(lab.library_dir)
+    before = {i.id for i in store.iter_images()}
+    request = _request(lab, "web-frontend")
+    plan, steps = await prepare(request, host=host, store=store)
+    job_id = run_inline(plan, request, steps, host=host, store=store,
+                        wrap_steps=partial(pace_steps, speed=8))
+    stop = threading.Event()
+
+    def watch() -> None:
+        for event in follow(job_id, timeout_s=60, stop=stop):
+            if event["event"] == "progress" and event["step"] == "upload:vda":
+                cancel_job(job_id)
+                stop.set()
+
+    await asyncio.to_thread(watch)
+    events = await asyncio.to_thread(lambda: list(follow(job_id, timeout_s=60)))
+    assert events[-1]["event"] == "cancelled" and "undo_problems" not in events[-1], events[-1]
+    job = get_job(job_id)
+    states = {s.name: s.state for s in job.steps}
+    assert states["save"] == states["convert:vda"] == states["image:vda"] == "undone", states
+    assert host.get_domain("web-frontend").state == DomainState.RUNNING
+    assert {i.id for i in store.iter_images()} == before
