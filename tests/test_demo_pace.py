@@ -81,6 +81,9 @@ async def test_a_paced_job_reports_progress_and_makes_the_real_image(lab, host) 
     assert len(upload) >= 3 and all(e["rate"] > 0 and e["eta_s"] is not None for e in upload)
     assert upload[-1]["done"] == upload[-1]["total"] == int(2.5 * (1 << 30))
     assert events[-1]["downtime_s"] > 0
+    notes = [e["text"] for e in events if e["event"] == "note"]
+    assert "demo: paced like a real host at speed 8, as if the guest held vda 2.5 GiB of data" \
+        in notes
     new = next(i for i in store.iter_images() if i.name == request.name)
     assert await qemu_img.compare(plan.disks[0].source_path, new.location, force_share=True)
     assert host.get_domain("web-frontend").state == DomainState.RUNNING

@@ -176,11 +176,19 @@ async def _bytes(ctx: JobContext, seconds: float, total: int) -> None:
     ctx.progress(total, total, "bytes", rate=round(total / seconds), eta_s=0.0)
 
 
-def _paced_run(step: Step, speed: float) -> StepFn:
+def pace_note(plan: Plan, speed: float) -> str:
+    """The job's note that says what the demo's times stand for."""
+    held = ", ".join(f"{d.target} {data_bytes(d) / GIB:.1f} GiB" for d in plan.disks)
+    return f"demo: paced like a real host at speed {speed:g}, as if the guest held {held} of data"
+
+
+def _paced_run(step: Step, speed: float, *, first: bool) -> StepFn:
     kind = step.name.partition(":")[0]
 
     async def run(ctx: JobContext) -> None:
         plan = ctx.plan
+        if first:
+            ctx.note(pace_note(plan, speed))
         seconds = step_seconds(plan, step.name) / speed
         if kind == "restart":  # the guest stays down until its restore has finished
             await _wait(seconds)
@@ -222,4 +230,5 @@ def pace_steps(steps: Sequence[Step], speed: float = DEFAULT_SPEED) -> list[Step
     """``steps`` paced like a real host at ``speed`` (0: unchanged, as fast as possible)."""
     if speed <= 0:
         return list(steps)
-    return [replace(s, run=_paced_run(s, speed), undo=_paced_undo(s, speed)) for s in steps]
+    return [replace(s, run=_paced_run(s, speed, first=i == 0), undo=_paced_undo(s, speed))
+            for i, s in enumerate(steps)]
