@@ -34,7 +34,8 @@ SIZE = (80, 24)
 
 
 def demo_args(**overrides) -> argparse.Namespace:
-    values = {"demo": True, "uri": None, "cloud": None, "library": None, "theme": None}
+    values = {"demo": True, "uri": None, "cloud": None, "library": None, "theme": None,
+              "demo_speed": 0}  # as fast as it goes (test_ui_demo.py watches a paced one)
     return argparse.Namespace(**{**values, **overrides})
 
 
@@ -65,7 +66,7 @@ async def test_both_panes_populated_with_banner(demo_app: SnaptuiApp) -> None:
     async with demo_app.run_test(size=SIZE) as pilot:
         await settle(pilot, demo_app)
         main = demo_app.main
-        assert main.domains_pane.table.row_count == 6
+        assert main.domains_pane.table.row_count == 7
         assert main.images_pane.table.row_count == 3
         assert main.query_one("#demo-banner").display
         assert main.images_pane.border_title.startswith("Images — library")
@@ -85,8 +86,8 @@ async def test_selecting_a_domain_fills_the_detail(demo_app: SnaptuiApp) -> None
         await settle(pilot, demo_app)
         text = detail_text(demo_app)
         assert "db-primary" in text and "backing" in text and "debian-12-base.qcow2" in text
-        assert "virtual 256.0 MiB" in text
-        for _ in range(3):  # staging-ci: leftover internal snapshots
+        assert "virtual 60.0 GiB" in text
+        for _ in range(4):  # staging-ci: leftover internal snapshots
             await pilot.press("down")
         await settle(pilot, demo_app)
         text = detail_text(demo_app)
@@ -118,7 +119,7 @@ async def test_detail_follows_the_cursor_and_reads_disks_once_it_rests(
         await settle(pilot, demo_app)
         main = demo_app.main
         read.clear()
-        await pilot.press("down", "down", "down", "down")  # on to staging-ci
+        await pilot.press("down", "down", "down", "down", "down")  # on to staging-ci
         await pilot.pause()
         rested = main.domains_pane.selected
         assert rested.name == "staging-ci"
@@ -178,12 +179,12 @@ async def test_filter_the_focused_pane(demo_app: SnaptuiApp) -> None:
         assert main.domains_pane.table.row_count == 1
         await pilot.press("escape")
         await pilot.pause()
-        assert main.domains_pane.table.row_count == 6
+        assert main.domains_pane.table.row_count == 7
         assert not main.domains_pane.filter_input.display
         await pilot.press("tab", "slash", *"debian", "enter")
         await pilot.pause()
         assert main.images_pane.table.row_count == 1
-        assert main.domains_pane.table.row_count == 6
+        assert main.domains_pane.table.row_count == 7
         assert demo_app.focused is main.images_pane.table
 
 

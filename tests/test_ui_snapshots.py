@@ -40,6 +40,16 @@ def test_domain_detail_with_backing_chain(snap_compare, size) -> None:
     assert snap_compare(make_app(), terminal_size=size, run_before=select_db)
 
 
+def test_nova_instance_detail(snap_compare) -> None:
+    """A Nova instance: its disk under instances/UUID over a raw base in instances/_base."""
+    async def select_nova(pilot) -> None:
+        await settle(pilot)
+        await pilot.press("down", "down")
+        await settle(pilot)
+
+    assert snap_compare(make_app(), terminal_size=(120, 40), run_before=select_nova)
+
+
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
 def test_image_detail_and_only_this_domain(snap_compare, size) -> None:
     async def only_api(pilot) -> None:

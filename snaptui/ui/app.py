@@ -44,7 +44,8 @@ class SnaptuiApp(App[int]):
                  watcher_factory: WatcherFactory | None = None, demo: bool = False,
                  config: UiConfig | None = None, themes: Sequence[Theme] = (),
                  theme: str | None = None, image_refresh_s: float = IMAGE_REFRESH_S,
-                 cloud: str | None = None, library: str | None = None) -> None:
+                 cloud: str | None = None, library: str | None = None,
+                 demo_speed: float = 0.0) -> None:
         super().__init__()
         self.host = host
         self.store = store
@@ -54,6 +55,7 @@ class SnaptuiApp(App[int]):
         self.cloud = cloud
         self.library = library
         self.demo = demo
+        self.demo_speed = demo_speed  # demo jobs paced like a real host at this speed (0: not)
         self.config = config or UiConfig()
         self.image_refresh_s = image_refresh_s
         self._watcher_factory = watcher_factory

@@ -10,10 +10,12 @@ import asyncio
 import threading
 from collections.abc import Callable
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 from textual.message import Message
 
+from snaptui.core.demo_pace import pace_steps
 from snaptui.core.engine.jobs import (
     follow,
     launch,
@@ -43,14 +45,16 @@ def _store_for(request: SnapshotRequest, store: ImageStore | None) -> ImageStore
 
 
 async def start_snapshot(request: SnapshotRequest, host: LibvirtHost,
-                         store: ImageStore | None, *, cloud: str | None = None) -> str:
+                         store: ImageStore | None, *, cloud: str | None = None,
+                         demo_speed: float = 0.0) -> str:
     """Preflight ``request`` and start its job; returns the job id (SnaptuiError propagates).
 
     The request's URI and cloud default to the app's (``host`` and ``cloud``): the detached
     job rebuilds its connections from the plan, so a missing cloud there would fall back to
     OS_CLOUD instead of the ``--os-cloud`` the dashboard was started with.
     The test:/// driver keeps its state in this process, so its jobs run inline in a thread;
-    real hypervisors get a detached job process that outlives the dashboard.
+    real hypervisors get a detached job process that outlives the dashboard. ``demo_speed``
+    paces those like a real host's (snaptui.core.demo_pace; 0: as fast as they go).
     """
     if request.uri is None:
         request = replace(request, uri=host.uri)
@@ -64,7 +68,9 @@ async def start_snapshot(request: SnapshotRequest, host: LibvirtHost,
 
     plan, steps, checked = await asyncio.to_thread(preflight)
     if host.is_test_driver:
-        return await asyncio.to_thread(run_inline, plan, request, steps, host=host, store=store)
+        wrap = partial(pace_steps, speed=demo_speed) if demo_speed > 0 else None
+        return await asyncio.to_thread(run_inline, plan, request, steps, host=host, store=store,
+                                       wrap_steps=wrap)
     return await asyncio.to_thread(launch, plan, request, steps,  # resuming this login
                                    auth_state=store_auth_state(checked))
 

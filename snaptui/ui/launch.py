@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
 from textual.theme import BUILTIN_THEMES
 
+from snaptui.core.errors import BadInput
 from snaptui.core.libvirt_host import LibvirtHost
 from snaptui.core.paths import config_dir
 from snaptui.core.store_factory import open_store, resolve_destination
@@ -18,10 +20,22 @@ from snaptui.ui.themes import check_theme_name, load_themes, shipped_theme_dir
 log = logging.getLogger(__name__)
 
 
+def demo_speed(args: argparse.Namespace) -> float:
+    """--demo-speed N: demo jobs paced like a real host (1), N times faster, or not at all (0)."""
+    from snaptui.core.demo_pace import DEFAULT_SPEED
+
+    speed = getattr(args, "demo_speed", None)
+    speed = DEFAULT_SPEED if speed is None else speed
+    if not speed >= 0:  # also NaN
+        raise BadInput(f"--demo-speed must be 0 (no pacing) or more, not {speed}")
+    return float(speed)
+
+
 def build_app(args: argparse.Namespace, *, demo_base: Path | None = None):  # -> SnaptuiApp
     """Parse config and themes, open libvirt and the image store, return the app (not run)."""
     from snaptui.ui.app import SnaptuiApp
 
+    speed = demo_speed(args)
     config = load_config(config_dir() / CONFIG_NAME, SnaptuiApp.binding_ids())
     themes = load_themes([shipped_theme_dir(), config_dir() / "themes"])
     theme = None
@@ -37,6 +51,10 @@ def build_app(args: argparse.Namespace, *, demo_base: Path | None = None):  # ->
 
         lab = build_demo_lab(demo_base)
         uri, destination, library = lab.uri, "library", str(lab.library_dir)
+        # The demo's jobs keep their journal, locks, scratch and audit log under the demo,
+        # never in the operator's state (and recover here sees only the demo's jobs).
+        os.environ["SNAPTUI_STATE_DIR"] = str(lab.state_dir)
+        os.environ.pop("SNAPTUI_SCRATCH_DIR", None)  # scratch too: <demo state>/scratch
         for job_id, outcome in recover():
             log.warning("recovered job %s: %s", job_id, outcome)
     else:
@@ -53,6 +71,7 @@ def build_app(args: argparse.Namespace, *, demo_base: Path | None = None):  # ->
     store = open_store(destination, cloud=getattr(args, "cloud", None), library=library)
     return SnaptuiApp(host=host, store=store, watcher_factory=watcher_factory,
                       demo=bool(getattr(args, "demo", False)), config=config, themes=themes,
+                      demo_speed=speed,
                       theme=theme, cloud=getattr(args, "cloud", None), library=library)
 
 

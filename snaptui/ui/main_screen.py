@@ -356,7 +356,7 @@ class MainScreen(Screen):
         from snaptui.ui.jobs_screen import JobsScreen
 
         job_id = await start_snapshot(request, self.app.host, self.app.store,
-                                      cloud=self.app.cloud)
+                                      cloud=self.app.cloud, demo_speed=self.app.demo_speed)
         self.follow_job(job_id)
         self.app.push_screen(JobsScreen(job_id))
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from snaptui.core.engine.context import JobContext
 from snaptui.core.engine.journal import JournalWriter
 from snaptui.core.engine.plan import Plan
-from snaptui.core.engine.runner import downtime, run_steps
+from snaptui.core.engine.runner import Step, downtime, run_steps
 from snaptui.core.engine.workflows import build_steps
 from snaptui.core.image_store import ImageStore
 from snaptui.core.libvirt_host import LibvirtHost
@@ -69,8 +69,14 @@ def summarize(ctx: JobContext) -> dict[str, Any]:
     }
 
 
-async def execute(ctx: JobContext, on_ready: Callable[[JobContext], None] | None = None) -> bool:
-    """Run the plan's workflow in ``ctx``; True when the image(s) are done."""
+StepsWrapper = Callable[[Sequence[Step]], list[Step]]
+
+
+async def execute(ctx: JobContext, on_ready: Callable[[JobContext], None] | None = None, *,
+                  wrap_steps: StepsWrapper | None = None) -> bool:
+    """Run the plan's workflow in ``ctx``; True when the image(s) are done. ``wrap_steps``
+    changes how the steps run, not which (the demo's pacing)."""
     if on_ready is not None:
         on_ready(ctx)
-    return await run_steps(ctx, build_steps(ctx.plan), summarize)
+    steps = build_steps(ctx.plan)
+    return await run_steps(ctx, wrap_steps(steps) if wrap_steps else steps, summarize)

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from snaptui.core.engine.context import JobContext
-from snaptui.core.engine.execute import execute, make_context
+from snaptui.core.engine.execute import StepsWrapper, execute, make_context
 from snaptui.core.engine.journal import (
     TERMINAL_EVENTS,
     JobRecord,
@@ -167,8 +167,10 @@ def job_log_path(job_id: str) -> Path:
 
 
 def run_inline(plan: Plan, request: SnapshotRequest, steps: list[Step], *,
-               host: LibvirtHost, store: ImageStore | None = None) -> str:
-    """Run the job in a background thread of this process (demo's test:/// driver)."""
+               host: LibvirtHost, store: ImageStore | None = None,
+               wrap_steps: StepsWrapper | None = None) -> str:
+    """Run the job in a background thread of this process (demo's test:/// driver);
+    ``wrap_steps`` changes how its steps run (the demo paces them like a real host)."""
     journal = write_header(plan, request, steps)
     ctx = make_context(plan, journal, host=host, store=store)
     _INLINE[plan.job_id] = ctx
@@ -183,7 +185,7 @@ def run_inline(plan: Plan, request: SnapshotRequest, steps: list[Step], *,
             return
         journal.append("pid", pid=os.getpid(), inline=True)
         try:
-            asyncio.run(execute(ctx))
+            asyncio.run(execute(ctx, wrap_steps=wrap_steps))
         finally:
             lock.release()
             close_job(plan.job_id, journal)
