@@ -35,7 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_common_options(parser)
     parser.add_argument("--demo", action="store_true",
                         help="open the dashboard on the embedded demo lab (no libvirtd, no cloud)")
-    parser.add_argument("--demo-speed", metavar="N", type=float, help="demo jobs take the time a real host's would (1, the default), N times faster, or 0: no pacing")  # noqa: E501
+    parser.add_argument("--demo-speed", metavar="N", type=float,
+                        help="demo jobs take the time a real host's would (1, the default), "
+                             "N times faster, or 0: no pacing")
     parser.add_argument("--theme", help="dashboard theme (built-in or a file in themes/)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
