@@ -8,9 +8,11 @@ import time
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from snaptui.core.engine.jobs import cancel_job, list_jobs
 from snaptui.core.engine.recover import recover
+from snaptui.core.engine.states import look
 
 
 def register(sub: argparse._SubParsersAction, common) -> None:
@@ -37,7 +39,9 @@ def run_jobs(args: argparse.Namespace) -> int:
     for job in jobs:
         started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(job.started or 0))
         down = f"{job.downtime_s:.2f} s" if job.downtime_s is not None else "-"
-        table.add_row(job.job_id, job.domain, job.mode, job.status, started, down,
+        glyph, style = look(job.status)
+        table.add_row(job.job_id, job.domain, job.mode, Text(f"{glyph} {job.status}", style=style),
+                      started, down,
                       str(job.request.get("name", "")))
     Console().print(table)
     return 0
