@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import os
 import signal
 import time
@@ -24,7 +23,6 @@ from snaptui.core.engine.states import StepState
 from snaptui.core.engine.workflows import build_steps
 from snaptui.core.errors import BadInput, SnaptuiError
 
-log = logging.getLogger(__name__)
 STARTUP_GRACE_S = 30.0  # a job whose process has not written its pid yet may still be starting
 
 
@@ -133,12 +131,11 @@ def recover(now: float | None = None) -> list[tuple[str, str]]:
             continue
         try:
             outcome = _recover_one(job, now)
-        except SnaptuiError as err:  # an unreadable plan, libvirtd gone: say so, go on
-            outcome = f"not recovered: {err}"
+        except SnaptuiError as err:  # an unreadable journal, libvirtd gone: say so, go on
+            outcome = f"skipped: {err}"
         if outcome is None:
             continue
-        log.warning("recovered job %s: %s", job_id, outcome)
-        outcomes.append((job_id, outcome))
+        outcomes.append((job_id, outcome))  # the CLI prints them, the dashboard logs them
     return outcomes
 
 
