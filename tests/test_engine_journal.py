@@ -124,7 +124,7 @@ def test_journal_of_an_older_snaptui_is_read_and_recovered(make_domain, tmp_path
     write_header(plan, request, steps).close()
 
     def older(header: dict) -> None:
-        header.pop("format")
+        header.pop("format", None)
         for key in ("domain_targets", "base_image_ref", "mode_reason", "host"):
             header["plan"].pop(key)
         header["plan"]["retired_option"] = 3
