@@ -102,16 +102,29 @@ def _recover_locked(job: JobRecord, plan: Plan) -> str:
 
 
 def retry_failed_undos(job: JobRecord) -> str:
-    """Run again the undos that failed when the job ended (they are idempotent)."""
+    """Run again the undos that failed when the job ended (they are idempotent), under the
+    domain lock and from the journal as it is then (another recover may have done it)."""
     plan = Plan.from_json(job.plan, job_id=job.job_id)
-    failed_names = {s.name for s in job.steps if s.state == StepState.UNDO_FAILED}
-    journal = JournalWriter(job.path)
+    lock = DomainLock(plan.domain_uuid, f"recover {job.job_id}")
     try:
-        ctx = make_context(plan, journal, facts=job.facts)
-        steps = [s for s in build_steps(plan) if s.name in failed_names]
-        problems = asyncio.run(rollback(ctx, steps))
+        lock.acquire(plan.domain_name)
+    except BadInput:
+        return "skipped: domain is locked by a live job"
+    try:
+        job = load_job(job.job_id)
+        failed_names = {s.name for s in job.steps if s.state == StepState.UNDO_FAILED}
+        if not failed_names:
+            clear_active(job.job_id)
+            return "skipped: no failed undo left"
+        journal = JournalWriter(job.path)
+        try:
+            ctx = make_context(plan, journal, facts=job.facts)
+            steps = [s for s in build_steps(plan) if s.name in failed_names]
+            problems = asyncio.run(rollback(ctx, steps))
+        finally:
+            journal.close()
     finally:
-        journal.close()
+        lock.release()
     if problems:
         return "undo still failing: " + "; ".join(problems)
     clear_active(job.job_id)
