@@ -42,7 +42,7 @@ def known_fields(cls: type[T], data: Any, what: str, *, tolerated: dict[str, Any
 def _mode(data: Any, what: str) -> Mode:
     value = data.get("mode", Mode.AUTO) if isinstance(data, dict) else None
     try:
-        return Mode(value)
+        return Mode(str(value))
     except ValueError:
         raise PlanDataError(f"{what} has an unknown mode {value!r}") from None
 
