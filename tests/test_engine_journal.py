@@ -243,3 +243,25 @@ def test_dry_run_shows_the_convert_argv_that_runs(make_domain, tmp_path):
     assert shlex.split(command) == ran
     # the dry run printed the same command, but for its own job's scratch file
     assert printed[0][:-1] == ran[:-1]
+
+
+# -- one look for every state ------------------------------------------------------------------
+
+def test_every_state_has_one_glyph_and_colour_for_cli_and_dashboard():
+    from rich.text import Text
+
+    from snaptui.cli.snapshot import _render
+    from snaptui.core.engine.journal import JobRecord, StepRecord
+    from snaptui.core.engine.states import UNKNOWN, StepState, look
+    from snaptui.ui.jobs_screen import render_steps, state_text
+
+    for state in [*StepState, *JobStatus]:
+        assert look(state) != UNKNOWN, state
+    assert look("from-a-newer-journal") == UNKNOWN
+    job = JobRecord("j", Path("j.jsonl"), steps=[StepRecord(s, f"step {s}", s) for s in StepState])
+    cli_rows = _render(job).renderables[-1].columns[0]._cells
+    ui_rows = render_steps(job, 0.0).columns[0]._cells
+    for state, cli, ui in zip(StepState, cli_rows, ui_rows, strict=True):
+        assert isinstance(cli, Text) and isinstance(ui, Text)
+        assert (cli.plain, str(cli.style)) == (ui.plain, str(ui.style)) == look(state)
+    assert state_text(JobStatus.LOST).plain == f"{look(JobStatus.LOST)[0]} lost"
