@@ -5,9 +5,12 @@ from __future__ import annotations
 import argparse
 import time
 
+from rich.text import Text
+
 from snaptui.cli.output import line, note, print_json, print_table, table
 from snaptui.core.engine.jobs import cancel_job, list_jobs
 from snaptui.core.engine.recover import recover
+from snaptui.core.engine.states import look
 
 
 def register(sub: argparse._SubParsersAction, common) -> None:
@@ -34,7 +37,9 @@ def run_jobs(args: argparse.Namespace) -> int:
     for job in jobs:
         started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(job.started or 0))
         down = f"{job.downtime_s:.2f} s" if job.downtime_s is not None else "-"
-        rows.add_row(job.job_id, job.domain, job.mode, job.status, started, down,
+        glyph, style = look(job.status)
+        rows.add_row(job.job_id, job.domain, job.mode, Text(f"{glyph} {job.status}", style=style),
+                     started, down,
                       str(job.request.get("name", "")))
     print_table(rows)
     return 0

@@ -28,11 +28,7 @@ from snaptui.core.engine.journal import JobRecord, load_job
 from snaptui.core.engine.plan import OUTPUT_FORMATS, Mode, SnapshotRequest
 from snaptui.core.engine.preflight import new_job_id
 from snaptui.core.engine.recover import recover_job
-
-GLYPHS = {"pending": "·", "running": "▶", "done": "✔", "failed": "✘", "undoing": "↺",
-          "undone": "↩", "undo-failed": "‼"}
-STYLES = {"running": "bold cyan", "done": "green", "failed": "bold red", "undoing": "yellow",
-          "undone": "yellow", "undo-failed": "bold red"}
+from snaptui.core.engine.states import JobStatus, StepState, look
 
 
 def register(sub: argparse._SubParsersAction, common) -> None:
@@ -155,10 +151,10 @@ def _render(job: JobRecord) -> Group:
     table.add_column(width=30)
     table.add_column()
     for step in job.steps:
-        glyph = Text(GLYPHS.get(step.state, "?"), style=STYLES.get(step.state, ""))
+        glyph = Text(*look(step.state))
         bar: Any = ""
         detail = ""
-        if step.state == "running" and step.progress:
+        if step.state == StepState.RUNNING and step.progress:
             done, total = step.progress.get("done", 0), step.progress.get("total")
             bar = ProgressBar(total=total or 100, completed=done if total else 0, width=28)
             detail = _progress_text(step.progress)
@@ -205,7 +201,7 @@ def _follow_rich(job_id: str) -> int:
 
 
 def _print_outcome(console: Console, job: JobRecord) -> int:
-    if job.status != "done":
+    if job.status != JobStatus.DONE:
         console.print(f"[bold red]snapshot {job.status}[/]: {job.error}")
         return 1
     res = job.result

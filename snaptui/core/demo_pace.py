@@ -55,6 +55,7 @@ from pathlib import Path
 
 from snaptui.core.demo_lab import DOMAINS
 from snaptui.core.engine.context import PROGRESS_INTERVAL_S, JobContext
+from snaptui.core.engine.facts import Fact
 from snaptui.core.engine.plan import DiskPlan, Plan
 from snaptui.core.engine.runner import Step, StepFn
 
@@ -219,7 +220,7 @@ def _paced_undo(step: Step, speed: float) -> StepFn | None:
 
     async def run(ctx: JobContext) -> None:
         seconds = step_seconds(ctx.plan, step.name, undo=True) / speed
-        if ctx.facts.get("guest_resumed_at"):  # restarted already: the undo finds it running
+        if ctx.facts.get(Fact.GUEST_RESUMED_AT):  # restarted already: the undo finds it running
             seconds = MIN_STEP_S / speed
         await _wait(seconds)
         await undo(ctx)
@@ -230,5 +231,6 @@ def pace_steps(steps: Sequence[Step], speed: float = DEFAULT_SPEED) -> list[Step
     """``steps`` paced like a real host at ``speed`` (0: unchanged, as fast as possible)."""
     if speed <= 0:
         return list(steps)
-    return [replace(s, run=_paced_run(s, speed, first=i == 0), undo=_paced_undo(s, speed))
+    return [replace(s, action=replace(s.action, run=_paced_run(s, speed, first=i == 0),
+                                      undo=_paced_undo(s, speed)))
             for i, s in enumerate(steps)]

@@ -449,14 +449,19 @@ async def convert(
 
     Setting ``cancel`` (or cancelling the task) stops qemu-img and raises CancelledError.
     """
-    source = _require(src)
-    target = Path(os.path.abspath(dst))
     argv = convert_argv(
-        source, str(target), out_format=out_format, src_format=src_format,
+        _require(src), os.path.abspath(dst), out_format=out_format, src_format=src_format,
         snapshot_name=snapshot_name, compress=compress, compression_type=compression_type,
         force_share=force_share, cache=cache, src_cache=src_cache, parallel=parallel,
         out_of_order=out_of_order, sparse_size=sparse_size,
     )
+    await run_convert(argv, on_progress=on_progress, cancel=cancel)
+
+
+async def run_convert(argv: list[str], *, on_progress: Callable[[float], None] | None = None,
+                      cancel: asyncio.Event | None = None) -> None:
+    """Run a ``convert_argv`` list (its last item the output), as ``convert`` describes."""
+    target = Path(os.path.abspath(argv[-1]))
     if cancel is not None and cancel.is_set():
         raise asyncio.CancelledError(f"convert to {target} cancelled before it started")
     before = _snapshot_of(target)

@@ -27,8 +27,9 @@ from textual.widgets import DataTable, ProgressBar, Static
 from textual.worker import get_current_worker
 
 from snaptui.core.engine.jobs import cancel_job, pid_runs_job
-from snaptui.core.engine.journal import JobRecord, StepState, jobs_dir, load_job
+from snaptui.core.engine.journal import JobRecord, StepRecord, jobs_dir, load_job
 from snaptui.core.engine.plan import Plan
+from snaptui.core.engine.states import JobStatus, StepState, look
 from snaptui.core.engine.workflows import build_steps
 from snaptui.core.errors import SnaptuiError
 from snaptui.ui.confirm import ConfirmScreen
@@ -37,11 +38,6 @@ from snaptui.ui.job_log import JobLogScreen
 from snaptui.ui.messages import JobFinished
 from snaptui.ui.size_bars import SizeBars
 
-GLYPHS = {"pending": "·", "running": "▶", "done": "✔", "failed": "✘", "undoing": "↺",
-          "undone": "↩", "undo-failed": "‼", "cancelled": "↩", "abandoned": "?", "lost": "?"}
-STYLES = {"running": "bold", "done": "green", "failed": "bold red", "undoing": "yellow",
-          "undone": "yellow", "undo-failed": "bold red", "cancelled": "yellow",
-          "abandoned": "red", "lost": "red", "pending": "dim"}
 POLL_RUNNING_S, POLL_IDLE_S = 0.25, 1.0
 
 
@@ -67,8 +63,14 @@ def seconds(s: float | None) -> str:
     return f"{m}m {sec:02d}s" if m < 60 else f"{m // 60}h {m % 60:02d}m"
 
 
-def status_of(job: JobRecord, lost: bool = False) -> str:
-    return "lost" if lost and not job.terminal else job.status
+def status_of(job: JobRecord, lost: bool = False) -> JobStatus:
+    return JobStatus.LOST if lost and not job.terminal else job.status
+
+
+def state_text(state: str, *, word: bool = True) -> Text:
+    """The state's glyph (and word) in its colour, from the one table in core."""
+    glyph, style = look(state)
+    return Text(f"{glyph} {state}" if word else glyph, style=style)
 
 
 def progress_text(p: dict) -> str:
@@ -94,8 +96,8 @@ def rollback_titles(job: JobRecord) -> list[str]:
             s.name for s in build_steps(Plan.from_json(job.plan)) if s.undo is not None}
     except (KeyError, TypeError, ValueError):
         undoable = None  # an unreadable plan: list every started step
-    started = [s for s in job.steps if s.state in ("done", "running")]
-    return [s.title + (" (running now)" if s.state == "running" else "")
+    started = [s for s in job.steps if s.state in (StepState.DONE, StepState.RUNNING)]
+    return [s.title + (" (running now)" if s.state == StepState.RUNNING else "")
             for s in reversed(started) if undoable is None or s.name in undoable]
 
 
@@ -105,19 +107,20 @@ def render_steps(job: JobRecord, now: float) -> Table:
     table.add_column(ratio=1, no_wrap=True, overflow="ellipsis")
     table.add_column(no_wrap=True, justify="right")
     for step in job.steps:
-        table.add_row(Text(GLYPHS.get(step.state, "?"), style=STYLES.get(step.state, "")),
-                      Text(step.title, style=STYLES.get(step.state, "")), _step_detail(step, now))
+        table.add_row(state_text(step.state, word=False),
+                      Text(step.title, style=look(step.state)[1]), _step_detail(step, now))
     return table
 
 
-def _step_detail(step: StepState, now: float) -> Text:
-    if step.error and step.state in ("failed", "undo-failed"):
+def _step_detail(step: StepRecord, now: float) -> Text:
+    if step.error and step.state in (StepState.FAILED, StepState.UNDO_FAILED):
         return Text(step.error[:40], style="red")
     if step.started and step.finished:
         return Text(seconds(step.finished - step.started), style="dim")
-    if step.state == "running" and step.started:
+    if step.state == StepState.RUNNING and step.started:
         return Text(seconds(now - step.started))
-    return Text(step.state if step.state in ("undone", "undoing") else "", style="dim")
+    undoing = step.state in (StepState.UNDONE, StepState.UNDOING)
+    return Text(step.state if undoing else "", style="dim")
 
 
 def render_header(job: JobRecord, now: float, lost: bool) -> RenderableType:
@@ -127,7 +130,7 @@ def render_header(job: JobRecord, now: float, lost: bool) -> RenderableType:
     lines = [
         Text.assemble((f"job {job.job_id}", "bold")),
         Text.assemble((job.domain, "bold"), f"  {job.mode} → {dest}  ",
-                      (f"{GLYPHS.get(status, '?')} {status}", STYLES.get(status, ""))),
+                      state_text(status)),
         Text(f"elapsed {seconds(end - job.started) if job.started else '-'} · "
              f"guest downtime {seconds(job.downtime_s) if job.downtime_s is not None else '-'}"),
     ]
@@ -292,7 +295,7 @@ class JobsScreen(Screen):
     def _upsert_row(self, table: DataTable, job: JobRecord) -> bool:
         status = status_of(job, job.job_id in self.lost)
         cells = {
-            "status": Text(f"{GLYPHS.get(status, '?')} {status}", style=STYLES.get(status, "")),
+            "status": state_text(status),
             "domain": job.domain,
             "started": Started(job.started),
             "mode": job.mode,
@@ -361,16 +364,16 @@ class JobsScreen(Screen):
         self._show_progress(job.current_step)
         images = job.result.get("images") or (
             [{"sizes": job.result["sizes"]}] if job.result.get("sizes") else [])
-        show_sizes = job.status == "done" and bool(images)
+        show_sizes = job.status == JobStatus.DONE and bool(images)
         self.query_one("#job-sizes-title").display = show_sizes
         sizes = self.query_one(SizeBars)
         sizes.display = show_sizes
         if show_sizes:
             sizes.images = images
 
-    def _show_progress(self, step: StepState | None) -> None:
+    def _show_progress(self, step: StepRecord | None) -> None:
         row = self.query_one("#job-progress-row")
-        progress = step.progress if step is not None and step.state == "running" else None
+        progress = step.progress if step is not None and step.state == StepState.RUNNING else None
         row.display = progress is not None
         if progress is None:
             return

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from snaptui.core.engine.facts import FactKey
 from snaptui.core.engine.journal import JournalWriter
 from snaptui.core.engine.plan import Plan
 from snaptui.core.faults import wrap_domain
@@ -88,12 +89,12 @@ class JobContext:
         if self.cancel_flag.is_set():
             raise JobCancelled("cancelled by the operator")
 
-    def record(self, key: str, value: Any) -> None:
+    def record(self, key: FactKey, value: Any) -> None:
         """Remember a fact (a path made, an image id, a time) durably before acting on it."""
         self.facts[key] = value
         self.journal.append("fact", key=key, value=value)
 
-    def forget(self, key: str) -> None:
+    def forget(self, key: FactKey) -> None:
         """A made thing is gone again (deleted by its step); undo need not look for it."""
         self.facts.pop(key, None)
         self.journal.append("fact", key=key, value=None)

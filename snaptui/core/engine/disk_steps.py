@@ -8,7 +8,9 @@ from pathlib import Path
 
 from snaptui.core import qemu_img
 from snaptui.core.engine.context import JobContext
-from snaptui.core.engine.plan import DiskPlan
+from snaptui.core.engine.facts import DiskFact
+from snaptui.core.engine.plan import DiskPlan, Mode, Plan
+from snaptui.core.engine.runner import Action, StepFn
 
 
 def unlink_quietly(path: str | None) -> None:
@@ -16,53 +18,62 @@ def unlink_quietly(path: str | None) -> None:
         Path(path).unlink(missing_ok=True)
 
 
-async def convert_to_output(ctx: JobContext, disk: DiskPlan, source: str, *,
-                            source_format: str | None, snapshot_name: str | None = None,
-                            force_share: bool = False) -> None:
-    """`qemu-img convert -p` of ``source`` to the disk's scratch output, with progress."""
-    ctx.record(f"output:{disk.target}", disk.output_path)
-    await qemu_img.convert(
+def convert_action(plan: Plan, disk: DiskPlan, source: str, *, source_format: str | None,
+                   snapshot_name: str | None = None, force_share: bool = False) -> Action:
+    """`qemu-img convert -p` of ``source`` to the disk's scratch output, with progress; undone
+    by removing the output. The argv is built once: the step runs it, --dry-run shows it."""
+    argv = qemu_img.convert_argv(
         source, disk.output_path,
-        out_format=ctx.plan.out_format,
+        out_format=plan.out_format,
         src_format=source_format,
         snapshot_name=snapshot_name,
-        compress=ctx.plan.compress,
-        compression_type=ctx.plan.compression_type if ctx.plan.compress else None,
+        compress=plan.compress,
+        compression_type=plan.compression_type if plan.compress else None,
         force_share=force_share,
         # Out-of-order writes: ~25 % faster for compressed output (benchmarks/results/
         # convert_options.md), no gain for raw or plain qcow2.
-        out_of_order=ctx.plan.compress,
-        on_progress=lambda pct: ctx.progress(round(pct, 2), 100.0, "%"),
-        cancel=ctx.cancel_event,
+        out_of_order=plan.compress,
     )
-    os.chmod(disk.output_path, 0o600)
 
-
-def convert_disk(disk: DiskPlan):
     async def run(ctx: JobContext) -> None:
-        # Only a running guest's disk needs -U; cold/internal run while it is saved.
-        active = ctx.plan.guest_active and ctx.plan.mode not in ("cold", "internal")
-        await convert_to_output(ctx, disk, disk.source_path, source_format=disk.source_format,
-                                force_share=active)
-    return run
+        ctx.record(DiskFact.OUTPUT.of(disk.target), disk.output_path)
+        await qemu_img.run_convert(
+            argv, on_progress=lambda pct: ctx.progress(round(pct, 2), 100.0, "%"),
+            cancel=ctx.cancel_event)
+        os.chmod(disk.output_path, 0o600)
+    return Action(run, remove_output(disk), argv=tuple(argv))
 
 
-def remove_output(disk: DiskPlan):
+def convert_disk(plan: Plan, disk: DiskPlan) -> Action:
+    """Convert the disk itself (cold: the guest is saved or off, so no -U is needed)."""
+    active = plan.guest_active and plan.mode not in (Mode.COLD, Mode.INTERNAL)
+    return convert_action(plan, disk, disk.source_path, source_format=disk.source_format,
+                          force_share=active)
+
+
+def remove_output(disk: DiskPlan) -> StepFn:
+    """Undo of whatever made the scratch output: remove it."""
     async def undo(ctx: JobContext) -> None:
         unlink_quietly(disk.output_path)
     return undo
 
 
-def create_internal_snapshot(disk: DiskPlan):
+def create_internal_snapshot(disk: DiskPlan) -> Action:
+    """`qemu-img snapshot -c` on the (saved or shut off) guest's disk; undone by deleting it."""
     async def run(ctx: JobContext) -> None:
         name = ctx.plan.snapshot_name
         assert name
-        ctx.record(f"internal_snapshot:{disk.target}", name)
+        ctx.record(DiskFact.INTERNAL_SNAPSHOT.of(disk.target), name)
         await qemu_img.snapshot_create(disk.source_path, name)
-    return run
+    return Action(run, _delete_internal_snapshot(disk))
 
 
-def delete_internal_snapshot(disk: DiskPlan):
+def delete_internal_snapshot(disk: DiskPlan) -> Action:
+    """Delete our internal snapshot once the image is extracted from it (no undo)."""
+    return Action(_delete_internal_snapshot(disk))
+
+
+def _delete_internal_snapshot(disk: DiskPlan) -> StepFn:
     """Delete our internal snapshot if it is there (run, and undo of its creation).
 
     Only while the journal says it may exist: once deleted, the guest is restarted and owns the
@@ -70,37 +81,35 @@ def delete_internal_snapshot(disk: DiskPlan):
     """
     async def run(ctx: JobContext) -> None:
         name = ctx.plan.snapshot_name
-        if not ctx.facts.get(f"internal_snapshot:{disk.target}"):
+        if not ctx.facts.get(DiskFact.INTERNAL_SNAPSHOT.of(disk.target)):
             return
         assert name is not None  # recorded only by create_internal_snapshot, which named it
         existing = await qemu_img.snapshot_list(disk.source_path, force_share=True)
         if any(s.name == name for s in existing):
             await qemu_img.snapshot_delete(disk.source_path, name)
-        ctx.forget(f"internal_snapshot:{disk.target}")
+        ctx.forget(DiskFact.INTERNAL_SNAPSHOT.of(disk.target))
     return run
 
 
-def convert_internal_snapshot(disk: DiskPlan):
-    async def run(ctx: JobContext) -> None:
-        await convert_to_output(ctx, disk, disk.source_path, source_format="qcow2",
-                                snapshot_name=ctx.plan.snapshot_name)
-    return run
+def convert_internal_snapshot(plan: Plan, disk: DiskPlan) -> Action:
+    return convert_action(plan, disk, disk.source_path, source_format="qcow2",
+                          snapshot_name=plan.snapshot_name)
 
 
-def finish_output(disk: DiskPlan, keep_path: str | None):
+def finish_output(disk: DiskPlan, keep_path: str | None) -> Action:
     """Move the extracted image to --keep-local, or delete it once it is uploaded."""
     async def run(ctx: JobContext) -> None:
         out = Path(disk.output_path)
-        ctx.record(f"output_actual:{disk.target}", out.stat().st_blocks * 512)
-        ctx.record(f"output_apparent:{disk.target}", out.stat().st_size)
+        ctx.record(DiskFact.OUTPUT_ACTUAL.of(disk.target), out.stat().st_blocks * 512)
+        ctx.record(DiskFact.OUTPUT_APPARENT.of(disk.target), out.stat().st_size)
         if keep_path:
             try:
                 shutil.move(str(out), keep_path)
             except BaseException:  # a copy across filesystems (ENOSPC...) leaves a partial file
                 Path(keep_path).unlink(missing_ok=True)  # preflight made sure it was not there
                 raise
-            ctx.record(f"kept:{disk.target}", keep_path)
+            ctx.record(DiskFact.KEPT.of(disk.target), keep_path)
         else:
             out.unlink(missing_ok=True)
-        ctx.forget(f"output:{disk.target}")
-    return run
+        ctx.forget(DiskFact.OUTPUT.of(disk.target))
+    return Action(run)

@@ -6,6 +6,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from snaptui.core.engine.context import JobContext
+from snaptui.core.engine.facts import DiskFact
 from snaptui.core.engine.journal import JournalWriter
 from snaptui.core.engine.plan import Plan
 from snaptui.core.engine.runner import Step, downtime, run_steps
@@ -43,17 +44,17 @@ def summarize(ctx: JobContext) -> dict[str, Any]:
     for d in plan.disks:
         images.append({
             "target": d.target,
-            "image_id": facts.get(f"image:{d.target}"),
+            "image_id": facts.get(DiskFact.IMAGE.of(d.target)),
             "name": d.image_name,
-            "checksum": facts.get(f"checksum:{d.target}"),
-            "kept": facts.get(f"kept:{d.target}"),
+            "checksum": facts.get(DiskFact.CHECKSUM.of(d.target)),
+            "kept": facts.get(DiskFact.KEPT.of(d.target)),
             "sizes": {
                 "source_virtual": d.virtual_size,
                 "source_actual": d.actual_size,
                 "source_apparent": d.apparent_size,
-                "output_actual": facts.get(f"output_actual:{d.target}"),
-                "output_apparent": facts.get(f"output_apparent:{d.target}"),
-                "uploaded": facts.get(f"uploaded_size:{d.target}"),
+                "output_actual": facts.get(DiskFact.OUTPUT_ACTUAL.of(d.target)),
+                "output_apparent": facts.get(DiskFact.OUTPUT_APPARENT.of(d.target)),
+                "uploaded": facts.get(DiskFact.UPLOADED_SIZE.of(d.target)),
             },
         })
     first = images[0]

@@ -8,19 +8,35 @@ import time
 import libvirt
 
 from snaptui.core.engine.context import JobContext
+from snaptui.core.engine.facts import Fact
+from snaptui.core.engine.runner import Action
 from snaptui.core.errors import HypervisorError
+
+
+def save() -> Action:
+    """Save the guest (managedSave); undone by restarting it as it was."""
+    return Action(save_guest, restore_guest)
+
+
+def restart() -> Action:
+    """Restart the guest as it was before the job."""
+    return Action(restore_guest)
 
 
 async def save_guest(ctx: JobContext) -> None:
     """`virsh managedsave`: the guest stops here (downtime starts)."""
     dom = ctx.domain()
-    ctx.record("guest_stopped_at", time.time())
+    ctx.record(Fact.GUEST_STOPPED_AT, time.time())
+    # managedSave pauses the vCPUs before it writes the memory; a save that fails and cannot
+    # resume them leaves the guest paused, and it is then ours to resume.
+    if dom.state()[0] == libvirt.VIR_DOMAIN_RUNNING:
+        ctx.record(Fact.GUEST_PAUSED_BY_US, True)
     try:
         await asyncio.to_thread(dom.managedSave, 0)
     except libvirt.libvirtError as err:
         raise HypervisorError(f"managedsave of {ctx.plan.domain_name} failed: "
                               f"{err.get_error_message()}") from err
-    ctx.record("guest_saved", True)
+    ctx.record(Fact.GUEST_SAVED, True)
 
 
 def _job_running(dom) -> bool:
@@ -49,7 +65,9 @@ def _restore(ctx: JobContext) -> str:
     original = ctx.plan.original_state
     state = dom.state()[0]
     if original == "running":
-        if state == libvirt.VIR_DOMAIN_PAUSED and ctx.facts.get("guest_paused_by_us"):
+        if state == libvirt.VIR_DOMAIN_PAUSED:
+            if not ctx.facts.get(Fact.GUEST_PAUSED_BY_US):
+                return "found paused, not by snaptui: left paused"
             dom.resume()
             return "resumed"
         if not dom.isActive():
@@ -69,6 +87,8 @@ async def restore_guest(ctx: JobContext) -> None:
     except libvirt.libvirtError as err:
         raise HypervisorError(f"restart of {ctx.plan.domain_name} failed: "
                               f"{err.get_error_message()}") from err
-    if ctx.facts.get("guest_stopped_at") and not ctx.facts.get("guest_resumed_at"):
-        ctx.record("guest_resumed_at", time.time())
+    if ctx.facts.get(Fact.GUEST_STOPPED_AT) and not ctx.facts.get(Fact.GUEST_RESUMED_AT):
+        ctx.record(Fact.GUEST_RESUMED_AT, time.time())
+    if ctx.facts.get(Fact.GUEST_PAUSED_BY_US) and outcome in ("resumed", "restarted"):
+        ctx.forget(Fact.GUEST_PAUSED_BY_US)  # it runs again: a later pause is not ours
     ctx.note(f"guest {outcome}")

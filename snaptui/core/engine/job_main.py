@@ -15,11 +15,11 @@ import signal
 import sys
 
 from snaptui.core.engine.execute import execute, make_context
-from snaptui.core.engine.jobs import close_job
 from snaptui.core.engine.journal import JournalWriter, journal_path, load_job
+from snaptui.core.engine.liveness import close_job
 from snaptui.core.engine.locks import DomainLock
 from snaptui.core.engine.plan import Plan
-from snaptui.core.errors import BadInput
+from snaptui.core.errors import BadInput, SnaptuiError
 
 
 async def _run(ctx) -> bool:
@@ -60,23 +60,46 @@ def main(argv: list[str]) -> int:
         if not go:
             return 0
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    job = load_job(job_id)
-    plan = Plan.from_json(job.plan)
-    journal = JournalWriter(journal_path(job_id))
+    try:
+        job = load_job(job_id)
+        job.check_format()
+        plan = Plan.from_json(job.plan, job_id=job_id)
+    except (OSError, SnaptuiError) as err:
+        print(f"job_main: {err}", file=sys.stderr)
+        return 2
+    if job.terminal:  # recover declared it dead before this process got going
+        print(f"job_main: job {job_id} already {job.status}; nothing to run", file=sys.stderr)
+        return 0
     lock = DomainLock(plan.domain_uuid, job_id)
     try:
         lock.acquire(plan.domain_name)
     except BadInput as err:
-        journal.append("failed", error=str(err))
-        close_job(job_id, journal)
-        return 1
-    journal.append("pid", pid=os.getpid())
+        return _not_started(job_id, str(err))
     try:
-        ok = asyncio.run(_run(make_context(plan, journal, auth_state=auth_state)))
+        if load_job(job_id).terminal:  # recover finished it while we waited for the lock
+            print(f"job_main: job {job_id} already finished; nothing to run", file=sys.stderr)
+            return 0
+        journal = JournalWriter(journal_path(job_id))
+        journal.append("pid", pid=os.getpid())
+        try:
+            ok = asyncio.run(_run(make_context(plan, journal, auth_state=auth_state)))
+        finally:
+            close_job(job_id, journal)
     finally:
         lock.release()
-        close_job(job_id, journal)
     return 0 if ok else 1
+
+
+def _not_started(job_id: str, why: str) -> int:
+    """The domain is locked: by recover rolling back this very job (it writes the end), or by
+    another job (then this one fails, touching nothing)."""
+    if load_job(job_id).terminal or f"recover {job_id}" in why:
+        print(f"job_main: job {job_id} is being recovered; nothing to run", file=sys.stderr)
+        return 0
+    journal = JournalWriter(journal_path(job_id))
+    journal.append("failed", error=why)
+    close_job(job_id, journal)
+    return 1
 
 
 if __name__ == "__main__":

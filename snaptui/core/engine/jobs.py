@@ -20,9 +20,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from snaptui.core.engine.context import JobContext
 from snaptui.core.engine.execute import StepsWrapper, execute, make_context
 from snaptui.core.engine.journal import (
+    JOURNAL_FORMAT,
     TERMINAL_EVENTS,
     JobRecord,
     JournalWriter,
@@ -31,30 +31,16 @@ from snaptui.core.engine.journal import (
     journal_path,
     load_job,
 )
+from snaptui.core.engine.liveness import INLINE, close_job, mark_active, pid_runs_job
 from snaptui.core.engine.locks import DomainLock
 from snaptui.core.engine.plan import Plan, SnapshotRequest
 from snaptui.core.engine.preflight import preflight
+from snaptui.core.engine.recover import recover_job
 from snaptui.core.engine.runner import Step
 from snaptui.core.engine.workflows import build_steps
 from snaptui.core.errors import BadInput, NotFound, SnaptuiError
 from snaptui.core.image_store import ImageStore
 from snaptui.core.libvirt_host import LibvirtHost
-from snaptui.core.paths import private_dir
-
-_INLINE: dict[str, JobContext] = {}  # jobs running in a thread of this process
-
-
-def active_dir() -> Path:
-    """One marker file per job not yet finished; recover looks only here."""
-    return private_dir(jobs_dir() / "active")
-
-
-def mark_active(job_id: str) -> None:
-    (active_dir() / job_id).touch(mode=0o600)
-
-
-def clear_active(job_id: str) -> None:
-    (active_dir() / job_id).unlink(missing_ok=True)
 
 
 async def prepare(request: SnapshotRequest, host: LibvirtHost | None = None,
@@ -82,7 +68,8 @@ async def prepare_with_store(request: SnapshotRequest, host: LibvirtHost | None 
 def write_header(plan: Plan, request: SnapshotRequest, steps: list[Step]) -> JournalWriter:
     journal = JournalWriter(journal_path(plan.job_id))
     journal.append(
-        "job", job_id=plan.job_id, plan=plan.to_json(), request=request.to_json(),
+        "job", format=JOURNAL_FORMAT, job_id=plan.job_id, plan=plan.to_json(),
+        request=request.to_json(),
         steps=[{"name": s.name, "title": s.title, "command": s.command} for s in steps],
         launcher_pid=os.getpid(),
     )
@@ -173,7 +160,7 @@ def run_inline(plan: Plan, request: SnapshotRequest, steps: list[Step], *,
     ``wrap_steps`` changes how its steps run (the demo paces them like a real host)."""
     journal = write_header(plan, request, steps)
     ctx = make_context(plan, journal, host=host, store=store)
-    _INLINE[plan.job_id] = ctx
+    INLINE[plan.job_id] = ctx
 
     def worker() -> None:
         lock = DomainLock(plan.domain_uuid, plan.job_id)
@@ -194,28 +181,6 @@ def run_inline(plan: Plan, request: SnapshotRequest, steps: list[Step], *,
     return plan.job_id
 
 
-def close_job(job_id: str, journal: JournalWriter) -> None:
-    """The job reached its end: close the journal; drop its active marker unless an undo
-    failed (then ``recover`` retries that undo later, e.g. once Glance answers again)."""
-    journal.close()
-    if not any(s.state == "undo-failed" for s in load_job(job_id).steps):
-        clear_active(job_id)
-    _INLINE.pop(job_id, None)
-
-
-def pid_runs_job(pid: int | None, job_id: str) -> bool:
-    """True when ``pid`` is alive and is the process of that job (or this process, inline)."""
-    if not pid:
-        return False
-    if pid == os.getpid():
-        return job_id in _INLINE
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return False
-    return job_id.encode() in cmdline
-
-
 def list_jobs() -> list[JobRecord]:
     return list(iter_jobs())
 
@@ -223,7 +188,9 @@ def list_jobs() -> list[JobRecord]:
 def get_job(job_id: str) -> JobRecord:
     if not journal_path(job_id).exists():
         raise NotFound(f"no such job: {job_id}")
-    return load_job(job_id)
+    job = load_job(job_id)
+    job.check_format()
+    return job
 
 
 def cancel_job(job_id: str) -> str:
@@ -231,14 +198,12 @@ def cancel_job(job_id: str) -> str:
     job = get_job(job_id)
     if job.terminal:
         raise BadInput(f"job {job_id} already ended ({job.status})")
-    if job_id in _INLINE:
-        _INLINE[job_id].request_cancel()
+    if job_id in INLINE:
+        INLINE[job_id].request_cancel()
         return "cancel requested"
     if pid_runs_job(job.pid, job_id):
         os.kill(job.pid, signal.SIGTERM)  # type: ignore[arg-type]
         return "cancel requested"
-    from snaptui.core.engine.recover import recover_job
-
     return recover_job(job)
 
 
@@ -250,8 +215,6 @@ def follow(job_id: str, *, poll_s: float = 0.1, timeout_s: float | None = None,
     When nothing is written for ``liveness_s`` and the job's process is gone, yields a
     synthetic ``{"event": "lost"}`` and stops (the caller may then run recover).
     """
-    import json
-
     path = journal_path(job_id)
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     pid: int | None = None

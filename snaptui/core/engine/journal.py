@@ -16,9 +16,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from snaptui.core.engine.facts import Fact
+from snaptui.core.engine.states import TERMINAL, JobStatus, StepState
+from snaptui.core.errors import SnaptuiError
 from snaptui.core.paths import private_dir, state_dir
 
-TERMINAL_EVENTS = ("done", "failed", "cancelled", "abandoned")
+TERMINAL_EVENTS = tuple(str(s) for s in JobStatus if s in TERMINAL)  # their event names
+# The journal's format, written in the header. A journal without one (written before formats
+# were numbered) is format 1; a higher one is a newer snaptui's and is left alone.
+JOURNAL_FORMAT = 1
+
+
+class JournalError(SnaptuiError, ValueError):
+    """A journal this snaptui cannot read (a newer format, or a header without a plan)."""
 
 
 def jobs_dir() -> Path:
@@ -68,12 +78,12 @@ def read_events(path: Path) -> list[dict[str, Any]]:
 
 
 @dataclass
-class StepState:
+class StepRecord:
     """How far one step has come, folded from the journal."""
 
     name: str
     title: str
-    state: str = "pending"  # pending | running | done | failed | undoing | undone | undo-failed
+    state: StepState = StepState.PENDING
     started: float | None = None
     finished: float | None = None
     progress: dict[str, Any] | None = None
@@ -88,17 +98,18 @@ class JobRecord:
     path: Path
     plan: dict[str, Any] = field(default_factory=dict)
     request: dict[str, Any] = field(default_factory=dict)
-    steps: list[StepState] = field(default_factory=list)
+    steps: list[StepRecord] = field(default_factory=list)
     facts: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     pid: int | None = None
     started: float | None = None
     finished: float | None = None
-    status: str = "pending"  # pending | running | done | failed | cancelled | abandoned
+    status: JobStatus = JobStatus.PENDING
     error: str | None = None
     result: dict[str, Any] = field(default_factory=dict)
     recovered: bool = False
     events: int = 0
+    format_error: str | None = None  # set when the journal's format is unknown (not folded)
 
     @property
     def domain(self) -> str:
@@ -110,24 +121,33 @@ class JobRecord:
 
     @property
     def terminal(self) -> bool:
-        return self.status in TERMINAL_EVENTS
+        return self.status in TERMINAL
 
-    def step(self, name: str) -> StepState | None:
+    def step(self, name: str) -> StepRecord | None:
         return next((s for s in self.steps if s.name == name), None)
 
+    def check_format(self) -> None:
+        """Raise the one-line JournalError when this journal could not be read."""
+        if self.format_error:
+            raise JournalError(self.format_error)
+
     @property
-    def current_step(self) -> StepState | None:
-        running = [s for s in self.steps if s.state in ("running", "undoing")]
+    def undo_failed(self) -> bool:
+        return any(s.state == StepState.UNDO_FAILED for s in self.steps)
+
+    @property
+    def current_step(self) -> StepRecord | None:
+        running = [s for s in self.steps if s.state in (StepState.RUNNING, StepState.UNDOING)]
         return running[-1] if running else None
 
     @property
     def downtime_s(self) -> float | None:
         if "downtime_s" in self.result:
             return self.result["downtime_s"]
-        stopped = self.facts.get("guest_stopped_at")
+        stopped = self.facts.get(Fact.GUEST_STOPPED_AT)
         if stopped is None:
             return None
-        resumed = self.facts.get("guest_resumed_at") or self.finished or time.time()
+        resumed = self.facts.get(Fact.GUEST_RESUMED_AT) or self.finished or time.time()
         return max(0.0, resumed - stopped)
 
     def to_json(self) -> dict[str, Any]:
@@ -151,43 +171,60 @@ class JobRecord:
         }
 
 
+def format_problem(job_id: str, header: dict[str, Any]) -> str | None:
+    """Why a journal header cannot be read by this snaptui, or None when it can."""
+    version = header.get("format", 1)
+    if type(version) is int and 1 <= version <= JOURNAL_FORMAT:
+        return None
+    return (f"the journal of job {job_id} has format {version!r}, this snaptui reads formats "
+            f"1 to {JOURNAL_FORMAT}; use the snaptui that started the job")
+
+
 def fold(job_id: str, path: Path, events: list[dict[str, Any]]) -> JobRecord:
-    """Replay events into a JobRecord."""
+    """Replay events into a JobRecord; an unknown format stops at the header (format_error)."""
     job = JobRecord(job_id=job_id, path=path, events=len(events))
     for ev in events:
+        if not isinstance(ev, dict):
+            continue
         kind = ev.get("event")
-        step = job.step(ev.get("step", "")) if "step" in ev else None
+        t = ev.get("t")
+        step = job.step(str(ev.get("step"))) if "step" in ev else None
         if kind == "job":
-            job.plan = ev.get("plan", {})
-            job.request = ev.get("request", {})
-            job.steps = [StepState(s["name"], s["title"]) for s in ev.get("steps", [])]
-            job.started = ev["t"]
-            job.status = "pending"
+            job.format_error = format_problem(job_id, ev)
+            if job.format_error:
+                job.error = job.format_error
+                return job
+            job.plan = ev.get("plan") or {}
+            job.request = ev.get("request") or {}
+            job.steps = [StepRecord(str(s.get("name", "?")), str(s.get("title") or s.get("name")))
+                         for s in ev.get("steps") or [] if isinstance(s, dict)]
+            job.started = t
+            job.status = JobStatus.PENDING
         elif kind == "pid":
             job.pid = ev.get("pid")
-            job.status = "running"
-        elif kind == "fact":
+            job.status = JobStatus.RUNNING
+        elif kind == "fact" and "key" in ev:
             job.facts[ev["key"]] = ev.get("value")
         elif kind == "note":
             job.notes.append(ev.get("text", ""))
         elif step is not None and kind == "step_started":
-            step.state, step.started = "running", ev["t"]
+            step.state, step.started = StepState.RUNNING, t
         elif step is not None and kind == "progress":
             step.progress = {k: v for k, v in ev.items() if k not in ("event", "step")}
         elif step is not None and kind == "step_finished":
-            step.state, step.finished = "done", ev["t"]
+            step.state, step.finished = StepState.DONE, t
         elif step is not None and kind == "step_failed":
-            step.state, step.finished, step.error = "failed", ev["t"], ev.get("error")
+            step.state, step.finished, step.error = StepState.FAILED, t, ev.get("error")
         elif step is not None and kind == "undo_started":
-            step.state = "undoing"
+            step.state = StepState.UNDOING
         elif step is not None and kind == "step_undone":
-            step.state = "undone"
+            step.state = StepState.UNDONE
         elif step is not None and kind == "undo_failed":
-            step.state, step.error = "undo-failed", ev.get("error")
+            step.state, step.error = StepState.UNDO_FAILED, ev.get("error")
         elif kind == "recovering":
             job.recovered = True
         elif kind in TERMINAL_EVENTS:
-            job.status, job.finished = kind, ev["t"]
+            job.status, job.finished = JobStatus(kind), t
             job.error = ev.get("error")
             job.result = {k: v for k, v in ev.items() if k not in ("t", "event")}
     return job

@@ -13,8 +13,10 @@ import libvirt
 
 from snaptui.core import qemu_img
 from snaptui.core.engine.context import JobContext
-from snaptui.core.engine.disk_steps import convert_to_output, unlink_quietly
+from snaptui.core.engine.disk_steps import convert_action, remove_output, unlink_quietly
+from snaptui.core.engine.facts import DiskFact, Fact
 from snaptui.core.engine.plan import DiskPlan, Plan
+from snaptui.core.engine.runner import Action, StepFn
 from snaptui.core.errors import HypervisorError
 
 POLL_S = 0.2
@@ -29,24 +31,30 @@ def _libvirt_error(what: str, err: libvirt.libvirtError) -> HypervisorError:
     return HypervisorError(f"{what}: {err.get_error_message()}")
 
 
-def create_delta(disk: DiskPlan):
-    """A qcow2 with the source's backing file and virtual size (the block copy's destination)."""
+def create_delta(disk: DiskPlan) -> Action:
+    """A qcow2 with the source's backing file and virtual size (the block copy's destination);
+    undone by removing it."""
     async def run(ctx: JobContext) -> None:
         assert disk.delta_path
-        ctx.record(f"delta:{disk.target}", disk.delta_path)
+        ctx.record(DiskFact.DELTA.of(disk.target), disk.delta_path)
         await qemu_img.create(
             disk.delta_path, ctx.plan.copy_format(disk), disk.virtual_size,
             backing_file=disk.backing_file,
             backing_format=disk.backing_format,
         )
-    return run
+    return Action(run, _remove_delta(disk))
 
 
-def remove_delta(disk: DiskPlan):
+def remove_delta(disk: DiskPlan) -> Action:
+    """Delete the delta once converted."""
+    return Action(_remove_delta(disk))
+
+
+def _remove_delta(disk: DiskPlan) -> StepFn:
     async def run(ctx: JobContext) -> None:
         await asyncio.to_thread(_abort_job_if_any, ctx, disk.target)
         unlink_quietly(disk.delta_path)
-        ctx.forget(f"delta:{disk.target}")
+        ctx.forget(DiskFact.DELTA.of(disk.target))
     return run
 
 
@@ -72,13 +80,13 @@ def _wait_no_block_job(ctx: JobContext, target: str, timeout: float = 30.0) -> N
         time.sleep(0.05)
 
 
-def block_copy(disk: DiskPlan):
+def block_copy(disk: DiskPlan) -> Action:
     """virDomainBlockCopy(SHALLOW|REUSE_EXT|TRANSIENT_JOB) into the delta, then wait until ready."""
     async def run(ctx: JobContext) -> None:
         dom = ctx.domain()
         xml = (f"<disk type='file'><driver type={quoteattr(ctx.plan.copy_format(disk))}/>"
                f"<source file={quoteattr(str(disk.delta_path))}/></disk>")
-        ctx.record(f"block_job:{disk.target}", True)
+        ctx.record(DiskFact.BLOCK_JOB.of(disk.target), True)
         try:
             await asyncio.to_thread(dom.blockCopy, disk.target, xml, None, COPY_FLAGS)
         except libvirt.libvirtError as err:
@@ -98,19 +106,28 @@ def block_copy(disk: DiskPlan):
 
     async def undo(ctx: JobContext) -> None:
         await asyncio.to_thread(_abort_job_if_any, ctx, disk.target)
-        ctx.forget(f"block_job:{disk.target}")
-    return run, undo
+        ctx.forget(DiskFact.BLOCK_JOB.of(disk.target))
+    return Action(run, undo)
 
 
-def abort_copy(disk: DiskPlan):
+def abort_copy(disk: DiskPlan) -> Action:
     """blockJobAbort without pivot: the guest keeps its disk, the delta holds the copy."""
     async def run(ctx: JobContext) -> None:
         await asyncio.to_thread(_abort_job_if_any, ctx, disk.target)
-        ctx.forget(f"block_job:{disk.target}")
-    return run
+        ctx.forget(DiskFact.BLOCK_JOB.of(disk.target))
+    return Action(run)
 
 
-async def freeze(ctx: JobContext) -> None:
+def freeze() -> Action:
+    """Freeze the guest's filesystems; undone by thawing them."""
+    return Action(_freeze, _thaw)
+
+
+def thaw() -> Action:
+    return Action(_thaw)
+
+
+async def _freeze(ctx: JobContext) -> None:
     """Quiesce filesystems through the guest agent when it answers; crash-consistent otherwise."""
     dom = ctx.domain()
     try:
@@ -119,25 +136,23 @@ async def freeze(ctx: JobContext) -> None:
         ctx.note("filesystems not frozen (guest agent: "
                  f"{' '.join((err.get_error_message() or '').split())}); image is crash-consistent")
         return
-    ctx.record("frozen", True)
+    ctx.record(Fact.FROZEN, True)
 
 
-async def thaw(ctx: JobContext) -> None:
-    if not ctx.facts.get("frozen"):
+async def _thaw(ctx: JobContext) -> None:
+    if not ctx.facts.get(Fact.FROZEN):
         return
     dom = ctx.domain()
     try:
         await asyncio.to_thread(dom.fsThaw, None, 0)
     except libvirt.libvirtError as err:
         raise _libvirt_error("thaw of guest filesystems", err) from err
-    ctx.forget("frozen")
+    ctx.forget(Fact.FROZEN)
 
 
-def convert_delta(disk: DiskPlan):
-    async def run(ctx: JobContext) -> None:
-        assert disk.delta_path
-        await convert_to_output(ctx, disk, disk.delta_path, source_format="qcow2")
-    return run
+def convert_delta(plan: Plan, disk: DiskPlan) -> Action:
+    assert disk.delta_path
+    return convert_action(plan, disk, disk.delta_path, source_format="qcow2")
 
 
 # -- backup API (push mode) -------------------------------------------------------------------
@@ -179,16 +194,16 @@ def _wait_no_domain_job(dom, timeout: float = 30.0) -> None:
         time.sleep(0.05)
 
 
-def backup_disks(disks: list[DiskPlan], all_targets: list[str]):
+def backup_disks(disks: list[DiskPlan], all_targets: list[str]) -> Action:
     """virDomainBackupBegin (push) into pre-created 0600 qcow2 files, then wait for completion."""
     async def run(ctx: JobContext) -> None:
         for disk in disks:
             assert disk.backup_path
-            ctx.record(f"backup_file:{disk.target}", disk.backup_path)
+            ctx.record(DiskFact.BACKUP_FILE.of(disk.target), disk.backup_path)
             await qemu_img.create(disk.backup_path, ctx.plan.copy_format(disk),
                                   disk.virtual_size)
         dom = ctx.domain()
-        ctx.record("backup_job", True)
+        ctx.record(Fact.BACKUP_JOB, True)
         try:
             await asyncio.to_thread(dom.backupBegin,
                                     _backup_xml(ctx.plan, disks, all_targets), None,
@@ -202,7 +217,7 @@ def backup_disks(disks: list[DiskPlan], all_targets: list[str]):
             ctx.progress(stats.get("disk_processed", 0), stats.get("disk_total") or None, "bytes")
             await asyncio.sleep(POLL_S)
         done = await asyncio.to_thread(dom.jobStats, libvirt.VIR_DOMAIN_JOB_STATS_COMPLETED)
-        ctx.forget("backup_job")
+        ctx.forget(Fact.BACKUP_JOB)
         if not done.get("success", done.get("type") == libvirt.VIR_DOMAIN_JOB_COMPLETED):
             raise HypervisorError(f"backup job failed: {done.get('errmsg', 'no reason given')}")
         total = done.get("disk_total", 0)
@@ -210,34 +225,32 @@ def backup_disks(disks: list[DiskPlan], all_targets: list[str]):
 
     async def undo(ctx: JobContext) -> None:
         await asyncio.to_thread(_abort_backup_if_any, ctx)
-        ctx.forget("backup_job")
+        ctx.forget(Fact.BACKUP_JOB)
         for disk in disks:
             unlink_quietly(disk.backup_path)
-            ctx.forget(f"backup_file:{disk.target}")
-    return run, undo
+            ctx.forget(DiskFact.BACKUP_FILE.of(disk.target))
+    return Action(run, undo)
 
 
-def convert_backup(disk: DiskPlan):
-    async def run(ctx: JobContext) -> None:
-        assert disk.backup_path
-        await convert_to_output(ctx, disk, disk.backup_path, source_format="qcow2")
-    return run
+def convert_backup(plan: Plan, disk: DiskPlan) -> Action:
+    assert disk.backup_path
+    return convert_action(plan, disk, disk.backup_path, source_format="qcow2")
 
 
-def remove_backup_file(disk: DiskPlan):
+def remove_backup_file(disk: DiskPlan) -> Action:
     async def run(ctx: JobContext) -> None:
         unlink_quietly(disk.backup_path)
-        ctx.forget(f"backup_file:{disk.target}")
-    return run
+        ctx.forget(DiskFact.BACKUP_FILE.of(disk.target))
+    return Action(run)
 
 
-def adopt_copy(disk: DiskPlan, copy_path: str | None, fact: str):
+def adopt_copy(disk: DiskPlan, copy_path: str | None, fact: DiskFact) -> Action:
     """The delta or backup file already is the image (standalone, in the output format): move
     it to the scratch output instead of converting it, which halves the scratch space."""
     async def run(ctx: JobContext) -> None:
         assert copy_path
-        ctx.record(f"output:{disk.target}", disk.output_path)
+        ctx.record(DiskFact.OUTPUT.of(disk.target), disk.output_path)
         os.replace(copy_path, disk.output_path)
         os.chmod(disk.output_path, 0o600)
-        ctx.forget(f"{fact}:{disk.target}")
-    return run
+        ctx.forget(fact.of(disk.target))
+    return Action(run, remove_output(disk))

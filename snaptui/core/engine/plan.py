@@ -6,9 +6,45 @@ and undo them after the job's process is gone.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
+
+from snaptui.core.errors import SnaptuiError
+
+T = TypeVar("T")
+
+
+class PlanDataError(SnaptuiError, ValueError):
+    """A journal's plan or request lacks something a job cannot do without."""
+
+
+def known_fields(cls: type[T], data: Any, what: str, *, tolerated: dict[str, Any] | None = None,
+                 **override: Any) -> T:
+    """``cls(**data)`` keeping only ``cls``'s fields: unknown keys (a newer writer's) are
+    dropped, missing ones take the field's default, else ``tolerated``'s; any other missing
+    one is a one-line PlanDataError naming it."""
+    if not isinstance(data, dict):
+        raise PlanDataError(f"{what} is not an object")
+    kwargs: dict[str, Any] = {}
+    for f in fields(cls):  # type: ignore[arg-type]
+        if f.name in override:
+            kwargs[f.name] = override[f.name]
+        elif f.name in data:
+            kwargs[f.name] = data[f.name]
+        elif f.default is MISSING and f.default_factory is MISSING:
+            if tolerated is None or f.name not in tolerated:
+                raise PlanDataError(f"{what} has no {f.name}")
+            kwargs[f.name] = tolerated[f.name]
+    return cls(**kwargs)
+
+
+def _mode(data: Any, what: str) -> Mode:
+    value = data.get("mode", Mode.AUTO) if isinstance(data, dict) else None
+    try:
+        return Mode(str(value))
+    except ValueError:
+        raise PlanDataError(f"{what} has an unknown mode {value!r}") from None
 
 
 class Mode(StrEnum):
@@ -47,7 +83,7 @@ class SnapshotRequest:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> SnapshotRequest:
-        return cls(**{**data, "mode": Mode(data["mode"])})
+        return known_fields(cls, data, "the request", mode=_mode(data, "the request"))
 
 
 def copy_is_output(mode: Mode, compress: bool, backing_file: str | None) -> bool:
@@ -120,6 +156,26 @@ class Plan:
         return data
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Plan:
-        disks = [DiskPlan(**d) for d in data.get("disks", [])]
-        return cls(**{**data, "mode": Mode(data["mode"]), "disks": disks})
+    def from_json(cls, data: dict[str, Any], *, job_id: str | None = None) -> Plan:
+        """The plan of a journal header, any version: unknown keys are dropped, missing ones
+        defaulted where a default is safe (one-line PlanDataError otherwise)."""
+        what = f"the plan of job {job_id}" if job_id else "the plan"
+        if not isinstance(data, dict) or not data:
+            raise PlanDataError(f"{what} is missing")
+        disks = [known_fields(DiskPlan, d, f"{what} (a disk)", tolerated=DISK_DEFAULTS)
+                 for d in data.get("disks") or []]
+        if data.get("mode") in (None, Mode.AUTO):
+            raise PlanDataError(f"{what} has no resolved mode")
+        return known_fields(cls, data, what, tolerated=PLAN_DEFAULTS, mode=_mode(data, what),
+                            disks=disks)
+
+
+# What a plan or disk written by an older snaptui may lack, and the value that is safe for it.
+PLAN_DEFAULTS: dict[str, Any] = {
+    "mode_reason": "", "compress": False, "compression_type": None, "cloud": None,
+    "library_dir": None, "keep_local": None, "snapshot_name": None, "base_image_ref": None,
+    "host": "", "out_format": "qcow2",
+}
+DISK_DEFAULTS: dict[str, Any] = {
+    "actual_size": 0, "apparent_size": 0, "backing_file": None, "virtual_size": 0,
+}

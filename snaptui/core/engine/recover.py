@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import os
 import signal
 import time
@@ -16,15 +15,15 @@ from pathlib import Path
 from typing import Any
 
 from snaptui.core.engine.execute import make_context, summarize
-from snaptui.core.engine.jobs import active_dir, clear_active, pid_runs_job
 from snaptui.core.engine.journal import JobRecord, JournalWriter, load_job
+from snaptui.core.engine.liveness import active_dir, clear_active, pid_runs_job
 from snaptui.core.engine.locks import DomainLock
 from snaptui.core.engine.plan import Plan
 from snaptui.core.engine.runner import downtime, rollback
+from snaptui.core.engine.states import StepState
 from snaptui.core.engine.workflows import build_steps
-from snaptui.core.errors import BadInput
+from snaptui.core.errors import BadInput, SnaptuiError
 
-log = logging.getLogger(__name__)
 STARTUP_GRACE_S = 30.0  # a job whose process has not written its pid yet may still be starting
 
 
@@ -50,13 +49,32 @@ def stop_leftovers(job: JobRecord, timeout: float = 10.0) -> None:
 
 
 def recover_job(job: JobRecord) -> str:
-    """Undo (or, when every step finished, complete) one dead job; returns the outcome."""
-    plan = Plan.from_json(job.plan)
+    """Undo (or, when every step finished, complete) one dead job; returns the outcome.
+
+    ``job`` may be stale (read before the lock was free): the journal is read again under the
+    domain lock, and a job that has meanwhile finished, or whose process now runs, is left be.
+    """
+    job.check_format()
+    plan = Plan.from_json(job.plan, job_id=job.job_id)
     lock = DomainLock(plan.domain_uuid, f"recover {job.job_id}")
     try:
         lock.acquire(plan.domain_name)
     except BadInput:
         return "skipped: domain is locked by a live job"
+    try:
+        job = load_job(job.job_id)
+        if job.terminal:
+            if not job.undo_failed:
+                clear_active(job.job_id)
+            return f"skipped: already {job.status}"
+        if pid_runs_job(job.pid, job.job_id):
+            return "skipped: its process runs"
+        return _recover_locked(job, plan)
+    finally:
+        lock.release()
+
+
+def _recover_locked(job: JobRecord, plan: Plan) -> str:
     journal = JournalWriter(job.path)
     finished = True
     try:
@@ -64,8 +82,9 @@ def recover_job(job: JobRecord) -> str:
         stop_leftovers(job)
         ctx = make_context(plan, journal, facts=job.facts)
         steps = build_steps(plan)
-        started = [s for s in steps if (st := job.step(s.name)) and st.state != "pending"]
-        if started and all(job.step(s.name).state == "done" for s in steps):  # type: ignore[union-attr]
+        states = {s.name: s.state for s in job.steps}
+        started = [s for s in steps if states.get(s.name, StepState.PENDING) != StepState.PENDING]
+        if started and all(states.get(s.name) == StepState.DONE for s in steps):
             journal.append("done", recovered=True, **summarize(ctx))
             return "completed"
         problems = asyncio.run(rollback(ctx, started))
@@ -79,22 +98,34 @@ def recover_job(job: JobRecord) -> str:
         return "rolled back" + (f" with problems: {'; '.join(problems)}" if problems else "")
     finally:
         journal.close()
-        lock.release()
         if finished:
             clear_active(job.job_id)
 
 
 def retry_failed_undos(job: JobRecord) -> str:
-    """Run again the undos that failed when the job ended (they are idempotent)."""
-    plan = Plan.from_json(job.plan)
-    failed_names = {s.name for s in job.steps if s.state == "undo-failed"}
-    journal = JournalWriter(job.path)
+    """Run again the undos that failed when the job ended (they are idempotent), under the
+    domain lock and from the journal as it is then (another recover may have done it)."""
+    plan = Plan.from_json(job.plan, job_id=job.job_id)
+    lock = DomainLock(plan.domain_uuid, f"recover {job.job_id}")
     try:
-        ctx = make_context(plan, journal, facts=job.facts)
-        steps = [s for s in build_steps(plan) if s.name in failed_names]
-        problems = asyncio.run(rollback(ctx, steps))
+        lock.acquire(plan.domain_name)
+    except BadInput:
+        return "skipped: domain is locked by a live job"
+    try:
+        job = load_job(job.job_id)
+        failed_names = {s.name for s in job.steps if s.state == StepState.UNDO_FAILED}
+        if not failed_names:
+            clear_active(job.job_id)
+            return "skipped: no failed undo left"
+        journal = JournalWriter(job.path)
+        try:
+            ctx = make_context(plan, journal, facts=job.facts)
+            steps = [s for s in build_steps(plan) if s.name in failed_names]
+            problems = asyncio.run(rollback(ctx, steps))
+        finally:
+            journal.close()
     finally:
-        journal.close()
+        lock.release()
     if problems:
         return "undo still failing: " + "; ".join(problems)
     clear_active(job.job_id)
@@ -112,17 +143,25 @@ def recover(now: float | None = None) -> list[tuple[str, str]]:
         except FileNotFoundError:
             marker.unlink(missing_ok=True)
             continue
-        if job.terminal:
-            if any(s.state == "undo-failed" for s in job.steps):
-                outcomes.append((job_id, retry_failed_undos(job)))
-            else:
-                clear_active(job_id)
+        try:
+            outcome = _recover_one(job, now)
+        except SnaptuiError as err:  # an unreadable journal, libvirtd gone: say so, go on
+            outcome = f"skipped: {err}"
+        if outcome is None:
             continue
-        if pid_runs_job(job.pid, job_id):
-            continue
-        if job.pid is None and job.started and now - job.started < STARTUP_GRACE_S:
-            continue
-        outcome = recover_job(job)
-        log.warning("recovered job %s: %s", job_id, outcome)
-        outcomes.append((job_id, outcome))
+        outcomes.append((job_id, outcome))  # the CLI prints them, the dashboard logs them
     return outcomes
+
+
+def _recover_one(job: JobRecord, now: float) -> str | None:
+    """What recover did for this job, or None when it needs nothing (yet)."""
+    if job.terminal:
+        if job.undo_failed:
+            return retry_failed_undos(job)
+        clear_active(job.job_id)
+        return None
+    if pid_runs_job(job.pid, job.job_id):
+        return None
+    if job.pid is None and job.started and now - job.started < STARTUP_GRACE_S:
+        return None
+    return recover_job(job)

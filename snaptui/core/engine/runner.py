@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shlex
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from typing import Any
 
 from snaptui.core import audit
 from snaptui.core.engine.context import JobCancelled, JobContext
+from snaptui.core.engine.facts import DiskFact, Fact
 from snaptui.core.errors import SnaptuiError
 
 log = logging.getLogger(__name__)
@@ -22,44 +24,57 @@ StepFn = Callable[[JobContext], Awaitable[None]]
 
 
 @dataclass(frozen=True)
+class Action:
+    """What every step factory returns: how to run the step and how to undo it; for a step
+    that runs one subprocess, the argv it runs (shown as is by --dry-run)."""
+
+    run: StepFn
+    undo: StepFn | None = None
+    argv: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
 class Step:
     """One runbook line: what it does, how it is undone, whether it may be interrupted."""
 
     name: str
     title: str
-    run: StepFn
-    undo: StepFn | None = None
+    action: Action
     interruptible: bool = True  # False: a blocking libvirt call that must finish once begun
-    command: str = ""  # the equivalent by-hand command, for --dry-run
-    destructive: bool | None = None  # audited; None: decided by the step's name (see below)
+    # Audited: it changes something outside snaptui's scratch dir (the guest's state, its disk
+    # file or block jobs, the image store, or a file the operator named).
+    destructive: bool = False
+    target: str | None = None  # the disk it works on; None: the whole guest
+    equivalent: tuple[str, ...] = ()  # by-hand command of an API call, for --dry-run
 
+    @property
+    def run(self) -> StepFn:
+        return self.action.run
 
-# Steps that change something outside snaptui's private scratch dir: the guest's state, its
-# disk file, its libvirt block jobs, the image store, or a file the operator named.
-DESTRUCTIVE_STEPS = frozenset({"save", "restart", "snapshot", "unsnapshot", "copy", "freeze",
-                               "abort", "thaw", "backup", "image", "upload", "finish"})
+    @property
+    def undo(self) -> StepFn | None:
+        return self.action.undo
 
-
-def is_destructive(step: Step) -> bool:
-    """The step's own flag, else whether its name (before ``:disk``) is a destructive kind."""
-    if step.destructive is not None:
-        return step.destructive
-    return step.name.partition(":")[0] in DESTRUCTIVE_STEPS
+    @property
+    def command(self) -> str:
+        """The command --dry-run prints: the argv the step runs, else its by-hand equivalent."""
+        argv = self.action.argv or self.equivalent
+        return shlex.join(argv) if argv else ""
 
 
 def _audit(ctx: JobContext, step: Step, result: str, *, undo: bool = False,
            error: str | None = None) -> None:
     """One audit record for a destructive step (or its undo): what, on which domain/disk/image."""
-    if not is_destructive(step):
+    if not step.destructive:
         return
-    disk = step.name.partition(":")[2] or None
+    disk = step.target
     plans = [d for d in ctx.plan.disks if disk is None or d.target == disk]
     audit.record(
         f"undo:{step.name}" if undo else step.name, ctx.plan.domain_name, result,
         step=step.title, job_id=ctx.plan.job_id, domain_uuid=ctx.plan.domain_uuid,
         disk=disk or ",".join(d.target for d in plans),
         image_name=",".join(d.image_name for d in plans),
-        image=",".join(str(i) for d in plans if (i := ctx.facts.get(f"image:{d.target}")))
+        image=",".join(str(i) for d in plans if (i := ctx.facts.get(DiskFact.IMAGE.of(d.target))))
         or None,
         mode=str(ctx.plan.mode), error=error,
     )
@@ -185,8 +200,8 @@ async def run_steps(ctx: JobContext, steps: Sequence[Step],
 
 
 def downtime(ctx: JobContext) -> float | None:
-    stopped = ctx.facts.get("guest_stopped_at")
+    stopped = ctx.facts.get(Fact.GUEST_STOPPED_AT)
     if stopped is None:
         return None
-    resumed = ctx.facts.get("guest_resumed_at") or time.time()
+    resumed = ctx.facts.get(Fact.GUEST_RESUMED_AT) or time.time()
     return round(max(0.0, resumed - stopped), 3)

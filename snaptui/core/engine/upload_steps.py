@@ -7,7 +7,9 @@ import socket
 from pathlib import Path
 
 from snaptui.core.engine.context import JobContext
+from snaptui.core.engine.facts import DiskFact, Fact
 from snaptui.core.engine.plan import DiskPlan
+from snaptui.core.engine.runner import Action
 from snaptui.core.errors import NotFound
 from snaptui.core.image_store import UploadProgress
 
@@ -31,30 +33,30 @@ def image_properties(ctx: JobContext, disk: DiskPlan) -> dict[str, str]:
         props["owner_id"] = str(owner)
     if plan.base_image_ref:
         props["base_image_ref"] = plan.base_image_ref
-    stopped, resumed = ctx.facts.get("guest_stopped_at"), ctx.facts.get("guest_resumed_at")
+    stopped, resumed = ctx.facts.get(Fact.GUEST_STOPPED_AT), ctx.facts.get(Fact.GUEST_RESUMED_AT)
     props["snaptui_downtime_s"] = f"{(resumed - stopped):.3f}" if stopped and resumed else "0"
     return props
 
 
-def create_image(disk: DiskPlan):
+def create_image(disk: DiskPlan) -> Action:
     """Create the (queued) image record; its undo deletes it, whatever state it reached."""
     async def run(ctx: JobContext) -> None:
         record = await asyncio.to_thread(
             ctx.store.create, disk.image_name, ctx.plan.out_format, "bare",
             image_properties(ctx, disk),
         )
-        ctx.record(f"image:{disk.target}", record.id)
+        ctx.record(DiskFact.IMAGE.of(disk.target), record.id)
 
     async def undo(ctx: JobContext) -> None:
-        image_id = ctx.facts.get(f"image:{disk.target}")
+        image_id = ctx.facts.get(DiskFact.IMAGE.of(disk.target))
         ids = [image_id] if image_id else await asyncio.to_thread(_made_by_job, ctx, disk)
         for one in ids:
             try:
                 await asyncio.to_thread(ctx.store.delete, one)
             except NotFound:
                 pass
-        ctx.forget(f"image:{disk.target}")
-    return run, undo
+        ctx.forget(DiskFact.IMAGE.of(disk.target))
+    return Action(run, undo)
 
 
 def _made_by_job(ctx: JobContext, disk: DiskPlan) -> list[str]:
@@ -68,10 +70,10 @@ def _made_by_job(ctx: JobContext, disk: DiskPlan) -> list[str]:
 UPLOAD_STOP_S = 60.0
 
 
-def upload_image(disk: DiskPlan):
+def upload_image(disk: DiskPlan) -> Action:
     """Stream the extracted file with sha512; the store compares it with os_hash_value."""
     async def run(ctx: JobContext) -> None:
-        image_id = ctx.facts[f"image:{disk.target}"]
+        image_id = ctx.facts[DiskFact.IMAGE.of(disk.target)]
 
         def on_progress(p: UploadProgress) -> None:
             ctx.progress(p.sent, p.total, "bytes", rate=round(p.rate),
@@ -87,7 +89,7 @@ def upload_image(disk: DiskPlan):
             # delete the image under a live upload (Glance answers 500 and keeps it).
             await asyncio.wait({upload}, timeout=UPLOAD_STOP_S)
             raise
-        ctx.record(f"checksum:{disk.target}", digest)
+        ctx.record(DiskFact.CHECKSUM.of(disk.target), digest)
         uploaded = await asyncio.to_thread(ctx.store.show, image_id)
-        ctx.record(f"uploaded_size:{disk.target}", uploaded.size)
-    return run
+        ctx.record(DiskFact.UPLOADED_SIZE.of(disk.target), uploaded.size)
+    return Action(run)

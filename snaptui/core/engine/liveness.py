@@ -1,0 +1,54 @@
+"""Which jobs are still alive: active markers, the job's process, and the jobs run inline.
+
+Kept apart from ``jobs`` (start, follow, cancel) and ``recover`` (undo dead jobs) so that each
+of those can use it without importing the other.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from snaptui.core.engine.journal import JournalWriter, jobs_dir, load_job
+from snaptui.core.paths import private_dir
+
+if TYPE_CHECKING:
+    from snaptui.core.engine.context import JobContext
+
+INLINE: dict[str, JobContext] = {}  # jobs running in a thread of this process (demo lab)
+
+
+def active_dir() -> Path:
+    """One marker file per job not yet finished; recover looks only here."""
+    return private_dir(jobs_dir() / "active")
+
+
+def mark_active(job_id: str) -> None:
+    (active_dir() / job_id).touch(mode=0o600)
+
+
+def clear_active(job_id: str) -> None:
+    (active_dir() / job_id).unlink(missing_ok=True)
+
+
+def close_job(job_id: str, journal: JournalWriter) -> None:
+    """The job reached its end: close the journal; drop its active marker unless an undo
+    failed (then ``recover`` retries that undo later, e.g. once Glance answers again)."""
+    journal.close()
+    if not load_job(job_id).undo_failed:
+        clear_active(job_id)
+    INLINE.pop(job_id, None)
+
+
+def pid_runs_job(pid: int | None, job_id: str) -> bool:
+    """True when ``pid`` is alive and is the process of that job (or this process, inline)."""
+    if not pid:
+        return False
+    if pid == os.getpid():
+        return job_id in INLINE
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return job_id.encode() in cmdline

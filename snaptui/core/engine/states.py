@@ -1,0 +1,63 @@
+"""The states a step and a job go through, and how every front end shows them.
+
+Both are ``StrEnum``: the journal keeps the same plain strings it always had, and a state read
+back from an older journal compares equal to its member. ``LOOK`` is the one table of glyph and
+colour (a Rich style string, no Rich import needed) used by the CLI and the dashboard alike.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class StepState(StrEnum):
+    """How far one step has come (folded from the journal)."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    UNDOING = "undoing"
+    UNDONE = "undone"
+    UNDO_FAILED = "undo-failed"
+
+
+class JobStatus(StrEnum):
+    """Where a job stands. The terminal ones are also the names of their journal events."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    ABANDONED = "abandoned"
+    LOST = "lost"  # never journaled: shown while a job's process is gone and not yet recovered
+
+    @property
+    def terminal(self) -> bool:
+        return self in TERMINAL
+
+
+TERMINAL = frozenset({JobStatus.DONE, JobStatus.FAILED, JobStatus.CANCELLED,
+                      JobStatus.ABANDONED})
+
+
+# state -> (glyph, Rich style); a state missing here (a newer journal's) shows as UNKNOWN.
+LOOK: dict[str, tuple[str, str]] = {
+    StepState.PENDING: ("·", "dim"),
+    StepState.RUNNING: ("▶", "bold"),
+    StepState.DONE: ("✔", "green"),
+    StepState.FAILED: ("✘", "bold red"),
+    StepState.UNDOING: ("↺", "yellow"),
+    StepState.UNDONE: ("↩", "yellow"),
+    StepState.UNDO_FAILED: ("‼", "bold red"),
+    JobStatus.CANCELLED: ("↩", "yellow"),
+    JobStatus.ABANDONED: ("?", "red"),
+    JobStatus.LOST: ("?", "red"),
+}
+UNKNOWN = ("?", "")
+
+
+def look(state: str) -> tuple[str, str]:
+    """(glyph, style) of a step state or job status."""
+    return LOOK.get(state, UNKNOWN)
