@@ -42,8 +42,10 @@ def build_app(args: argparse.Namespace, *, demo_base: Path | None = None):  # ->
         from snaptui.core.domain_events import DomainEventWatcher
 
         uri = args.uri
-        destination = resolve_destination(None, getattr(args, "cloud", None))
         library = getattr(args, "library", None)
+        # The rule `snaptui images` and `snaptui snapshot` use: --library without --os-cloud
+        # is the library even when OS_CLOUD is set.
+        destination = resolve_destination(None, getattr(args, "cloud", None), library)
 
         def watcher_factory(callback):  # type: ignore[no-redef]
             return DomainEventWatcher(uri, callback)

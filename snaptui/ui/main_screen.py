@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import os
 import threading
 from typing import TYPE_CHECKING, ClassVar
 
@@ -21,6 +20,7 @@ from textual.widgets import Header, Static
 from textual.worker import Worker, WorkerState
 
 from snaptui.core import qemu_img
+from snaptui.core.choices import allocated_size
 from snaptui.core.errors import NotFound, SnaptuiError
 from snaptui.core.models import DomainInfo, ImageFileInfo, ImageRecord
 from snaptui.ui import messages
@@ -38,19 +38,6 @@ IMAGE_REFRESH_S = 30.0
 # While the cursor keeps moving, a domain's qemu-img info waits this long after the last move
 # (its name and state show at once).
 DETAIL_DEBOUNCE_S = 0.09
-
-
-def allocated_bytes(info: DomainInfo) -> int | None:
-    """Bytes allocated on the host by the domain's disk files (top layer; stat, no qemu-img)."""
-    total, seen = 0, False
-    for disk in info.disks:
-        if disk.device == "disk" and disk.path:
-            try:
-                total += os.stat(disk.path).st_blocks * 512
-                seen = True
-            except OSError:
-                pass
-    return total if seen else None
 
 
 def snapshot_extras(images: list[ImageRecord]) -> dict[str, tuple[int, str | None]]:
@@ -133,7 +120,7 @@ class MainScreen(Screen):
           description="list domains")
     def refresh_domains(self) -> None:
         domains = self.app.host.list_domains()
-        allocated = {d.uuid: allocated_bytes(d) for d in domains}
+        allocated = {d.uuid: allocated_size(d) for d in domains}
         self.app.call_from_thread(self._apply_domains, domains, allocated)
 
     @work(thread=True, exit_on_error=False, group="domain-row", description="read a domain")
@@ -164,7 +151,7 @@ class MainScreen(Screen):
         self._loaded("domains")
 
     def _apply_domain(self, info: DomainInfo) -> None:
-        self._allocated[info.uuid] = allocated_bytes(info)
+        self._allocated[info.uuid] = allocated_size(info)
         self.domains_pane.update_domain(info)
         if self.detail.showing == ("domain", info.uuid):
             self.load_domain_detail(info)

@@ -16,6 +16,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, Input, Label, RadioButton, RadioSet, Static
 
+from snaptui.core.choices import auto_mode, snapshot_disks
 from snaptui.core.engine.plan import Mode, SnapshotRequest
 from snaptui.core.engine.preflight import validate_image_name
 from snaptui.core.errors import BadInput
@@ -34,12 +35,8 @@ def default_image_name(domain: str, now: float | None = None) -> str:
 
 
 def resolved_mode(mode: Mode, domain: DomainInfo, modes: dict[Mode, str | None]) -> Mode:
-    """The mode ``auto`` becomes (preflight's rule: live when possible on a running guest)."""
-    if mode != Mode.AUTO:
-        return mode
-    if modes.get(Mode.LIVE) is None and domain.state == DomainState.RUNNING:
-        return Mode.LIVE
-    return Mode.COLD
+    """The mode ``mode`` becomes: itself, or for ``auto`` what preflight will choose."""
+    return mode if mode != Mode.AUTO else auto_mode(domain, modes)[0]
 
 
 def stops_guest(mode: Mode, domain: DomainInfo, modes: dict[Mode, str | None]) -> bool:
@@ -126,7 +123,7 @@ class SnapshotDialog(ModalScreen[SnapshotRequest | None]):
         self.library_path = library_path
         self.uri = uri
         self.cloud = cloud
-        self.disks = [d for d in domain.disks if d.device == "disk"]
+        self.disks = snapshot_disks(domain)
 
     # -- layout ------------------------------------------------------------------------------
 
@@ -208,9 +205,8 @@ class SnapshotDialog(ModalScreen[SnapshotRequest | None]):
         mode = self.mode
         hint = ""
         if mode == Mode.AUTO:
-            chosen = resolved_mode(mode, self.domain, self.modes)
-            why = self.modes.get(Mode.LIVE) or f"{self.domain.name} is {self.domain.state}"
-            hint = "auto will use live" if chosen == Mode.LIVE else f"auto will use cold: {why}"
+            chosen, why = auto_mode(self.domain, self.modes)
+            hint = "auto will use live" if chosen == Mode.LIVE else f"auto will use {chosen}: {why}"
         self.query_one("#mode-hint", Static).update(hint)
         warning = f"⚠ {mode} mode: {STOP_WARNING}" if self.stops_guest else ""
         self.query_one("#stop-warning", Static).update(warning)
