@@ -6,11 +6,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, ClassVar, Protocol
 
+from textual import on
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 from textual.theme import Theme
+from textual.worker import Worker
 
+from snaptui.core.errors import SnaptuiError
 from snaptui.core.image_store import ImageStore
 from snaptui.core.libvirt_host import LibvirtHost
 from snaptui.ui import messages
@@ -18,6 +21,7 @@ from snaptui.ui.commands import SnaptuiCommands
 from snaptui.ui.config import UiConfig
 from snaptui.ui.main_screen import IMAGE_REFRESH_S, MainScreen
 from snaptui.ui.themes import DEFAULT_THEME
+from snaptui.ui.worker_failures import is_failure, report_failure
 
 
 class Watcher(Protocol):
@@ -97,6 +101,13 @@ class SnaptuiApp(App[int]):
     def on_job_finished(self, message: messages.JobFinished) -> None:
         self.main.job_finished(message.job_id)
 
+    @on(Worker.StateChanged)
+    def _worker_failed(self, event: Worker.StateChanged) -> None:
+        """The one place a failed worker becomes a notification: the app's own, and every
+        screen's (forwarded by ``ForwardsWorkerFailures``)."""
+        if is_failure(event):
+            report_failure(self, event)
+
     # -- themes --------------------------------------------------------------------------------
 
     def _theme_changed(self, theme: Theme) -> None:
@@ -106,8 +117,8 @@ class SnaptuiApp(App[int]):
             self.config.theme = theme.name
             try:
                 self.config.save()
-            except OSError as err:
-                self.notify(f"cannot save config: {err}", severity="warning")
+            except (OSError, SnaptuiError) as err:
+                self.notify(f"cannot save config: {err}", severity="warning", markup=False)
 
     def theme_cycle(self) -> list[str]:
         """Themes `t` steps through: snaptui's own, then Textual's dark and light."""

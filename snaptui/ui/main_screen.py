@@ -1,7 +1,8 @@
 """The main screen: Domains and Images side by side, the detail below, and their workers.
 
-Every blocking call (libvirt, the image store, qemu-img) runs in a worker of this screen, so
-the screen's one ``Worker.StateChanged`` handler turns any failure into a notification.
+Every blocking call (libvirt, the image store, qemu-img) runs in a worker of this screen; a
+failure goes to the app's one ``Worker.StateChanged`` handler (``worker_failures.py``), which
+notifies, and the next refresh tries again.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import Header, Static
-from textual.worker import Worker, WorkerState
 
 from snaptui.core import qemu_img
 from snaptui.core.choices import allocated_size
@@ -29,6 +29,7 @@ from snaptui.ui.domains_pane import DomainExtras, DomainsPane
 from snaptui.ui.footer import BindingsFooter
 from snaptui.ui.images_pane import ImagesPane
 from snaptui.ui.keyed_table import KeyedTable
+from snaptui.ui.worker_failures import ForwardsWorkerFailures
 
 if TYPE_CHECKING:
     from snaptui.core.engine.plan import SnapshotRequest
@@ -52,7 +53,7 @@ def snapshot_extras(images: list[ImageRecord]) -> dict[str, tuple[int, str | Non
     return found
 
 
-class MainScreen(Screen):
+class MainScreen(ForwardsWorkerFailures, Screen):
     """Domains | Images, detail below; bindings have ids so config can remap them."""
 
     BINDINGS: ClassVar[list[Binding]] = [
@@ -259,15 +260,6 @@ class MainScreen(Screen):
         """A job ended: images changed, and (test driver: no events) domain states too."""
         self.refresh_images()
         self.refresh_domains()
-
-    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        """The one place worker failures become notifications."""
-        if event.state != WorkerState.ERROR:
-            return
-        error = event.worker.error
-        text = str(error) if isinstance(error, SnaptuiError) else f"{type(error).__name__}: {error}"
-        what = event.worker.description or event.worker.group
-        self.notify(text, title=f"{what} failed", severity="error", timeout=8)
 
     # -- actions -------------------------------------------------------------------------------
 
