@@ -142,6 +142,7 @@ def test_library_option_means_the_library_everywhere(make_domain, libvirt_uri, o
     try:
         assert app.store.kind == "library"
         assert Path(app.store.location) == library
+        assert app.glance_available  # a cloud is configured: the dialog still offers it
     finally:
         app.host.close()
 
@@ -152,3 +153,18 @@ def test_library_option_means_the_library_everywhere(make_domain, libvirt_uri, o
         assert app.store.kind == "glance"
     finally:
         app.host.close()
+
+
+async def test_dialog_defaults_to_the_library_and_still_offers_glance(make_domain, host,
+                                                                     tmp_path):
+    lab = make_domain(state="shut off")
+    info = host.get_domain(lab.name)
+    dialog = SnapshotDialog(info, available_modes(info, host), "library", str(tmp_path),
+                            glance_available=True)
+    app = DialogHost(dialog)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.pause()
+        buttons = {b.name: b for b in dialog.query("#destination RadioButton")}
+        assert not buttons["glance"].disabled and "no cloud" not in str(buttons["glance"].label)
+        assert buttons["library"].value and not buttons["glance"].value
+        assert dialog.build_request().destination == "library"

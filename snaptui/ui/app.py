@@ -48,7 +48,8 @@ class SnaptuiApp(App[int]):
                  watcher_factory: WatcherFactory | None = None, demo: bool = False,
                  config: UiConfig | None = None, themes: Sequence[Theme] = (),
                  theme: str | None = None, image_refresh_s: float = IMAGE_REFRESH_S,
-                 cloud: str | None = None, library: str | None = None) -> None:
+                 cloud: str | None = None, library: str | None = None,
+                 glance_available: bool | None = None) -> None:
         super().__init__()
         self.host = host
         self.store = store
@@ -57,6 +58,9 @@ class SnaptuiApp(App[int]):
         self.uri = host.uri
         self.cloud = cloud
         self.library = library
+        # Whether the snapshot dialog may offer Glance (default: only when it is the store).
+        self.glance_available = (store.kind == "glance" if glance_available is None
+                                 else glance_available)
         self.demo = demo
         self.config = config or UiConfig()
         self.image_refresh_s = image_refresh_s

@@ -322,7 +322,7 @@ class MainScreen(ForwardsWorkerFailures, Screen):
         app = self.app
         library = app.store.location if app.store.kind == "library" else app.library
         dialog = SnapshotDialog(info, modes, app.store.kind, library, uri=app.uri,
-                                cloud=app.cloud)
+                                cloud=app.cloud, glance_available=app.glance_available)
         app.push_screen(dialog, self._snapshot_chosen)
 
     def _snapshot_chosen(self, request: SnapshotRequest | None) -> None:
