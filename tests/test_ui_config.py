@@ -10,11 +10,13 @@ import os
 import stat
 from pathlib import Path
 
+import pytest
 from ui_pilot import settle, wait_for
 
+from snaptui.core.errors import BadInput
 from snaptui.core.paths import config_dir
 from snaptui.ui.app import SnaptuiApp
-from snaptui.ui.config import load_config
+from snaptui.ui.config import UiConfig, load_config
 from snaptui.ui.launch import build_app
 
 OPERATOR_CONFIG = """\
@@ -83,3 +85,12 @@ async def test_a_config_broken_while_running_is_not_overwritten(tmp_path):
                                           for n in app._notifications), 5, "the warning")
         assert app.screen is app.main
     assert path.read_text() == broken
+
+
+def test_save_keeps_a_keymap_edited_into_a_non_table(tmp_path):
+    path = tmp_path / "config.toml"
+    text = 'keymap = "S"  # not a table any more\n'
+    path.write_text(text)
+    with pytest.raises(BadInput, match="'keymap' must be a table"):
+        UiConfig(theme="snaptui-light", keymap={"snapshot": "S"}, path=path).save()
+    assert path.read_text() == text

@@ -75,6 +75,9 @@ class UiConfig:
             if not self.keymap:
                 return
             table = doc["keymap"] = tomlkit.table()
+        if not isinstance(table, dict):  # edited into something else since it was loaded
+            raise BadInput(f"config {self.path}: 'keymap' must be a table of binding id = "
+                           "\"key\"; not saving over it")
         for binding_id in [k for k in table if k not in self.keymap]:
             del table[binding_id]
         for binding_id, keys in sorted(self.keymap.items()):

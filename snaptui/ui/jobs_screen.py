@@ -4,8 +4,8 @@ Left a table keyed by job id, updated in place; right the selected job's steps, 
 running step, elapsed time and downtime, notes, and for a finished job the size comparison.
 A thread worker polls the journal directory (0.25 s while a job runs, 1 s otherwise) and only
 re-folds journals whose size or mtime changed. When the poller fails (the state directory
-unreadable, say) the app notifies, the table says it could not refresh, and the poller starts
-again after 1, 2, 4 ... 30 s until a pass succeeds.
+unreadable or gone, say) the app notifies, the table says it could not refresh, and the poller
+starts again after 1, 2, 4 ... 30 s until a pass succeeds.
 """
 
 from __future__ import annotations
