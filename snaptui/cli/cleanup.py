@@ -87,8 +87,7 @@ def _open_store(args: argparse.Namespace, only: frozenset[Kind]) -> Any:
     if not getattr(args, "verbose", False):
         logging.getLogger("keystoneauth").setLevel(logging.ERROR)
     library = getattr(args, "library", None)
-    destination = "library" if library and not args.cloud else \
-        resolve_destination(None, args.cloud)
+    destination = resolve_destination(None, args.cloud, library)
     return open_store(destination, cloud=args.cloud, library=library)
 
 

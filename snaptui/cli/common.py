@@ -29,7 +29,8 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-v", "--verbose", action="store_true", default=suppress,
                         help="log debug messages (and show the traceback of an internal error)")
     parser.add_argument("--library", metavar="DIR", default=suppress,
-                        help="local image library directory (used when no cloud is)")
+                        help="local image library directory; without --os-cloud, images go "
+                             "to (and are listed from) it even when OS_CLOUD is set")
 
 
 def fill_global_defaults(args: argparse.Namespace) -> argparse.Namespace:

@@ -26,6 +26,7 @@ from snaptui.cli.output import (
     state_text,
     table,
 )
+from snaptui.core.choices import allocated_size
 from snaptui.core.errors import BadInput, CloudError, HypervisorError, NotFound, QemuImgError
 from snaptui.core.models import DiskInfo, DomainInfo, ImageFileInfo, ImageRecord
 
@@ -75,19 +76,6 @@ def _one_line_errors() -> Iterator[None]:
 # ---------------------------------------------------------------- domains
 
 
-def allocated_size(info: DomainInfo) -> int:
-    """Bytes allocated on the host by the domain's disk files (st_blocks; no qemu-img)."""
-    total = 0
-    for disk in info.disks:
-        if not disk.path:
-            continue
-        try:
-            total += os.stat(disk.path).st_blocks * 512
-        except OSError:
-            continue  # a missing or foreign-host path counts as nothing here
-    return total
-
-
 def _disks_label(info: DomainInfo) -> str:
     return ", ".join(f"{d.target}:{d.format or '?'}" for d in info.disks) or "-"
 
@@ -98,7 +86,7 @@ def run_domains(args: argparse.Namespace) -> int:
 
     with _one_line_errors(), LibvirtHost(args.uri) as host:
         domains = host.list_domains()
-    sizes = {d.uuid: allocated_size(d) for d in domains}
+    sizes = {d.uuid: allocated_size(d) for d in domains}  # the Domains pane's rule too
     if args.json:
         print_json([{**d.to_json(), "allocated_size": sizes[d.uuid]} for d in domains])
         return 0
@@ -129,8 +117,7 @@ def run_images(args: argparse.Namespace) -> int:
         # anyway (cli.main's basicConfig would print it); keep it for -v.
         logging.getLogger("keystoneauth").setLevel(logging.ERROR)
     with _one_line_errors():
-        destination = "library" if library and not args.cloud else \
-            resolve_destination(None, args.cloud)
+        destination = resolve_destination(None, args.cloud, library)
         store = open_store(destination, cloud=args.cloud, library=library)
         # A rich table needs every row before it prints; Glance pages are read as they come.
         records = list(store.iter_images())

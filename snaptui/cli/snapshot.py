@@ -43,7 +43,8 @@ def register(sub: argparse._SubParsersAction, common) -> None:
     p.add_argument("--format", dest="out_format", choices=OUTPUT_FORMATS, default="qcow2")
     p.add_argument("--compress", action="store_true", help="compressed qcow2 (zstd if supported)")
     p.add_argument("--to", dest="destination", choices=["glance", "library"],
-                   help="default: glance when a cloud is configured, else the local library")
+                   help="default: the library when --library is given without --os-cloud, "
+                   "else glance when a cloud is configured, else the local library")
     p.add_argument("--keep-local", metavar="PATH", help="also keep the image file at PATH")
     p.add_argument("--dry-run", action="store_true",
                    help="check everything and print the equivalent commands; change nothing")

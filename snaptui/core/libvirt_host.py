@@ -3,6 +3,10 @@
 Thin on purpose: libvirt-python does the work; this module turns its results into
 ``DomainInfo`` and its exceptions into ``HypervisorError`` / ``NotFound`` carrying libvirt's own
 message on one line.
+
+One ``LibvirtHost`` is shared by the dashboard's thread workers (and a demo job's thread): the
+connection is opened, replaced and closed under a lock, and a replacement waits for the calls
+still running on the old connection (see ``_ConnectionGuard``).
 """
 
 from __future__ import annotations
@@ -10,6 +14,8 @@ from __future__ import annotations
 import os
 import threading
 import uuid as uuidlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import TracebackType
 from typing import Any
 
@@ -95,12 +101,67 @@ def domain_state(dom: libvirt.virDomain, raw_state: int | None = None) -> tuple[
     return state, has_save
 
 
+class _ConnectionGuard:
+    """Any number of threads using the connection at once, or one replacing (or closing) it.
+
+    A replacement waits until the calls in flight on the old connection have returned (on a
+    dead connection they fail at once), and new calls wait until it is done, so no thread's
+    call runs on a connection another thread has just closed.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._users = 0
+        self._replacing: int | None = None  # thread id of the replacer
+        self._depth = 0
+        self._mine = threading.local()  # this thread's `using` depth
+
+    @contextmanager
+    def using(self) -> Iterator[None]:
+        me = threading.get_ident()
+        with self._cond:
+            self._cond.wait_for(lambda: self._replacing in (None, me))
+            self._users += 1
+        self._mine.depth = getattr(self._mine, "depth", 0) + 1
+        try:
+            yield
+        finally:
+            self._mine.depth -= 1
+            with self._cond:
+                self._users -= 1
+                self._cond.notify_all()
+
+    @contextmanager
+    def replacing(self) -> Iterator[None]:
+        """Exclusive; re-entrant for the thread that holds it."""
+        if getattr(self._mine, "depth", 0):  # it would wait for itself forever
+            raise RuntimeError("the libvirt connection cannot be replaced from inside a call")
+        me = threading.get_ident()
+        with self._cond:
+            self._cond.wait_for(lambda: self._replacing in (None, me))
+            self._replacing = me
+            self._depth += 1
+            self._cond.wait_for(lambda: self._users == 0)
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._depth -= 1
+                if not self._depth:
+                    self._replacing = None
+                self._cond.notify_all()
+
+
 class LibvirtHost:
-    """A connection to one libvirt URI that lists and looks up domains as ``DomainInfo``."""
+    """A connection to one libvirt URI that lists and looks up domains as ``DomainInfo``.
+
+    Safe to share between threads (libvirt connections are); see ``_ConnectionGuard``.
+    """
 
     def __init__(self, uri: str | None = None) -> None:
         self._uri = default_uri(uri)
         self._conn: libvirt.virConnect | None = None
+        self._guard = _ConnectionGuard()
 
     # -- connection -------------------------------------------------------------------------
     @property
@@ -111,32 +172,44 @@ class LibvirtHost:
     @property
     def conn(self) -> libvirt.virConnect:
         """The raw libvirt connection (opened on first use)."""
-        if self._conn is None:
-            self.connect()
-        assert self._conn is not None
-        return self._conn
+        conn = self._conn
+        if conn is not None:
+            return conn
+        with self._guard.replacing():
+            return self._open()
 
     def connect(self) -> LibvirtHost:
         """Open the connection; raises HypervisorError with libvirt's reason on one line."""
-        silence_libvirt_stderr()
-        if self._conn is not None:
-            return self
-        try:
-            self._conn = libvirt.open(self._uri)
-        except libvirt.libvirtError as err:
-            raise connect_error(self._uri, err) from err
+        if self._conn is None:
+            with self._guard.replacing():
+                self._open()
         return self
 
-    def reconnect(self) -> None:
-        """Drop the current connection (if any) and open a new one."""
-        self._drop()
-        self.connect()
+    def _open(self) -> libvirt.virConnect:
+        """The connection, opened if there is none (call with the guard held)."""
+        if self._conn is None:
+            silence_libvirt_stderr()
+            try:
+                self._conn = libvirt.open(self._uri)
+            except libvirt.libvirtError as err:
+                raise connect_error(self._uri, err) from err
+        return self._conn
+
+    def reconnect(self, stale: libvirt.virConnect | None = None) -> None:
+        """Close the current connection (if any) and open a new one. With ``stale``, only
+        when the current connection still is ``stale``: a thread that found the connection
+        dead then does not close the new one another thread has already opened."""
+        with self._guard.replacing():
+            if stale is None or self._conn is stale:
+                self._drop_held()
+            self._open()
 
     def close(self) -> None:
-        """Close the connection; safe to call twice."""
-        self._drop()
+        """Close the connection; safe to call twice (waits for calls in flight)."""
+        with self._guard.replacing():
+            self._drop_held()
 
-    def _drop(self) -> None:
+    def _drop_held(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:
             try:
@@ -146,12 +219,14 @@ class LibvirtHost:
 
     def is_alive(self) -> bool:
         """True when the connection is open and libvirtd still answers."""
-        if self._conn is None:
-            return False
-        try:
-            return bool(self._conn.isAlive()) and self._conn.getLibVersion() > 0
-        except libvirt.libvirtError:
-            return False
+        with self._guard.using():
+            conn = self._conn
+            if conn is None:
+                return False
+            try:
+                return bool(conn.isAlive()) and conn.getLibVersion() > 0
+            except libvirt.libvirtError:
+                return False
 
     def __enter__(self) -> LibvirtHost:
         return self.connect()
@@ -181,24 +256,30 @@ class LibvirtHost:
         return not self.is_test_driver and hasattr(libvirt.virDomain, "backupBegin")
 
     # -- domains ----------------------------------------------------------------------------
-    def _retrying(self, what: str, func: Any, *args: Any) -> Any:
-        """Run a read-only call; reconnect once if libvirtd restarted under us."""
+    def _retrying(self, what: str, func: Any) -> Any:
+        """Run a read-only call ``func(conn)``; reconnect once if libvirtd restarted under us
+        (or the connection it ran on was replaced by another thread)."""
+        conn = self.conn
         try:
-            return func(*args)
+            with self._guard.using():
+                conn = self._conn or conn  # replaced while this thread waited: the new one
+                return func(conn)
         except libvirt.libvirtError as err:
             if not _is_connection_lost(err):
                 raise
         try:
-            self.reconnect()
+            self.reconnect(stale=conn)
         except HypervisorError as err:
             raise HypervisorError(f"{what}: connection to libvirtd lost; {err}") from err
-        return func(*args)
+        conn = self.conn
+        with self._guard.using():
+            return func(self._conn or conn)
 
     def list_domains(self) -> list[DomainInfo]:
         """All domains, active and inactive, sorted by name."""
-        def listing() -> list[DomainInfo]:
+        def listing(conn: libvirt.virConnect) -> list[DomainInfo]:
             infos = []
-            for dom in self.conn.listAllDomains(0):
+            for dom in conn.listAllDomains(0):
                 try:
                     infos.append(_read_info(dom))
                 except NotFound:
@@ -213,14 +294,14 @@ class LibvirtHost:
 
     def lookup(self, name_or_uuid: str) -> libvirt.virDomain:
         """The virDomain with that name or UUID; NotFound when none exists."""
-        def find() -> libvirt.virDomain:
+        def find(conn: libvirt.virConnect) -> libvirt.virDomain:
             try:
-                return self.conn.lookupByName(name_or_uuid)
+                return conn.lookupByName(name_or_uuid)
             except libvirt.libvirtError as err:
                 if err.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:
                     raise
             if _looks_like_uuid(name_or_uuid):
-                return self.conn.lookupByUUIDString(name_or_uuid)
+                return conn.lookupByUUIDString(name_or_uuid)
             raise NotFound(f"no such domain: {name_or_uuid}")
 
         try:

@@ -4,20 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from snaptui.core.cloud_config import cloud_configured
-from snaptui.core.errors import BadInput
+from snaptui.core.choices import resolve_destination
 from snaptui.core.image_library import ImageLibrary
 from snaptui.core.image_store import ImageStore
 from snaptui.core.paths import library_dir
 
-
-def resolve_destination(destination: str | None, cloud: str | None) -> str:
-    """'glance' or 'library': as asked, else glance when a cloud is configured."""
-    if destination in ("glance", "library"):
-        return destination
-    if destination is not None:
-        raise BadInput(f"unknown destination {destination!r} (glance or library)")
-    return "glance" if cloud_configured(cloud) else "library"
+__all__ = ["open_store", "resolve_destination"]  # the rule lives in core/choices.py
 
 
 def open_store(destination: str, *, cloud: str | None = None,

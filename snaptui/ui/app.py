@@ -6,11 +6,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, ClassVar, Protocol
 
+from textual import on
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.theme import Theme
+from textual.worker import Worker
 
+from snaptui.core.errors import SnaptuiError
 from snaptui.core.image_store import ImageStore
 from snaptui.core.libvirt_host import LibvirtHost
 from snaptui.ui import messages
@@ -18,6 +21,7 @@ from snaptui.ui.commands import SnaptuiCommands
 from snaptui.ui.config import UiConfig
 from snaptui.ui.main_screen import IMAGE_REFRESH_S, MainScreen
 from snaptui.ui.themes import DEFAULT_THEME
+from snaptui.ui.worker_failures import is_failure, report_failure
 
 
 class Watcher(Protocol):
@@ -45,7 +49,7 @@ class SnaptuiApp(App[int]):
                  config: UiConfig | None = None, themes: Sequence[Theme] = (),
                  theme: str | None = None, image_refresh_s: float = IMAGE_REFRESH_S,
                  cloud: str | None = None, library: str | None = None,
-                 demo_speed: float = 0.0) -> None:
+                 demo_speed: float = 0.0, glance_available: bool | None = None) -> None:
         super().__init__()
         self.host = host
         self.store = store
@@ -54,6 +58,9 @@ class SnaptuiApp(App[int]):
         self.uri = host.uri
         self.cloud = cloud
         self.library = library
+        # Whether the snapshot dialog may offer Glance (default: only when it is the store).
+        self.glance_available = (store.kind == "glance" if glance_available is None
+                                 else glance_available)
         self.demo = demo
         self.demo_speed = demo_speed  # demo jobs paced like a real host at this speed (0: not)
         self.config = config or UiConfig()
@@ -99,6 +106,13 @@ class SnaptuiApp(App[int]):
     def on_job_finished(self, message: messages.JobFinished) -> None:
         self.main.job_finished(message.job_id)
 
+    @on(Worker.StateChanged)
+    def _worker_failed(self, event: Worker.StateChanged) -> None:
+        """The one place a failed worker becomes a notification: the app's own, and every
+        screen's (forwarded by ``ForwardsWorkerFailures``)."""
+        if is_failure(event):
+            report_failure(self, event)
+
     # -- themes --------------------------------------------------------------------------------
 
     def _theme_changed(self, theme: Theme) -> None:
@@ -108,8 +122,8 @@ class SnaptuiApp(App[int]):
             self.config.theme = theme.name
             try:
                 self.config.save()
-            except OSError as err:
-                self.notify(f"cannot save config: {err}", severity="warning")
+            except (OSError, SnaptuiError) as err:
+                self.notify(f"cannot save config: {err}", severity="warning", markup=False)
 
     def theme_cycle(self) -> list[str]:
         """Themes `t` steps through: snaptui's own, then Textual's dark and light."""

@@ -39,7 +39,6 @@ from snaptui.core.cleanup import (
 )
 from snaptui.core.cleanup.findings import human_age
 from snaptui.core.cleanup.selection import Selection
-from snaptui.core.errors import SnaptuiError
 from snaptui.ui.cleanup_table import (
     CleanupTable,
     build_rows,
@@ -54,6 +53,7 @@ from snaptui.ui.footer import BindingsFooter
 from snaptui.ui.help_screen import HelpScreen
 from snaptui.ui.keyed_table import KeyedTable
 from snaptui.ui.themes import ThemeStyles
+from snaptui.ui.worker_failures import ForwardsWorkerFailures
 
 if TYPE_CHECKING:
     from snaptui.ui.app import SnaptuiApp
@@ -111,7 +111,7 @@ class RemovalsFinished(Message):
     stopped: bool
 
 
-class CleanupScreen(Screen):
+class CleanupScreen(ForwardsWorkerFailures, Screen):
     """Leftovers by kind, chosen ones removed after a confirmation, each with its outcome."""
 
     DEFAULT_CSS = """
@@ -310,19 +310,14 @@ class CleanupScreen(Screen):
                     (counts["refused"] or counts["failed"]) else "warning")
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        """The one place worker failures become notifications (and the screen usable again)."""
+        """A scan or removal that failed or was cancelled leaves the screen usable again (the
+        app notifies the failure: ``worker_failures.py``)."""
         if event.state not in (WorkerState.ERROR, WorkerState.CANCELLED):
             return
         if event.worker.group == "cleanup-scan" and self.scanning:
             self._scan_ended()
         elif event.worker.group == "cleanup-remove" and self.removing:
             self.post_message(RemovalsFinished(stopped=True))
-        if event.state == WorkerState.ERROR:
-            error = event.worker.error
-            text = str(error) if isinstance(error, SnaptuiError) \
-                else f"{type(error).__name__}: {error}"
-            self.notify(text, title=f"{event.worker.description} failed", severity="error",
-                        timeout=8)
 
     # -- drawing -------------------------------------------------------------------------------
 

@@ -7,16 +7,19 @@ theme = "snaptui-dark"
 snapshot = "S"
 ```
 
-Loading validates every key and names the bad one in a one-line BadInput.
+Loading validates every key and names the bad one in a one-line BadInput. Saving (the theme
+`t` chose, or ``--theme``) edits the file in place with tomlkit: comments survive.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import tomlkit
+from tomlkit.exceptions import TOMLKitError
 
 from snaptui.core.errors import BadInput
 from snaptui.core.paths import private_dir
@@ -34,21 +37,52 @@ class UiConfig:
     path: Path | None = None
 
     def save(self) -> None:
-        """Write the config back (0600); a no-op for a config that has no file path."""
+        """Write theme and keymap back (0600); a no-op for a config that has no file path.
+
+        The file is re-read and edited in place with tomlkit, so the operator's comments,
+        ordering and any edits made while the dashboard ran survive (it used to be rewritten
+        from scratch, dropping them). A file that is no longer valid TOML is left alone:
+        BadInput, nothing written.
+        """
         if self.path is None:
             return
         private_dir(self.path.parent)
-        lines = []
+        try:
+            text = self.path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            text = ""
+        try:
+            doc = tomlkit.parse(text)
+        except TOMLKitError as err:
+            raise BadInput(f"config {self.path}: not valid TOML ({err}); not saving over it") \
+                from None
         if self.theme:
-            lines.append(f"theme = {json.dumps(self.theme)}")
-        if self.keymap:
-            lines += ["", "[keymap]"]
-            lines += [f"{json.dumps(k)} = {json.dumps(v)}" for k, v in sorted(self.keymap.items())]
+            if doc.get("theme") != self.theme:
+                doc["theme"] = self.theme
+        elif "theme" in doc:
+            del doc["theme"]
+        self._save_keymap(doc)
         tmp = self.path.with_name(self.path.name + ".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write("\n".join(lines) + "\n")
+            out.write(tomlkit.dumps(doc))
         os.replace(tmp, self.path)
+
+    def _save_keymap(self, doc: tomlkit.TOMLDocument) -> None:
+        """Sync ``[keymap]`` key by key (the table and its comments stay even when empty)."""
+        table = doc.get("keymap")
+        if table is None:
+            if not self.keymap:
+                return
+            table = doc["keymap"] = tomlkit.table()
+        if not isinstance(table, dict):  # edited into something else since it was loaded
+            raise BadInput(f"config {self.path}: 'keymap' must be a table of binding id = "
+                           "\"key\"; not saving over it")
+        for binding_id in [k for k in table if k not in self.keymap]:
+            del table[binding_id]
+        for binding_id, keys in sorted(self.keymap.items()):
+            if table.get(binding_id) != keys:
+                table[binding_id] = keys
 
 
 def load_config(path: Path, binding_ids: set[str] | None = None) -> UiConfig:

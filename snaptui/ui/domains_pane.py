@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 import humanize
 from rich.text import Text
 
+from snaptui.core.choices import snapshot_disks
 from snaptui.core.models import DomainInfo, DomainState
 from snaptui.ui.table_pane import ColumnSpec, TablePane
 
@@ -120,7 +121,7 @@ class DomainsPane(TablePane):
             if not self.matches(d.name, d.uuid, d.state):
                 continue
             extra = self.extras.get(uuid, DomainExtras())
-            disks = sum(1 for disk in d.disks if disk.device == "disk")
+            disks = len(snapshot_disks(d))
             rows[uuid] = (d.name, d.state, extra.allocated, extra.snapshots,
                           extra.last_snapshot, disks)
         self.table.sync(rows)

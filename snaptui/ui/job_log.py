@@ -12,8 +12,10 @@ from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Log, Static
+from textual.worker import Worker, WorkerState
 
 from snaptui.core.engine.journal import jobs_dir, journal_path, read_events
+from snaptui.ui.worker_failures import ForwardsWorkerFailures, failure_text
 
 SKIP = {"t", "event", "step"}
 
@@ -69,7 +71,7 @@ def log_lines(job_id: str) -> list[str]:
     return lines
 
 
-class JobLogScreen(ModalScreen[None]):
+class JobLogScreen(ForwardsWorkerFailures, ModalScreen[None]):
     """Shows a job's journal events and process log; Esc, `l` or `q` closes it."""
 
     DEFAULT_CSS = """
@@ -102,6 +104,12 @@ class JobLogScreen(ModalScreen[None]):
     def load(self) -> None:
         lines = log_lines(self.job_id)
         self.app.call_from_thread(self.query_one(Log).write_lines, lines)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """Reading failed (the app notifies): the log says so rather than staying blank."""
+        if event.worker.group == "job-log" and event.state == WorkerState.ERROR:
+            self.query_one(Log).write_line(
+                f"(could not read the log: {failure_text(event.worker.error)})")
 
     def action_close(self) -> None:
         self.dismiss(None)

@@ -3,7 +3,9 @@
 Left a table keyed by job id, updated in place; right the selected job's steps, progress of the
 running step, elapsed time and downtime, notes, and for a finished job the size comparison.
 A thread worker polls the journal directory (0.25 s while a job runs, 1 s otherwise) and only
-re-folds journals whose size or mtime changed.
+re-folds journals whose size or mtime changed. When the poller fails (the state directory
+unreadable or gone, say) the app notifies, the table says it could not refresh, and the poller
+starts again after 1, 2, 4 ... 30 s until a pass succeeds.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, ProgressBar, Static
-from textual.worker import get_current_worker
+from textual.worker import Worker, WorkerState, get_current_worker
 
 from snaptui.core.engine.jobs import cancel_job, pid_runs_job
 from snaptui.core.engine.journal import JobRecord, StepRecord, jobs_dir, load_job
@@ -37,8 +39,11 @@ from snaptui.ui.footer import BindingsFooter
 from snaptui.ui.job_log import JobLogScreen
 from snaptui.ui.messages import JobFinished
 from snaptui.ui.size_bars import SizeBars
+from snaptui.ui.worker_failures import ForwardsWorkerFailures
 
 POLL_RUNNING_S, POLL_IDLE_S = 0.25, 1.0
+POLL_RETRY_MAX_S = 30.0
+STALE_MARK = "could not refresh · retrying"
 
 
 class Started(str):
@@ -153,7 +158,7 @@ class JobsPolled(Message):
     lost: set[str] = field(default_factory=set)
 
 
-class JobsScreen(Screen):
+class JobsScreen(ForwardsWorkerFailures, Screen):
     """All jobs on the left, the selected one in detail on the right."""
 
     DEFAULT_CSS = """
@@ -187,6 +192,7 @@ class JobsScreen(Screen):
         self._announced: set[str] = set()
         self._wake = threading.Event()
         self._actions: tuple[bool, bool] = (False, False)  # (log, cancel) shown enabled
+        self.poll_failures = 0  # failed polls in a row (0: the list is current)
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="jobs-body"):
@@ -230,6 +236,7 @@ class JobsScreen(Screen):
         worker = get_current_worker()
         seen_sig: dict[str, tuple[int, int]] = {}
         running: set[str] = set()
+        first = True  # the first pass always reports: the screen learns the poller works
         while not worker.is_cancelled:
             changed: list[JobRecord] = []
             present: set[str] = set()
@@ -255,8 +262,9 @@ class JobsScreen(Screen):
                 seen_sig.pop(job_id)
                 running.discard(job_id)
             lost = {j for j in running if not self._alive(j)}
-            if changed or gone or lost != self.lost:
+            if changed or gone or lost != self.lost or first:
                 self.post_message(JobsPolled(changed, gone, lost))
+            first = False
             self._wake.wait(POLL_RUNNING_S if running else POLL_IDLE_S)
             self._wake.clear()
 
@@ -264,8 +272,20 @@ class JobsScreen(Screen):
         job = self.jobs.get(job_id)
         return job is None or job.pid is None or pid_runs_job(job.pid, job_id)
 
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """The poller failed (the app notifies why): say the list is stale, poll again later."""
+        if event.worker.group != "jobs-poll" or event.state != WorkerState.ERROR:
+            return
+        self.poll_failures += 1
+        self.query_one(DataTable).border_subtitle = STALE_MARK
+        self.set_timer(min(POLL_RETRY_MAX_S, 2.0 ** (self.poll_failures - 1)), self.poll_jobs,
+                       name="jobs-poll-retry")
+
     def on_jobs_polled(self, message: JobsPolled) -> None:
         table = self.query_one(DataTable)
+        if self.poll_failures:
+            self.poll_failures = 0
+            table.border_subtitle = ""
         added = False
         self.lost = message.lost
         with self.app.batch_update():

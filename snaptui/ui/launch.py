@@ -45,6 +45,7 @@ def build_app(args: argparse.Namespace, *, demo_base: Path | None = None):  # ->
         config.save()
     watcher_factory = None
     library: str | None
+    glance_available = False
     if getattr(args, "demo", False):
         from snaptui.core.demo_lab import build_demo_lab
         from snaptui.core.engine.recover import recover
@@ -58,11 +59,15 @@ def build_app(args: argparse.Namespace, *, demo_base: Path | None = None):  # ->
         for job_id, outcome in recover():
             log.warning("recovered job %s: %s", job_id, outcome)
     else:
+        from snaptui.core.cloud_config import cloud_configured
         from snaptui.core.domain_events import DomainEventWatcher
 
         uri = args.uri
-        destination = resolve_destination(None, getattr(args, "cloud", None))
         library = getattr(args, "library", None)
+        # The rule `snaptui images` and `snaptui snapshot` use: --library without --os-cloud
+        # is the library even when OS_CLOUD is set.
+        destination = resolve_destination(None, getattr(args, "cloud", None), library)
+        glance_available = destination == "glance" or cloud_configured(getattr(args, "cloud", None))
 
         def watcher_factory(callback):  # type: ignore[no-redef]
             return DomainEventWatcher(uri, callback)
@@ -72,7 +77,8 @@ def build_app(args: argparse.Namespace, *, demo_base: Path | None = None):  # ->
     return SnaptuiApp(host=host, store=store, watcher_factory=watcher_factory,
                       demo=bool(getattr(args, "demo", False)), config=config, themes=themes,
                       demo_speed=speed,
-                      theme=theme, cloud=getattr(args, "cloud", None), library=library)
+                      theme=theme, cloud=getattr(args, "cloud", None), library=library,
+                      glance_available=glance_available)
 
 
 def run_dashboard(args: argparse.Namespace) -> int:

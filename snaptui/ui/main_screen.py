@@ -1,14 +1,14 @@
 """The main screen: Domains and Images side by side, the detail below, and their workers.
 
-Every blocking call (libvirt, the image store, qemu-img) runs in a worker of this screen, so
-the screen's one ``Worker.StateChanged`` handler turns any failure into a notification.
+Every blocking call (libvirt, the image store, qemu-img) runs in a worker of this screen; a
+failure goes to the app's one ``Worker.StateChanged`` handler (``worker_failures.py``), which
+notifies, and the next refresh tries again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import gc
-import os
 import threading
 from typing import TYPE_CHECKING, ClassVar
 
@@ -18,9 +18,9 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import Header, Static
-from textual.worker import Worker, WorkerState
 
 from snaptui.core import qemu_img
+from snaptui.core.choices import allocated_size
 from snaptui.core.errors import NotFound, SnaptuiError
 from snaptui.core.models import DomainInfo, ImageFileInfo, ImageRecord
 from snaptui.ui import messages
@@ -29,6 +29,7 @@ from snaptui.ui.domains_pane import DomainExtras, DomainsPane
 from snaptui.ui.footer import BindingsFooter
 from snaptui.ui.images_pane import ImagesPane
 from snaptui.ui.keyed_table import KeyedTable
+from snaptui.ui.worker_failures import ForwardsWorkerFailures
 
 if TYPE_CHECKING:
     from snaptui.core.engine.plan import SnapshotRequest
@@ -38,19 +39,6 @@ IMAGE_REFRESH_S = 30.0
 # While the cursor keeps moving, a domain's qemu-img info waits this long after the last move
 # (its name and state show at once).
 DETAIL_DEBOUNCE_S = 0.09
-
-
-def allocated_bytes(info: DomainInfo) -> int | None:
-    """Bytes allocated on the host by the domain's disk files (top layer; stat, no qemu-img)."""
-    total, seen = 0, False
-    for disk in info.disks:
-        if disk.device == "disk" and disk.path:
-            try:
-                total += os.stat(disk.path).st_blocks * 512
-                seen = True
-            except OSError:
-                pass
-    return total if seen else None
 
 
 def snapshot_extras(images: list[ImageRecord]) -> dict[str, tuple[int, str | None]]:
@@ -65,7 +53,7 @@ def snapshot_extras(images: list[ImageRecord]) -> dict[str, tuple[int, str | Non
     return found
 
 
-class MainScreen(Screen):
+class MainScreen(ForwardsWorkerFailures, Screen):
     """Domains | Images, detail below; bindings have ids so config can remap them."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -133,7 +121,7 @@ class MainScreen(Screen):
           description="list domains")
     def refresh_domains(self) -> None:
         domains = self.app.host.list_domains()
-        allocated = {d.uuid: allocated_bytes(d) for d in domains}
+        allocated = {d.uuid: allocated_size(d) for d in domains}
         self.app.call_from_thread(self._apply_domains, domains, allocated)
 
     @work(thread=True, exit_on_error=False, group="domain-row", description="read a domain")
@@ -164,7 +152,7 @@ class MainScreen(Screen):
         self._loaded("domains")
 
     def _apply_domain(self, info: DomainInfo) -> None:
-        self._allocated[info.uuid] = allocated_bytes(info)
+        self._allocated[info.uuid] = allocated_size(info)
         self.domains_pane.update_domain(info)
         if self.detail.showing == ("domain", info.uuid):
             self.load_domain_detail(info)
@@ -273,15 +261,6 @@ class MainScreen(Screen):
         self.refresh_images()
         self.refresh_domains()
 
-    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        """The one place worker failures become notifications."""
-        if event.state != WorkerState.ERROR:
-            return
-        error = event.worker.error
-        text = str(error) if isinstance(error, SnaptuiError) else f"{type(error).__name__}: {error}"
-        what = event.worker.description or event.worker.group
-        self.notify(text, title=f"{what} failed", severity="error", timeout=8)
-
     # -- actions -------------------------------------------------------------------------------
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
@@ -343,7 +322,7 @@ class MainScreen(Screen):
         app = self.app
         library = app.store.location if app.store.kind == "library" else app.library
         dialog = SnapshotDialog(info, modes, app.store.kind, library, uri=app.uri,
-                                cloud=app.cloud)
+                                cloud=app.cloud, glance_available=app.glance_available)
         app.push_screen(dialog, self._snapshot_chosen)
 
     def _snapshot_chosen(self, request: SnapshotRequest | None) -> None:

@@ -16,6 +16,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, Input, Label, RadioButton, RadioSet, Static
 
+from snaptui.core.choices import auto_mode, snapshot_disks
 from snaptui.core.engine.plan import Mode, SnapshotRequest
 from snaptui.core.engine.preflight import validate_image_name
 from snaptui.core.errors import BadInput
@@ -34,12 +35,8 @@ def default_image_name(domain: str, now: float | None = None) -> str:
 
 
 def resolved_mode(mode: Mode, domain: DomainInfo, modes: dict[Mode, str | None]) -> Mode:
-    """The mode ``auto`` becomes (preflight's rule: live when possible on a running guest)."""
-    if mode != Mode.AUTO:
-        return mode
-    if modes.get(Mode.LIVE) is None and domain.state == DomainState.RUNNING:
-        return Mode.LIVE
-    return Mode.COLD
+    """The mode ``mode`` becomes: itself, or for ``auto`` what preflight will choose."""
+    return mode if mode != Mode.AUTO else auto_mode(domain, modes)[0]
 
 
 def stops_guest(mode: Mode, domain: DomainInfo, modes: dict[Mode, str | None]) -> bool:
@@ -56,8 +53,19 @@ class Choices(RadioSet):
     def __init__(self, *buttons: RadioButton, **kwargs: Any) -> None:
         super().__init__(*buttons, compact=True, **kwargs)
 
+    def on_mount(self) -> None:
+        # RadioSet's own mount handler (run after this one) selects the first available
+        # button; the pressed one (the default, e.g. library after glance) is what is meant.
+        self.call_after_refresh(self._select_pressed)
+
+    def _select_pressed(self) -> None:
+        if self.pressed_index >= 0:
+            self._selected = self.pressed_index
+
     def _press_selected(self) -> None:
-        if self._selected is not None:
+        # Not while mounting: RadioSet moves to the first available button then, which must
+        # not press it over the default.
+        if self._selected is not None and self.is_mounted:
             button = self._nodes[self._selected]
             if isinstance(button, RadioButton) and not button.value:
                 button.value = True
@@ -116,17 +124,19 @@ class SnapshotDialog(ModalScreen[SnapshotRequest | None]):
 
     def __init__(self, domain: DomainInfo, modes: dict[Mode, str | None], destination: str,
                  library_path: str | None, *, uri: str | None = None,
-                 cloud: str | None = None) -> None:
+                 cloud: str | None = None, glance_available: bool | None = None) -> None:
         super().__init__()
         self.domain = domain
         self.modes = {m: modes.get(m) for m in Mode}
-        # The app resolves its default destination to glance only when a cloud is configured.
+        # The app's default destination (core.choices.resolve_destination); glance can also be
+        # chosen when a cloud is configured though the default is the library (--library DIR).
         self.destination = destination
-        self.glance_available = destination == "glance"
+        self.glance_available = (destination == "glance" if glance_available is None
+                                 else glance_available or destination == "glance")
         self.library_path = library_path
         self.uri = uri
         self.cloud = cloud
-        self.disks = [d for d in domain.disks if d.device == "disk"]
+        self.disks = snapshot_disks(domain)
 
     # -- layout ------------------------------------------------------------------------------
 
@@ -189,9 +199,10 @@ class SnapshotDialog(ModalScreen[SnapshotRequest | None]):
         if len(library) > 36:
             library = "…" + library[-35:]
         return [
-            RadioButton(glance_label, name="glance", value=self.glance_available,
+            RadioButton(glance_label, name="glance", value=self.destination == "glance",
                         disabled=not self.glance_available),
-            RadioButton(f"library ({library})", name="library", value=not self.glance_available),
+            RadioButton(f"library ({library})", name="library",
+                        value=self.destination != "glance"),
         ]
 
     def on_mount(self) -> None:
@@ -208,9 +219,8 @@ class SnapshotDialog(ModalScreen[SnapshotRequest | None]):
         mode = self.mode
         hint = ""
         if mode == Mode.AUTO:
-            chosen = resolved_mode(mode, self.domain, self.modes)
-            why = self.modes.get(Mode.LIVE) or f"{self.domain.name} is {self.domain.state}"
-            hint = "auto will use live" if chosen == Mode.LIVE else f"auto will use cold: {why}"
+            chosen, why = auto_mode(self.domain, self.modes)
+            hint = "auto will use live" if chosen == Mode.LIVE else f"auto will use {chosen}: {why}"
         self.query_one("#mode-hint", Static).update(hint)
         warning = f"⚠ {mode} mode: {STOP_WARNING}" if self.stops_guest else ""
         self.query_one("#stop-warning", Static).update(warning)

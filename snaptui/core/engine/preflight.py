@@ -17,6 +17,7 @@ from pathlib import Path
 import humanize
 
 from snaptui.core import qemu_img
+from snaptui.core.choices import auto_mode
 from snaptui.core.engine.locks import domain_lock_holder
 from snaptui.core.engine.plan import (
     OUTPUT_FORMATS,
@@ -88,10 +89,8 @@ def resolve_mode(requested: Mode, reasons: dict[Mode, str | None],
         if reasons[requested]:
             raise BadInput(f"cannot use {requested} mode: {reasons[requested]}")
         return requested, f"{requested} mode as requested"
-    if reasons[Mode.LIVE] is None and info.state == DomainState.RUNNING:
-        return Mode.LIVE, "auto chose live: the guest runs on file-backed disks (never paused)"
-    why = reasons[Mode.LIVE] or f"{info.name} is {info.state}"
-    return Mode.COLD, f"auto chose cold: {why}"
+    mode, why = auto_mode(info, reasons)
+    return mode, f"auto chose {mode}: {why}"
 
 
 def _pick_disks(info: DomainInfo, request: SnapshotRequest) -> list[DiskInfo]:
@@ -238,7 +237,7 @@ async def preflight(request: SnapshotRequest, host: LibvirtHost,
         raise BadInput(f"unknown output format {request.out_format!r} (raw or qcow2)")
     if request.compress and request.out_format != "qcow2":
         raise BadInput("--compress needs --format qcow2")
-    destination = resolve_destination(request.destination, request.cloud)
+    destination = resolve_destination(request.destination, request.cloud, request.library_dir)
     if destination == "glance":
         validate_glance_name(request.name)
     if store is None:
