@@ -2,9 +2,10 @@
 
 Nothing here fakes a service. Two tiers share this file:
 
-- the **unit tier** (``pytest -m "not lab"``): tests that touch no lab fixture (pure functions,
-  and the dashboard on its embedded demo lab). They run on a machine with no lab: the lab's
-  environment is never read for them.
+- the tiers without the lab (``pytest -m "not lab"``): tests that touch no lab fixture. They run
+  on a machine with no lab: the lab's environment is never read for them. Of those, ``ui`` marks
+  the ones whose module drives the dashboard (Pilot on its embedded demo lab, a few minutes) and
+  ``unit`` the pure ones (``pytest -m unit``: seconds).
 - the **lab tier**: every test that uses a lab fixture (``conn``, ``make_domain``, ``store``,
   ``own_images``, ``libvirt_uri``, ``os_cloud``, or any fixture built on them: all of them
   depend on the session fixture ``lab_env``) or sits in a module that declares
@@ -71,12 +72,29 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(SkipPolicy(), "snaptui-skip-policy")  # marker: pyproject
 
 
-@pytest.hookimpl(tryfirst=True)  # before -m selects on the marker
+def _drives_dashboard(item: pytest.Item) -> bool:
+    """The test's module imports the dashboard (textual or snaptui.ui)."""
+    module = getattr(item, "module", None)
+    if module is None:
+        return False
+    for value in vars(module).values():
+        name = getattr(value, "__module__", None) or getattr(value, "__name__", "")
+        if isinstance(name, str) and name.startswith(("textual", "snaptui.ui")):
+            return True
+    return False
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m selects on the markers
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark ``lab`` every test whose fixture closure reaches ``lab_env``."""
+    """Mark ``lab`` every test whose fixture closure reaches ``lab_env``; of the others, ``ui``
+    those whose module drives the dashboard (on its demo lab) and ``unit`` the rest."""
     for item in items:
-        if LAB_FIXTURE in getattr(item, "fixturenames", ()):
+        if LAB_FIXTURE in getattr(item, "fixturenames", ()) or item.get_closest_marker("lab"):
             item.add_marker(pytest.mark.lab)
+        elif _drives_dashboard(item):
+            item.add_marker(pytest.mark.ui)
+        else:
+            item.add_marker(pytest.mark.unit)
 
 
 @pytest.fixture(autouse=True)

@@ -176,7 +176,7 @@ class GuestFactory:
 
 
 @pytest.fixture(scope="session")
-def guest_artefacts() -> lab_guest.Artefacts:
+def guest_artefacts(lab_env) -> lab_guest.Artefacts:
     """The cached guest disk; built once (minutes on a cold cache) when packages changed."""
     from lab_proc import LabError
 

@@ -14,6 +14,7 @@ import sys
 from collections.abc import Callable
 
 from snaptui import __version__
+from snaptui.cli import output
 from snaptui.cli.common import add_common_options, fill_global_defaults
 from snaptui.core.errors import SnaptuiError
 
@@ -63,7 +64,7 @@ def _security_setup(args: argparse.Namespace) -> None:
     # keystoneauth warns about what then fails as our one error line; keep it for -v only
     logging.getLogger("keystoneauth").setLevel(logging.DEBUG if args.verbose else logging.ERROR)
     for warning in exposed_secret_warnings():
-        print(f"snaptui: warning: {warning}", file=sys.stderr)
+        output.warn(warning)
 
 
 def _recover_before(args: argparse.Namespace) -> None:
@@ -74,10 +75,9 @@ def _recover_before(args: argparse.Namespace) -> None:
 
     try:
         for job_id, outcome in recover():
-            print(f"snaptui: recovered job {job_id}: {outcome}", file=sys.stderr)
+            output.note(f"snaptui: recovered job {job_id}: {outcome}")
     except Exception as err:  # any failure: say it in one line and go on
-        print(f"snaptui: warning: could not check for interrupted jobs: {_one_line(err)}",
-              file=sys.stderr)
+        output.warn(f"could not check for interrupted jobs: {_one_line(err)}")
         log.debug("recover failed", exc_info=True)
 
 
@@ -120,22 +120,21 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return run(args)
     except SnaptuiError as err:
-        print(f"snaptui: error: {err}", file=sys.stderr)
+        output.error(str(err))
         return err.exit_code
     except BrokenPipeError:
         _silence_stdout()
         return EXIT_BROKEN_PIPE
     except KeyboardInterrupt:
-        print("snaptui: interrupted", file=sys.stderr)
+        output.note("snaptui: interrupted")
         return 130
     except OSError as err:
-        print(f"snaptui: error: {_one_line(err)}", file=sys.stderr)
+        output.error(_one_line(err))
         log.debug("traceback", exc_info=True)
         return EXIT_OS_ERROR
     except Exception as err:  # the last net: one line, traceback only with -v
         hint = "" if args.verbose else " (run with -v for the traceback)"
-        print(f"snaptui: internal error: {type(err).__name__}: {_one_line(err)}{hint}",
-              file=sys.stderr)
+        output.note(f"snaptui: internal error: {type(err).__name__}: {_one_line(err)}{hint}")
         log.debug("traceback", exc_info=True)
         return EXIT_INTERNAL
 

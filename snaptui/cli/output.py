@@ -118,3 +118,13 @@ def line(text: str) -> None:
 def note(message: str) -> None:
     """A line for people on stderr (headers, hints); never part of parseable output."""
     print(message, file=sys.stderr)
+
+
+def warn(message: str) -> None:
+    """``snaptui: warning: …`` on stderr."""
+    note(f"snaptui: warning: {message}")
+
+
+def error(message: str) -> None:
+    """``snaptui: error: …`` on stderr: the one line a failed command leaves."""
+    note(f"snaptui: error: {message}")
