@@ -1,9 +1,9 @@
 """A failed worker is told to the operator once, by the app, and the screen stays usable.
 
 The fault is real: SNAPTUI_STATE_DIR (each test's own, from conftest) is made a regular file,
-so creating ``<state>/jobs`` fails with NotADirectoryError, as it would if the directory were
-replaced or its filesystem gone. (Making it unreadable does not work: the tests run as root.)
-Replacing the file with a directory repairs it.
+so reading ``<state>/jobs`` fails (snaptui says the state dir "is not a directory"), as it would
+if the directory were replaced or its filesystem gone. (Making it unreadable does not work: the
+tests run as root.) Replacing the file with a directory repairs it.
 
 Before: the jobs screen and the log screen ran their workers with ``exit_on_error=False`` and
 nothing handled a failure: no notification, and the jobs list froze until the screen was
@@ -65,7 +65,7 @@ async def test_jobs_list_failure_is_shown_and_the_next_refresh_works(app):
         title = worker_failures.FAILURE_TITLES["jobs-poll"]
         await wait_for(pilot, lambda: failures(app, title), 10, "the failure notification")
         note = failures(app, title)[0]
-        assert "NotADirectoryError" in note.message and "\n" not in note.message
+        assert "is not a directory" in note.message and "\n" not in note.message
         await wait_for(pilot, lambda: STALE_MARK in screen_text(app), 5, "the stale mark")
         assert screen.query_one(DataTable).border_subtitle == STALE_MARK
 
