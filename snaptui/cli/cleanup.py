@@ -15,7 +15,15 @@ from typing import Any
 
 from rich.text import Text
 
-from snaptui.cli.output import console, human_size, note, print_json, print_table, table
+from snaptui.cli.output import (
+    console,
+    human_size,
+    line,
+    note,
+    print_json,
+    print_table,
+    table,
+)
 from snaptui.core.cleanup import (
     DEFAULT_OLDER_THAN_S,
     Finding,
@@ -203,9 +211,9 @@ def run_cleanup(args: argparse.Namespace) -> int:
             results = asyncio.run(remove_all(chosen, host, store, dry_run=True))
             if not args.json:
                 for f in chosen:
-                    print(f"# {f.kind}: {f.location}")
-                    for line in f.commands:
-                        print(line)
+                    line(f"# {f.kind}: {f.location}")
+                    for command in f.commands:
+                        line(command)
         elif not chosen:
             results = []
         elif args.yes or _confirm(chosen):

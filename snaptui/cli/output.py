@@ -128,3 +128,9 @@ def warn(message: str) -> None:
 def error(message: str) -> None:
     """``snaptui: error: …`` on stderr: the one line a failed command leaves."""
     note(f"snaptui: error: {message}")
+
+
+def json_line(data: Any) -> None:
+    """One compact JSON document on one stdout line (event streams: ``--json`` follow mode)."""
+    with stdout_pipe():
+        print(json.dumps(data, ensure_ascii=False, default=str), flush=True)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import sys
 import time
 from typing import Any
 
@@ -16,6 +14,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
+from snaptui.cli import output
 from snaptui.core.engine.jobs import (
     JobProcess,
     cancel_job,
@@ -77,7 +76,10 @@ def run_snapshot(args: argparse.Namespace) -> int:
         if process is not None:
             process.discard()
     if args.detach:
-        print(json.dumps({"event": "launched", "job_id": job_id}) if args.json else job_id)
+        if args.json:
+            output.json_line({"event": "launched", "job_id": job_id})
+        else:
+            output.line(job_id)
         return 0
     if args.json:
         return _follow_json(job_id)
@@ -86,14 +88,14 @@ def run_snapshot(args: argparse.Namespace) -> int:
 
 def _print_dry_run(args: argparse.Namespace, plan, steps) -> int:
     if args.json:
-        print(json.dumps({"event": "dry-run", "mode": str(plan.mode), "reason": plan.mode_reason,
-                          "destination": plan.destination,
-                          "commands": [s.command for s in steps if s.command]}))
+        output.json_line({"event": "dry-run", "mode": str(plan.mode),
+                          "reason": plan.mode_reason, "destination": plan.destination,
+                          "commands": [s.command for s in steps if s.command]})
         return 0
-    print(f"# preflight passed; {plan.mode_reason}; destination {plan.destination}")
+    output.line(f"# preflight passed; {plan.mode_reason}; destination {plan.destination}")
     for step in steps:
         if step.command:
-            print(step.command)
+            output.line(step.command)
     return 0
 
 
@@ -112,14 +114,14 @@ def _events(job_id: str):
             return
         except KeyboardInterrupt:
             if cancelled:
-                print(f"\nsnaptui: detached; job {job_id} goes on", file=sys.stderr)
+                output.note(f"\nsnaptui: detached; job {job_id} goes on")
                 return
             cancelled = True
-            print(f"\nsnaptui: cancelling job {job_id} (rolling back)...", file=sys.stderr)
+            output.note(f"\nsnaptui: cancelling job {job_id} (rolling back)...")
             try:
                 cancel_job(job_id)
             except Exception as err:  # noqa: BLE001 - report, keep following
-                print(f"snaptui: {err}", file=sys.stderr)
+                output.note(f"snaptui: {err}")
 
 
 def _terminal_of(job_id: str):
@@ -141,7 +143,7 @@ def _follow_json(job_id: str) -> int:
             event = {"event": "job", "job_id": job_id, "mode": event["plan"]["mode"],
                      "steps": event["steps"], "t": event["t"]}
         last = _json_event(event)
-        print(json.dumps(last, ensure_ascii=False), flush=True)
+        output.json_line(last)
     return 0 if last and last.get("event") == "done" else 1
 
 
@@ -187,7 +189,7 @@ def _progress_text(p: dict[str, Any]) -> str:
 
 
 def _follow_rich(job_id: str) -> int:
-    console = Console(stderr=False)
+    console = output.console()
     last_paint = 0.0
     with Live(_render(load_job(job_id)), console=console, refresh_per_second=8) as live:
         for event in _events(job_id):
