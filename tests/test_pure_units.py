@@ -101,3 +101,11 @@ def test_journal_round_trip_survives_a_torn_last_line(tmp_path: Path) -> None:
     assert job.downtime_s == 2.0
     assert job.to_json()["steps"][1] == {"name": "convert:vda", "title": "Convert",
                                          "state": "failed", "error": "qemu-img: boom"}
+
+
+def test_progress_text_is_one_format_for_cli_and_dashboard():
+    from snaptui.core.engine.states import progress_text
+
+    assert progress_text({"done": 45, "unit": "%"}) == "45.0 %"
+    text = progress_text({"done": 300 * 2**20, "total": 2**30, "rate": 100 * 2**20, "eta_s": 7})
+    assert text == "300.0 MiB / 1.0 GiB · 100.0 MiB/s · ETA 7 seconds"

@@ -27,7 +27,7 @@ from snaptui.core.engine.journal import JobRecord, load_job
 from snaptui.core.engine.plan import OUTPUT_FORMATS, Mode, SnapshotRequest
 from snaptui.core.engine.preflight import new_job_id
 from snaptui.core.engine.recover import recover_job
-from snaptui.core.engine.states import JobStatus, StepState, look
+from snaptui.core.engine.states import JobStatus, StepState, look, progress_text
 
 
 def register(sub: argparse._SubParsersAction, common) -> None:
@@ -160,7 +160,7 @@ def _render(job: JobRecord) -> Group:
         if step.state == StepState.RUNNING and step.progress:
             done, total = step.progress.get("done", 0), step.progress.get("total")
             bar = ProgressBar(total=total or 100, completed=done if total else 0, width=28)
-            detail = _progress_text(step.progress)
+            detail = progress_text(step.progress)
         elif step.started and step.finished:
             detail = f"{step.finished - step.started:.1f} s"
         elif step.error:
@@ -172,20 +172,6 @@ def _render(job: JobRecord) -> Group:
     parts += [Text(f"  {n}", style="dim") for n in job.notes[-3:]]
     parts.append(table)
     return Group(*parts)
-
-
-def _progress_text(p: dict[str, Any]) -> str:
-    done, total, unit = p.get("done", 0), p.get("total"), p.get("unit")
-    if unit == "%":
-        return f"{done:.1f} %"
-    text = humanize.naturalsize(done, binary=True)
-    if total:
-        text += f" / {humanize.naturalsize(total, binary=True)}"
-    if p.get("rate"):
-        text += f"  {humanize.naturalsize(p['rate'], binary=True)}/s"
-    if p.get("eta_s") is not None:
-        text += f"  ETA {p['eta_s']:.0f} s"
-    return text
 
 
 def _follow_rich(job_id: str) -> int:

@@ -13,9 +13,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import timedelta
 
-import humanize
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
@@ -31,7 +29,7 @@ from textual.worker import Worker, WorkerState, get_current_worker
 from snaptui.core.engine.jobs import cancel_job, pid_runs_job
 from snaptui.core.engine.journal import JobRecord, StepRecord, jobs_dir, load_job
 from snaptui.core.engine.plan import Plan
-from snaptui.core.engine.states import JobStatus, StepState, look
+from snaptui.core.engine.states import JobStatus, StepState, look, progress_text
 from snaptui.core.engine.workflows import build_steps
 from snaptui.core.errors import SnaptuiError
 from snaptui.ui.confirm import ConfirmScreen
@@ -78,20 +76,6 @@ def state_text(state: str, *, word: bool = True) -> Text:
     return Text(f"{glyph} {state}" if word else glyph, style=style)
 
 
-def progress_text(p: dict) -> str:
-    """'45.0 %' or '1.2 GiB / 4.0 GiB · 98.0 MiB/s · ETA 30 seconds'."""
-    done, total, unit = p.get("done") or 0, p.get("total"), p.get("unit")
-    if unit == "%":
-        text = f"{done:.1f} %"
-    else:
-        text = humanize.naturalsize(done, binary=True)
-        if total:
-            text += f" / {humanize.naturalsize(total, binary=True)}"
-    if p.get("rate"):
-        text += f" · {humanize.naturalsize(p['rate'], binary=True)}/s"
-    if p.get("eta_s") is not None:
-        text += f" · ETA {humanize.naturaldelta(timedelta(seconds=p['eta_s']))}"
-    return text
 
 
 def rollback_titles(job: JobRecord) -> list[str]:

@@ -7,7 +7,12 @@ colour (a Rich style string, no Rich import needed) used by the CLI and the dash
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from datetime import timedelta
 from enum import StrEnum
+from typing import Any
+
+import humanize
 
 
 class StepState(StrEnum):
@@ -61,3 +66,20 @@ UNKNOWN = ("?", "")
 def look(state: str) -> tuple[str, str]:
     """(glyph, style) of a step state or job status."""
     return LOOK.get(state, UNKNOWN)
+
+
+def progress_text(p: Mapping[str, Any]) -> str:
+    """A step's progress for people, the same in the CLI and the dashboard:
+    '45.0 %' or '1.2 GiB / 4.0 GiB · 98.0 MiB/s · ETA 30 seconds'."""
+    done, total, unit = p.get("done") or 0, p.get("total"), p.get("unit")
+    if unit == "%":
+        text = f"{done:.1f} %"
+    else:
+        text = humanize.naturalsize(done, binary=True)
+        if total:
+            text += f" / {humanize.naturalsize(total, binary=True)}"
+    if p.get("rate"):
+        text += f" · {humanize.naturalsize(p['rate'], binary=True)}/s"
+    if p.get("eta_s") is not None:
+        text += f" · ETA {humanize.naturaldelta(timedelta(seconds=p['eta_s']))}"
+    return text
