@@ -246,3 +246,43 @@ def test_allowed_nova_downtime_is_cut_short_and_the_guest_restarted(
     assert "Nova stops an instance" in events[-1]["error"]
     assert dom.state()[0] == libvirt.VIR_DOMAIN_RUNNING and not dom.hasManagedSaveImage(0)
     assert not list((tmp_path / "lib").glob("*.qcow2"))
+
+
+async def test_dashboard_dialog_refuses_stopping_a_nova_instance(nova_domain, libvirt_uri):
+    """The dialog on the real lab: a running Nova instance, its real available modes."""
+    from test_ui_dialog import NO_RESULT, DialogHost
+    from textual.widgets import Input, RadioButton, Static, TextArea
+
+    from snaptui.core.engine.preflight import available_modes
+    from snaptui.core.libvirt_host import LibvirtHost
+    from snaptui.ui.snapshot_dialog import SnapshotDialog
+
+    dom = nova_domain(project=uuid.uuid4().hex, base=str(uuid.uuid4()), state="running")
+    before = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
+    with LibvirtHost(libvirt_uri).connect() as host:
+        info = host.get_domain(dom.name())
+        modes = available_modes(info, host)
+    app = DialogHost(SnapshotDialog(info, modes, "library", None))
+    async with app.run_test(size=(100, 40)) as pilot:
+        await pilot.pause()
+        buttons = {b.name: b for b in app.dialog.query("#mode RadioButton").results(RadioButton)}
+        for mode in ("cold", "internal"):
+            assert buttons[mode].disabled and "Nova" in str(buttons[mode].label)
+        assert "Nova instance" in str(app.dialog.query_one("#nova", Static).render())
+        assert "auto will use live" in str(app.dialog.query_one("#mode-hint", Static).render())
+        app.dialog.query_one("#props").collapsed = False
+        await pilot.pause()
+        app.dialog.query_one("#properties", TextArea).text = "os_glance_x=1"
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert app.result is NO_RESULT  # refused, shown, nothing launched
+        assert "os_glance" in str(app.dialog.query_one("#props-error", Static).render())
+        app.dialog.query_one("#properties", TextArea).text = "größe=Ünïcødé 日本\nrole=db"
+        app.dialog.query_one("#tags", Input).value = "a, étiquette"
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+    assert isinstance(app.result, SnapshotRequest) and app.result.mode == Mode.AUTO
+    assert app.result.properties == {"größe": "Ünïcødé 日本", "role": "db"}
+    assert app.result.tags == ("a", "étiquette")
+    assert dom.state()[0] == libvirt.VIR_DOMAIN_RUNNING
+    assert dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE) == before

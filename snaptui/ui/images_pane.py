@@ -84,7 +84,8 @@ class ImagesPane(TablePane):
         self._rows = {i.id: (i.name, i.status, i.size, i.created_at, i.disk_format or "—",
                              i.is_snapshot) for i in images}
         self._searched = {i.id: "\0".join(str(t).lower() for t in (
-            i.name, i.id, i.status, i.disk_format, i.instance_uuid) if t is not None)
+            i.name, i.id, i.status, i.disk_format, i.instance_uuid,
+            i.properties.get("base_image_ref")) if t is not None)
             for i in images}
         self.refresh_rows()
 

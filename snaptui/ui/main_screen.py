@@ -221,7 +221,8 @@ class MainScreen(ForwardsWorkerFailures, Screen):
                 self.load_domain_detail(info, 0.0 if refresh else DETAIL_DEBOUNCE_S)
         elif image := pane.selected:
             owner = self.domains_pane.domains.get(image.instance_uuid or "")
-            self.detail.show_image(image, owner.name if owner else None)
+            self.detail.show_image(image, owner.name if owner else None,
+                                   self.images_pane.images)
 
     @on(KeyedTable.RowHighlighted)
     def _row_highlighted(self, event: KeyedTable.RowHighlighted) -> None:
