@@ -286,3 +286,22 @@ async def test_dashboard_dialog_refuses_stopping_a_nova_instance(nova_domain, li
     assert app.result.tags == ("a", "étiquette")
     assert dom.state()[0] == libvirt.VIR_DOMAIN_RUNNING
     assert dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE) == before
+
+
+def test_library_sidecar_carries_the_same_properties_and_fields(
+        nova_domain, base_image, tenant, tmp_path):
+    from snaptui.core.image_library import ImageLibrary
+
+    dom = nova_domain(project=tenant, base=base_image, efi=True, agent=True)
+    lib = tmp_path / "lib"
+    proc = snaptui("snapshot", dom.name(), "--name", "snaptui-test nova lib", "--to", "library",
+                   "--library", str(lib), "--tag", "t", "--protected", "--json")
+    done = json.loads(proc.stdout.splitlines()[-1])
+    assert done["event"] == "done", proc.stdout + proc.stderr
+    props = ImageLibrary(lib).show(done["image_id"]).properties
+    assert props["os_distro"] == "debian" and props["hw_firmware_type"] == "uefi"
+    assert props["base_image_ref"] == base_image and props["owner_id"] == tenant
+    assert not NOT_INHERITED & props.keys()
+    sidecar = json.loads((lib / f"{done['image_id']}.json").read_text())
+    assert (sidecar["min_ram"], sidecar["min_disk"], sidecar["tags"]) == (64, 5, ["t"])
+    assert sidecar["protected"] is True and sidecar["visibility"] == "private"

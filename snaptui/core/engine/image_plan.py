@@ -118,13 +118,22 @@ def domain_hardware(host: LibvirtHost, info: DomainInfo) -> DomainHardware | Non
         return None
 
 
-def _base_image(store: ImageStore, image_id: str) -> BaseImage:
-    """The base image from the store (Glance: every field; the library: its sidecar)."""
-    raw_image = getattr(store, "raw_image", None)
-    if callable(raw_image):
-        from snaptui.core.glance_images import STANDARD_KEYS
+def _base_image(store: ImageStore, image_id: str, cloud: str | None) -> BaseImage:
+    """The base image from Glance (every field): the destination's, or, for the library, the
+    configured cloud's when there is one; else from the library's sidecar."""
+    from snaptui.core.glance_images import STANDARD_KEYS, GlanceImages
 
-        return BaseImage.from_glance(raw_image(image_id), STANDARD_KEYS)
+    glance: object = store
+    if not callable(getattr(store, "raw_image", None)):
+        from snaptui.core.cloud_config import cloud_configured
+
+        glance = GlanceImages.from_cloud(cloud) if cloud_configured(cloud) else None
+    if isinstance(glance, GlanceImages):
+        try:
+            return BaseImage.from_glance(glance.raw_image(image_id), STANDARD_KEYS)
+        except SnaptuiError:  # the library's job does not depend on the cloud answering
+            if glance is store:
+                raise
     record = store.show(image_id)
     return BaseImage(id=record.id, properties={k: str(v) for k, v in record.properties.items()})
 
@@ -137,7 +146,7 @@ async def find_base_image(request: SnapshotRequest, info: DomainInfo,
     if ref is None:
         return None, None, []
     try:
-        return await asyncio.to_thread(_base_image, store, ref), ref, []
+        return await asyncio.to_thread(_base_image, store, ref, request.cloud), ref, []
     except NotFound:
         if request.base_image:
             raise BadInput(f"--base-image {ref}: no such image in {store.location}") from None
