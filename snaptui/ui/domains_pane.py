@@ -122,7 +122,8 @@ class DomainsPane(TablePane):
                 continue
             extra = self.extras.get(uuid, DomainExtras())
             disks = len(snapshot_disks(d))
-            name = f"{d.name} · nova {d.nova.name}" if d.nova and d.nova.name else d.name
+            # A Nova instance by its Nova name (libvirt's instance-0000002a is in the detail)
+            name = f"nova:{d.nova.name}" if d.nova and d.nova.name else d.name
             rows[uuid] = (name, d.state, extra.allocated, extra.snapshots,
                           extra.last_snapshot, disks)
         self.table.sync(rows)

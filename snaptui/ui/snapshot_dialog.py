@@ -130,7 +130,7 @@ class SnapshotDialog(ModalScreen[SnapshotRequest | None]):
     SnapshotDialog #props > Contents { padding: 0; height: auto; }
     SnapshotDialog #properties { height: 4; width: 1fr; }
     SnapshotDialog .small { width: 12; }
-    SnapshotDialog #props-error { color: $error; padding: 0 0 0 13; }
+    SnapshotDialog #props-error { color: $error; padding: 0 0 0 13; display: none; }
     SnapshotDialog #nova { color: $accent; }
     SnapshotDialog #buttons { height: auto; align-horizontal: right; margin: 1 0 0 0; }
     SnapshotDialog #buttons Button { margin: 0 0 0 2; }
@@ -322,8 +322,10 @@ class SnapshotDialog(ModalScreen[SnapshotRequest | None]):
             self._metadata()
         except (BadInput, ValueError) as err:
             self.query_one("#props-error", Static).update(str(err))
+            self.query_one("#props-error").display = True
             return str(err)
         self.query_one("#props-error", Static).update("")
+        self.query_one("#props-error").display = False
         return None
 
     def _show_name_error(self) -> str | None:
