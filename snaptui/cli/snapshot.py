@@ -106,6 +106,8 @@ def run_snapshot(args: argparse.Namespace) -> int:
         plan, steps, store = asyncio.run(prepare_with_store(request, job_id=job_id))
         if args.dry_run:
             return _print_dry_run(args, plan, steps)
+        for note in plan.notes:
+            print(f"snaptui: {note}", file=sys.stderr)
         job_id = launch(plan, request, steps, process, auth_state=store_auth_state(store))
     finally:
         if process is not None:
