@@ -236,3 +236,21 @@ def test_auto_picks_backup_for_a_nova_instance_live_cannot_copy():
     assert mode == Mode.BACKUP and "Nova instance" in why
     plain = DomainInfo("d", "u", DomainState.RUNNING, 1, 131072, True)
     assert auto_mode(plain, reasons)[0] == Mode.COLD
+
+
+def test_detail_links_an_image_to_its_base_and_its_snapshots():
+    from snaptui.core.models import ImageRecord
+    from snaptui.ui.detail_pane import image_links, nova_lines
+
+    base = ImageRecord("b-1", "debian-12", "active", "qcow2", "bare", 1, "2025-01-01")
+    snaps = [ImageRecord(f"s-{i}", f"snap-{i}", "active", "qcow2", "bare", 1, f"2025-02-0{i}",
+                         properties={"base_image_ref": "b-1", "image_type": "snapshot"})
+             for i in (2, 1)]
+    images = {i.id: i for i in (base, *snaps)}
+    assert image_links(snaps[0], images) == ["base image [b]debian-12[/b] [$text-muted]b-1[/]"]
+    lines = image_links(base, images)
+    assert lines[0] == "snapshots of it: 2" and "snap-1" in lines[1] and "snap-2" in lines[2]
+    nova = parse_domain_xml(xml(metadata=NOVA)).nova
+    info = DomainInfo("instance-1", "u", DomainState.RUNNING, 1, 131072, True, nova=nova)
+    text = "\n".join(nova_lines(info))
+    assert "web-1" in text and "tenant" in text and "m1.small" in text and "20 GB root" in text

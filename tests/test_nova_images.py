@@ -305,3 +305,29 @@ def test_library_sidecar_carries_the_same_properties_and_fields(
     sidecar = json.loads((lib / f"{done['image_id']}.json").read_text())
     assert (sidecar["min_ram"], sidecar["min_disk"], sidecar["tags"]) == (64, 5, ["t"])
     assert sidecar["protected"] is True and sidecar["visibility"] == "private"
+
+
+def test_guest_with_host_devices_is_never_saved(tmp_path):
+    """libvirt's test driver runs a guest with a PCI and a mediated device over a real disk:
+    cold and internal are refused before anything stops, live/backup are not offered either
+    (that driver cannot), so nothing at all happens to it."""
+    disk = make_disk(tmp_path / "hd.qcow2", seed="1M")
+    node = tmp_path / "node.xml"
+    node.write_text(f"""<node><domain type='test'><name>snaptui-test-hostdev</name>
+      <uuid>{uuid.uuid4()}</uuid><memory unit='MiB'>128</memory><vcpu>1</vcpu>
+      <os><type arch='x86_64'>hvm</type></os>
+      <devices><disk type='file' device='disk'><driver name='qemu' type='qcow2'/>
+        <source file='{disk}'/><target dev='vda' bus='virtio'/></disk>
+        <hostdev mode='subsystem' type='pci' managed='yes'><source>
+          <address domain='0x0000' bus='0x3b' slot='0x00' function='0x1'/></source></hostdev>
+        <hostdev mode='subsystem' type='mdev' model='vfio-pci'><source>
+          <address uuid='c2177883-f1bb-47f0-914d-32a22e3a8804'/></source></hostdev>
+      </devices></domain></node>""")
+    before = disk.read_bytes()
+    for mode in ("cold", "internal", "auto"):
+        proc = snaptui("snapshot", "snaptui-test-hostdev", "-c", f"test://{node}", "--name", "x",
+                       "--mode", mode, "--to", "library", "--library", str(tmp_path / "lib"))
+        err = proc.stderr.strip()
+        assert proc.returncode == 2 and "\n" not in err, err
+        assert "host or mediated devices" in err and "pci 0000:3b:00.1" in err
+    assert disk.read_bytes() == before and not list(tmp_path.glob("lib/*.json"))

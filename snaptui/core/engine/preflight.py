@@ -81,6 +81,10 @@ def available_modes(info: DomainInfo, host: LibvirtHost,
             reasons[mode] = f"{mode} needs a running guest ({info.name} is {info.state})"
         elif mode == Mode.LIVE and not_file:
             reasons[mode] = f"live copy needs file-backed disks ({', '.join(not_file)} is not)"
+    if active:  # host or mediated devices: libvirt cannot save the guest (cold, internal)
+        hardware = image_plan.domain_hardware(host, info)
+        for mode in (Mode.COLD, Mode.INTERNAL):
+            reasons[mode] = reasons[mode] or image_plan.save_refusal(info, hardware, mode)
     return reasons
 
 
