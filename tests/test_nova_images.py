@@ -220,6 +220,7 @@ def test_running_nova_instance_is_never_stopped_without_consent(
         assert raw["snaptui_method"] == "live" and done["downtime_s"] == 0
         assert raw["visibility"] == "private"  # the caller is in the instance's project
         assert raw["owner_id"] == store.project_id and "instance_owner" not in raw
+        assert raw["user_id"] == store.user_id
         assert raw["hw_firmware_type"] == "bios" and raw["hw_disk_bus"] == "virtio"
         assert "hw_qemu_guest_agent" not in raw  # no agent channel in this XML
         assert raw["protected"] is True and raw["min_ram"] == 256 and raw["min_disk"] == 5
