@@ -82,7 +82,8 @@ def _register_image_metadata(p: argparse.ArgumentParser) -> None:
 
 
 def _image_metadata(args: argparse.Namespace) -> dict[str, Any]:
-    return dict(properties=parse_properties(args.properties, glance=args.destination != "library"),
+    # The syntax here; what Glance refuses is checked by preflight, once the destination is known.
+    return dict(properties=parse_properties(args.properties, glance=False),
                 tags=tuple(args.tags), visibility=args.visibility, protected=args.protected,
                 min_disk=args.min_disk, min_ram=args.min_ram, base_image=args.base_image,
                 derive=args.derive, allow_nova_downtime=args.allow_nova_downtime)
