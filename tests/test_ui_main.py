@@ -208,6 +208,24 @@ async def test_only_this_domains_images(demo_app: SnaptuiApp) -> None:
         assert images.table.row_count == 3
 
 
+async def test_a_nova_instance_is_shown_with_its_base_image(demo_app: SnaptuiApp) -> None:
+    async with demo_app.run_test(size=SIZE) as pilot:
+        await settle(pilot, demo_app)
+        main = demo_app.main
+        nova = next(d for d in main.domains_pane.domains.values() if d.nova is not None)
+        assert main.domains_pane.table.cell_text(nova.uuid, "name") == "nova:k8s-worker-3"
+        main.domains_pane.select(nova.uuid)
+        await settle(pilot, demo_app)
+        await pilot.press("o")  # only its images: none made yet, and the image it booted from
+        await settle(pilot, demo_app)
+        images = main.images_pane
+        assert list(images.table.ordered_keys) == [nova.base_image_ref]
+        assert "Nova instance k8s-worker-3" in main.detail.text
+        images.select(str(nova.base_image_ref))
+        await settle(pilot, demo_app)
+        assert "debian-12" in main.detail.text
+
+
 async def test_theme_cycles_and_is_remembered(demo_app: SnaptuiApp) -> None:
     async with demo_app.run_test(size=SIZE) as pilot:
         await settle(pilot, demo_app)

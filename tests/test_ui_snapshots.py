@@ -44,7 +44,7 @@ def test_nova_instance_detail(snap_compare) -> None:
     """A Nova instance: its disk under instances/UUID over a raw base in instances/_base."""
     async def select_nova(pilot) -> None:
         await settle(pilot)
-        await pilot.press("down", "down")
+        await pilot.press("down", "down", "down", "down")  # listed as nova:k8s-worker-3
         await settle(pilot)
 
     assert snap_compare(make_app(), terminal_size=(120, 40), run_before=select_nova)

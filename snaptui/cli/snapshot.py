@@ -28,6 +28,8 @@ from snaptui.core.engine.plan import OUTPUT_FORMATS, Mode, SnapshotRequest
 from snaptui.core.engine.preflight import new_job_id
 from snaptui.core.engine.recover import recover_job
 from snaptui.core.engine.states import JobStatus, StepState, look, progress_text
+from snaptui.core.image_properties import parse_properties
+from snaptui.core.image_store import VISIBILITIES
 
 
 def register(sub: argparse._SubParsersAction, common) -> None:
@@ -50,7 +52,40 @@ def register(sub: argparse._SubParsersAction, common) -> None:
     p.add_argument("--json", action="store_true", help="one JSON object per event")
     p.add_argument("--detach", action="store_true",
                    help="print the job id and return at once (follow with `snaptui jobs`)")
+    _register_image_metadata(p)
     p.set_defaults(handler=run_snapshot)
+
+
+def _register_image_metadata(p: argparse.ArgumentParser) -> None:
+    """The image's metadata (README: "Image properties") and Nova coexistence."""
+    g = p.add_argument_group("image properties")
+    g.add_argument("--property", dest="properties", action="append", default=[],
+                   metavar="KEY=VALUE", help="set an image property (repeatable; any UTF-8)")
+    g.add_argument("--tag", dest="tags", action="append", default=[], metavar="TAG",
+                   help="add an image tag (repeatable)")
+    g.add_argument("--visibility", choices=list(VISIBILITIES),
+                   help="default: private, or shared with a Nova instance's project when you "
+                   "are not in it (as Nova does)")
+    g.add_argument("--protected", action="store_true", help="protect the image from deletion")
+    g.add_argument("--min-disk", type=int, metavar="GIB",
+                   help="default: the base image's, the flavor's root disk or the disk's size, "
+                   "whichever is largest")
+    g.add_argument("--min-ram", type=int, metavar="MIB", help="default: the base image's")
+    g.add_argument("--base-image", metavar="ID",
+                   help="Glance image to inherit properties from (default: Nova's root image)")
+    g.add_argument("--no-derive", dest="derive", action="store_false",
+                   help="do not derive hw_* properties from the domain XML")
+    g.add_argument("--allow-nova-downtime", action="store_true",
+                   help="allow cold/internal mode on a running Nova instance (aborted and "
+                   "restarted before Nova's 15 s power-state sync would stop it)")
+
+
+def _image_metadata(args: argparse.Namespace) -> dict[str, Any]:
+    # The syntax here; what Glance refuses is checked by preflight, once the destination is known.
+    return dict(properties=parse_properties(args.properties, glance=False),
+                tags=tuple(args.tags), visibility=args.visibility, protected=args.protected,
+                min_disk=args.min_disk, min_ram=args.min_ram, base_image=args.base_image,
+                derive=args.derive, allow_nova_downtime=args.allow_nova_downtime)
 
 
 def request_from_args(args: argparse.Namespace) -> SnapshotRequest:
@@ -58,7 +93,7 @@ def request_from_args(args: argparse.Namespace) -> SnapshotRequest:
         domain=args.domain, name=args.name, mode=Mode(args.mode), disk=args.disk,
         all_disks=args.all_disks, out_format=args.out_format, compress=args.compress,
         destination=args.destination, keep_local=args.keep_local, uri=args.uri,
-        cloud=args.cloud, library_dir=args.library,
+        cloud=args.cloud, library_dir=args.library, **_image_metadata(args),
     )
 
 
@@ -71,6 +106,8 @@ def run_snapshot(args: argparse.Namespace) -> int:
         plan, steps, store = asyncio.run(prepare_with_store(request, job_id=job_id))
         if args.dry_run:
             return _print_dry_run(args, plan, steps)
+        for note in plan.notes:
+            output.note(f"snaptui: {note}")
         job_id = launch(plan, request, steps, process, auth_state=store_auth_state(store))
     finally:
         if process is not None:
@@ -90,13 +127,35 @@ def _print_dry_run(args: argparse.Namespace, plan, steps) -> int:
     if args.json:
         output.json_line({"event": "dry-run", "mode": str(plan.mode),
                           "reason": plan.mode_reason, "destination": plan.destination,
-                          "commands": [s.command for s in steps if s.command]})
+                          "commands": [s.command for s in steps if s.command],
+                          "notes": plan.notes, "images": _planned_images(plan)})
         return 0
     output.line(f"# preflight passed; {plan.mode_reason}; destination {plan.destination}")
+    for note in plan.notes:
+        output.line(f"# {note}")
     for step in steps:
         if step.command:
             output.line(step.command)
+    for image in _planned_images(plan):
+        output.line(f"# image {image['name']!r} ({image['disk']}): " + ", ".join(
+            f"{k}={v}" for k, v in image["settings"].items() if k != "members" or v))
+        for key, value in sorted(image["properties"].items()):
+            output.line(f"#   {key}={value}")
     return 0
+
+
+def _planned_images(plan) -> list[dict[str, Any]]:
+    """Each image's final settings and properties as preflight planned them (the job adds
+    snaptui_downtime_s when it knows it)."""
+    images = []
+    for d in plan.disks:
+        settings = {**(plan.image_settings or {}), "min_disk": d.min_disk}
+        props = {**d.properties, "snaptui_domain": plan.domain_name, "snaptui_disk": d.target,
+                 "snaptui_method": str(plan.mode), "snaptui_job": plan.job_id,
+                 "snaptui_host": plan.host}
+        images.append({"name": d.image_name, "disk": d.target, "settings": settings,
+                       "properties": props})
+    return images
 
 
 def _events(job_id: str):

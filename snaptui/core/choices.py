@@ -23,11 +23,19 @@ def snapshot_disks(info: DomainInfo) -> list[DiskInfo]:
 
 def auto_mode(info: DomainInfo, reasons: dict[Mode, str | None]) -> tuple[Mode, str]:
     """What ``auto`` becomes on ``info`` and why: live when the guest runs and live copy can
-    work (``reasons[Mode.LIVE]`` is None), else cold. ``reasons`` is what
+    work (``reasons[Mode.LIVE]`` is None); on a running Nova instance, else backup (Nova must
+    never see it stop); else cold. ``reasons`` is what
     ``preflight.available_modes`` says of each mode."""
     live_blocked = reasons.get(Mode.LIVE)
     if live_blocked is None and info.state == DomainState.RUNNING:
+        if info.nova is not None:
+            return Mode.LIVE, ("it is a Nova instance, so the guest must not stop, and it runs "
+                               "on file-backed disks")
         return Mode.LIVE, "the guest runs on file-backed disks (never paused)"
+    if info.nova is not None and info.state in (DomainState.RUNNING, DomainState.PAUSED) \
+            and reasons.get(Mode.BACKUP) is None:
+        return Mode.BACKUP, (f"it is a Nova instance, so the guest must not stop "
+                             f"(live: {live_blocked or info.state})")
     return Mode.COLD, live_blocked or f"{info.name} is {info.state}"
 
 

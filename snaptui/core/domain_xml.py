@@ -29,6 +29,9 @@ class NovaMetadata:
     owner_project: str | None = None
     owner_project_id: str | None = None
     flavor: str | None = None
+    flavor_disk_gb: int | None = None  # <nova:flavor><nova:disk>: the root disk's size
+    flavor_memory_mb: int | None = None
+    flavor_vcpus: int | None = None
 
     @property
     def base_image_ref(self) -> str | None:
@@ -113,6 +116,14 @@ def parse_nova_metadata(root: ET.Element) -> NovaMetadata | None:
     user = owner.find(q("user")) if owner is not None else None
     project = owner.find(q("project")) if owner is not None else None
     flavor = inst.find(q("flavor"))
+
+    def flavor_int(tag: str) -> int | None:
+        value = _text(flavor.find(q(tag))) if flavor is not None else None
+        try:
+            return int(value) if value is not None else None
+        except ValueError:
+            return None
+
     return NovaMetadata(
         namespace=ns,
         name=_text(inst.find(q("name"))),
@@ -123,6 +134,9 @@ def parse_nova_metadata(root: ET.Element) -> NovaMetadata | None:
         owner_project=_text(project),
         owner_project_id=project.get("uuid") if project is not None else None,
         flavor=flavor.get("name") if flavor is not None else None,
+        flavor_disk_gb=flavor_int("disk"),
+        flavor_memory_mb=flavor_int("memory"),
+        flavor_vcpus=flavor_int("vcpus"),
     )
 
 

@@ -29,6 +29,7 @@ from snaptui.core.errors import BadInput, ChecksumMismatch, CloudError, NotFound
 from snaptui.core.image_store import (
     HASH_ALGO,
     HashingReader,
+    ImageSettings,
     ProgressCallback,
     UploadCancelled,
     validate_formats,
@@ -166,22 +167,74 @@ class GlanceImages:
         disk_format: str,
         container_format: str = "bare",
         properties: dict[str, str] | None = None,
+        settings: ImageSettings | None = None,
     ) -> ImageRecord:
-        """Create a queued image with its properties (no data yet)."""
+        """Create a queued image with its properties (no data yet); ``settings`` sets Glance's
+        own fields (visibility, min_disk, min_ram, tags) and adds its members. ``protected`` is
+        set by ``set_protected`` once the data is in: a protected image cannot be deleted, and a
+        failed job must still be able to delete its half-made image."""
         validate_formats(disk_format, container_format)
         props = validate_properties(properties)
         clash = sorted(STANDARD_KEYS & props.keys())
         if clash:
             raise BadInput(f"image properties may not set Glance's own fields: {', '.join(clash)}")
+        fields: dict[str, Any] = {}
+        if settings is not None:
+            fields = {"visibility": settings.visibility, "min_disk": settings.min_disk,
+                      "min_ram": settings.min_ram}
+            if settings.tags:
+                fields["tags"] = list(settings.tags)
         client = self._client
         try:
             image = client.images.create(
                 name=str(name), disk_format=disk_format, container_format=container_format,
-                **props,
+                **fields, **props,
             )
         except Exception as err:
             raise self._error(err, f"creating image {name!r}") from None
-        return self._record(image)
+        record = self._record(image)
+        if settings is not None and settings.visibility == "shared":
+            for member in settings.members:
+                self._add_member(record.id, member, image)
+        return record
+
+    def _add_member(self, image_id: str, project_id: str, image: Any) -> None:
+        """Share the image with ``project_id`` (accepted on its behalf is not ours to do)."""
+        try:
+            self._client.image_members.create(image_id, project_id)
+        except Exception as err:
+            error = self._error(err, f"adding project {project_id} as a member of image "
+                                f"{image_id}", image_id=image_id)
+            self._delete_after_failure(image_id, error)
+            raise error from None
+
+    def set_protected(self, image_id: str, protected: bool) -> None:
+        """Protect the image from deletion, or lift that protection."""
+        try:
+            self._client.images.update(image_id, protected=protected)
+        except Exception as err:
+            raise self._error(err, f"setting protected={protected} on image {image_id}",
+                              image_id=image_id) from None
+
+    def raw_image(self, image_id: str) -> dict[str, Any]:
+        """Glance's whole answer for one image (its own fields and properties); NotFound."""
+        return self._get(image_id)
+
+    def members(self, image_id: str) -> list[str]:
+        """Project ids the image is shared with."""
+        try:
+            return [m["member_id"] for m in self._client.image_members.list(image_id)]
+        except Exception as err:
+            raise self._error(err, f"listing members of image {image_id}",
+                              image_id=image_id) from None
+
+    @property
+    def user_id(self) -> str | None:
+        """The authenticated user (Nova records it as ``user_id``); None if unknown."""
+        try:
+            return self.cloud.session.get_user_id()
+        except Exception:  # noqa: BLE001 - a property must not fail
+            return None
 
     def upload(
         self,

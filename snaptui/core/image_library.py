@@ -23,6 +23,7 @@ from snaptui.core.image_store import (
     CHUNK_SIZE,
     HASH_ALGO,
     HashingReader,
+    ImageSettings,
     ProgressCallback,
     validate_formats,
     validate_image_id,
@@ -85,10 +86,12 @@ class ImageLibrary:
         disk_format: str,
         container_format: str = "bare",
         properties: dict[str, str] | None = None,
+        settings: ImageSettings | None = None,
     ) -> ImageRecord:
-        """Write a sidecar for a new, empty (queued) image."""
+        """Write a sidecar for a new, empty (queued) image; ``settings`` (visibility, min_disk,
+        tags...) are kept in it as Glance would keep them, for a later upload."""
         validate_formats(disk_format, container_format)
-        meta = {
+        meta: dict[str, Any] = {
             "id": str(uuid.uuid4()),
             "name": str(name),
             "status": "queued",
@@ -100,6 +103,8 @@ class ImageLibrary:
             "os_hash_algo": HASH_ALGO,
             "os_hash_value": None,
         }
+        if settings is not None:
+            meta.update(settings.to_json())
         self._write_sidecar(meta)
         return self._record(meta)
 
@@ -156,6 +161,12 @@ class ImageLibrary:
         self._write_sidecar(meta)
         self._fsync_dir()
         return digest
+
+    def set_protected(self, image_id: str, protected: bool) -> None:
+        """Record Glance's ``protected`` flag in the sidecar (kept for a later upload)."""
+        meta = self._load(validate_image_id(image_id))
+        meta["protected"] = bool(protected)
+        self._write_sidecar(meta)
 
     def add(
         self,

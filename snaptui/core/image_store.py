@@ -47,6 +47,37 @@ class UploadProgress:
 
 ProgressCallback = Callable[[UploadProgress], None]
 
+VISIBILITIES = ("private", "shared", "community", "public")
+
+
+@dataclass(frozen=True)
+class ImageSettings:
+    """Glance's own fields of a new image (not properties) and the projects it is shared with.
+
+    Built by ``core/image_properties.py``; the library keeps them in the sidecar."""
+
+    visibility: str = "private"
+    protected: bool = False
+    min_disk: int = 0  # GiB
+    min_ram: int = 0  # MiB
+    tags: tuple[str, ...] = ()
+    members: tuple[str, ...] = ()  # project ids added as members (visibility shared)
+
+    def to_json(self) -> dict[str, object]:
+        return {"visibility": self.visibility, "protected": self.protected,
+                "min_disk": self.min_disk, "min_ram": self.min_ram, "tags": list(self.tags),
+                "members": list(self.members)}
+
+    @classmethod
+    def from_json(cls, data: dict | None) -> ImageSettings:
+        data = data or {}
+        return cls(visibility=str(data.get("visibility") or "private"),
+                   protected=bool(data.get("protected")),
+                   min_disk=int(data.get("min_disk") or 0),
+                   min_ram=int(data.get("min_ram") or 0),
+                   tags=tuple(str(t) for t in data.get("tags") or ()),
+                   members=tuple(str(m) for m in data.get("members") or ()))
+
 
 class UploadCancelled(SnaptuiError):
     """The upload was cancelled by the caller; the partial image has been removed."""
@@ -71,9 +102,10 @@ class ImageStore(Protocol):
         ...
 
     def create(
-        self, name: str, disk_format: str, container_format: str, properties: dict[str, str]
+        self, name: str, disk_format: str, container_format: str, properties: dict[str, str],
+        settings: ImageSettings | None = None,
     ) -> ImageRecord:
-        """Create an empty (queued) image record."""
+        """Create an empty (queued) image record (with ``settings``: visibility, min_disk...)."""
         ...
 
     def upload(
@@ -101,6 +133,10 @@ class ImageStore(Protocol):
         cancel: threading.Event | None = None,
     ) -> ImageRecord:
         """Create + upload + verify; on any failure or cancel the half-made image is deleted."""
+        ...
+
+    def set_protected(self, image_id: str, protected: bool) -> None:
+        """Protect the image from deletion (Glance's ``protected``), or lift that."""
         ...
 
     def delete(self, image_id: str) -> None:

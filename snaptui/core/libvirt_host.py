@@ -353,6 +353,7 @@ def _read_info(dom: libvirt.virDomain) -> DomainInfo:
         disks=parsed.disks,
         has_managed_save=has_save,
         base_image_ref=parsed.base_image_ref,
+        nova=parsed.nova,
     )
 
 

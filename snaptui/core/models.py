@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from snaptui.core.domain_xml import NovaMetadata
 
 
 class DomainState(StrEnum):
@@ -58,6 +61,7 @@ class DomainInfo:
     disks: tuple[DiskInfo, ...] = ()
     has_managed_save: bool = False
     base_image_ref: str | None = None  # from Nova's instance metadata, when present
+    nova: NovaMetadata | None = None  # <nova:instance>: the domain is a Nova instance
 
     def disk(self, target: str | None = None) -> DiskInfo | None:
         """The disk with that target, or the first writable disk device when target is None."""

@@ -68,6 +68,7 @@ def domain_lines(info: DomainInfo,
                  disks: Mapping[str, ImageFileInfo | BaseException | None]) -> list[str]:
     """Markup lines describing a domain and its disks (``disks``: target → qemu-img info)."""
     lines = [domain_header(info)]
+    lines += nova_lines(info)
     for disk in info.disks:
         if disk.device == "disk":
             lines += disk_lines(disk.target, disk.path, disks.get(disk.target))
@@ -76,8 +77,44 @@ def domain_lines(info: DomainInfo,
     return lines
 
 
-def image_lines(image: ImageRecord, domain_name: str | None) -> list[str]:
-    """Markup lines describing one image record."""
+def nova_lines(info: DomainInfo) -> list[str]:
+    """What makes the domain a Nova instance: its Nova name, project, flavor and base image."""
+    nova = info.nova
+    if nova is None:
+        return []
+    project = nova.owner_project or nova.owner_project_id or "?"
+    flavor = _e(nova.flavor or "?")
+    if nova.flavor_disk_gb is not None:
+        flavor += f" ({nova.flavor_vcpus or '?'} vCPU, {nova.flavor_memory_mb or '?'} MiB, " \
+                  f"{nova.flavor_disk_gb} GB root)"
+    lines = [f"[b $accent]Nova instance[/] [b]{_e(nova.name or '?')}[/b] · project "
+             f"{_e(project)} · flavor {flavor}"]
+    if nova.base_image_ref:
+        lines.append(f"  base image [$text-muted]{_e(nova.base_image_ref)}[/]")
+    lines.append("  [$text-muted]cold and internal refused while it runs: Nova would stop it[/]")
+    return lines
+
+
+def image_links(image: ImageRecord, images: Mapping[str, ImageRecord]) -> list[str]:
+    """The image's base image, and the snapshots made from it, as listed in the same store."""
+    lines = []
+    base_id = str(image.properties.get("base_image_ref") or "")
+    if base_id:
+        base = images.get(base_id)
+        name = f"[b]{_e(base.name)}[/b] " if base else ""
+        lines.append(f"base image {name}[$text-muted]{_e(base_id)}[/]")
+    children = sorted((i for i in images.values()
+                       if i.properties.get("base_image_ref") == image.id),
+                      key=lambda i: i.created_at or "")
+    if children:
+        lines.append(f"snapshots of it: {len(children)}")
+        lines += [f"  [b]{_e(c.name)}[/b] [$text-muted]{c.id}[/]" for c in children[:8]]
+    return lines
+
+
+def image_lines(image: ImageRecord, domain_name: str | None,
+                images: Mapping[str, ImageRecord] | None = None) -> list[str]:
+    """Markup lines describing one image record (``images``: the store's, for links)."""
     kind = "snapshot image" if image.is_snapshot else "image"
     lines = [f"[b $accent]{_e(image.name)}[/]  {kind}  [$text-muted]{image.id}[/]",
              f"status [b]{_e(image.status)}[/b] · {_e(image.disk_format or '—')}/"
@@ -86,6 +123,7 @@ def image_lines(image: ImageRecord, domain_name: str | None) -> list[str]:
     if image.instance_uuid:
         owner = f"{_e(domain_name)} " if domain_name else ""
         lines.append(f"instance {owner}[$text-muted]{image.instance_uuid}[/]")
+    lines += image_links(image, images or {})
     if image.os_hash_value:
         lines.append(f"sha512 [$text-muted]{image.os_hash_value[:32]}…[/]")
     if image.location:
@@ -139,8 +177,10 @@ class DetailPane(ScrollView, can_focus=False):
         self._show(("domain", info.uuid), f"Detail — {info.name}", domain_lines(info, disks),
                    hold_height=loading)
 
-    def show_image(self, image: ImageRecord, domain_name: str | None) -> None:
-        self._show(("image", image.id), f"Detail — {image.name}", image_lines(image, domain_name))
+    def show_image(self, image: ImageRecord, domain_name: str | None,
+                   images: Mapping[str, ImageRecord] | None = None) -> None:
+        self._show(("image", image.id), f"Detail — {image.name}",
+                   image_lines(image, domain_name, images))
 
     def _show(self, subject: tuple[str, str], title: str, lines: list[str],
               hold_height: bool = False) -> None:

@@ -118,11 +118,13 @@ class DomainsPane(TablePane):
     def refresh_rows(self) -> None:
         rows = {}
         for uuid, d in self.domains.items():
-            if not self.matches(d.name, d.uuid, d.state):
+            if not self.matches(d.name, d.uuid, d.state, d.nova and d.nova.name):
                 continue
             extra = self.extras.get(uuid, DomainExtras())
             disks = len(snapshot_disks(d))
-            rows[uuid] = (d.name, d.state, extra.allocated, extra.snapshots,
+            # A Nova instance by its Nova name (libvirt's instance-0000002a is in the detail)
+            name = f"nova:{d.nova.name}" if d.nova and d.nova.name else d.name
+            rows[uuid] = (name, d.state, extra.allocated, extra.snapshots,
                           extra.last_snapshot, disks)
         self.table.sync(rows)
         self.border_subtitle = (f"{len(rows)}/{len(self.domains)} match {self.filter_text!r}"

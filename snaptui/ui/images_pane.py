@@ -34,6 +34,7 @@ class ImagesPane(TablePane):
         self._rows: dict[str, Row] = {}
         self._searched: dict[str, str] = {}
         self.only_domain: tuple[str, str] | None = None  # (uuid, name)
+        self.only_base: str | None = None  # and, with it, the domain's base image (Nova's)
         self.source = ""
 
     def set_source(self, kind: str, location: str | None) -> None:
@@ -84,20 +85,24 @@ class ImagesPane(TablePane):
         self._rows = {i.id: (i.name, i.status, i.size, i.created_at, i.disk_format or "—",
                              i.is_snapshot) for i in images}
         self._searched = {i.id: "\0".join(str(t).lower() for t in (
-            i.name, i.id, i.status, i.disk_format, i.instance_uuid) if t is not None)
+            i.name, i.id, i.status, i.disk_format, i.instance_uuid,
+            i.properties.get("base_image_ref")) if t is not None)
             for i in images}
         self.refresh_rows()
 
-    def set_only_domain(self, domain: tuple[str, str] | None) -> None:
-        """Show only images whose instance_uuid is that domain's (None: all images)."""
+    def set_only_domain(self, domain: tuple[str, str] | None, base: str | None = None) -> None:
+        """Show only images whose instance_uuid is that domain's, and its base image (the
+        image a Nova instance booted from) when ``base`` names it (None: all images)."""
         self.only_domain = domain
+        self.only_base = base if domain else None
         self._title()
         self.refresh_rows()
 
     def refresh_rows(self) -> None:
         text, only, images = self.filter_text, self.only_domain, self.images
         rows = {image_id: row for image_id, row in self._rows.items()
-                if (not only or images[image_id].instance_uuid == only[0])
+                if (not only or images[image_id].instance_uuid == only[0]
+                    or image_id == self.only_base)
                 and (not text or text in self._searched[image_id])}
         self.table.sync(rows)
         self.border_subtitle = f"{len(rows)}/{len(self.images)}"

@@ -216,12 +216,14 @@ class MainScreen(ForwardsWorkerFailures, Screen):
             if info is None:
                 return
             if self._only:
-                self.images_pane.set_only_domain((info.uuid, info.name))
+                self.images_pane.set_only_domain((info.uuid, info.name),
+                                                 base=info.base_image_ref)
             if refresh or self.detail.showing != ("domain", info.uuid):
                 self.load_domain_detail(info, 0.0 if refresh else DETAIL_DEBOUNCE_S)
         elif image := pane.selected:
             owner = self.domains_pane.domains.get(image.instance_uuid or "")
-            self.detail.show_image(image, owner.name if owner else None)
+            self.detail.show_image(image, owner.name if owner else None,
+                                   self.images_pane.images)
 
     @on(KeyedTable.RowHighlighted)
     def _row_highlighted(self, event: KeyedTable.RowHighlighted) -> None:
@@ -288,7 +290,8 @@ class MainScreen(ForwardsWorkerFailures, Screen):
             self.notify("select a domain first", severity="warning")
             return
         self._only = not self._only
-        self.images_pane.set_only_domain((info.uuid, info.name) if self._only and info else None)
+        self.images_pane.set_only_domain((info.uuid, info.name) if self._only and info else None,
+                                         base=info.base_image_ref if info else None)
         self.refresh_bindings()
 
     def action_jobs(self) -> None:

@@ -14,13 +14,26 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Button, Checkbox, Input, Label, RadioButton, RadioSet, Static
+from textual.widgets import (
+    Button,
+    Checkbox,
+    Collapsible,
+    Input,
+    Label,
+    RadioButton,
+    RadioSet,
+    Static,
+    TextArea,
+)
 
 from snaptui.core.choices import auto_mode, snapshot_disks
 from snaptui.core.engine.plan import Mode, SnapshotRequest
 from snaptui.core.engine.preflight import validate_image_name
 from snaptui.core.errors import BadInput
+from snaptui.core.image_properties import OperatorMetadata, parse_properties, validate_operator
+from snaptui.core.image_store import VISIBILITIES
 from snaptui.core.models import DomainInfo, DomainState
+from snaptui.core.nova_instance import STOPPING_MODES, describe, stop_refusal
 from snaptui.ui.confirm import ConfirmScreen
 
 ALL_DISKS = "__all__"
@@ -113,6 +126,12 @@ class SnapshotDialog(ModalScreen[SnapshotRequest | None]):
     SnapshotDialog Input { width: 1fr; }
     SnapshotDialog Input.-invalid { border: tall $error 60%; }
     SnapshotDialog #stop-warning { color: $warning; text-style: bold; margin: 1 0 0 0; }
+    SnapshotDialog #props { padding: 0; border: none; background: $surface; }
+    SnapshotDialog #props > Contents { padding: 0; height: auto; }
+    SnapshotDialog #properties { height: 4; width: 1fr; }
+    SnapshotDialog .small { width: 12; }
+    SnapshotDialog #props-error { color: $error; padding: 0 0 0 13; display: none; }
+    SnapshotDialog #nova { color: $accent; }
     SnapshotDialog #buttons { height: auto; align-horizontal: right; margin: 1 0 0 0; }
     SnapshotDialog #buttons Button { margin: 0 0 0 2; }
     """
@@ -137,6 +156,8 @@ class SnapshotDialog(ModalScreen[SnapshotRequest | None]):
         self.uri = uri
         self.cloud = cloud
         self.disks = snapshot_disks(domain)
+        for mode in STOPPING_MODES:  # the dashboard never makes Nova stop an instance
+            self.modes[mode] = self.modes[mode] or _short_nova_refusal(domain, mode)
 
     # -- layout ------------------------------------------------------------------------------
 
@@ -166,10 +187,42 @@ class SnapshotDialog(ModalScreen[SnapshotRequest | None]):
                     yield Label("Destination", classes="label")
                     yield Choices(*self._destination_buttons(), id="destination",
                                   classes="across")
+                yield from self._property_rows()
                 yield Static("", id="stop-warning", markup=False)
             with Horizontal(id="buttons"):
                 yield Button("Cancel", id="cancel", compact=True)
                 yield Button("Snapshot", id="submit", variant="primary", compact=True)
+
+    def _property_rows(self) -> ComposeResult:
+        """The "Image properties" section (core/image_properties.py checks what it gives)."""
+        if self.domain.nova is not None:
+            yield Static(describe(self.domain.nova) + ": cold and internal would let Nova "
+                         "stop it", id="nova", markup=False)
+        with Collapsible(title="Image properties", collapsed=True, id="props"):
+            with Horizontal(classes="row"):
+                yield Label("Properties", classes="label")
+                yield TextArea("", id="properties", soft_wrap=True, show_line_numbers=False,
+                               placeholder="KEY=VALUE, one a line")
+            with Horizontal(classes="row"):
+                yield Label("Tags", classes="label")
+                yield Input("", id="tags", placeholder="comma-separated")
+            with Horizontal(classes="row"):
+                yield Label("Visibility", classes="label")
+                yield Choices(RadioButton("default", value=True, name=""),
+                              *(RadioButton(v, name=v) for v in VISIBILITIES),
+                              id="visibility", classes="across")
+            with Horizontal(classes="row"):
+                yield Label("Min disk GiB", classes="label")
+                yield Input("", id="min-disk", type="integer", classes="small",
+                            placeholder="auto")
+                yield Label(" Min RAM MiB", classes="label")
+                yield Input("", id="min-ram", type="integer", classes="small",
+                            placeholder="auto")
+            with Horizontal(classes="row"):
+                yield Label("", classes="label")
+                yield FormCheckbox("protected", id="protected", compact=True)
+                yield FormCheckbox("hw_* from XML", value=True, id="derive", compact=True)
+        yield Static("", id="props-error", markup=False)
 
     def _mode_buttons(self, first: Mode) -> list[RadioButton]:
         buttons = []
@@ -242,6 +295,39 @@ class SnapshotDialog(ModalScreen[SnapshotRequest | None]):
             return str(err)
         return None
 
+    def _metadata(self) -> dict[str, Any]:
+        """The image-properties section as SnapshotRequest fields; BadInput when wrong."""
+        glance = (self.query_one("#destination", Choices).chosen or self.destination) == "glance"
+        lines = [line for line in self.query_one("#properties", TextArea).text.splitlines()
+                 if line.strip()]
+        tags = tuple(t.strip() for t in self.query_one("#tags", Input).value.split(",")
+                     if t.strip())
+
+        def number(widget: str) -> int | None:
+            text = self.query_one(widget, Input).value.strip()
+            return int(text) if text else None
+
+        meta = OperatorMetadata(
+            properties=parse_properties(lines, glance=glance), tags=tags,
+            visibility=self.query_one("#visibility", Choices).chosen or None,
+            protected=self.query_one("#protected", FormCheckbox).value,
+            min_disk=number("#min-disk"), min_ram=number("#min-ram"))
+        validate_operator(meta, glance=glance)
+        return {"properties": meta.properties, "tags": meta.tags, "visibility": meta.visibility,
+                "protected": meta.protected, "min_disk": meta.min_disk,
+                "min_ram": meta.min_ram, "derive": self.query_one("#derive", FormCheckbox).value}
+
+    def _show_metadata_error(self) -> str | None:
+        try:
+            self._metadata()
+        except (BadInput, ValueError) as err:
+            self.query_one("#props-error", Static).update(str(err))
+            self.query_one("#props-error").display = True
+            return str(err)
+        self.query_one("#props-error", Static).update("")
+        self.query_one("#props-error").display = False
+        return None
+
     def _show_name_error(self) -> str | None:
         error = self._name_error()
         self.query_one("#name-error", Static).update(error or "")
@@ -282,6 +368,7 @@ class SnapshotDialog(ModalScreen[SnapshotRequest | None]):
             uri=self.uri,
             cloud=self.cloud,
             library_dir=self.library_path if destination == "library" else None,
+            **self._metadata(),
         )
 
     # -- actions -----------------------------------------------------------------------------
@@ -292,6 +379,10 @@ class SnapshotDialog(ModalScreen[SnapshotRequest | None]):
     def action_submit(self) -> None:
         if self._show_name_error():
             self.query_one("#name", Input).focus()
+            return
+        if self._show_metadata_error():
+            self.query_one("#props", Collapsible).collapsed = False
+            self.query_one("#properties", TextArea).focus()
             return
         request = self.build_request()
         if not self.stops_guest:
@@ -314,3 +405,10 @@ class SnapshotDialog(ModalScreen[SnapshotRequest | None]):
             ),
             confirmed,
         )
+
+
+def _short_nova_refusal(domain: DomainInfo, mode: Mode) -> str | None:
+    """Why the dialog does not offer a stopping mode on a running Nova instance."""
+    if stop_refusal(domain, mode) is None:
+        return None
+    return "a Nova instance: Nova's power-state sync would stop it (CLI: --allow-nova-downtime)"

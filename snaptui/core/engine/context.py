@@ -40,6 +40,7 @@ class JobContext:
     cancel_flag: threading.Event = field(default_factory=threading.Event)
     current_step: str | None = None
     mute_progress: bool = False  # the demo's pacing reports progress in the step's stead
+    cancel_reason: str | None = None  # set with request_cancel(reason): not the operator's
     _host: LibvirtHost | None = None
     _store: ImageStore | None = None
     _last_progress: float = 0.0
@@ -79,8 +80,11 @@ class JobContext:
                 self._cancel_event.set()
         return self._cancel_event
 
-    def request_cancel(self) -> None:
-        """Thread-safe: ask the job to stop and roll back."""
+    def request_cancel(self, reason: str | None = None) -> None:
+        """Thread-safe: ask the job to stop and roll back (``reason``: why, when not the
+        operator's doing, e.g. a downtime limit)."""
+        if reason and self.cancel_reason is None:
+            self.cancel_reason = reason
         self.cancel_flag.set()
         if self._loop is not None and self._cancel_event is not None:
             self._loop.call_soon_threadsafe(self._cancel_event.set)

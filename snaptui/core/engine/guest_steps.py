@@ -37,6 +37,24 @@ async def save_guest(ctx: JobContext) -> None:
         raise HypervisorError(f"managedsave of {ctx.plan.domain_name} failed: "
                               f"{err.get_error_message()}") from err
     ctx.record(Fact.GUEST_SAVED, True)
+    _arm_downtime_guard(ctx)
+
+
+def _arm_downtime_guard(ctx: JobContext) -> None:
+    """With a downtime limit (a Nova instance, --allow-nova-downtime), abort the job (whose
+    rollback restarts the guest) once the guest has been down that long."""
+    limit = ctx.plan.downtime_limit_s
+    stopped = ctx.facts.get(Fact.GUEST_STOPPED_AT)
+    if not limit or not stopped:
+        return
+
+    def expire() -> None:
+        if not ctx.facts.get(Fact.GUEST_RESUMED_AT):
+            ctx.request_cancel(f"the guest was down {limit:.0f} s, and Nova stops an instance "
+                               "that stays down 15 s: aborted, the guest is restarted")
+
+    left = max(0.0, limit - (time.time() - stopped))
+    asyncio.get_running_loop().call_later(left, expire)
 
 
 def _job_running(dom) -> bool:

@@ -75,6 +75,8 @@ def write_header(plan: Plan, request: SnapshotRequest, steps: list[Step]) -> Jou
     )
     if plan.mode_reason:
         journal.append("note", text=plan.mode_reason)
+    for note in plan.notes:  # preflight's warnings (a Nova instance, its downtime limit)
+        journal.append("note", text=note)
     mark_active(plan.job_id)
     return journal
 

@@ -75,6 +75,16 @@ class SnapshotRequest:
     uri: str | None = None
     cloud: str | None = None
     library_dir: str | None = None
+    # The image's metadata (core/image_properties.py) and Nova coexistence (core/nova_instance.py)
+    properties: dict[str, str] = field(default_factory=dict)  # --property KEY=VALUE
+    tags: tuple[str, ...] = ()
+    visibility: str | None = None  # None: private, or shared with a Nova instance's project
+    protected: bool = False
+    min_disk: int | None = None
+    min_ram: int | None = None
+    base_image: str | None = None  # --base-image: the Glance image to inherit from
+    derive: bool = True  # derive hw_* properties from the domain XML
+    allow_nova_downtime: bool = False
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -83,7 +93,8 @@ class SnapshotRequest:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> SnapshotRequest:
-        return known_fields(cls, data, "the request", mode=_mode(data, "the request"))
+        tags = tuple(data.get("tags") or ()) if isinstance(data, dict) else ()
+        return known_fields(cls, data, "the request", mode=_mode(data, "the request"), tags=tags)
 
 
 def copy_is_output(mode: Mode, compress: bool, backing_file: str | None) -> bool:
@@ -113,6 +124,8 @@ class DiskPlan:
     delta_path: str | None = None  # live: the block-copy destination
     backup_path: str | None = None  # backup: the push-mode target
     backing_format: str | None = None  # format of backing_file (qemu-img create -F)
+    properties: dict[str, str] = field(default_factory=dict)  # the image's, known at preflight
+    min_disk: int = 0  # GiB (core/image_properties.py min_disk_gib)
 
 
 @dataclass
@@ -138,6 +151,10 @@ class Plan:
     host: str
     disks: list[DiskPlan] = field(default_factory=list)
     domain_targets: list[str] = field(default_factory=list)  # every disk target, for backup XML
+    image_settings: dict[str, Any] = field(default_factory=dict)  # ImageSettings.to_json()
+    nova_instance: str | None = None  # nova_instance.describe(), when the domain is one
+    downtime_limit_s: float | None = None  # abort and restart the guest once down this long
+    notes: list[str] = field(default_factory=list)  # preflight's warnings, shown to the operator
 
     @property
     def guest_active(self) -> bool:

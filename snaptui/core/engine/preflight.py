@@ -18,6 +18,7 @@ import humanize
 
 from snaptui.core import qemu_img
 from snaptui.core.choices import auto_mode
+from snaptui.core.engine import image_plan
 from snaptui.core.engine.locks import domain_lock_holder
 from snaptui.core.engine.plan import (
     OUTPUT_FORMATS,
@@ -80,6 +81,10 @@ def available_modes(info: DomainInfo, host: LibvirtHost,
             reasons[mode] = f"{mode} needs a running guest ({info.name} is {info.state})"
         elif mode == Mode.LIVE and not_file:
             reasons[mode] = f"live copy needs file-backed disks ({', '.join(not_file)} is not)"
+    if active:  # host or mediated devices: libvirt cannot save the guest (cold, internal)
+        hardware = image_plan.domain_hardware(host, info)
+        for mode in (Mode.COLD, Mode.INTERNAL):
+            reasons[mode] = reasons[mode] or image_plan.save_refusal(info, hardware, mode)
     return reasons
 
 
@@ -240,6 +245,7 @@ async def preflight(request: SnapshotRequest, host: LibvirtHost,
     destination = resolve_destination(request.destination, request.cloud, request.library_dir)
     if destination == "glance":
         validate_glance_name(request.name)
+    image_plan.check_request(request, destination)
     if store is None:
         store = open_store(destination, cloud=request.cloud, library=request.library_dir)
     # Logging in to Keystone takes a few hundred ms: it runs while the guest and disks are
@@ -257,6 +263,8 @@ async def preflight(request: SnapshotRequest, host: LibvirtHost,
     disks = _pick_disks(info, request)
     mode, reason = resolve_mode(request.mode, available_modes(info, host, disks), info)
     active = info.state in (DomainState.RUNNING, DomainState.PAUSED)
+    hardware = image_plan.domain_hardware(host, info)
+    downtime_limit, notes = image_plan.check_stop(request, info, host, hardware, mode)
 
     job_id = job_id or new_job_id()
     scratch = scratch_dir()
@@ -294,6 +302,8 @@ async def preflight(request: SnapshotRequest, host: LibvirtHost,
     await store_checked
     library = getattr(store, "directory", None) if destination == "library" else None
     check_output_space(scratch, needed, outputs, library, keep_dir)
+    settings, meta_notes, base_ref = await image_plan.plan_metadata(request, info, store,
+                                                                    hardware, disk_plans)
     plan = Plan(
         job_id=job_id, uri=host.uri, domain_name=info.name, domain_uuid=info.uuid,
         original_state="shut off" if info.state == DomainState.SAVED else str(info.state),
@@ -303,7 +313,9 @@ async def preflight(request: SnapshotRequest, host: LibvirtHost,
         library_dir=str(getattr(store, "directory", "") or "") or request.library_dir,
         keep_local=request.keep_local,
         snapshot_name=f"snaptui-{job_id}" if mode == Mode.INTERNAL else None,
-        base_image_ref=info.base_image_ref, host=socket.gethostname(), disks=disk_plans,
+        base_image_ref=base_ref, host=socket.gethostname(), disks=disk_plans,
         domain_targets=[d.target for d in info.disks if d.device == "disk"],
+        image_settings=settings, downtime_limit_s=downtime_limit, notes=meta_notes + notes,
+        nova_instance=meta_notes[0] if info.nova is not None else None,
     )
     return plan, store

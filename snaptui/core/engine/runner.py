@@ -182,14 +182,16 @@ async def run_steps(ctx: JobContext, steps: Sequence[Step],
     except BaseException as exc:  # noqa: BLE001 - every way out must roll back
         cancelled = ctx.cancel_flag.is_set() or isinstance(
             exc, JobCancelled | asyncio.CancelledError | KeyboardInterrupt)
-        message = "cancelled by the operator" if cancelled else describe_error(exc)
+        message = (ctx.cancel_reason or "cancelled by the operator") if cancelled \
+            else describe_error(exc)
         if ctx.current_step is not None:
             ctx.journal.append("step_failed", step=ctx.current_step, error=message)
             if started and started[-1].name == ctx.current_step:
                 _audit(ctx, started[-1], "failed", error=message)
         problems = await asyncio.shield(rollback(ctx, started))
         extra: dict[str, Any] = {"undo_problems": problems} if problems else {}
-        ctx.journal.append("cancelled" if cancelled else "failed", error=message,
+        by_operator = cancelled and ctx.cancel_reason is None
+        ctx.journal.append("cancelled" if by_operator else "failed", error=message,
                            downtime_s=downtime(ctx), **extra)
         if not isinstance(exc, Exception | asyncio.CancelledError):
             raise

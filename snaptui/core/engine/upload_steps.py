@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import socket
 from pathlib import Path
 
@@ -11,13 +12,15 @@ from snaptui.core.engine.facts import DiskFact, Fact
 from snaptui.core.engine.plan import DiskPlan
 from snaptui.core.engine.runner import Action
 from snaptui.core.errors import NotFound
-from snaptui.core.image_store import UploadProgress
+from snaptui.core.image_store import ImageSettings, UploadProgress
 
 
 def image_properties(ctx: JobContext, disk: DiskPlan) -> dict[str, str]:
-    """Nova's snapshot properties plus snaptui_* ones; every value a string (Glance schema)."""
+    """The properties preflight planned (inherited, derived, the operator's and Nova's; see
+    core/image_properties.py) plus snaptui_* ones; every value a string (Glance schema)."""
     plan = ctx.plan
-    props = {
+    props = dict(disk.properties)
+    props.update({
         "image_type": "snapshot",
         "instance_uuid": plan.domain_uuid,
         "image_location": "snapshot",
@@ -27,8 +30,8 @@ def image_properties(ctx: JobContext, disk: DiskPlan) -> dict[str, str]:
         "snaptui_disk": disk.target,
         "snaptui_method": str(plan.mode),
         "snaptui_job": plan.job_id,
-    }
-    owner = getattr(ctx.store, "project_id", None)
+    })
+    owner = None if "owner_id" in props else getattr(ctx.store, "project_id", None)
     if owner:
         props["owner_id"] = str(owner)
     if plan.base_image_ref:
@@ -38,12 +41,20 @@ def image_properties(ctx: JobContext, disk: DiskPlan) -> dict[str, str]:
     return props
 
 
+def image_settings(ctx: JobContext, disk: DiskPlan) -> ImageSettings:
+    """Glance's own fields of the disk's image, as preflight planned them (a plan written by an
+    older snaptui has none: a private image, as before)."""
+    settings = ImageSettings.from_json(ctx.plan.image_settings)
+    return dataclasses.replace(settings, min_disk=disk.min_disk or settings.min_disk)
+
+
 def create_image(disk: DiskPlan) -> Action:
     """Create the (queued) image record; its undo deletes it, whatever state it reached."""
     async def run(ctx: JobContext) -> None:
+        settings = image_settings(ctx, disk)
         record = await asyncio.to_thread(
             ctx.store.create, disk.image_name, ctx.plan.out_format, "bare",
-            image_properties(ctx, disk),
+            image_properties(ctx, disk), dataclasses.replace(settings, protected=False),
         )
         ctx.record(DiskFact.IMAGE.of(disk.target), record.id)
 
@@ -52,6 +63,8 @@ def create_image(disk: DiskPlan) -> Action:
         ids = [image_id] if image_id else await asyncio.to_thread(_made_by_job, ctx, disk)
         for one in ids:
             try:
+                if image_settings(ctx, disk).protected:
+                    await asyncio.to_thread(ctx.store.set_protected, one, False)
                 await asyncio.to_thread(ctx.store.delete, one)
             except NotFound:
                 pass
@@ -92,4 +105,6 @@ def upload_image(disk: DiskPlan) -> Action:
         ctx.record(DiskFact.CHECKSUM.of(disk.target), digest)
         uploaded = await asyncio.to_thread(ctx.store.show, image_id)
         ctx.record(DiskFact.UPLOADED_SIZE.of(disk.target), uploaded.size)
+        if image_settings(ctx, disk).protected:
+            await asyncio.to_thread(ctx.store.set_protected, image_id, True)
     return Action(run)
