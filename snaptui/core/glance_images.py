@@ -183,6 +183,14 @@ class GlanceImages:
             raise self._error(err, f"creating image {name!r}") from None
         return self._record(image)
 
+    def set_properties(self, image_id: str, properties: dict[str, str]) -> None:
+        """Add or change properties of an image (a PATCH)."""
+        props = validate_properties(properties)
+        try:
+            self._client.images.update(image_id, **props)
+        except Exception as err:
+            raise self._error(err, f"updating image {image_id}", image_id=image_id) from None
+
     def upload(
         self,
         image_id: str,

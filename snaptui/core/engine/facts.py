@@ -22,7 +22,6 @@ class Fact(StrEnum):
     FROZEN = "frozen"  # a freeze was asked for: thaw before leaving (recorded before the call)
     FROZEN_AT = "frozen_at"  # time the agent confirmed the freeze
     VERIFY_DOMAIN = "verify_domain"  # name of the transient domain booting the image
-    VERIFY_OVERLAY = "verify_overlay"  # its throwaway qcow2 overlay in scratch
     BACKUP_JOB = "backup_job"  # a libvirt backup job may run
 
 

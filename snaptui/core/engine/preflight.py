@@ -27,6 +27,7 @@ from snaptui.core.engine.plan import (
     SnapshotRequest,
     copy_is_output,
 )
+from snaptui.core.engine.preflight_quiesce import quiesce_and_verify
 from snaptui.core.errors import BadInput, NotFound, QemuImgError
 from snaptui.core.image_store import ImageStore
 from snaptui.core.libvirt_host import LibvirtHost
@@ -256,6 +257,7 @@ async def preflight(request: SnapshotRequest, host: LibvirtHost,
         raise BadInput(f"{info.name} already has a snapshot job running ({holder})")
     disks = _pick_disks(info, request)
     mode, reason = resolve_mode(request.mode, available_modes(info, host, disks), info)
+    extras = quiesce_and_verify(request, host, info)
     active = info.state in (DomainState.RUNNING, DomainState.PAUSED)
 
     job_id = job_id or new_job_id()
@@ -305,5 +307,6 @@ async def preflight(request: SnapshotRequest, host: LibvirtHost,
         snapshot_name=f"snaptui-{job_id}" if mode == Mode.INTERNAL else None,
         base_image_ref=info.base_image_ref, host=socket.gethostname(), disks=disk_plans,
         domain_targets=[d.target for d in info.disks if d.device == "disk"],
+        **extras,
     )
     return plan, store

@@ -10,6 +10,7 @@ from snaptui.core.engine import guest_steps as guest
 from snaptui.core.engine import live_steps as live
 from snaptui.core.engine import quiesce_steps as quiesce
 from snaptui.core.engine import upload_steps as upload
+from snaptui.core.engine import verify_steps as verify
 from snaptui.core.engine.facts import DiskFact
 from snaptui.core.engine.plan import DiskPlan, Mode, Plan
 from snaptui.core.engine.runner import Step
@@ -154,12 +155,23 @@ def _publish(plan: Plan) -> list[Step]:
             Step(f"upload:{d.target}", f"{verb} ({d.target})", upload.upload_image(d),
                  destructive=True, target=d.target,
                  equivalent=_cmd("glance", "image-upload", "--file", d.output_path, "IMAGE_ID")),
+        ]
+        if plan.verify and d is plan.disks[0]:  # the boot disk (the first chosen)
+            steps.append(_verify_step(plan, d))
+        steps += [
             Step(f"finish:{d.target}", "Keep local copy" if keep else "Remove scratch output",
                  disk.finish_output(d, keep), interruptible=False, destructive=True,
                  target=d.target,
                  equivalent=_cmd("mv", d.output_path, keep) if keep else _cmd("rm", d.output_path)),
         ]
     return steps
+
+
+def _verify_step(plan: Plan, d: DiskPlan) -> Step:
+    how = f"console /{plan.verify_console}/" if plan.verify_console else "guest agent"
+    return Step(f"verify:{d.target}", f"Verify boot of {d.target} ({how}, no network)",
+                verify.verify_image(d), destructive=True, target=d.target,
+                equivalent=_cmd("virsh", "create", "verify.xml"))
 
 
 def _keep_path(plan: Plan, d: DiskPlan) -> str | None:
