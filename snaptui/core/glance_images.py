@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import glanceclient
 from glanceclient import exc as glance_exc
@@ -182,6 +182,14 @@ class GlanceImages:
         except Exception as err:
             raise self._error(err, f"creating image {name!r}") from None
         return self._record(image)
+
+    def download(self, image_id: str, out: BinaryIO) -> None:
+        """Write the image's data to ``out`` (a file opened by the caller)."""
+        try:
+            for chunk in self._client.images.data(image_id):
+                out.write(chunk)
+        except Exception as err:
+            raise self._error(err, f"downloading image {image_id}", image_id=image_id) from None
 
     def set_properties(self, image_id: str, properties: dict[str, str]) -> None:
         """Add or change properties of an image (a PATCH)."""
