@@ -84,6 +84,9 @@ FAULTS: dict[str, dict[str, tuple[str, ...]]] = {
                "kill": ("live", "backup"), "cancel": ("internal",), "hup": ("live",),
                "glance-down": ("backup",)},
     "finish": {"enospc": ("cold",)},
+    # --verify: the lab's domains run no OS, so their image never boots: a short
+    # --verify-timeout is a failed verification; kill and cancel land while it waits
+    "verify": {"fail": ("cold", "internal"), "kill": ("live",), "cancel": ("backup",)},
 }
 # live and backup convert their copy only when compressing (else the copy is the image)
 MODE_OPTIONS: dict[str, dict[str, Any]] = {"live": {"compress": True},
@@ -93,7 +96,9 @@ QEMU_IMG_CALL = {"snapshot": "snapshot -c", "unsnapshot": "snapshot -d", "conver
 SMALL = {"size": "64M", "seed": "32M"}
 BIG = {"size": "1G", "seed": "768M"}  # block copy / backup slow enough to act mid-step
 MID_STEP = {("copy", f) for f in ("destroy", "kill", "cancel")} | {
-    ("backup", f) for f in ("destroy", "kill", "cancel", "libvirtd")}
+    ("backup", f) for f in ("destroy", "kill", "cancel", "libvirtd")} | {
+    ("verify", f) for f in ("kill", "cancel")}
+BIG_KINDS = ("copy", "backup")
 
 
 def workflow_steps(mode: str) -> list[str]:
@@ -110,7 +115,7 @@ def workflow_steps(mode: str) -> list[str]:
                 compression_type="zstd" if opts.get("compress") else None,
                 destination="glance", cloud=None, library_dir=None, keep_local=None,
                 snapshot_name="s" if mode == "internal" else None, base_image_ref=None,
-                host="h", disks=[disk], domain_targets=["vda"])
+                host="h", disks=[disk], domain_targets=["vda"], verify=True)
     return [s.name for s in build_steps(plan)]
 
 
@@ -218,6 +223,9 @@ class Injector:
         if c.kind == "finish":
             keep = self.stack.enter_context(tmpfs(self.tmp / "keep", "48M"))
             opts["keep_local"] = str(keep / "image.qcow2")
+        if c.kind == "verify":
+            opts.update(verify=True, verify_accel="tcg",
+                        verify_timeout=2.0 if c.fault == "fail" else 120.0)
         return SnapshotRequest(
             domain=self.lab.name, name=f"snaptui-test-fm-{uuid.uuid4().hex[:8]}",
             mode=Mode(c.mode), destination="glance" if glance else "library",
@@ -334,7 +342,7 @@ def test_fault(case: Case, make_domain, tmp_path, monkeypatch, cloud, glance, li
                table):
     if case.fault in ("libvirtd", "glance-down") and os.environ.get("SNAPTUI_NO_DISRUPT"):
         pytest.skip("SNAPTUI_NO_DISRUPT set: no libvirtd restart or Glance kill")
-    big = (case.kind, case.fault) in MID_STEP
+    big = (case.kind, case.fault) in MID_STEP and case.kind in BIG_KINDS
     lab = make_domain(state="running", **(BIG if big else SMALL))
     before = capture(lab)
     inj = Injector(case, lab, tmp_path, cloud, monkeypatch, libvirt_uri)

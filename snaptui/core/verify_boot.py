@@ -104,11 +104,10 @@ def verify_xml(source_xml: str | None, *, name: str, files: VerifyFiles, accel: 
         else:
             nvram.text = str(files.nvram)
     dom.append(os_el)
-    for tag in ("features", "clock"):
-        if src.find(tag) is not None:
-            dom.append(copy.deepcopy(src.find(tag)))
-    if src.find("cpu") is not None and dtype == src.get("type"):
-        dom.append(copy.deepcopy(src.find("cpu")))
+    for tag in ("features", "clock", "cpu"):
+        found = src.find(tag)
+        if found is not None and (tag != "cpu" or dtype == src.get("type")):
+            dom.append(copy.deepcopy(found))
     for tag, value in (("on_poweroff", "destroy"), ("on_reboot", "restart"),
                        ("on_crash", "destroy")):
         ET.SubElement(dom, tag).text = value

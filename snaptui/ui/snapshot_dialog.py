@@ -17,7 +17,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, Input, Label, RadioButton, RadioSet, Static
 
 from snaptui.core.choices import auto_mode, snapshot_disks
-from snaptui.core.engine.plan import Mode, SnapshotRequest
+from snaptui.core.engine.plan import QUIESCE_CHOICES, Mode, SnapshotRequest
 from snaptui.core.engine.preflight import validate_image_name
 from snaptui.core.errors import BadInput
 from snaptui.core.models import DomainInfo, DomainState
@@ -109,7 +109,7 @@ class SnapshotDialog(ModalScreen[SnapshotRequest | None]):
     SnapshotDialog #mode-hint, SnapshotDialog #name-error { padding: 0 0 0 13; }
     SnapshotDialog #mode-hint { color: $text-muted; }
     SnapshotDialog #name-error { color: $error; }
-    SnapshotDialog #compress { margin: 0 0 0 2; }
+    SnapshotDialog #compress, SnapshotDialog #verify { margin: 0 0 0 2; }
     SnapshotDialog Input { width: 1fr; }
     SnapshotDialog Input.-invalid { border: tall $error 60%; }
     SnapshotDialog #stop-warning { color: $warning; text-style: bold; margin: 1 0 0 0; }
@@ -166,10 +166,23 @@ class SnapshotDialog(ModalScreen[SnapshotRequest | None]):
                     yield Label("Destination", classes="label")
                     yield Choices(*self._destination_buttons(), id="destination",
                                   classes="across")
+                yield from self._checks_row()
                 yield Static("", id="stop-warning", markup=False)
             with Horizontal(id="buttons"):
                 yield Button("Cancel", id="cancel", compact=True)
                 yield Button("Snapshot", id="submit", variant="primary", compact=True)
+
+    def _checks_row(self) -> ComposeResult:
+        """Quiesce (auto/require/off) and the verify-boot choice (snapshot --verify)."""
+        with Horizontal(classes="row"):
+            yield Label("Quiesce", classes="label")
+            yield Choices(*(RadioButton(q, value=q == "auto", name=q) for q in QUIESCE_CHOICES),
+                          id="quiesce", classes="across")
+            yield FormCheckbox("verify boot", id="verify", compact=True)
+
+    def _checks(self) -> dict[str, Any]:
+        return {"quiesce": self.query_one("#quiesce", Choices).chosen or "auto",
+                "verify": self.query_one("#verify", FormCheckbox).value}
 
     def _mode_buttons(self, first: Mode) -> list[RadioButton]:
         buttons = []
@@ -282,6 +295,7 @@ class SnapshotDialog(ModalScreen[SnapshotRequest | None]):
             uri=self.uri,
             cloud=self.cloud,
             library_dir=self.library_path if destination == "library" else None,
+            **self._checks(),
         )
 
     # -- actions -----------------------------------------------------------------------------
