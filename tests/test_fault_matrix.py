@@ -59,6 +59,7 @@ from fault_tools import (
 )
 from glance_proxy import CREATE, FAULT_CLOUD, UPLOAD, ProxiedCloud, Rule, start_proxied_cloud
 
+from snaptui.core import faults
 from snaptui.core.engine.jobs import cancel_job, get_job, job_log_path, launch, prepare
 from snaptui.core.engine.plan import DiskPlan, Mode, Plan, SnapshotRequest
 from snaptui.core.engine.recover import recover
@@ -87,7 +88,16 @@ FAULTS: dict[str, dict[str, tuple[str, ...]]] = {
     # --verify: the lab's domains run no OS, so their image never boots: a short
     # --verify-timeout is a failed verification; kill and cancel land while it waits
     "verify": {"fail": ("cold", "internal"), "kill": ("live",), "cancel": ("backup",)},
+    # --quiesce auto: the lab's domains have no agent, so the refusals are injected
+    # (SNAPTUI_FAULT); the real guest's hung agent and a SIGKILL while frozen are in
+    # tests/test_verify_quiesce.py
+    "freeze": {"fail": ("live",)},
+    "thaw": {"fail": ("live",)},
 }
+# step kind -> SNAPTUI_FAULT for its "fail": the freeze refused (auto: crash-consistent, done);
+# the freeze "succeeds", the thaw step's thaw fails and the rollback's thaw goes through
+AGENT_FAULTS = {"freeze": "freeze:fsFreeze",
+                "thaw": "freeze:fsFreeze=ok,thaw:fsThaw,freeze:fsThaw=ok"}
 # live and backup convert their copy only when compressing (else the copy is the image)
 MODE_OPTIONS: dict[str, dict[str, Any]] = {"live": {"compress": True},
                                            "backup": {"compress": True}}
@@ -239,6 +249,8 @@ class Injector:
         if c.fault == "enospc" and c.kind != "finish":
             scratch = self.stack.enter_context(tmpfs(self.tmp / "scratch", "96M"))
             self.monkeypatch.setenv("SNAPTUI_SCRATCH_DIR", str(scratch))
+        if c.kind in AGENT_FAULTS:
+            self.monkeypatch.setenv(faults.ENV, AGENT_FAULTS[c.kind])
         call = QEMU_IMG_CALL.get(c.kind)
         if call and (c.kind, c.fault) not in MID_STEP and (
                 c.fault != "enospc" or c.kind == "convert"):
@@ -324,7 +336,7 @@ def expected(case: Case, original: str) -> tuple[tuple[str, ...], str]:
     state = original
     if case.fault == "destroy" and case.mode in ("live", "backup"):
         state = "shut off"  # the job does not start a guest it did not stop
-    if case.fault in ("hup", "401"):
+    if case.fault in ("hup", "401") or (case.kind, case.fault) == ("freeze", "fail"):
         # SIGHUP is ignored; on a 401 keystoneauth logs in again (and an upload whose stream
         # it re-sent half read starts again from byte 0)
         return ("done",), state
