@@ -28,8 +28,9 @@ from snaptui.core.errors import HypervisorError
 FREEZE_TIMEOUT_S = 10  # the agent's response timeout during a freeze or a thaw
 THAW_RETRY_S = 60.0  # how long a thaw is tried again while the agent does not answer
 PING_TIMEOUT_S = 3
-# libvirt's words when no agent is there at all: nothing was sent, nothing can be frozen
-NO_AGENT = ("not configured", "not connected")
+# libvirt's words when no agent can be reached at all (none configured, not connected, the
+# guest paused or stopped): nothing was sent, nothing can be frozen
+NO_AGENT = ("not configured", "not connected", "domain is not running")
 
 
 def _message(err: libvirt.libvirtError) -> str:
@@ -71,6 +72,12 @@ async def freeze_guest(ctx: JobContext) -> None:
         ctx.note("--quiesce off: filesystems not frozen; image is crash-consistent")
         return
     dom = ctx.domain()
+    if (await asyncio.to_thread(dom.state))[0] != libvirt.VIR_DOMAIN_RUNNING:
+        if quiesce == "require":
+            raise HypervisorError("--quiesce require: the guest is not running, its agent "
+                                  "cannot freeze")
+        ctx.note("filesystems not frozen (the guest is not running); image is crash-consistent")
+        return
     ctx.record(Fact.FROZEN, True)  # before asking: a freeze that lands late is thawed too
     t0 = time.monotonic()
     try:
