@@ -32,6 +32,7 @@ from snaptui.core.image_library import ImageLibrary  # noqa: E402
 
 guest_artefacts = lab_guests.guest_artefacts
 module_guests = lab_guests.module_guests
+make_guest = lab_guests.make_guest
 
 MODES = ("cold", "internal", "live", "backup")
 FORMATS = ("raw", "qcow2")
@@ -207,6 +208,27 @@ def test_snaptui_verify_boots_a_glance_image_and_marks_it(lab, tmp_path, store, 
     assert failed.returncode == 1 and "timed out" in failed.stderr
     assert len(failed.stderr.strip().splitlines()[-1].split("\n")) == 1
     TABLE.append(f"snaptui verify (Glance, download + boot): {seconds:.1f} s")
+
+
+def test_uefi_guest_is_verified_with_its_firmware_and_a_copy_of_its_variable_store(
+        make_guest, tmp_path):
+    guest = make_guest(uefi=True)
+    job_id, last = run(SnapshotRequest(
+        domain=guest.name, name="snaptui-test-verify-uefi", mode=Mode.LIVE,
+        destination="library", library_dir=str(tmp_path / "lib"), verify=True,
+        verify_console="snaptui-guest: userspace up"))
+    assert last["event"] == "done", (last, notes(job_id))
+    image = ImageLibrary(tmp_path / "lib").show(last["image_id"])
+    assert image.properties["snaptui_verified"] == "console"
+    # QEMU's own log of the verify domain: OVMF, q35, the scratch copy of the variable store,
+    # the overlay on the image, and no network device
+    qemu_log = Path(f"/var/log/libvirt/qemu/snaptui-verify-{job_id}.log").read_text()
+    command = qemu_log[qemu_log.rindex("starting up"):].split("terminating on signal")[0]
+    assert "OVMF_CODE" in command and "-machine pc-q35" in command
+    assert f"{job_id}-vda.verify-VARS.fd" in command and str(guest.spec.nvram) not in command
+    assert f"{job_id}-vda.verify.qcow2" in command
+    assert "-netdev" not in command and "-nic " not in command
+    TABLE.append(f"UEFI verify step: {step_seconds(job_id, 'verify:vda'):.1f} s")
 
 
 # ---------------------------------------------------------------- the freeze's faults
