@@ -95,8 +95,12 @@ async def freeze_guest(ctx: JobContext) -> None:
 
 
 def _freeze_call(dom) -> int:
-    _set_timeout(dom, FREEZE_TIMEOUT_S)
-    return dom.fsFreeze(None, 0)
+    _set_timeout(dom, FREEZE_TIMEOUT_S)  # kept for the thaw; reset by it (or here on failure)
+    try:
+        return dom.fsFreeze(None, 0)
+    except libvirt.libvirtError:
+        _set_timeout(dom, libvirt.VIR_DOMAIN_AGENT_RESPONSE_TIMEOUT_DEFAULT)
+        raise
 
 
 async def _settle_failed_freeze(ctx: JobContext, why: str) -> None:
