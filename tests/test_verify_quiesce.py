@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -58,16 +59,29 @@ class GuestLab:
         return [("vda", str(self.guest.disk), "qcow2")]
 
 
+def _live_conn(guest: Guest) -> None:
+    """Reopen the guest's connection when libvirtd restarted under it (other tests on the
+    shared lab do that); the QEMU process, and so the guest, survives the restart."""
+    try:
+        alive = guest.conn.isAlive()
+    except libvirt.libvirtError:
+        alive = False
+    if not alive:
+        guest.conn = libvirt.open(os.environ["LIBVIRT_DEFAULT_URI"])
+
+
 @pytest.fixture(scope="module")
 def writer(module_guests) -> Guest:
     guest = module_guests()
     guest.wait_agent()
     yield guest
+    _live_conn(guest)  # module_guests removes it through this connection
     print("\n\nverify/quiesce on a writing guest:\n  " + "\n  ".join(TABLE))
 
 
 @pytest.fixture
 def lab(writer: Guest) -> GuestLab:
+    _live_conn(writer)
     writer.wait_agent()  # a restored guest's agent reconnects a moment after the restart
     return GuestLab(writer)
 
