@@ -374,6 +374,9 @@ def lab_problems(lab: Any, before: Before, job_id: str | None = None, *,
             except NotFound:
                 continue
             problems.append(f"glance image {image_id} left {image.status}")
+    with contextlib.suppress(libvirt.libvirtError):
+        dom.connect().lookupByName(f"snaptui-verify-{job_id}")
+        problems.append(f"verify domain snaptui-verify-{job_id} left running")
     job = get_job(job_id)
     if job.facts.get("frozen"):
         problems.append("guest filesystems left frozen")

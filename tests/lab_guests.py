@@ -170,7 +170,14 @@ class GuestFactory:
         return guest
 
     def remove_all(self) -> None:
+        try:
+            alive = self.conn.isAlive()
+        except libvirt.libvirtError:
+            alive = False
+        if not alive:  # libvirtd restarted meanwhile (other tests do that): the guests run on
+            self.conn = libvirt.open(os.environ["LIBVIRT_DEFAULT_URI"])
         for guest in reversed(self.made):
+            guest.conn = self.conn
             guest.remove()
         self.made.clear()
 
@@ -193,7 +200,7 @@ def _factory(tmp_path_factory: pytest.TempPathFactory, artefacts) -> Iterator[Gu
         yield factory
     finally:
         factory.remove_all()
-        conn.close()
+        factory.conn.close()
 
 
 @pytest.fixture

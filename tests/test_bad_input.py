@@ -364,3 +364,18 @@ def test_keep_local_names_cannot_leave_the_keep_directory(make_domain, tmp_path)
                        "--keep-local", "outside", str(keep))
     assert list(keep.iterdir()) == [] and not (tmp_path / "escaped-vda.qcow2").exists()
     assert_untouched(lab, libvirt.VIR_DOMAIN_SHUTOFF, tmp_path / "lib")
+
+
+@pytest.mark.parametrize(("options", "words"), [
+    (["--quiesce", "require"], ("--quiesce require", "does not answer", "nothing was changed")),
+    (["--verify", "--verify-console", "(["], ("--verify-console", "regular expression")),
+    (["--verify", "--verify-timeout", "0"], ("--verify-timeout",)),
+], ids=["require-without-agent", "bad-console-regex", "zero-timeout"])
+def test_quiesce_and_verify_refusals_touch_nothing(make_domain, tmp_path, options, words):
+    lab = make_domain(state="running")  # the lab's domains have no guest agent
+    lib = tmp_path / "lib"
+    proc = snaptui("snapshot", lab.name, "--name", "x", "--mode", "live", "--to", "library",
+                   "--library", str(lib), *options)
+    assert proc.returncode == 2
+    one_line_error(proc, *words)
+    assert_untouched(lab, libvirt.VIR_DOMAIN_RUNNING, lib)

@@ -8,6 +8,7 @@ removal is limited to findings this test made (by path, domain uuid or image id)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -416,6 +417,30 @@ def test_transient_domain_with_journal_is_defined_again(make_domain):
     assert lab.dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE | libvirt.VIR_DOMAIN_XML_SECURE) \
         == xml
     assert not other.dom.isPersistent()
+
+
+def test_leftover_verify_domain_is_destroyed_not_defined(conn, tmp_path):
+    """A boot check whose job died before recover (snaptui-verify-<job>, transient)."""
+    from snaptui.core import verify_boot
+
+    job_id = "20260101-000000-abcdef"
+    files = verify_boot.VerifyFiles.for_prefix(tmp_path / f"{job_id}-vda")
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(files.overlay), "16M"],
+                   check=True)
+    files.console.touch()
+    name = f"{verify_boot.VERIFY_PREFIX}{job_id}"
+    dom = conn.createXML(verify_boot.verify_xml(None, name=name, files=files, accel="tcg"), 0)
+    try:
+        findings = {f.key: f for f in _scan_only(Kind.TRANSIENT).findings}
+        finding = findings[f"transient:{dom.UUIDString()}"]
+        assert finding.safe and finding.action == "virsh destroy", finding.reason
+        assert f"job {job_id}" in finding.reason
+        result = _remove(finding)
+        assert result.ok, result.reason
+        assert name not in [d.name() for d in conn.listAllDomains()]
+    finally:
+        with contextlib.suppress(libvirt.libvirtError):
+            dom.destroy()
 
 
 def test_stray_block_job_is_aborted_and_its_delta_then_found(make_domain):

@@ -59,6 +59,7 @@ from fault_tools import (
 )
 from glance_proxy import CREATE, FAULT_CLOUD, UPLOAD, ProxiedCloud, Rule, start_proxied_cloud
 
+from snaptui.core import faults
 from snaptui.core.engine.jobs import cancel_job, get_job, job_log_path, launch, prepare
 from snaptui.core.engine.plan import DiskPlan, Mode, Plan, SnapshotRequest
 from snaptui.core.engine.recover import recover
@@ -84,7 +85,19 @@ FAULTS: dict[str, dict[str, tuple[str, ...]]] = {
                "kill": ("live", "backup"), "cancel": ("internal",), "hup": ("live",),
                "glance-down": ("backup",)},
     "finish": {"enospc": ("cold",)},
+    # --verify: the lab's domains run no OS, so their image never boots: a short
+    # --verify-timeout is a failed verification; kill and cancel land while it waits
+    "verify": {"fail": ("cold", "internal"), "kill": ("live",), "cancel": ("backup",)},
+    # --quiesce auto: the lab's domains have no agent, so the refusals are injected
+    # (SNAPTUI_FAULT); the real guest's hung agent and a SIGKILL while frozen are in
+    # tests/test_verify_quiesce.py
+    "freeze": {"fail": ("live",)},
+    "thaw": {"fail": ("live",)},
 }
+# step kind -> SNAPTUI_FAULT for its "fail": the freeze refused (auto: crash-consistent, done);
+# the freeze "succeeds", the thaw step's thaw fails and the rollback's thaw goes through
+AGENT_FAULTS = {"freeze": "freeze:fsFreeze",
+                "thaw": "freeze:fsFreeze=ok,thaw:fsThaw,freeze:fsThaw=ok"}
 # live and backup convert their copy only when compressing (else the copy is the image)
 MODE_OPTIONS: dict[str, dict[str, Any]] = {"live": {"compress": True},
                                            "backup": {"compress": True}}
@@ -93,7 +106,9 @@ QEMU_IMG_CALL = {"snapshot": "snapshot -c", "unsnapshot": "snapshot -d", "conver
 SMALL = {"size": "64M", "seed": "32M"}
 BIG = {"size": "1G", "seed": "768M"}  # block copy / backup slow enough to act mid-step
 MID_STEP = {("copy", f) for f in ("destroy", "kill", "cancel")} | {
-    ("backup", f) for f in ("destroy", "kill", "cancel", "libvirtd")}
+    ("backup", f) for f in ("destroy", "kill", "cancel", "libvirtd")} | {
+    ("verify", f) for f in ("kill", "cancel")}
+BIG_KINDS = ("copy", "backup")
 
 
 def workflow_steps(mode: str) -> list[str]:
@@ -110,7 +125,7 @@ def workflow_steps(mode: str) -> list[str]:
                 compression_type="zstd" if opts.get("compress") else None,
                 destination="glance", cloud=None, library_dir=None, keep_local=None,
                 snapshot_name="s" if mode == "internal" else None, base_image_ref=None,
-                host="h", disks=[disk], domain_targets=["vda"])
+                host="h", disks=[disk], domain_targets=["vda"], verify=True)
     return [s.name for s in build_steps(plan)]
 
 
@@ -218,6 +233,9 @@ class Injector:
         if c.kind == "finish":
             keep = self.stack.enter_context(tmpfs(self.tmp / "keep", "48M"))
             opts["keep_local"] = str(keep / "image.qcow2")
+        if c.kind == "verify":
+            opts.update(verify=True, verify_accel="tcg",
+                        verify_timeout=2.0 if c.fault == "fail" else 120.0)
         return SnapshotRequest(
             domain=self.lab.name, name=f"snaptui-test-fm-{uuid.uuid4().hex[:8]}",
             mode=Mode(c.mode), destination="glance" if glance else "library",
@@ -231,6 +249,8 @@ class Injector:
         if c.fault == "enospc" and c.kind != "finish":
             scratch = self.stack.enter_context(tmpfs(self.tmp / "scratch", "96M"))
             self.monkeypatch.setenv("SNAPTUI_SCRATCH_DIR", str(scratch))
+        if c.kind in AGENT_FAULTS:
+            self.monkeypatch.setenv(faults.ENV, AGENT_FAULTS[c.kind])
         call = QEMU_IMG_CALL.get(c.kind)
         if call and (c.kind, c.fault) not in MID_STEP and (
                 c.fault != "enospc" or c.kind == "convert"):
@@ -316,7 +336,7 @@ def expected(case: Case, original: str) -> tuple[tuple[str, ...], str]:
     state = original
     if case.fault == "destroy" and case.mode in ("live", "backup"):
         state = "shut off"  # the job does not start a guest it did not stop
-    if case.fault in ("hup", "401"):
+    if case.fault in ("hup", "401") or (case.kind, case.fault) == ("freeze", "fail"):
         # SIGHUP is ignored; on a 401 keystoneauth logs in again (and an upload whose stream
         # it re-sent half read starts again from byte 0)
         return ("done",), state
@@ -334,7 +354,7 @@ def test_fault(case: Case, make_domain, tmp_path, monkeypatch, cloud, glance, li
                table):
     if case.fault in ("libvirtd", "glance-down") and os.environ.get("SNAPTUI_NO_DISRUPT"):
         pytest.skip("SNAPTUI_NO_DISRUPT set: no libvirtd restart or Glance kill")
-    big = (case.kind, case.fault) in MID_STEP
+    big = (case.kind, case.fault) in MID_STEP and case.kind in BIG_KINDS
     lab = make_domain(state="running", **(BIG if big else SMALL))
     before = capture(lab)
     inj = Injector(case, lab, tmp_path, cloud, monkeypatch, libvirt_uri)

@@ -227,3 +227,21 @@ def test_no_agent_guest_boots_has_no_agent_and_resumes_after_a_power_cut(make_gu
     again = lab_guest_check.check_image(guest.disk, scratch=tmp_path)
     assert again.fs_clean and again.records.ok, (again.fsck_output, again.records.problem)
     assert again.last_record >= target
+
+
+def test_factory_removes_its_guests_after_losing_its_connection(guest_artefacts, tmp_path,
+                                                                 libvirt_uri):
+    """A libvirtd restart (other tests on the shared lab do it) closes the factory's
+    connection; its guests must still go at the end, not run on eating a core."""
+    conn = libvirt.open(libvirt_uri)
+    factory = lab_guests.GuestFactory(conn, tmp_path, guest_artefacts)
+    guest = factory(start=False)
+    conn.close()  # as a libvirtd restart leaves it
+    factory.remove_all()
+    check = libvirt.open(libvirt_uri)
+    try:
+        assert guest.name not in [d.name() for d in check.listAllDomains()]
+    finally:
+        check.close()
+        factory.conn.close()
+    assert not guest.disk.exists()

@@ -219,3 +219,18 @@ async def test_confirm_after_enter_in_the_name_field():
         await pilot.press("enter")
         await pilot.pause()
         assert isinstance(app.result, SnapshotRequest) and app.result.name == "typed name"
+
+
+async def test_quiesce_and_verify_boot_reach_the_request():
+    app = make(domain(DomainState.SHUTOFF))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        assert app.dialog.build_request().quiesce == "auto"
+        assert not app.dialog.build_request().verify
+        app.dialog.query_one("#verify").value = True
+        buttons = {b.name: b for b in app.dialog.query("#quiesce RadioButton").results(RadioButton)}
+        buttons["require"].value = True
+        await pilot.pause()
+        request = app.dialog.build_request()
+        assert request.verify and request.quiesce == "require"
+        assert app.dialog.query_one("#buttons").region.bottom <= 24

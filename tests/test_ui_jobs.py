@@ -331,3 +331,11 @@ def test_the_apps_store_is_used_only_for_its_own_destination(tmp_path):
     assert _store_for(other_dir, library) is None
     to_glance = SnapshotRequest(domain="d", name="n", destination="glance")
     assert _store_for(to_glance, library) is None
+
+
+def test_a_wait_with_a_deadline_shows_seconds():
+    """The verify step reports the seconds it waited for the booting image, of its timeout."""
+    from snaptui.ui.jobs_screen import progress_text
+
+    assert progress_text({"done": 7.4, "total": 120.0, "unit": "s"}) == "7 s of 120 s"
+    assert progress_text({"done": 3, "total": None, "unit": "s"}) == "3 s"

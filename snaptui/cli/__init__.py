@@ -42,9 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--theme", help="dashboard theme (built-in or a file in themes/)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    from snaptui.cli import audit, cleanup, inventory, jobs, snapshot
+    from snaptui.cli import audit, cleanup, inventory, jobs, snapshot, verify
 
-    for module in (inventory, snapshot, jobs, cleanup, audit):
+    for module in (inventory, snapshot, jobs, cleanup, audit, verify):
         module.register(sub, add_common_options)
     return parser
 

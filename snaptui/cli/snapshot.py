@@ -24,7 +24,13 @@ from snaptui.core.engine.jobs import (
     store_auth_state,
 )
 from snaptui.core.engine.journal import JobRecord, load_job
-from snaptui.core.engine.plan import OUTPUT_FORMATS, Mode, SnapshotRequest
+from snaptui.core.engine.plan import (
+    OUTPUT_FORMATS,
+    QUIESCE_CHOICES,
+    VERIFY_ACCELS,
+    Mode,
+    SnapshotRequest,
+)
 from snaptui.core.engine.preflight import new_job_id
 from snaptui.core.engine.recover import recover_job
 from snaptui.core.engine.states import JobStatus, StepState, look, progress_text
@@ -47,6 +53,7 @@ def register(sub: argparse._SubParsersAction, common) -> None:
                    help="default: the library when --library is given without --os-cloud, "
                    "else glance when a cloud is configured, else the local library")
     p.add_argument("--keep-local", metavar="PATH", help="also keep the image file at PATH")
+    add_quiesce_verify_options(p)
     p.add_argument("--dry-run", action="store_true",
                    help="check everything and print the equivalent commands; change nothing")
     p.add_argument("--json", action="store_true", help="one JSON object per event")
@@ -88,12 +95,43 @@ def _image_metadata(args: argparse.Namespace) -> dict[str, Any]:
                 derive=args.derive, allow_nova_downtime=args.allow_nova_downtime)
 
 
+def add_verify_options(p: argparse.ArgumentParser) -> None:
+    """The options of the boot check (``snapshot --verify`` and ``snaptui verify``)."""
+    p.add_argument("--verify-console", metavar="REGEX",
+                   help="pass when REGEX matches the serial console (default: when the guest "
+                   "agent answers guest-ping); either one passes")
+    p.add_argument("--verify-timeout", metavar="SECONDS", type=float, default=120.0,
+                   help="fail when the guest has not answered by then (default 120)")
+    p.add_argument("--verify-accel", choices=VERIFY_ACCELS,
+                   help="boot under TCG or KVM (default: the source domain's type; tcg for an "
+                   "image with no source domain)")
+
+
+def add_quiesce_verify_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--quiesce", choices=QUIESCE_CHOICES, default="auto",
+                   help="freeze the guest's filesystems through its agent: auto (when it "
+                   "answers, else crash-consistent), require (refuse when it does not), off")
+    p.add_argument("--verify", action="store_true",
+                   help="boot the new image on a throwaway overlay (no network) before "
+                   "calling the job done; a failure deletes the image")
+    add_verify_options(p)
+    p.add_argument("--keep-unverified", action="store_true",
+                   help="keep the image when the verification fails (not marked verified)")
+
+
+def _quiesce_verify_fields(args: argparse.Namespace) -> dict[str, Any]:
+    return {"quiesce": args.quiesce, "verify": args.verify,
+            "verify_console": args.verify_console, "verify_timeout": args.verify_timeout,
+            "verify_accel": args.verify_accel, "keep_unverified": args.keep_unverified}
+
+
 def request_from_args(args: argparse.Namespace) -> SnapshotRequest:
     return SnapshotRequest(
         domain=args.domain, name=args.name, mode=Mode(args.mode), disk=args.disk,
         all_disks=args.all_disks, out_format=args.out_format, compress=args.compress,
         destination=args.destination, keep_local=args.keep_local, uri=args.uri,
         cloud=args.cloud, library_dir=args.library, **_image_metadata(args),
+        **_quiesce_verify_fields(args),
     )
 
 

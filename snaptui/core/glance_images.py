@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import glanceclient
 from glanceclient import exc as glance_exc
@@ -235,6 +235,22 @@ class GlanceImages:
             return self.cloud.session.get_user_id()
         except Exception:  # noqa: BLE001 - a property must not fail
             return None
+
+    def download(self, image_id: str, out: BinaryIO) -> None:
+        """Write the image's data to ``out`` (a file opened by the caller)."""
+        try:
+            for chunk in self._client.images.data(image_id):
+                out.write(chunk)
+        except Exception as err:
+            raise self._error(err, f"downloading image {image_id}", image_id=image_id) from None
+
+    def set_properties(self, image_id: str, properties: dict[str, str]) -> None:
+        """Add or change properties of an image (a PATCH)."""
+        props = validate_properties(properties)
+        try:
+            self._client.images.update(image_id, **props)
+        except Exception as err:
+            raise self._error(err, f"updating image {image_id}", image_id=image_id) from None
 
     def upload(
         self,

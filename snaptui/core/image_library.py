@@ -108,6 +108,13 @@ class ImageLibrary:
         self._write_sidecar(meta)
         return self._record(meta)
 
+    def set_properties(self, image_id: str, properties: dict[str, str]) -> None:
+        """Add or change properties of an image (its sidecar, rewritten atomically)."""
+        meta = self._load(validate_image_id(image_id))
+        meta["properties"] = {**(meta.get("properties") or {}),
+                              **validate_properties(properties)}
+        self._write_sidecar(meta)
+
     def upload(
         self,
         image_id: str,

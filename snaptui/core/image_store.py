@@ -143,6 +143,10 @@ class ImageStore(Protocol):
         """Delete an image; NotFound when it does not exist."""
         ...
 
+    def set_properties(self, image_id: str, properties: dict[str, str]) -> None:
+        """Add or change properties of an existing image."""
+        ...
+
 
 class ProgressMeter:
     """Turns byte counts into throttled UploadProgress callbacks with an EWMA rate."""

@@ -27,7 +27,7 @@ from textual.widgets import (
 )
 
 from snaptui.core.choices import auto_mode, snapshot_disks
-from snaptui.core.engine.plan import Mode, SnapshotRequest
+from snaptui.core.engine.plan import QUIESCE_CHOICES, Mode, SnapshotRequest
 from snaptui.core.engine.preflight import validate_image_name
 from snaptui.core.errors import BadInput
 from snaptui.core.image_properties import OperatorMetadata, parse_properties, validate_operator
@@ -122,7 +122,7 @@ class SnapshotDialog(ModalScreen[SnapshotRequest | None]):
     SnapshotDialog #mode-hint, SnapshotDialog #name-error { padding: 0 0 0 13; }
     SnapshotDialog #mode-hint { color: $text-muted; }
     SnapshotDialog #name-error { color: $error; }
-    SnapshotDialog #compress { margin: 0 0 0 2; }
+    SnapshotDialog #compress, SnapshotDialog #verify { margin: 0 0 0 2; }
     SnapshotDialog Input { width: 1fr; }
     SnapshotDialog Input.-invalid { border: tall $error 60%; }
     SnapshotDialog #stop-warning { color: $warning; text-style: bold; margin: 1 0 0 0; }
@@ -187,6 +187,7 @@ class SnapshotDialog(ModalScreen[SnapshotRequest | None]):
                     yield Label("Destination", classes="label")
                     yield Choices(*self._destination_buttons(), id="destination",
                                   classes="across")
+                yield from self._checks_row()
                 yield from self._property_rows()
                 yield Static("", id="stop-warning", markup=False)
             with Horizontal(id="buttons"):
@@ -223,6 +224,18 @@ class SnapshotDialog(ModalScreen[SnapshotRequest | None]):
                 yield FormCheckbox("protected", id="protected", compact=True)
                 yield FormCheckbox("hw_* from XML", value=True, id="derive", compact=True)
         yield Static("", id="props-error", markup=False)
+
+    def _checks_row(self) -> ComposeResult:
+        """Quiesce (auto/require/off) and the verify-boot choice (snapshot --verify)."""
+        with Horizontal(classes="row"):
+            yield Label("Quiesce", classes="label")
+            yield Choices(*(RadioButton(q, value=q == "auto", name=q) for q in QUIESCE_CHOICES),
+                          id="quiesce", classes="across")
+            yield FormCheckbox("verify boot", id="verify", compact=True)
+
+    def _checks(self) -> dict[str, Any]:
+        return {"quiesce": self.query_one("#quiesce", Choices).chosen or "auto",
+                "verify": self.query_one("#verify", FormCheckbox).value}
 
     def _mode_buttons(self, first: Mode) -> list[RadioButton]:
         buttons = []
@@ -369,6 +382,7 @@ class SnapshotDialog(ModalScreen[SnapshotRequest | None]):
             cloud=self.cloud,
             library_dir=self.library_path if destination == "library" else None,
             **self._metadata(),
+            **self._checks(),
         )
 
     # -- actions -----------------------------------------------------------------------------

@@ -38,7 +38,7 @@ JOB_ID_RE = r"\d{8}-\d{6}-[0-9a-f]{6}"
 OWN_SNAPSHOT_RE = re.compile(rf"^snaptui-(?P<job>{JOB_ID_RE})$")
 SCRATCH_FILE_RE = re.compile(
     rf"^(?P<job>{JOB_ID_RE})-(?P<target>[^.]+)\.(?P<what>delta\.qcow2|backup\.qcow2|"
-    r"(?:raw|qcow2)\.partial)$"
+    r"(?:raw|qcow2)\.partial|verify\.qcow2|verify-console\.log|verify-VARS\.fd)$"
 )
 # Nova's libvirt driver named the internal snapshot of its old (qemu-img) snapshot path
 # ``uuid4().hex``: 32 hex digits, made with qemu-img, so libvirt has no metadata for it.

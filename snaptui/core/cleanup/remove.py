@@ -125,6 +125,11 @@ def _saved_definition(finding: Finding) -> str | None:
 
 async def _transient(finding: Finding, host: LibvirtHost | None, _store: Any) -> None:
     host = _need_host(host)
+    if finding.details.get("verify_domain"):  # a leftover boot check: destroy, never define
+        from snaptui.core.verify_boot import destroy_domain
+
+        await asyncio.to_thread(destroy_domain, host.conn, finding.details["verify_domain"])
+        return
     dom = host.lookup(finding.details["domain_uuid"])
     if await asyncio.to_thread(dom.isPersistent):
         return

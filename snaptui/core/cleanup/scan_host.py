@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -14,6 +15,7 @@ import libvirt
 
 from snaptui.core.cleanup.context import ScanContext
 from snaptui.core.cleanup.findings import (
+    JOB_ID_RE,
     NOT_OURS,
     SCRATCH_FILE_RE,
     Finding,
@@ -26,6 +28,7 @@ from snaptui.core.cleanup.findings import (
 from snaptui.core.engine.locks import domain_lock_holder
 from snaptui.core.errors import SnaptuiError
 from snaptui.core.models import DomainInfo
+from snaptui.core.verify_boot import VERIFY_PREFIX
 
 # Facts a workflow records when it makes a persistent domain transient (Nova's block copy way).
 PERSISTENT_XML_FACTS = ("persistent_xml", "domain_xml", "inactive_xml")
@@ -166,6 +169,28 @@ def _block_jobs(ctx: ScanContext, dom: DomainInfo) -> list[Finding]:
     return found
 
 
+VERIFY_DOMAIN_RE = re.compile(rf"^{VERIFY_PREFIX}(?P<job>{JOB_ID_RE})$")
+
+
+def _verify_domain(ctx: ScanContext, dom: DomainInfo) -> Finding | None:
+    """A ``snaptui-verify-<job>`` boot check whose job is gone (its undo destroys it; a
+    kill before recover ran, or ``snaptui verify`` killed, leaves it running)."""
+    match = VERIFY_DOMAIN_RE.match(dom.name)
+    if match is None or dom.persistent or not dom.state.is_active:
+        return None
+    job = match.group("job")
+    refused = f"snaptui job {job} is still running" if job in ctx.jobs.job_ids else None
+    return Finding(
+        key=f"transient:{dom.uuid}", kind=Kind.TRANSIENT, location=f"{dom.name} (verify boot)",
+        size=0, safe=refused is None,
+        reason=refused or f"boot check of job {job}, which is no longer running; destroying "
+        "it drops only its throwaway overlay",
+        domain=dom.name, action="virsh destroy",
+        commands=(command(*ctx.virsh("destroy", dom.name)),), refused=refused,
+        details={"domain_uuid": dom.uuid, "job_id": job, "verify_domain": dom.name},
+    )
+
+
 async def scan_host(ctx: ScanContext) -> AsyncIterator[Finding]:
     """Managed saves, transient domains and stray block jobs, domain by domain."""
     kinds = ctx.only
@@ -175,7 +200,7 @@ async def scan_host(ctx: ScanContext) -> AsyncIterator[Finding]:
         if Kind.MANAGED_SAVE in kinds and dom.has_managed_save:
             yield _managed_save(ctx, dom)
         if Kind.TRANSIENT in kinds:
-            transient = _transient(ctx, dom)
+            transient = _verify_domain(ctx, dom) or _transient(ctx, dom)
             if transient is not None:
                 yield transient
         if Kind.BLOCKJOB in kinds and dom.state.is_active:

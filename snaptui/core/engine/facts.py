@@ -19,7 +19,9 @@ class Fact(StrEnum):
     GUEST_PAUSED_BY_US = "guest_paused_by_us"  # managedSave paused the vCPUs; resume if still so
     GUEST_SAVED = "guest_saved"
     GUEST_RESUMED_AT = "guest_resumed_at"  # downtime ends
-    FROZEN = "frozen"  # guest filesystems frozen through the agent
+    FROZEN = "frozen"  # a freeze was asked for: thaw before leaving (recorded before the call)
+    FROZEN_AT = "frozen_at"  # time the agent confirmed the freeze
+    VERIFY_DOMAIN = "verify_domain"  # name of the transient domain booting the image
     BACKUP_JOB = "backup_job"  # a libvirt backup job may run
 
 

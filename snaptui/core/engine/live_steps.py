@@ -12,6 +12,7 @@ from xml.sax.saxutils import quoteattr
 import libvirt
 
 from snaptui.core import qemu_img
+from snaptui.core.engine import quiesce_steps as quiesce
 from snaptui.core.engine.context import JobContext
 from snaptui.core.engine.disk_steps import convert_action, remove_output, unlink_quietly
 from snaptui.core.engine.facts import DiskFact, Fact
@@ -119,35 +120,12 @@ def abort_copy(disk: DiskPlan) -> Action:
 
 
 def freeze() -> Action:
-    """Freeze the guest's filesystems; undone by thawing them."""
-    return Action(_freeze, _thaw)
+    """Freeze the guest's filesystems (``--quiesce``); undone by thawing them."""
+    return quiesce.freeze()
 
 
 def thaw() -> Action:
-    return Action(_thaw)
-
-
-async def _freeze(ctx: JobContext) -> None:
-    """Quiesce filesystems through the guest agent when it answers; crash-consistent otherwise."""
-    dom = ctx.domain()
-    try:
-        await asyncio.to_thread(dom.fsFreeze, None, 0)
-    except libvirt.libvirtError as err:
-        ctx.note("filesystems not frozen (guest agent: "
-                 f"{' '.join((err.get_error_message() or '').split())}); image is crash-consistent")
-        return
-    ctx.record(Fact.FROZEN, True)
-
-
-async def _thaw(ctx: JobContext) -> None:
-    if not ctx.facts.get(Fact.FROZEN):
-        return
-    dom = ctx.domain()
-    try:
-        await asyncio.to_thread(dom.fsThaw, None, 0)
-    except libvirt.libvirtError as err:
-        raise _libvirt_error("thaw of guest filesystems", err) from err
-    ctx.forget(Fact.FROZEN)
+    return quiesce.thaw()
 
 
 def convert_delta(plan: Plan, disk: DiskPlan) -> Action:
@@ -203,6 +181,7 @@ def backup_disks(disks: list[DiskPlan], all_targets: list[str]) -> Action:
             await qemu_img.create(disk.backup_path, ctx.plan.copy_format(disk),
                                   disk.virtual_size)
         dom = ctx.domain()
+        await quiesce.freeze_guest(ctx)  # frozen only around backup-begin, as virtnbdbackup
         ctx.record(Fact.BACKUP_JOB, True)
         try:
             await asyncio.to_thread(dom.backupBegin,
@@ -210,6 +189,8 @@ def backup_disks(disks: list[DiskPlan], all_targets: list[str]) -> Action:
                                     libvirt.VIR_DOMAIN_BACKUP_BEGIN_REUSE_EXTERNAL)
         except libvirt.libvirtError as err:
             raise _libvirt_error("backup begin", err) from err
+        finally:
+            await asyncio.shield(quiesce.thaw_guest(ctx))
         while True:
             stats = await asyncio.to_thread(dom.jobStats, 0)
             if stats.get("type", 0) == libvirt.VIR_DOMAIN_JOB_NONE:
@@ -224,6 +205,7 @@ def backup_disks(disks: list[DiskPlan], all_targets: list[str]) -> Action:
         ctx.progress(total, total or None, "bytes")
 
     async def undo(ctx: JobContext) -> None:
+        await quiesce.thaw_guest(ctx)  # killed while frozen: recover thaws here
         await asyncio.to_thread(_abort_backup_if_any, ctx)
         ctx.forget(Fact.BACKUP_JOB)
         for disk in disks:

@@ -56,6 +56,8 @@ class Mode(StrEnum):
 
 
 OUTPUT_FORMATS = ("raw", "qcow2")
+QUIESCE_CHOICES = ("auto", "require", "off")
+VERIFY_ACCELS = ("tcg", "kvm")
 DESTINATIONS = ("glance", "library")
 
 
@@ -85,6 +87,13 @@ class SnapshotRequest:
     base_image: str | None = None  # --base-image: the Glance image to inherit from
     derive: bool = True  # derive hw_* properties from the domain XML
     allow_nova_downtime: bool = False
+    # -- quiesce and boot verification (issue 13) --
+    quiesce: str = "auto"  # auto | require | off
+    verify: bool = False
+    verify_console: str | None = None  # regex on the serial console; else the agent's ping
+    verify_timeout: float = 120.0
+    verify_accel: str | None = None  # tcg | kvm; None: the source domain's type
+    keep_unverified: bool = False
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -155,10 +164,24 @@ class Plan:
     nova_instance: str | None = None  # nova_instance.describe(), when the domain is one
     downtime_limit_s: float | None = None  # abort and restart the guest once down this long
     notes: list[str] = field(default_factory=list)  # preflight's warnings, shown to the operator
+    # -- quiesce and boot verification (issue 13); defaults are what older plans did --
+    quiesce: str = "auto"
+    agent_answered: bool = False  # the guest agent answered guest-ping at preflight
+    verify: bool = False
+    verify_console: str | None = None
+    verify_timeout: float = 120.0
+    verify_accel: str | None = None
+    keep_unverified: bool = False
 
     @property
     def guest_active(self) -> bool:
         return self.original_state in ("running", "paused")
+
+    @property
+    def freezes_before_save(self) -> bool:
+        """Cold and internal: freeze before the managed save (thaw after the restore)."""
+        return (self.original_state == "running" and self.quiesce != "off"
+                and (self.quiesce == "require" or self.agent_answered))
 
     def copy_is_output(self, disk: DiskPlan) -> bool:
         return copy_is_output(self.mode, self.compress, disk.backing_file)

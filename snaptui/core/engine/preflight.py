@@ -28,6 +28,7 @@ from snaptui.core.engine.plan import (
     SnapshotRequest,
     copy_is_output,
 )
+from snaptui.core.engine.preflight_quiesce import quiesce_and_verify
 from snaptui.core.errors import BadInput, NotFound, QemuImgError
 from snaptui.core.image_store import ImageStore
 from snaptui.core.libvirt_host import LibvirtHost
@@ -262,6 +263,7 @@ async def preflight(request: SnapshotRequest, host: LibvirtHost,
         raise BadInput(f"{info.name} already has a snapshot job running ({holder})")
     disks = _pick_disks(info, request)
     mode, reason = resolve_mode(request.mode, available_modes(info, host, disks), info)
+    extras = quiesce_and_verify(request, host, info)
     active = info.state in (DomainState.RUNNING, DomainState.PAUSED)
     hardware = image_plan.domain_hardware(host, info)
     downtime_limit, notes = image_plan.check_stop(request, info, host, hardware, mode)
@@ -317,5 +319,6 @@ async def preflight(request: SnapshotRequest, host: LibvirtHost,
         domain_targets=[d.target for d in info.disks if d.device == "disk"],
         image_settings=settings, downtime_limit_s=downtime_limit, notes=meta_notes + notes,
         nova_instance=meta_notes[0] if info.nova is not None else None,
+        **extras,
     )
     return plan, store

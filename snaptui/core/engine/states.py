@@ -74,6 +74,8 @@ def progress_text(p: Mapping[str, Any]) -> str:
     done, total, unit = p.get("done") or 0, p.get("total"), p.get("unit")
     if unit == "%":
         text = f"{done:.1f} %"
+    elif unit == "s":  # a wait with a deadline (the verify boot)
+        text = f"{done:.0f} s" + (f" of {total:.0f} s" if total else "")
     else:
         text = humanize.naturalsize(done, binary=True)
         if total:

@@ -8,7 +8,9 @@ from __future__ import annotations
 from snaptui.core.engine import disk_steps as disk
 from snaptui.core.engine import guest_steps as guest
 from snaptui.core.engine import live_steps as live
+from snaptui.core.engine import quiesce_steps as quiesce
 from snaptui.core.engine import upload_steps as upload
+from snaptui.core.engine import verify_steps as verify
 from snaptui.core.engine.facts import DiskFact
 from snaptui.core.engine.plan import DiskPlan, Mode, Plan
 from snaptui.core.engine.runner import Step
@@ -19,11 +21,24 @@ def _cmd(*argv: object) -> tuple[str, ...]:
     return tuple(str(a) for a in argv)
 
 
+def _freeze_step(plan: Plan) -> Step:
+    return Step("freeze", "Freeze guest filesystems (agent)", quiesce.freeze(),
+                interruptible=False, destructive=True,
+                equivalent=_cmd("virsh", "domfsfreeze", plan.domain_name))
+
+
+def _thaw_step(plan: Plan) -> Step:
+    return Step("thaw", "Thaw guest filesystems", quiesce.thaw(), interruptible=False,
+                destructive=True, equivalent=_cmd("virsh", "domfsthaw", plan.domain_name))
+
+
 def _save_steps(plan: Plan) -> list[Step]:
     if not plan.guest_active:
         return []
-    return [Step("save", "Save guest state (managedSave)", guest.save(), interruptible=False,
-                 destructive=True, equivalent=_cmd("virsh", "managedsave", plan.domain_name))]
+    frozen = [_freeze_step(plan)] if plan.freezes_before_save else []
+    return frozen + [Step("save", "Save guest state (managedSave)", guest.save(),
+                          interruptible=False, destructive=True,
+                          equivalent=_cmd("virsh", "managedsave", plan.domain_name))]
 
 
 def _restart_steps(plan: Plan) -> list[Step]:
@@ -32,8 +47,9 @@ def _restart_steps(plan: Plan) -> list[Step]:
     start = ["virsh", "start", plan.domain_name]
     if plan.original_state == "paused":
         start.append("--paused")
+    thawed = [_thaw_step(plan)] if plan.freezes_before_save else []
     return [Step("restart", "Restart guest (restore managed save)", guest.restart(),
-                 interruptible=False, destructive=True, equivalent=_cmd(*start))]
+                 interruptible=False, destructive=True, equivalent=_cmd(*start))] + thawed
 
 
 def _cold(plan: Plan) -> list[Step]:
@@ -80,16 +96,13 @@ def _live(plan: Plan) -> list[Step]:
                           equivalent=_cmd("virsh", "blockcopy", name, d.target, d.delta_path,
                                           "--shallow", "--reuse-external", "--wait",
                                           "--transient-job")))
-    steps.append(Step("freeze", "Freeze guest filesystems (agent)", live.freeze(),
-                      interruptible=False, destructive=True,
-                      equivalent=_cmd("virsh", "domfsfreeze", name)))
+    steps.append(_freeze_step(plan))
     for d in plan.disks:
         steps.append(Step(f"abort:{d.target}", f"Abort copy of {d.target} without pivot",
                           live.abort_copy(d), interruptible=False, destructive=True,
                           target=d.target,
                           equivalent=_cmd("virsh", "blockjob", name, d.target, "--abort")))
-    steps.append(Step("thaw", "Thaw guest filesystems", live.thaw(), interruptible=False,
-                      destructive=True, equivalent=_cmd("virsh", "domfsthaw", name)))
+    steps.append(_thaw_step(plan))
     for d in plan.disks:
         if plan.copy_is_output(d):
             steps.append(_adopt(d, str(d.delta_path), DiskFact.DELTA, "delta"))
@@ -142,12 +155,23 @@ def _publish(plan: Plan) -> list[Step]:
             Step(f"upload:{d.target}", f"{verb} ({d.target})", upload.upload_image(d),
                  destructive=True, target=d.target,
                  equivalent=_cmd("glance", "image-upload", "--file", d.output_path, "IMAGE_ID")),
+        ]
+        if plan.verify and d is plan.disks[0]:  # the boot disk (the first chosen)
+            steps.append(_verify_step(plan, d))
+        steps += [
             Step(f"finish:{d.target}", "Keep local copy" if keep else "Remove scratch output",
                  disk.finish_output(d, keep), interruptible=False, destructive=True,
                  target=d.target,
                  equivalent=_cmd("mv", d.output_path, keep) if keep else _cmd("rm", d.output_path)),
         ]
     return steps
+
+
+def _verify_step(plan: Plan, d: DiskPlan) -> Step:
+    how = f"console /{plan.verify_console}/" if plan.verify_console else "guest agent"
+    return Step(f"verify:{d.target}", f"Verify boot of {d.target} ({how}, no network)",
+                verify.verify_image(d), destructive=True, target=d.target,
+                equivalent=_cmd("virsh", "create", "verify.xml"))
 
 
 def _keep_path(plan: Plan, d: DiskPlan) -> str | None:
