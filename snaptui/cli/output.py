@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import sys
 from collections.abc import Iterator
 from typing import Any
@@ -83,17 +82,10 @@ def table(*columns: str, title: str | None = None) -> Table:
 
 @contextlib.contextmanager
 def stdout_pipe() -> Iterator[None]:
-    """Write to stdout; a closed pipe (``snaptui ... | head``) silences stdout and is re-raised
-    for the top-level handler to end the command quietly (exit 141, like SIGPIPE)."""
-    try:
-        yield
-        sys.stdout.flush()
-    except BrokenPipeError:
-        # Point stdout at /dev/null so the interpreter's final flush does not complain again.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
-        raise
+    """Write to stdout and flush, so that a closed pipe (``snaptui ... | head``) raises
+    BrokenPipeError here, for the top-level handler to end the command quietly (exit 141)."""
+    yield
+    sys.stdout.flush()
 
 
 def print_table(rendered: Any) -> None:
