@@ -32,6 +32,7 @@ HEADER = struct.Struct(">4sIQIIQIIQQIIQQQQII")  # the 104-byte version 3 header
 COPIED = 1 << 63  # L1/L2 entry flag: the cluster's refcount is exactly one
 MAX_READ = 4 << 20  # largest single read(), bytes
 META_CHUNK = 1 << 20  # metadata clusters are joined into yields of about this size
+SECTOR = 512
 MIN_CLUSTER_BITS = 9
 MAX_CLUSTER_BITS = 21
 _SWAP = sys.byteorder == "little"  # array('Q') is native-endian; qcow2 is big-endian
@@ -98,7 +99,7 @@ class Qcow2Stream:
     def __init__(
         self, virtual_size: int, extents: Sequence[Extent], *, cluster_size: int = 65536
     ) -> None:
-        bits = cluster_size.bit_length() - 1
+        bits = max(cluster_size.bit_length() - 1, 0)
         if cluster_size != 1 << bits or not MIN_CLUSTER_BITS <= bits <= MAX_CLUSTER_BITS:
             raise ValueError(f"cluster size {cluster_size}: not a power of two in 512 B..2 MiB")
         if virtual_size < 0:
@@ -146,8 +147,12 @@ class Qcow2Stream:
     # -- metadata, one cluster at a time ---------------------------------------------------
 
     def _header(self) -> bytes:
+        # QEMU keeps a qcow2 disk's size in whole sectors, rounding the header's size down, and
+        # shows an odd-sized raw file rounded up (zeros past its end): round up the same way, the
+        # size qemu-img convert gives such a source; the bytes past virtual_size read as zeros.
+        size = _ceil_div(self.virtual_size, SECTOR) * SECTOR
         head = HEADER.pack(
-            MAGIC, VERSION, 0, 0, self.cluster_bits, self.virtual_size, 0,
+            MAGIC, VERSION, 0, 0, self.cluster_bits, size, 0,
             self.l1_size, self.l1_offset, self.rt_offset, self.rt_clusters, 0, 0,
             0, 0, 0, REFCOUNT_ORDER, HEADER.size,
         )  # fmt: skip
@@ -220,9 +225,7 @@ class Qcow2Stream:
                 length = min(MAX_READ, stop - pos)
                 buf = read(pos, length)
                 if len(buf) != length:
-                    raise ValueError(
-                        f"read at {pos} returned {len(buf)} bytes, expected {length}"
-                    )
+                    raise ValueError(f"read at {pos} returned {len(buf)} bytes, expected {length}")
                 yield buf if isinstance(buf, bytes) else bytes(buf)
                 pos += length
             if end * cs > stop:  # the last cluster past the virtual size: zero padding
