@@ -10,6 +10,7 @@ the output stores exactly those clusters.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import random
@@ -144,8 +145,8 @@ def stream_and_check(
     assert got["cluster-size"] == cluster_size
     assert got["format-specific"]["data"]["compat"] == "1.1"
     assert got["format-specific"]["data"]["refcount-bits"] == 16
-    with out.open("rb") as f:  # the header's size: whole sectors, as qemu shows an odd raw file
-        assert struct.unpack(">Q", f.read(32)[24:32])[0] == -(-virtual_size // 512) * 512
+    with out.open("rb") as head:  # the header's size: whole sectors, as qemu shows an odd raw file
+        assert struct.unpack(">Q", head.read(32)[24:32])[0] == -(-virtual_size // 512) * 512
 
     # Reads: whole data clusters only, ascending, never overlapping, never past the end.
     cs = cluster_size
@@ -303,6 +304,61 @@ def test_short_read_raises(tmp_path: Path) -> None:
                 pass
     finally:
         os.close(fd)
+
+
+def test_long_read_raises(tmp_path: Path) -> None:
+    src = create(tmp_path / "long.raw", 4 * MiB)
+    stream = Qcow2Stream(MiB, [Extent(0, MiB, True)])  # the map says 1 MiB, the reader hands 4
+    fd = os.open(src, os.O_RDONLY)
+    try:
+        with pytest.raises(ValueError, match="returned 4194304 bytes, expected 1048576"):
+            for _ in stream.chunks(lambda offset, length: os.pread(fd, 4 * MiB, offset)):
+                pass
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.parametrize("clusters", range(240, 256))
+def test_refcount_block_boundary(tmp_path: Path, clusters: int) -> None:
+    # 512 B clusters: one refcount block counts 256 clusters, and a full disk of about 250
+    # clusters makes the file cross that boundary (the blocks must count themselves too).
+    src = tmp_path / "edge.raw"
+    src.write_bytes(random.Random(clusters).randbytes(clusters * 512))
+    stream_and_check(tmp_path, src, "raw", cluster_size=512)
+
+
+@pytest.mark.parametrize("cluster_size", [512, 4096, 65536])
+def test_refcount_structures_are_minimal_and_sufficient(cluster_size: int) -> None:
+    per_block = cluster_size // 2  # 16-bit refcounts
+    per_table = cluster_size // 8
+    rng = random.Random(cluster_size)
+    sizes = [
+        *range(0, 300 * cluster_size, cluster_size // 3),
+        *(rng.randrange(cluster_size << 31) for _ in range(300)),
+    ]
+    for size in sizes:
+        for extents in ([Extent(0, size, True)], [Extent(size // 3, size // 5 + 1, True)], []):
+            s = Qcow2Stream(size, extents, cluster_size=cluster_size)
+            total = s.size // cluster_size
+            assert (s.rb_clusters - 1) * per_block < total <= s.rb_clusters * per_block
+            assert (s.rt_clusters - 1) * per_table < s.rb_clusters <= s.rt_clusters * per_table
+            assert s.data_offset + s.data_clusters * cluster_size == s.size
+
+
+def test_layout_of_a_huge_disk_is_small_and_lazy() -> None:
+    # 1 PiB fully allocated at 64 KiB clusters (2 M L2 tables, 32 GiB of refcount blocks) and
+    # 1 TiB at 512 B clusters: the layout is kept as runs, the metadata made a cluster at a time.
+    tracemalloc.start()
+    try:
+        for size, cs in ((1 << 50, 65536), (1 << 40, 512)):
+            stream = Qcow2Stream(size, [Extent(0, size, True)], cluster_size=cs)
+            assert stream.data_bytes == size and stream.l2_tables == size // cs // (cs // 8)
+            chunks = stream.chunks(lambda offset, length: pytest.fail("read during metadata"))
+            assert sum(len(chunk) for chunk in itertools.islice(chunks, 3)) >= 2 * MiB
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 * MiB, peak
 
 
 def test_bad_arguments_raise() -> None:

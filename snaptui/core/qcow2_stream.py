@@ -63,6 +63,11 @@ def _cluster_runs(virtual_size: int, extents: Sequence[Extent], cs: int) -> list
         if ext.data and end > ext.offset:
             spans.append((ext.offset // cs, _ceil_div(end, cs)))
     spans.sort()
+    return _merge(spans)
+
+
+def _merge(spans: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Sorted ``[first, end)`` spans with overlapping or touching ones joined."""
     runs: list[tuple[int, int]] = []
     for first, end in spans:
         if runs and first <= runs[-1][1]:
@@ -87,10 +92,36 @@ def _batched(pieces: Iterable[bytes], size: int = META_CHUNK) -> Iterator[bytes]
         yield b"".join(pending)
 
 
-def _be(table: array) -> bytes:  # type: ignore[type-arg]
+def _be(table: array[int]) -> bytes:
     if _SWAP:
         table.byteswap()
     return table.tobytes()
+
+
+def _tables(
+    bases: Iterable[int], per: int, runs: list[tuple[int, int]], host: int, flag: int
+) -> Iterator[bytes]:
+    """Tables of ``per`` 64-bit entries, the one at ``base`` for entries ``base..base+per-1``.
+
+    The clusters of ``runs`` (sorted, disjoint ``[first, end)`` entry indices) are laid out one
+    after the other from file offset ``host``; their entries hold ``flag | offset``, all others 0.
+    """
+    cs = per * 8
+    r = done = 0  # runs[r] is the next to map; ``done`` clusters were laid out before it
+    for base in bases:
+        top = base + per
+        table = array("Q", bytes(cs))
+        while r < len(runs) and runs[r][0] < top:
+            first, end = runs[r]
+            lo, hi = max(first, base), min(end, top)
+            if lo < hi:
+                start = flag + host + (done + lo - first) * cs
+                table[lo - base : hi - base] = array("Q", range(start, start + (hi - lo) * cs, cs))
+            if end > top:
+                break
+            done += end - first
+            r += 1
+        yield _be(table)
 
 
 class Qcow2Stream:
@@ -111,18 +142,16 @@ class Qcow2Stream:
         self.runs = _cluster_runs(virtual_size, extents, cs)
         self.l2_entries = cs // 8
         self.l1_size = _ceil_div(_ceil_div(virtual_size, cs), self.l2_entries)
-        # L1 indices that need an L2 table, in order (each run may span several).
-        l2_indices: list[int] = []
-        for first, end in self.runs:
-            start = first // self.l2_entries
-            if l2_indices and l2_indices[-1] >= start:
-                start = l2_indices[-1] + 1
-            l2_indices.extend(range(start, (end - 1) // self.l2_entries + 1))
-        self.l2_indices = l2_indices
+        # Runs of L1 indices that need an L2 table (kept as runs: a big disk has millions).
+        per_l2 = self.l2_entries
+        self.l2_runs = _merge(
+            (first // per_l2, (end - 1) // per_l2 + 1) for first, end in self.runs
+        )
+        self.l2_tables = sum(end - first for first, end in self.l2_runs)
         self.data_clusters = sum(end - first for first, end in self.runs)
         self.data_bytes = sum(min(end * cs, virtual_size) - first * cs for first, end in self.runs)
         l1_clusters = _ceil_div(self.l1_size * 8, cs)
-        fixed = 1 + l1_clusters + len(l2_indices) + self.data_clusters
+        fixed = 1 + l1_clusters + self.l2_tables + self.data_clusters
         # The refcount blocks count themselves and the table that points at them: iterate to the
         # fixed point (it only grows, and settles within a couple of rounds).
         per_block = cs * 8 >> REFCOUNT_ORDER
@@ -141,7 +170,7 @@ class Qcow2Stream:
         self.rb_offset = self.rt_offset + cs * rt_clusters
         self.rb_clusters = rb_clusters
         self.l2_offset = self.rb_offset + cs * rb_clusters
-        self.data_offset = self.l2_offset + cs * len(l2_indices)
+        self.data_offset = self.l2_offset + cs * self.l2_tables
         self.size = cs * total
 
     # -- metadata, one cluster at a time ---------------------------------------------------
@@ -161,24 +190,12 @@ class Qcow2Stream:
 
     def _l1(self) -> Iterator[bytes]:
         per = self.l2_entries
-        indices = self.l2_indices
-        k = 0
-        for first in range(0, self.l1_size, per):
-            table = array("Q", bytes(self.cluster_size))
-            while k < len(indices) and indices[k] < first + per:
-                table[indices[k] - first] = COPIED | (self.l2_offset + k * self.cluster_size)
-                k += 1
-            yield _be(table)
+        return _tables(range(0, self.l1_size, per), per, self.l2_runs, self.l2_offset, COPIED)
 
     def _refcount_table(self) -> Iterator[bytes]:
-        cs = self.cluster_size
-        per = cs // 8
-        for first in range(0, self.rt_clusters * per, per):
-            count = max(0, min(per, self.rb_clusters - first))
-            start = self.rb_offset + first * cs
-            table = array("Q", range(start, start + count * cs, cs))
-            table.frombytes(bytes(8 * (per - count)))  # zeros read the same in either order
-            yield _be(table)
+        per = self.cluster_size // 8
+        bases = range(0, self.rt_clusters * per, per)
+        return _tables(bases, per, [(0, self.rb_clusters)], self.rb_offset, 0)
 
     def _refcount_blocks(self) -> Iterator[bytes]:
         per = self.cluster_size * 8 >> REFCOUNT_ORDER
@@ -189,22 +206,9 @@ class Qcow2Stream:
             yield full if used == per else one * used + bytes(len(one) * (per - used))
 
     def _l2(self) -> Iterator[bytes]:
-        cs, per, runs = self.cluster_size, self.l2_entries, self.runs
-        r = 0
-        done = 0  # data clusters laid out before runs[r]
-        for index in self.l2_indices:
-            base, top = index * per, (index + 1) * per
-            table = array("Q", bytes(cs))
-            while r < len(runs) and runs[r][0] < top:
-                first, end = runs[r]
-                lo, hi = max(first, base), min(end, top)
-                host = COPIED + self.data_offset + (done + lo - first) * cs
-                table[lo - base : hi - base] = array("Q", range(host, host + (hi - lo) * cs, cs))
-                if end > top:
-                    break
-                done += end - first
-                r += 1
-            yield _be(table)
+        per = self.l2_entries
+        bases = (index * per for first, end in self.l2_runs for index in range(first, end))
+        return _tables(bases, per, self.runs, self.data_offset, COPIED)
 
     def _metadata(self) -> Iterator[bytes]:
         yield self._header()
