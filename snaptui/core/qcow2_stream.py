@@ -33,6 +33,8 @@ COPIED = 1 << 63  # L1/L2 entry flag: the cluster's refcount is exactly one
 MAX_READ = 4 << 20  # largest single read(), bytes
 META_CHUNK = 1 << 20  # metadata clusters are joined into yields of about this size
 SECTOR = 512
+MAX_L1_BYTES = 32 << 20  # QEMU refuses larger L1 tables (QCOW_MAX_L1_SIZE)...
+MAX_REFTABLE_BYTES = 8 << 20  # ...and larger refcount tables (QCOW_MAX_REFTABLE_SIZE)
 MIN_CLUSTER_BITS = 9
 MAX_CLUSTER_BITS = 21
 _SWAP = sys.byteorder == "little"  # array('Q') is native-endian; qcow2 is big-endian
@@ -142,6 +144,8 @@ class Qcow2Stream:
         self.runs = _cluster_runs(virtual_size, extents, cs)
         self.l2_entries = cs // 8
         self.l1_size = _ceil_div(_ceil_div(virtual_size, cs), self.l2_entries)
+        if self.l1_size * 8 > MAX_L1_BYTES:
+            raise ValueError(f"virtual size {virtual_size}: too large for {cs}-byte clusters")
         # Runs of L1 indices that need an L2 table (kept as runs: a big disk has millions).
         per_l2 = self.l2_entries
         self.l2_runs = _merge(
@@ -163,6 +167,8 @@ class Qcow2Stream:
             if (rb_need, rt_need) == (rb_clusters, rt_clusters):
                 break
             rb_clusters, rt_clusters = max(rb_need, rb_clusters), max(rt_need, rt_clusters)
+        if rt_clusters * cs > MAX_REFTABLE_BYTES:
+            raise ValueError(f"image of {total} clusters: too large for {cs}-byte clusters")
         self.total_clusters = total
         self.l1_offset = cs if self.l1_size else 0
         self.rt_offset = cs * (1 + l1_clusters)
