@@ -46,6 +46,17 @@ def qemu_io(path: Path, fmt: str, *commands: str) -> None:
     subprocess.run([*argv, str(path)], check=True, capture_output=True)
 
 
+def noisy(tmp_path: Path, *spans: tuple[int, int]) -> list[str]:
+    """qemu-io commands writing distinct random bytes at each ``(offset, length)``: with a fixed
+    pattern, clusters swapped within a write would still compare equal."""
+    commands = []
+    for offset, length in spans:
+        source = tmp_path / f"noise-{offset}-{length}"
+        source.write_bytes(random.Random(f"{offset}/{length}").randbytes(length))
+        commands.append(f"write -s {source} {offset} {length}")
+    return commands
+
+
 def info(path: Path, fmt: str) -> dict:
     return json.loads(run("qemu-img", "info", "--output=json", "-f", fmt, str(path)).stdout)
 
@@ -200,7 +211,7 @@ def test_zero_sized_disk(tmp_path: Path) -> None:
 def test_fully_allocated(tmp_path: Path, cluster_size: int) -> None:
     # 512 B clusters: 8 L1 clusters and 3 refcount table clusters for 16 MiB.
     src = create(tmp_path / "full.raw", 16 * MiB)
-    qemu_io(src, "raw", "write -P 0x5a 0 7M", "write -P 0xa5 7M 9M")
+    qemu_io(src, "raw", *noisy(tmp_path, (0, 7 * MiB), (7 * MiB, 9 * MiB)))
     stream = stream_and_check(tmp_path, src, "raw", cluster_size=cluster_size)
     assert stream.data_bytes == 16 * MiB
     if cluster_size == 512:
@@ -212,12 +223,10 @@ def test_fully_allocated(tmp_path: Path, cluster_size: int) -> None:
 def test_fragmented_qcow2_source(tmp_path: Path, cluster_size: int) -> None:
     src = create(tmp_path / "frag.qcow2", 256 * MiB, "qcow2")
     rng = random.Random(15)
-    writes = [
-        f"write -P {rng.randrange(1, 256)} {rng.randrange(0, 256 * MiB - 8 * KiB, 512)} "
-        f"{rng.randrange(1, 16) * 512}"
-        for _ in range(300)
+    spans = [
+        (rng.randrange(0, 256 * MiB - 8 * KiB, 512), rng.randrange(1, 16) * 512) for _ in range(300)
     ]
-    qemu_io(src, "qcow2", *writes)
+    qemu_io(src, "qcow2", *noisy(tmp_path, *spans))
     stream = stream_and_check(tmp_path, src, "qcow2", cluster_size=cluster_size)
     assert stream.data_bytes > 0
 
@@ -225,7 +234,7 @@ def test_fragmented_qcow2_source(tmp_path: Path, cluster_size: int) -> None:
 @pytest.mark.parametrize("cluster_size", [4096, 65536])
 def test_data_at_5_gib_of_6_gib(tmp_path: Path, cluster_size: int) -> None:
     src = create(tmp_path / "big.raw", 6 * GiB)
-    qemu_io(src, "raw", "write -P 0x11 0 1M", "write -P 0x55 5G 3M", "write -P 0x66 6143M 1M")
+    qemu_io(src, "raw", *noisy(tmp_path, (0, MiB), (5 * GiB, 3 * MiB), (6143 * MiB, MiB)))
     stream = stream_and_check(tmp_path, src, "raw", cluster_size=cluster_size)
     assert stream.data_bytes == 5 * MiB
     if cluster_size == 4096:  # 1 GiB of guest per L1 cluster: the L1 table spans 6 clusters
@@ -234,7 +243,7 @@ def test_data_at_5_gib_of_6_gib(tmp_path: Path, cluster_size: int) -> None:
 
 def test_qcow2_source_beyond_4_tib_needs_two_l1_clusters(tmp_path: Path) -> None:
     src = create(tmp_path / "huge.qcow2", 5 * TiB, "qcow2")
-    qemu_io(src, "qcow2", "write -P 0x77 0 64K", "write -P 0x78 4700G 192K")
+    qemu_io(src, "qcow2", *noisy(tmp_path, (0, 64 * KiB), (4700 * GiB, 192 * KiB)))
     extents = allocation_map(src, "qcow2")
     stream = Qcow2Stream(5 * TiB, extents)
     assert stream.l1_size == 10240 and stream.rt_offset - stream.l1_offset == 2 * 65536
@@ -258,8 +267,8 @@ def test_odd_virtual_sizes(tmp_path: Path, size: int) -> None:
 
 def test_unaligned_unsorted_overlapping_extents(tmp_path: Path) -> None:
     src = create(tmp_path / "spots.raw", 8 * MiB)
-    qemu_io(src, "raw", "write -P 0x01 70000 10", "write -P 0x02 131000 2000",
-            "write -P 0x03 5000000 300000", "write -P 0x04 8388000 100")  # fmt: skip
+    spans = [(70000, 10), (131000, 2000), (5000000, 300000), (8388000, 100)]
+    qemu_io(src, "raw", *noisy(tmp_path, *spans))
     extents = [
         Extent(5000000, 200000, True),
         Extent(69999, 12, True),
@@ -275,7 +284,7 @@ def test_unaligned_unsorted_overlapping_extents(tmp_path: Path) -> None:
 
 def test_zero_extent_between_data(tmp_path: Path) -> None:
     src = create(tmp_path / "zeroed.qcow2", 32 * MiB, "qcow2")
-    qemu_io(src, "qcow2", "write -P 0x33 0 24M", "write -z 8M 8M")
+    qemu_io(src, "qcow2", *noisy(tmp_path, (0, 24 * MiB)), "write -z 8M 8M")
     extents = allocation_map(src, "qcow2")
     assert any(not e.data and e.offset == 8 * MiB for e in extents)
     stream = stream_and_check(tmp_path, src, "qcow2")
@@ -285,9 +294,10 @@ def test_zero_extent_between_data(tmp_path: Path) -> None:
 
 def test_backing_chain_read_as_one_image(tmp_path: Path) -> None:
     base = create(tmp_path / "base.qcow2", 64 * MiB, "qcow2")
-    qemu_io(base, "qcow2", "write -P 0xb0 0 16M", "write -P 0xb1 40M 8M")
+    qemu_io(base, "qcow2", *noisy(tmp_path, (0, 16 * MiB), (40 * MiB, 8 * MiB)))
     overlay = create(tmp_path / "overlay.qcow2", 64 * MiB, "qcow2", "-b", str(base), "-F", "qcow2")
-    qemu_io(overlay, "qcow2", "write -P 0xc0 4M 1M", "write -z 42M 2M", "write -P 0xc1 60M 100K")
+    writes = noisy(tmp_path, (4 * MiB, MiB), (60 * MiB, 100 * KiB))
+    qemu_io(overlay, "qcow2", writes[0], "write -z 42M 2M", writes[1])
     stream = stream_and_check(tmp_path, overlay, "qcow2")
     assert stream.data_bytes == (16 + 6) * MiB + 128 * KiB
 
