@@ -16,6 +16,7 @@ import os
 import random
 import struct
 import subprocess
+import time
 import tracemalloc
 from collections.abc import Sequence
 from pathlib import Path
@@ -61,7 +62,7 @@ def info(path: Path, fmt: str) -> dict:
     return json.loads(run("qemu-img", "info", "--output=json", "-f", fmt, str(path)).stdout)
 
 
-def allocation_map(path: Path, fmt: str) -> list[Extent]:
+def allocation_map(path: Path | str, fmt: str) -> list[Extent]:
     out = run("qemu-img", "map", "--output=json", "-f", fmt, str(path))
     assert out.returncode == 0, out.stderr
     return [Extent(e["start"], e["length"], e["data"]) for e in json.loads(out.stdout)]
@@ -110,8 +111,9 @@ def stream_and_check(
     *,
     cluster_size: int = 65536,
     extents: Sequence[Extent] | None = None,
+    view: Path | None = None,
 ) -> Qcow2Stream:
-    view = raw_view(tmp_path, src, fmt)
+    view = view or raw_view(tmp_path, src, fmt)
     virtual_size = info(src, fmt)["virtual-size"]
     if fmt == "raw":
         virtual_size = src.stat().st_size  # the exact byte count, odd sizes included
@@ -300,6 +302,39 @@ def test_backing_chain_read_as_one_image(tmp_path: Path) -> None:
     qemu_io(overlay, "qcow2", writes[0], "write -z 42M 2M", writes[1])
     stream = stream_and_check(tmp_path, overlay, "qcow2")
     assert stream.data_bytes == (16 + 6) * MiB + 128 * KiB
+
+
+def test_backing_chain_over_a_read_only_nbd_export(tmp_path: Path) -> None:
+    # The streaming path's shape: the allocation map is NBD block status (qemu-img map over the
+    # export) and every byte is read over NBD, here from qemu-nbd serving an overlay + base chain.
+    base = create(tmp_path / "base.qcow2", 48 * MiB, "qcow2")
+    qemu_io(base, "qcow2", *noisy(tmp_path, (0, 8 * MiB), (30 * MiB, 5 * MiB)))
+    overlay = create(tmp_path / "top.qcow2", 48 * MiB, "qcow2", "-b", str(base), "-F", "qcow2")
+    writes = noisy(tmp_path, (2 * MiB + 100, 3000), (47 * MiB, MiB))
+    qemu_io(overlay, "qcow2", writes[0], "write -z 31M 1M", writes[1])
+    sock = tmp_path / "nbd.sock"
+    server = subprocess.Popen(
+        ["qemu-nbd", "--read-only", "--persistent", "-f", "qcow2", "-k", str(sock), str(overlay)],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        for _ in range(500):
+            if sock.exists():
+                break
+            assert server.poll() is None, "qemu-nbd exited"
+            time.sleep(0.01)
+        url = f"nbd+unix:///?socket={sock}"
+        extents = allocation_map(url, "raw")
+        assert [e.data for e in extents] == [True, False, True, False, True, False, True]
+        view = tmp_path / "over-nbd.raw"
+        subprocess.run(
+            ["qemu-img", "convert", "-f", "raw", "-O", "raw", url, str(view)], check=True
+        )
+    finally:
+        server.terminate()
+        server.wait(10)
+    stream = stream_and_check(tmp_path, overlay, "qcow2", extents=extents, view=view)
+    assert stream.data_bytes == (8 + 4 + 1) * MiB
 
 
 def test_short_read_raises(tmp_path: Path) -> None:
