@@ -10,6 +10,7 @@ the output stores exactly those clusters.
 
 from __future__ import annotations
 
+import io
 import itertools
 import json
 import os
@@ -22,6 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
+from oslo_utils.imageutils import format_inspector
 
 from snaptui.core.qcow2_stream import MAX_READ, Extent, Qcow2Stream
 
@@ -104,6 +106,25 @@ def refcounts(path: Path) -> list[int]:
         return counts
 
 
+def glance_inspects(path: Path) -> int:
+    """What Glance does to an upload of disk_format qcow2 (glance/location.py): oslo.utils'
+    InspectWrapper over the stream, exactly one format matched, its safety checks; the virtual
+    size it computed. Only the first 4 MiB are fed: every inspector decides within its first MiB
+    (qcow2 from its header, GPT/MBR at 512, ISO at 32 KiB, VHDX at 64 KiB...)."""
+    with path.open("rb") as f:
+        wrapper = format_inspector.InspectWrapper(io.BytesIO(f.read(4 * MiB)))
+    try:
+        for _ in wrapper:
+            pass
+    finally:
+        wrapper.close()
+    assert [str(i) for i in wrapper.formats or ()] == ["qcow2"]
+    inspector = wrapper.format
+    assert inspector is not None
+    inspector.safety_check()
+    return int(inspector.virtual_size)
+
+
 def stream_and_check(
     tmp_path: Path,
     src: Path,
@@ -158,6 +179,7 @@ def stream_and_check(
     assert got["cluster-size"] == cluster_size
     assert got["format-specific"]["data"]["compat"] == "1.1"
     assert got["format-specific"]["data"]["refcount-bits"] == 16
+    assert glance_inspects(out) == got["virtual-size"]
     with out.open("rb") as head:  # the header's size: whole sectors, as qemu shows an odd raw file
         assert struct.unpack(">Q", head.read(32)[24:32])[0] == -(-virtual_size // 512) * 512
 
