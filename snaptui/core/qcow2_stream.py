@@ -15,6 +15,16 @@ nothing is shared or compressed, which makes the file's size computable up front
 data stay unallocated in their L2 table (or the whole L2 table is absent) and read as zeros.
 Metadata is generated a cluster at a time and data is passed through in reads of at most 4 MiB,
 so memory stays flat whatever the disk's size.
+
+Use (with a libnbd handle on a pull-mode backup export; any extent that reads as zeros, such as
+NBD block status with STATE_ZERO, may be passed with data=False):
+
+    stream = Qcow2Stream(handle.get_size(), extents)
+    upload(stream.chunks(lambda offset, length: handle.pread(length, offset)), stream.size)
+
+The header's size is the virtual size rounded up to 512 bytes, as qemu shows an odd-sized raw
+file; layouts QEMU would refuse (L1 table over 32 MiB, refcount table over 8 MiB) raise
+ValueError up front.
 """
 
 from __future__ import annotations
