@@ -306,6 +306,28 @@ def test_unaligned_unsorted_overlapping_extents(tmp_path: Path) -> None:
     assert stream.runs[0] == (1, 3)  # 69999..70011 touches cluster 1; 130000..134000 1 and 2
 
 
+@pytest.mark.parametrize("seed", range(12))
+def test_random_maps(tmp_path: Path, seed: int) -> None:
+    # A random disk and a random hand-made map (unaligned, overlapping, unsorted, data and zero
+    # extents, some past the end); the source holds random bytes exactly in the data extents.
+    rng = random.Random(seed)
+    cluster_size = rng.choice([512, 4096, 65536, 2 * MiB])
+    size = rng.randrange(1, 48 * MiB)
+    extents = [
+        Extent(rng.randrange(size + 4096), rng.choice([1, 511, 4097, rng.randrange(4 * MiB)]),
+               rng.random() < 0.6)
+        for _ in range(rng.randrange(0, 40))
+    ]  # fmt: skip
+    src = tmp_path / "random.raw"
+    with src.open("wb") as f:
+        f.truncate(size)
+        for e in extents:
+            if e.data and e.offset < size:
+                f.seek(e.offset)
+                f.write(rng.randbytes(min(e.length, size - e.offset)))
+    stream_and_check(tmp_path, src, "raw", cluster_size=cluster_size, extents=extents)
+
+
 def test_zero_extent_between_data(tmp_path: Path) -> None:
     src = create(tmp_path / "zeroed.qcow2", 32 * MiB, "qcow2")
     qemu_io(src, "qcow2", *noisy(tmp_path, (0, 24 * MiB)), "write -z 8M 8M")
