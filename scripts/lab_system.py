@@ -11,7 +11,7 @@ from pathlib import Path
 from lab_proc import LabError, forget, matches, read_pidfile, record, recorded, run, say
 
 PACKAGES = ("qemu-utils", "qemu-system-x86", "libvirt-daemon-system", "libvirt-clients",
-            "libvirt-dev", "pkg-config", "tmux")
+            "libvirt-dev", "pkg-config", "tmux", "openssh-server", "openssh-client")
 URI = "qemu:///system"
 QEMU_CONF = Path("/etc/libvirt/qemu.conf")
 QEMU_MARKER = "# --- snaptui lab: QEMU without systemd/cgroups/namespaces (scripts/lab) ---"
