@@ -33,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Turn libvirt guest disks into Glance images, visibly and safely.",
     )
     parser.add_argument("--version", action="version", version=f"snaptui {__version__}")
-    add_common_options(parser)
+    add_common_options(parser, top=True)
     parser.add_argument("--demo", action="store_true",
                         help="open the dashboard on the embedded demo lab (no libvirtd, no cloud)")
     parser.add_argument("--demo-speed", metavar="N", type=float,
@@ -42,16 +42,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--theme", help="dashboard theme (built-in or a file in themes/)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    from snaptui.cli import audit, cleanup, inventory, jobs, snapshot, verify
+    from snaptui.cli import audit, cleanup, fleet_info, inventory, jobs, snapshot, verify
 
-    for module in (inventory, snapshot, jobs, cleanup, audit, verify):
+    for module in (inventory, snapshot, jobs, cleanup, audit, verify, fleet_info):
         module.register(sub, add_common_options)
     return parser
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """Parse the command line; common options keep their value wherever they were given."""
-    return fill_global_defaults(build_parser().parse_args(argv))
+    """Parse the command line; common options keep their value wherever they were given.
+    ``args.argv`` keeps the words as typed (a fleet host's command is forwarded from them)."""
+    words = list(sys.argv[1:] if argv is None else argv)
+    args = fill_global_defaults(build_parser().parse_args(words))
+    args.argv = words
+    return args
 
 
 def _security_setup(args: argparse.Namespace) -> None:
