@@ -172,15 +172,18 @@ class RemoteCall:
     def __iter__(self) -> Iterator[dict[str, Any]]:
         assert self.proc.stdout is not None
         got = False
+        pending = ""  # a pretty-printed document (print_json) spans lines
         for text in self.proc.stdout:
-            text = text.strip()
-            if not text:
+            if not pending and not text.lstrip().startswith(("{", "[")):
+                if text.strip():
+                    self._stderr.append(text)
                 continue
+            pending += text
             try:
-                event = json.loads(text)
+                event = json.loads(pending)
             except json.JSONDecodeError:
-                self._stderr.append(text)
                 continue
+            pending = ""
             got = True
             if isinstance(event, list):
                 yield from (e for e in event if isinstance(e, dict))
