@@ -230,6 +230,41 @@ def test_killed_ssh_loses_nothing_and_reattach_gets_the_end(fleet: Fleet, make_d
     assert fold(job_id, wait_for_file, read_events(wait_for_file)).status == "done"
     again = snaptui("jobs", "--follow", f"{HOST}:{job_id}", "--json")
     assert again.returncode == 0 and json_lines(again.stdout)[-1]["event"] == "done"
+    assert _remote_followers(fleet) == []  # the first follower left when its pipe broke
+
+
+def _remote_followers(fleet: Fleet) -> list[int]:
+    """The processes of snaptui commands run on lab2 (its state dir in their environment)."""
+    mark = f"SNAPTUI_STATE_DIR={fleet.remote_state}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and b"-m\0snaptui\0" in (entry / "cmdline").read_bytes() \
+                    and mark in (entry / "environ").read_bytes():
+                found.append(int(entry.name))
+        except OSError:
+            pass
+    return found
+
+
+def test_sighup_to_the_remote_follower_detaches_it(fleet: Fleet, make_domain,
+                                                   own_images) -> None:
+    """What sshd may do when the connection goes: SIGHUP to the remote ``snaptui snapshot``
+    (or EOF/EPIPE on its pipes, test above). It stops following; the job is not cancelled."""
+    dom = make_domain(size="512M", seed="384M")
+    proc = subprocess.Popen([str(PYTHON), "-m", "snaptui", "snapshot", f"{HOST}:{dom.name}",
+                             "--name", f"hup-{dom.name[-8:]}", "--json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    first = json.loads(proc.stdout.readline())
+    [follower] = _remote_followers(fleet)
+    os.kill(follower, signal.SIGHUP)
+    out, err = proc.communicate(timeout=240)
+    events = [first, *json_lines(out)]
+    assert proc.returncode == 0, err
+    assert events[-1]["event"] == "done" and "cancelled" not in events[-1]
+    own_images.append(events[-1]["image_id"])
+    assert _remote_followers(fleet) == []  # nothing lingers on the host
 
 
 def test_cancel_and_info_forward_to_the_host(fleet: Fleet, make_domain) -> None:
@@ -242,5 +277,19 @@ def test_cancel_and_info_forward_to_the_host(fleet: Fleet, make_domain) -> None:
     assert proc.returncode != 0
     [line] = proc.stderr.strip().splitlines()
     assert f"{HOST}:" in line and "no such job" in line
+    big = make_domain(size="1G", seed="768M")
+    launched = snaptui("snapshot", f"{HOST}:{big.name}", "--name", f"cancel-{big.name[-8:]}",
+                       "--detach", "--json")
+    assert launched.returncode == 0, launched.stderr
+    [event] = json_lines(launched.stdout)
+    assert event["event"] == "launched" and event["host"] == HOST
+    job = event["job_id"]
+    cancel = snaptui("cancel", "--host", HOST, job, "--json")
+    assert cancel.returncode == 0, cancel.stderr
+    assert json.loads(cancel.stdout)[0]["job_id"] == f"{HOST}:{job}"
+    follow = snaptui("jobs", "--follow", f"{HOST}:{job}", "--json")
+    last = json_lines(follow.stdout)[-1]
+    assert (last["event"], last.get("cancelled"), last["host"]) == ("failed", True, HOST)
+    assert follow.returncode == 1
 
 
