@@ -18,7 +18,7 @@ from fleet_tools import HOST, PYTHON, Fleet, json_lines, lab_ssh_env, snaptui
 
 from snaptui.core.engine.journal import fold, read_events
 from snaptui.core.hosts import HostSpec
-from snaptui.core.remote import remote_command, ssh_argv
+from snaptui.core.remote import PROTOCOL, remote_command, remote_info, ssh_argv
 
 pytestmark = pytest.mark.lab
 
@@ -107,6 +107,7 @@ def test_too_old_remote_snaptui_says_what_to_install(fleet: Fleet) -> None:
     proc = snaptui("jobs", "--json")
     [line] = proc.stderr.strip().splitlines()
     assert "too old" in line and f"install this snaptui version on {HOST}" in line
+    assert remote_info(_lab2(fleet, fleet.remote_command()))["protocol"] == PROTOCOL
 
 
 # ---------------------------------------------------------------- a remote snapshot

@@ -99,3 +99,16 @@ def test_ssh_exits_read_as_one_line(code, stderr, output, kind, words) -> None:
 def test_a_finished_stream_is_no_failure() -> None:
     assert _failure(HV, 0, [], True) is None
     assert _failure(HV, 1, ["x"], True) is None  # the failed event said it
+
+
+def test_an_older_snaptui_refuses_a_newer_protocol_in_one_line(capsys) -> None:
+    """What a host's snaptui answers when this side needs more than it speaks (here: 99)."""
+    from snaptui.cli import main
+    from snaptui.core.remote import PROTOCOL
+
+    assert main(["--remote-protocol", "99", "jobs", "--json"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and f"speaks remote protocol {PROTOCOL}, the caller needs 99" in err
+    assert type(_failure(HV, 2, [err], False)) is RemoteTooOld
+    assert main(["--remote-protocol", str(PROTOCOL), "remote-info", "--json"]) == 0
+    assert f'"protocol": {PROTOCOL}' in capsys.readouterr().out

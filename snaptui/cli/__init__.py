@@ -16,7 +16,7 @@ from collections.abc import Callable
 from snaptui import __version__
 from snaptui.cli import output
 from snaptui.cli.common import add_common_options, fill_global_defaults
-from snaptui.core.errors import SnaptuiError
+from snaptui.core.errors import BadInput, SnaptuiError
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -40,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="demo jobs take the time a real host's would (1, the default), "
                              "N times faster, or 0: no pacing")
     parser.add_argument("--theme", help="dashboard theme (built-in or a file in themes/)")
+    parser.add_argument("--remote-protocol", metavar="N", type=int, help=argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     from snaptui.cli import audit, cleanup, fleet_info, inventory, jobs, snapshot, verify
@@ -69,6 +70,16 @@ def _security_setup(args: argparse.Namespace) -> None:
     logging.getLogger("keystoneauth").setLevel(logging.DEBUG if args.verbose else logging.ERROR)
     for warning in exposed_secret_warnings():
         output.warn(warning)
+
+
+def _check_remote_protocol(args: argparse.Namespace) -> None:
+    """``--remote-protocol N``: another host's snaptui drives this one (core/remote.py) and
+    needs protocol N; an older one here says so in one line (before anything runs)."""
+    from snaptui.core.remote import PROTOCOL, too_old_here
+
+    wanted = getattr(args, "remote_protocol", None)
+    if wanted is not None and wanted > PROTOCOL:
+        raise BadInput(too_old_here(wanted))
 
 
 def _recover_before(args: argparse.Namespace) -> None:
@@ -107,6 +118,7 @@ def run(args: argparse.Namespace) -> int:
     from snaptui.core.paths import check_dir_variables
 
     check_dir_variables()
+    _check_remote_protocol(args)
     _security_setup(args)
     _recover_before(args)
     handler: Handler | None = getattr(args, "handler", None)

@@ -36,6 +36,7 @@ ALIVE_INTERVAL_S = 15
 EXIT_SSH = 255
 NOT_FOUND_EXITS = (126, 127)
 OLD_SNAPTUI_SIGNS = ("invalid choice", "unrecognized arguments", "no such option")
+TOO_OLD_HERE = "speaks remote protocol"
 
 
 class RemoteError(SnaptuiError):
@@ -95,8 +96,16 @@ def ssh_argv(host: HostSpec, remote_argv: Sequence[str]) -> list[str]:
 
 
 def snaptui_argv(host: HostSpec, args: Sequence[str]) -> list[str]:
-    """The remote argv of ``snaptui ARGS`` on ``host`` (its configured command)."""
-    return [*host.snaptui, *args]
+    """The remote argv of ``snaptui ARGS`` on ``host`` (its configured command), telling it the
+    protocol this side needs (an older snaptui refuses the option or the number: RemoteTooOld)."""
+    return [*host.snaptui, "--remote-protocol", str(PROTOCOL), *args]
+
+
+def too_old_here(wanted: int) -> str:
+    """What an older snaptui answers ``--remote-protocol N`` with (one line)."""
+    from snaptui import __version__
+
+    return (f"this snaptui {__version__} {TOO_OLD_HERE} {PROTOCOL}, the caller needs {wanted}")
 
 
 def _last_line(lines: Sequence[str]) -> str:
@@ -127,7 +136,7 @@ def _failure(host: HostSpec, returncode: int, stderr: Sequence[str], got_output:
         return RemoteError(f"{host.name}: snaptui is not installed ({command!r}: {last}); "
                            f"install it on {host.name}, or set snaptui = \"/path\" in its "
                            "[[hosts]] entry")
-    if returncode == 2 and any(sign in last for sign in OLD_SNAPTUI_SIGNS):
+    if returncode == 2 and (TOO_OLD_HERE in last or any(s in last for s in OLD_SNAPTUI_SIGNS)):
         return RemoteTooOld(f"{host.name}: snaptui there is too old for this one (remote "
                             f"protocol {PROTOCOL} needed); install this snaptui version on "
                             f"{host.name} ({last})")
