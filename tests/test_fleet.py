@@ -169,6 +169,12 @@ def test_remote_snapshot_uses_the_forwarded_login_only(fleet: Fleet, make_domain
                                                        ) -> None:
     """The job runs and is journaled on lab2 (which has no cloud config); the image lands in
     Glance; the forwarded token is in no process's argv or environment and no file on lab2."""
+    probe = [*fleet.remote_command()[:-2], "-c", "from snaptui.core.cloud_config import "
+             "cloud_configured as c; import os; print(c(), 'OS_CLOUD' in os.environ)"]
+    lab2 = _lab2(fleet, probe)
+    answer = subprocess.run(ssh_argv(lab2, probe), capture_output=True, text=True, timeout=60,
+                            check=True)
+    assert answer.stdout.split() == ["False", "False"]  # lab2 knows no cloud of its own
     dom = make_domain()
     capture = _spy_on_ssh(tmp_path, monkeypatch)
     seen: list[str] = []

@@ -177,7 +177,7 @@ def run_jobs_fleet(args: argparse.Namespace, hosts: Sequence[HostSpec]) -> int:
         started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(row.get("started") or 0))
         grid.add_row(row["host"], row.get("job_id", "?"), row.get("domain", "?"),
                      row.get("mode", "?"), Text(f"{glyph} {row.get('status')}", style=style),
-                     started, str((row.get("request") or {}).get("name", "")))
+                     started, str(row.get("image_name") or ""))
     output.print_table(grid)
     return 1 if problems else 0
 
