@@ -92,16 +92,20 @@ class RemoteFollower:
                 live.update(_render(self.record()))
 
     def _resilient(self, call: RemoteCall) -> Iterator[dict[str, Any]]:
-        """The call's events; after a lost connection, the rest of them by re-attaching."""
+        """The call's events; after a lost connection, the rest of them by re-attaching (the
+        journal is replayed from its start: what was already seen is skipped)."""
         tries = 0
+        replayed = 0
         while True:
             try:
                 for event in self._cancel_on_interrupt(call):
                     tries = 0
+                    if replayed < len(self.events):
+                        replayed += 1
+                        continue
+                    replayed += 1
                     if event.get("event") == "job":
                         self.job_id = self.job_id or event.get("job_id")
-                        if self.events:  # re-attached: the journal starts again
-                            self.events = []
                     self.events.append(event)
                     yield event
                 return
@@ -119,6 +123,7 @@ class RemoteFollower:
                 from snaptui.core.remote_jobs import follow_remote_job
 
                 call = follow_remote_job(self.host, self.job_id)
+                replayed = 0
 
     def _cancel_on_interrupt(self, call: RemoteCall) -> Iterator[dict[str, Any]]:
         try:
