@@ -303,3 +303,26 @@ def test_cancel_and_info_forward_to_the_host(fleet: Fleet, make_domain) -> None:
     assert recovered.returncode == 0 and json.loads(recovered.stdout) == []
 
 
+
+
+def test_core_api_launch_list_follow(fleet: Fleet, make_domain, store, own_images) -> None:
+    """What the dashboard calls (core/remote_jobs.py): launch detached with the login, list,
+    re-attach; the image lands in Glance."""
+    from snaptui.core.engine.plan import SnapshotRequest
+    from snaptui.core.remote_jobs import (
+        follow_remote_job,
+        launch_remote_snapshot,
+        list_remote_jobs,
+    )
+
+    dom = make_domain()
+    store.cloud.authenticate()
+    host = _lab2(fleet, fleet.remote_command())
+    request = SnapshotRequest(domain=dom.name, name=f"api-{dom.name[-8:]}",
+                              destination="glance")
+    job_id = launch_remote_snapshot(host, request, store.auth_state())
+    assert any(r["job_id"] == job_id and r["host"] == HOST for r in list_remote_jobs(host))
+    events = list(follow_remote_job(host, job_id))
+    assert events[0]["event"] == "job" and events[-1]["event"] == "done"
+    own_images.append(events[-1]["image_id"])
+    assert store.show(events[-1]["image_id"]).name == request.name
