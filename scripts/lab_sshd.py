@@ -15,8 +15,19 @@ import subprocess
 import time
 from pathlib import Path
 
-from lab_proc import LabError, forget, matches, port_busy, private_dir, read_pidfile, record
-from lab_proc import recorded, run, say, write_private
+from lab_proc import (
+    LabError,
+    forget,
+    matches,
+    port_busy,
+    private_dir,
+    read_pidfile,
+    record,
+    recorded,
+    run,
+    say,
+    write_private,
+)
 
 SSHD = "/usr/sbin/sshd"
 DEFAULT_PORT = 22422
