@@ -281,6 +281,12 @@ def test_cancel_and_info_forward_to_the_host(fleet: Fleet, make_domain) -> None:
     assert proc.returncode == 0, proc.stderr
     [disk] = json.loads(proc.stdout)
     assert disk["target"] == "vda"
+    proc = snaptui("info", f"{HOST}:{dom.name}:vda", "--json")
+    assert proc.returncode == 0 and json.loads(proc.stdout)[0]["target"] == "vda"
+    proc = snaptui("snapshot", f"{HOST}:no-such-domain-{dom.name[-8:]}", "--name", "x")
+    [line] = proc.stderr.strip().splitlines()  # the host's preflight refusal, one line
+    assert proc.returncode != 0 and line.startswith(f"snaptui: error: {HOST}: ")
+    assert "no-such-domain" in line
     proc = snaptui("cancel", f"{HOST}:no-such-job")
     assert proc.returncode != 0
     [line] = proc.stderr.strip().splitlines()
