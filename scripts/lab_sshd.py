@@ -5,7 +5,11 @@ client key whose public half is the only line of ``authorized_keys``, a known_ho
 the host key, and the pid file. The daemon is recorded like the other lab services and stopped
 by that pid on ``lab down``. Tests reach libvirtd through it as
 ``qemu+ssh://root@127.0.0.1:PORT/system?keyfile=KEY&no_verify=1`` and run snaptui "on the other
-host" through ``ssh`` with the same options.
+host" through ``ssh`` with the same options. ``no_verify=1`` because libvirt's plain ``ssh``
+transport ignores ``known_hosts=`` (only its libssh transports read it; tried: "Host key
+verification failed"); libvirt's ssh then records the key in the user's ~/.ssh/known_hosts,
+while snaptui's own ssh remembers nothing for a no_verify URI. SNAPTUI_LAB_SSH_KNOWN_HOSTS
+holds the host key for a strict client.
 """
 
 from __future__ import annotations
