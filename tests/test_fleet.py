@@ -77,6 +77,12 @@ def test_domains_of_two_hosts_carry_their_host(fleet: Fleet, make_domain) -> Non
 
 def test_unreachable_host_and_missing_snaptui_are_one_line(fleet: Fleet, make_domain) -> None:
     closed = fleet.ssh_uri.replace(":22422/", ":1/")
+    mine = make_domain()
+    listed = snaptui("domains", "--json", "-c", "qemu:///system", "-c", closed)
+    assert listed.returncode == 1  # the reachable host is still listed
+    assert mine.name in {r["name"] for r in json.loads(listed.stdout) if r["host"] == "local"}
+    [line] = listed.stderr.strip().splitlines()
+    assert line.startswith("snaptui: warning: 127.0.0.1-1: ")
     fleet.write_config(uri=closed)
     proc = snaptui("jobs", "--json")
     assert proc.returncode == 1
