@@ -15,6 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from snaptui.cli import output
+from snaptui.cli.neighbour import add_neighbour_options, neighbour_request_fields
 from snaptui.core.engine.jobs import (
     JobProcess,
     cancel_job,
@@ -33,6 +34,7 @@ from snaptui.core.engine.plan import (
 )
 from snaptui.core.engine.preflight import new_job_id
 from snaptui.core.engine.recover import recover_job
+from snaptui.core.engine.reservations import release as release_reservation
 from snaptui.core.engine.states import JobStatus, StepState, look, progress_text
 from snaptui.core.image_properties import parse_properties
 from snaptui.core.image_store import VISIBILITIES
@@ -54,6 +56,7 @@ def register(sub: argparse._SubParsersAction, common) -> None:
                    "else glance when a cloud is configured, else the local library")
     p.add_argument("--keep-local", metavar="PATH", help="also keep the image file at PATH")
     add_quiesce_verify_options(p)
+    add_neighbour_options(p)
     p.add_argument("--dry-run", action="store_true",
                    help="check everything and print the equivalent commands; change nothing")
     p.add_argument("--json", action="store_true", help="one JSON object per event")
@@ -131,7 +134,7 @@ def request_from_args(args: argparse.Namespace) -> SnapshotRequest:
         all_disks=args.all_disks, out_format=args.out_format, compress=args.compress,
         destination=args.destination, keep_local=args.keep_local, uri=args.uri,
         cloud=args.cloud, library_dir=args.library, **_image_metadata(args),
-        **_quiesce_verify_fields(args),
+        **_quiesce_verify_fields(args), **neighbour_request_fields(args),
     )
 
 
@@ -143,6 +146,7 @@ def run_snapshot(args: argparse.Namespace) -> int:
     try:
         plan, steps, store = asyncio.run(prepare_with_store(request, job_id=job_id))
         if args.dry_run:
+            release_reservation(plan.job_id)  # a dry run holds no scratch
             return _print_dry_run(args, plan, steps)
         for note in plan.notes:
             output.note(f"snaptui: {note}")

@@ -25,7 +25,7 @@ from snaptui.core.errors import BadInput
 from snaptui.core.paths import private_dir
 
 CONFIG_NAME = "config.toml"
-TOP_KEYS = ("theme", "keymap")
+TOP_KEYS = ("theme", "keymap", "jobs")  # [jobs] is core's (core/host_config.py)
 
 
 @dataclass

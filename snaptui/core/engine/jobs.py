@@ -36,6 +36,7 @@ from snaptui.core.engine.locks import DomainLock
 from snaptui.core.engine.plan import Plan, SnapshotRequest
 from snaptui.core.engine.preflight import preflight
 from snaptui.core.engine.recover import recover_job
+from snaptui.core.engine.reservations import release as release_reservation
 from snaptui.core.engine.runner import Step
 from snaptui.core.engine.workflows import build_steps
 from snaptui.core.errors import BadInput, NotFound, SnaptuiError
@@ -171,6 +172,7 @@ def run_inline(plan: Plan, request: SnapshotRequest, steps: list[Step], *,
         except BadInput as err:
             journal.append("failed", error=str(err))
             close_job(plan.job_id, journal)
+            release_reservation(plan.job_id)
             return
         journal.append("pid", pid=os.getpid(), inline=True)
         try:
@@ -178,6 +180,7 @@ def run_inline(plan: Plan, request: SnapshotRequest, steps: list[Step], *,
         finally:
             lock.release()
             close_job(plan.job_id, journal)
+            release_reservation(plan.job_id)
 
     threading.Thread(target=worker, name=f"job-{plan.job_id}", daemon=True).start()
     return plan.job_id
