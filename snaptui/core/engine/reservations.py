@@ -141,8 +141,9 @@ def reserve(job_id: str, domain: str, scratch: Path, needed: int,
         others = {j: e for j, e in entries.items() if j != job_id}
         if len(others) >= limit:
             running = ", ".join(f"{j} ({e.get('domain', '?')})" for j, e in sorted(others.items()))
-            raise BadInput(f"{len(others)} snapshot jobs already run on this host ({running}); "
-                           f"the limit is {MAX_CONCURRENT_KEY} = {limit} in {config_path()}")
+            jobs = f"{len(others)} snapshot job" + ("s" if len(others) != 1 else "")
+            raise BadInput(f"{jobs} already running on this host ({running}); the limit is "
+                           f"{MAX_CONCURRENT_KEY} = {limit} in {config_path()}")
         claimed = {j: max(0, int(e.get("bytes", 0)) - _used(j, e))
                    for j, e in others.items() if e.get("dev") == device}
         free = shutil.disk_usage(scratch).free
