@@ -151,6 +151,9 @@ def test_the_limit_refuses_a_third_job_while_two_run(make_domain, tmp_path):
         assert "jobs.max_concurrent = 2" in lines[0]
         for job_id, lab in zip(running, labs[:2], strict=True):
             assert f"{job_id} ({lab.name})" in lines[0]
+        dry = snaptui("snapshot", labs[2].name, "--name", "x", "--to", "library",
+                      "--library", str(tmp_path / "lib"), "--dry-run")
+        assert dry.returncode == 2 and "jobs.max_concurrent = 2" in dry.stderr
         assert labs[2].dom.state()[0] == libvirt.VIR_DOMAIN_SHUTOFF
         assert len(json.loads(snaptui("jobs", "--json").stdout)) == 2
     finally:

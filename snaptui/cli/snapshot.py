@@ -34,7 +34,6 @@ from snaptui.core.engine.plan import (
 )
 from snaptui.core.engine.preflight import new_job_id
 from snaptui.core.engine.recover import recover_job
-from snaptui.core.engine.reservations import release as release_reservation
 from snaptui.core.engine.states import JobStatus, StepState, look, progress_text
 from snaptui.core.image_properties import parse_properties
 from snaptui.core.image_store import VISIBILITIES
@@ -144,9 +143,9 @@ def run_snapshot(args: argparse.Namespace) -> int:
     job_id = new_job_id()
     process = None if args.dry_run else JobProcess(job_id)
     try:
-        plan, steps, store = asyncio.run(prepare_with_store(request, job_id=job_id))
+        plan, steps, store = asyncio.run(prepare_with_store(
+            request, job_id=job_id, hold_scratch=not args.dry_run))
         if args.dry_run:
-            release_reservation(plan.job_id)  # a dry run holds no scratch
             return _print_dry_run(args, plan, steps)
         for note in plan.notes:
             output.note(f"snaptui: {note}")

@@ -236,10 +236,11 @@ def check_store(store: ImageStore) -> None:
 
 
 async def preflight(request: SnapshotRequest, host: LibvirtHost,
-                    store: ImageStore | None = None, *,
-                    job_id: str | None = None) -> tuple[Plan, ImageStore]:
+                    store: ImageStore | None = None, *, job_id: str | None = None,
+                    hold_scratch: bool = False) -> tuple[Plan, ImageStore]:
     """Check the request against the real host, disks, space and store; return the Plan
-    (for job ``job_id``, or a new id)."""
+    (for job ``job_id``, or a new id). ``hold_scratch``: the plan is to be launched, its
+    scratch stays reserved until its job ends (core/engine/reservations.py)."""
     validate_image_name(request.name)
     if request.out_format not in OUTPUT_FORMATS:
         raise BadInput(f"unknown output format {request.out_format!r} (raw or qcow2)")
@@ -326,5 +327,5 @@ async def preflight(request: SnapshotRequest, host: LibvirtHost,
     )
     # Last: the host's job limit, and this job's scratch reserved against the other jobs'
     # (one locked step with the space check; released when the job ends).
-    reserve(job_id, info.name, scratch, needed)
+    reserve(job_id, info.name, scratch, needed, hold=hold_scratch)
     return plan, store

@@ -128,10 +128,10 @@ def _size(n: int) -> str:
 
 
 def reserve(job_id: str, domain: str, scratch: Path, needed: int,
-            limit: int | None = None) -> None:
+            limit: int | None = None, *, hold: bool = True) -> None:
     """Check the host's job limit and the scratch space left by the other live jobs, and
-    reserve ``needed`` bytes of ``scratch`` for ``job_id``; one BadInput line when over the
-    limit or short of space (nothing reserved then)."""
+    reserve ``needed`` bytes of ``scratch`` for ``job_id`` (with ``hold`` False, only check:
+    a dry run); one BadInput line when over the limit or short of space (nothing reserved)."""
     limit = max_concurrent_jobs() if limit is None else limit
     device = os.stat(scratch).st_dev
     with _locked() as entries:
@@ -152,6 +152,8 @@ def reserve(job_id: str, domain: str, scratch: Path, needed: int,
             raise BadInput(f"not enough space in {scratch} for the extracted image: need "
                            f"{_size(needed)}, {_size(free)} free"
                            + (f" of which running jobs reserved {held}" if held else ""))
+        if not hold:
+            return
         entries[job_id] = {"domain": domain, "bytes": needed, "dir": str(scratch),
                            "dev": device, "pid": os.getpid(),
                            "start": _start_time(os.getpid()), "t": round(time.time(), 3)}
