@@ -65,16 +65,16 @@ def _lower_io(tid: int, level: PriorityLevel) -> None:
         proc.ionice(level.io_class, level.io_level)
 
 
-def apply_priority(choice: str) -> str:
-    """Lower this process's (every thread's) CPU and I/O priority as ``choice`` says; returns
-    what was done, for the job's journal. Failures are logged, never fatal: a job that cannot
-    be made nicer still runs."""
+def apply_priority(choice: str, tids: list[int] | None = None) -> str:
+    """Lower this process's (every thread's, or only ``tids``') CPU and I/O priority as
+    ``choice`` says; returns what was done, for the job's journal. Failures are logged, never
+    fatal: a job that cannot be made nicer still runs."""
     level = LEVELS.get(choice)
     if level is None:
         raise ValueError(f"unknown priority {choice!r} (one of {', '.join(PRIORITIES)})")
     if level.nice is None and level.io_class is None:
         return "priority normal (unchanged)"
-    for tid in _threads():
+    for tid in tids if tids is not None else _threads():
         try:
             if level.nice is not None and os.getpriority(os.PRIO_PROCESS, tid) < level.nice:
                 os.setpriority(os.PRIO_PROCESS, tid, level.nice)
@@ -85,4 +85,5 @@ def apply_priority(choice: str) -> str:
                 log.warning("could not lower the priority of thread %s: %s", tid, err)
     io = "idle I/O" if level.io_class == psutil.IOPRIO_CLASS_IDLE else \
         f"best-effort I/O level {level.io_level}"
-    return f"priority {choice}: nice {os.getpriority(os.PRIO_PROCESS, 0)}, {io}"
+    nice = os.getpriority(os.PRIO_PROCESS, (tids or [0])[0])
+    return f"priority {choice}: nice {nice}, {io}"
