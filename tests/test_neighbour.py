@@ -199,3 +199,23 @@ def test_dashboard_jobs_run_at_low_priority(make_domain, tmp_path, libvirt_uri):
     assert job.status == "done", job.error
     assert job.plan["priority"] == "low"
     assert "priority low: nice 10, best-effort I/O level 7" in job.notes
+
+
+def test_glance_upload_is_capped_and_checked(store, own_images, tmp_path):
+    """The Glance upload through a limiter: no faster than the cap, and Glance's sha512 is
+    the local one (the store raises ChecksumMismatch otherwise)."""
+    import hashlib
+
+    from snaptui.core.throttle import RateLimiter
+
+    blob = tmp_path / "blob.raw"
+    blob.write_bytes(os.urandom(8 * MIB))
+    record = store.create("snaptui-test-bw-glance", "raw", "bare", {})
+    own_images.append(record.id)
+    cap = 4 * MIB
+    started = time.monotonic()
+    digest = store.upload(record.id, blob, limiter=RateLimiter(cap))
+    elapsed = time.monotonic() - started
+    assert digest == hashlib.sha512(blob.read_bytes()).hexdigest()
+    assert store.show(record.id).size == 8 * MIB
+    assert 8 * MIB / elapsed <= cap * 1.2
