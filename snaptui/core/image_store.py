@@ -218,6 +218,7 @@ class HashingReader:
     memory stays flat at ``read_ahead`` chunks whatever the image size. Use it as a context
     manager (or call ``close``) so the thread stops when the consumer gives up early.
     Cancellation raises UploadCancelled out of ``read()`` so the HTTP client aborts the request.
+    A ``limiter`` (``--bwlimit``, core/throttle.py) paces the reader thread, hence the sender.
     """
 
     def __init__(
