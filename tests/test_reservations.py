@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -190,3 +191,26 @@ def test_the_limit_comes_from_config(make_domain, tmp_path, libvirt_uri):
     (config / "config.toml").write_text("[jobs]\nmax_concurent = 3\n")
     with pytest.raises(BadInput, match="unknown key 'jobs.max_concurent'"):
         max_concurrent_jobs()
+
+
+def test_a_killed_jobs_reservation_is_ignored(make_domain, tmp_path):
+    """SIGKILL of a running job's process: its reservation stops counting at once (its
+    journal is not terminal, but no process runs it), and recover cleans up after it."""
+    import signal
+
+    lab = make_domain(state="shut off", size="64M", seed="32M")
+    job_id = _detached_capped_job(lab, tmp_path)
+    deadline = time.monotonic() + 30
+    while load_job(job_id).pid is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    pid = load_job(job_id).pid
+    assert pid and set(reserved()) == {job_id}
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not load_job(job_id).terminal
+    assert reserved() == {}
+    assert snaptui("recover").returncode == 0
+    assert load_job(job_id).terminal
+    assert lab.dom.state()[0] == libvirt.VIR_DOMAIN_SHUTOFF
