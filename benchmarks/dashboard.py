@@ -3,6 +3,7 @@
     eval "$(python3 scripts/lab env)"
     .venv/bin/python benchmarks/dashboard.py [--domains 500] [--images 5000] [--keys 200]
                                              [--load] [--no-lab] [--profile] [--quick]
+                                             [--load-priority normal|low|idle]
 
 Builds a synthetic inventory (test:/// node XML with N domains over a few real qcow2 files, a
 library of M image sidecars) in /var/tmp/snaptui-bench-dashboard-*, points SNAPTUI_STATE_DIR,
@@ -129,6 +130,9 @@ def main() -> int:  # noqa: PLR0915 - one linear script
     parser.add_argument("--quick", action="store_true",
                         help="100 domains, 1000 images, 80 keys, small disks")
     parser.add_argument("--keep", action="store_true", help="keep the bench directory")
+    parser.add_argument("--load-priority", choices=("normal", "low", "idle"), default="low",
+                        help="priority of the loaded runs' convert, upload and job (snaptui's "
+                        "--priority; default low, snaptui's default)")
     args = parser.parse_args()
     if args.quick:
         args.domains, args.images, args.keys = 100, 1000, 80
@@ -159,7 +163,8 @@ def main() -> int:  # noqa: PLR0915 - one linear script
     finally:
         if not args.keep:
             shutil.rmtree(base, ignore_errors=True)
-    name = "dashboard-quick.md" if args.quick else "dashboard.md"
+    name = "dashboard" + ("-quick" if args.quick else "") + \
+        ("" if args.load_priority == "low" else f"-{args.load_priority}") + ".md"
     (HERE / "results").mkdir(exist_ok=True)
     (HERE / "results" / name).write_text(text)
     print(text)
@@ -220,7 +225,8 @@ def loaded_run(args: argparse.Namespace, base: Path, conn: Any, env: dict[str, s
     """The dashboard's keys while a convert and an upload (and maybe a snaptui job) run."""
     from bench_dashboard_load import BackgroundLoad, overlap_share
 
-    load = BackgroundLoad(conn, base, env, disk=disk, data=data, with_job=with_job)
+    load = BackgroundLoad(conn, base, env, disk=disk, data=data, with_job=with_job,
+                          priority=args.load_priority)
     try:
         load.start()
         deadline = time.monotonic() + 600
@@ -255,7 +261,9 @@ def report(args: argparse.Namespace, inv: Any, results: dict[str, Any], notes: l
     lines = [f"# Dashboard performance: {inv.domains} domains, {inv.images} images",
              "", f"Run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, textual "
              f"{textual.__version__}, {os.cpu_count()} CPUs, 120×40 headless "
-             "(`benchmarks/dashboard.py`" + (" --quick" if args.quick else "") + ").", "",
+             "(`benchmarks/dashboard.py`" + (" --quick" if args.quick else "") +
+             f" --load-priority {args.load_priority}" + "); the load (convert, upload, job) "
+             f"at priority {args.load_priority}.", "",
              "| metric | target | measured | met? |", "|---|---|---|---|"]
 
     def row(metric: str, target: str, measured: str, met: bool | None) -> None:

@@ -15,6 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from snaptui.cli import output
+from snaptui.cli.neighbour import add_neighbour_options, neighbour_request_fields
 from snaptui.core.engine.jobs import (
     JobProcess,
     cancel_job,
@@ -54,6 +55,7 @@ def register(sub: argparse._SubParsersAction, common) -> None:
                    "else glance when a cloud is configured, else the local library")
     p.add_argument("--keep-local", metavar="PATH", help="also keep the image file at PATH")
     add_quiesce_verify_options(p)
+    add_neighbour_options(p)
     p.add_argument("--dry-run", action="store_true",
                    help="check everything and print the equivalent commands; change nothing")
     p.add_argument("--json", action="store_true", help="one JSON object per event")
@@ -151,7 +153,7 @@ def request_from_args(args: argparse.Namespace) -> SnapshotRequest:
         all_disks=args.all_disks, out_format=args.out_format, compress=args.compress,
         destination=args.destination, keep_local=args.keep_local, uri=args.uri,
         cloud=args.cloud, library_dir=args.library, **_image_metadata(args),
-        **_quiesce_verify_fields(args),
+        **_quiesce_verify_fields(args), **neighbour_request_fields(args),
     )
 
 
@@ -167,8 +169,8 @@ def run_snapshot(args: argparse.Namespace) -> int:
     job_id = new_job_id()
     process = None if args.dry_run else JobProcess(job_id)
     try:
-        plan, steps, store = asyncio.run(prepare_with_store(request, store=store,
-                                                            job_id=job_id))
+        plan, steps, store = asyncio.run(prepare_with_store(
+            request, store=store, job_id=job_id, hold_scratch=not args.dry_run))
         if args.dry_run:
             return _print_dry_run(args, plan, steps)
         for note in plan.notes:

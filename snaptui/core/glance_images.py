@@ -36,6 +36,7 @@ from snaptui.core.image_store import (
     validate_properties,
 )
 from snaptui.core.models import ImageRecord
+from snaptui.core.throttle import RateLimiter
 
 log = logging.getLogger(__name__)
 
@@ -258,6 +259,7 @@ class GlanceImages:
         path: Path,
         on_progress: ProgressCallback | None = None,
         cancel: threading.Event | None = None,
+        limiter: RateLimiter | None = None,
     ) -> str:
         """Stream ``path`` into the image; return its sha512 hex after checking Glance's hash.
 
@@ -270,7 +272,7 @@ class GlanceImages:
         """
         token = self._token()
         try:
-            return self._upload_once(image_id, Path(path), on_progress, cancel)
+            return self._upload_once(image_id, Path(path), on_progress, cancel, limiter)
         except (UploadCancelled, ChecksumMismatch, NotFound):
             raise
         except SnaptuiError:
@@ -278,7 +280,7 @@ class GlanceImages:
                 raise
             log.warning("the login was renewed during the upload of image %s; uploading it "
                         "again from the start", image_id)
-        return self._upload_once(image_id, Path(path), on_progress, cancel)
+        return self._upload_once(image_id, Path(path), on_progress, cancel, limiter)
 
     def _token(self) -> str | None:
         """The current token's id as cached by the auth plugin (no request); compared, never
@@ -287,14 +289,14 @@ class GlanceImages:
         return getattr(auth_ref, "auth_token", None)
 
     def _upload_once(self, image_id: str, source: Path, on_progress: ProgressCallback | None,
-                     cancel: threading.Event | None) -> str:
+                     cancel: threading.Event | None, limiter: RateLimiter | None = None) -> str:
         client = self._client
         try:
             stream = open(source, "rb")  # noqa: SIM115 - closed below
         except OSError as err:
             raise NotFound(f"cannot read {source}: {err.strerror}") from None
         with stream, HashingReader(stream, source.stat().st_size, on_progress,
-                                   cancel) as reader:
+                                   cancel, limiter=limiter) as reader:
             size = reader.meter.total
             try:
                 client.images.upload(image_id, reader, image_size=size)

@@ -31,6 +31,7 @@ from snaptui.core.image_store import (
 )
 from snaptui.core.models import ImageRecord
 from snaptui.core.paths import private_dir
+from snaptui.core.throttle import RateLimiter
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +122,7 @@ class ImageLibrary:
         path: Path,
         on_progress: ProgressCallback | None = None,
         cancel: threading.Event | None = None,
+        limiter: RateLimiter | None = None,
     ) -> str:
         """Copy ``path`` in as the image's data; return its sha512 hex.
 
@@ -142,7 +144,7 @@ class ImageLibrary:
         self._write_sidecar(meta)
         try:
             with src, HashingReader(src, os.fstat(src.fileno()).st_size, on_progress,
-                                    cancel) as reader:
+                                    cancel, limiter=limiter) as reader:
                 fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
                 with os.fdopen(fd, "wb") as dst:
                     while chunk := reader.read(CHUNK_SIZE):

@@ -18,6 +18,7 @@ from typing import BinaryIO, Protocol, runtime_checkable
 
 from snaptui.core.errors import BadInput, SnaptuiError
 from snaptui.core.models import ImageRecord
+from snaptui.core.throttle import RateLimiter
 
 CHUNK_SIZE = 4 * 1024 * 1024
 READ_CHUNK = 1024 * 1024  # glanceclient sends 1 MiB pieces: hand them over without copying
@@ -114,10 +115,12 @@ class ImageStore(Protocol):
         path: Path,
         on_progress: ProgressCallback | None = None,
         cancel: threading.Event | None = None,
+        limiter: RateLimiter | None = None,
     ) -> str:
         """Send the file's bytes; return the local sha512 hex.
 
-        Raises ChecksumMismatch when the store reports a different os_hash_value.
+        Raises ChecksumMismatch when the store reports a different os_hash_value. ``limiter``
+        caps the rate the file is read at (``--bwlimit``).
         """
         ...
 
@@ -215,6 +218,7 @@ class HashingReader:
     memory stays flat at ``read_ahead`` chunks whatever the image size. Use it as a context
     manager (or call ``close``) so the thread stops when the consumer gives up early.
     Cancellation raises UploadCancelled out of ``read()`` so the HTTP client aborts the request.
+    A ``limiter`` (``--bwlimit``, core/throttle.py) paces the reader thread, hence the sender.
     """
 
     def __init__(
@@ -224,8 +228,10 @@ class HashingReader:
         on_progress: ProgressCallback | None = None,
         cancel: threading.Event | None = None,
         read_ahead: int = READ_AHEAD,
+        limiter: RateLimiter | None = None,
     ) -> None:
         self._stream = stream
+        self._limiter = limiter
         self._cancel = cancel
         self.hash = hashlib.new(HASH_ALGO)
         self.meter = ProgressMeter(total, on_progress)
@@ -248,6 +254,8 @@ class HashingReader:
                 data = self._stream.read(READ_CHUNK)
                 if data:
                     self.hash.update(data)
+                    if self._limiter is not None:  # --bwlimit: the sender waits on the reader
+                        self._limiter.consume(len(data), self._stop)
                 self._put(data)
                 if not data:
                     return

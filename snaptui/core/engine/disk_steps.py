@@ -9,6 +9,7 @@ from pathlib import Path
 from snaptui.core import qemu_img
 from snaptui.core.engine.context import JobContext
 from snaptui.core.engine.facts import DiskFact
+from snaptui.core.engine.neighbour import rate_limited_argv
 from snaptui.core.engine.plan import DiskPlan, Mode, Plan
 from snaptui.core.engine.runner import Action, StepFn
 
@@ -34,6 +35,7 @@ def convert_action(plan: Plan, disk: DiskPlan, source: str, *, source_format: st
         # convert_options.md), no gain for raw or plain qcow2.
         out_of_order=plan.compress,
     )
+    argv = rate_limited_argv(argv, plan.bwlimit)  # --bwlimit: qemu-img's own -r
 
     async def run(ctx: JobContext) -> None:
         ctx.record(DiskFact.OUTPUT.of(disk.target), disk.output_path)

@@ -18,7 +18,9 @@ from snaptui.core.engine.execute import execute, make_context
 from snaptui.core.engine.journal import JournalWriter, journal_path, load_job
 from snaptui.core.engine.liveness import close_job
 from snaptui.core.engine.locks import DomainLock
+from snaptui.core.engine.neighbour import lower_job_priority
 from snaptui.core.engine.plan import Plan
+from snaptui.core.engine.reservations import release
 from snaptui.core.errors import BadInput, SnaptuiError
 
 
@@ -69,7 +71,17 @@ def main(argv: list[str]) -> int:
         return 2
     if job.terminal:  # recover declared it dead before this process got going
         print(f"job_main: job {job_id} already {job.status}; nothing to run", file=sys.stderr)
+        release(job_id)
         return 0
+    # Before any thread or child exists: they all inherit it (core/priority.py).
+    priority_note = lower_job_priority(plan)
+    try:
+        return _locked_run(job_id, plan, auth_state, priority_note)
+    finally:
+        release(job_id)  # the job's scratch reservation (core/engine/reservations.py)
+
+
+def _locked_run(job_id: str, plan: Plan, auth_state: str | None, priority_note: str) -> int:
     lock = DomainLock(plan.domain_uuid, job_id)
     try:
         lock.acquire(plan.domain_name)
@@ -81,6 +93,7 @@ def main(argv: list[str]) -> int:
             return 0
         journal = JournalWriter(journal_path(job_id))
         journal.append("pid", pid=os.getpid())
+        journal.append("note", text=priority_note)
         try:
             ok = asyncio.run(_run(make_context(plan, journal, auth_state=auth_state)))
         finally:

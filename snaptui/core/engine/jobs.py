@@ -36,6 +36,7 @@ from snaptui.core.engine.locks import DomainLock
 from snaptui.core.engine.plan import Plan, SnapshotRequest
 from snaptui.core.engine.preflight import preflight
 from snaptui.core.engine.recover import recover_job
+from snaptui.core.engine.reservations import release as release_reservation
 from snaptui.core.engine.runner import Step
 from snaptui.core.engine.workflows import build_steps
 from snaptui.core.errors import BadInput, NotFound, SnaptuiError
@@ -45,20 +46,23 @@ from snaptui.core.libvirt_host import LibvirtHost
 
 async def prepare(request: SnapshotRequest, host: LibvirtHost | None = None,
                   store: ImageStore | None = None) -> tuple[Plan, list[Step]]:
-    """Preflight the request (nothing touched yet) and list the steps it would run."""
-    plan, steps, _ = await prepare_with_store(request, host, store)
+    """Preflight the request (nothing touched, no scratch reserved) and list the steps it
+    would run."""
+    plan, steps, _ = await prepare_with_store(request, host, store, hold_scratch=False)
     return plan, steps
 
 
 async def prepare_with_store(request: SnapshotRequest, host: LibvirtHost | None = None,
-                             store: ImageStore | None = None, *, job_id: str | None = None
-                             ) -> tuple[Plan, list[Step], ImageStore]:
+                             store: ImageStore | None = None, *, job_id: str | None = None,
+                             hold_scratch: bool = True) -> tuple[Plan, list[Step], ImageStore]:
     """``prepare`` (for job ``job_id``, see JobProcess), also returning the image store the
-    preflight checked (authenticated)."""
+    preflight checked (authenticated); the job's scratch stays reserved (``hold_scratch``)
+    until it ends, or until the process that prepared it exits without launching it."""
     own_host = host is None
     host = host or LibvirtHost(request.uri).connect()
     try:
-        plan, checked = await preflight(request, host, store, job_id=job_id)
+        plan, checked = await preflight(request, host, store, job_id=job_id,
+                                        hold_scratch=hold_scratch)
     finally:
         if own_host:
             host.close()
@@ -136,11 +140,15 @@ def launch(plan: Plan, request: SnapshotRequest, steps: list[Step],
            process: JobProcess | None = None, *, auth_state: str | None = None) -> str:
     """Write the journal header and let the job's detached process run it (the one started
     early for this job id, or a fresh one); returns the job id."""
-    write_header(plan, request, steps).close()
-    if process is not None and process.job_id == plan.job_id and process.start(auth_state):
-        return plan.job_id
-    if not JobProcess(plan.job_id).start(auth_state):
-        raise SnaptuiError(f"job {plan.job_id}: the job process did not start")
+    try:
+        write_header(plan, request, steps).close()
+        if process is not None and process.job_id == plan.job_id and process.start(auth_state):
+            return plan.job_id
+        if not JobProcess(plan.job_id).start(auth_state):
+            raise SnaptuiError(f"job {plan.job_id}: the job process did not start")
+    except BaseException:
+        release_reservation(plan.job_id)  # a long-lived launcher (the dashboard) holds none
+        raise
     return plan.job_id
 
 
@@ -171,6 +179,7 @@ def run_inline(plan: Plan, request: SnapshotRequest, steps: list[Step], *,
         except BadInput as err:
             journal.append("failed", error=str(err))
             close_job(plan.job_id, journal)
+            release_reservation(plan.job_id)
             return
         journal.append("pid", pid=os.getpid(), inline=True)
         try:
@@ -178,6 +187,7 @@ def run_inline(plan: Plan, request: SnapshotRequest, steps: list[Step], *,
         finally:
             lock.release()
             close_job(plan.job_id, journal)
+            release_reservation(plan.job_id)
 
     threading.Thread(target=worker, name=f"job-{plan.job_id}", daemon=True).start()
     return plan.job_id

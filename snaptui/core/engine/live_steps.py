@@ -16,6 +16,7 @@ from snaptui.core.engine import quiesce_steps as quiesce
 from snaptui.core.engine.context import JobContext
 from snaptui.core.engine.disk_steps import convert_action, remove_output, unlink_quietly
 from snaptui.core.engine.facts import DiskFact, Fact
+from snaptui.core.engine.neighbour import block_copy_params
 from snaptui.core.engine.plan import DiskPlan, Plan
 from snaptui.core.engine.runner import Action, StepFn
 from snaptui.core.errors import HypervisorError
@@ -89,7 +90,8 @@ def block_copy(disk: DiskPlan) -> Action:
                f"<source file={quoteattr(str(disk.delta_path))}/></disk>")
         ctx.record(DiskFact.BLOCK_JOB.of(disk.target), True)
         try:
-            await asyncio.to_thread(dom.blockCopy, disk.target, xml, None, COPY_FLAGS)
+            await asyncio.to_thread(dom.blockCopy, disk.target, xml,
+                                    block_copy_params(ctx.plan), COPY_FLAGS)
         except libvirt.libvirtError as err:
             raise _libvirt_error(f"block copy of {disk.target}", err) from err
         while True:

@@ -87,6 +87,9 @@ class SnapshotRequest:
     base_image: str | None = None  # --base-image: the Glance image to inherit from
     derive: bool = True  # derive hw_* properties from the domain XML
     allow_nova_downtime: bool = False
+    # -- a good neighbour (issue 15): CPU/I/O priority and a bandwidth cap (bytes/s) --
+    priority: str = "low"  # normal | low | idle (core/priority.py)
+    bwlimit: int | None = None
     # -- quiesce and boot verification (issue 13) --
     quiesce: str = "auto"  # auto | require | off
     verify: bool = False
@@ -164,6 +167,9 @@ class Plan:
     nova_instance: str | None = None  # nova_instance.describe(), when the domain is one
     downtime_limit_s: float | None = None  # abort and restart the guest once down this long
     notes: list[str] = field(default_factory=list)  # preflight's warnings, shown to the operator
+    # -- a good neighbour (issue 15); an older plan ran at normal priority, uncapped --
+    priority: str = "normal"
+    bwlimit: int | None = None
     # -- quiesce and boot verification (issue 13); defaults are what older plans did --
     quiesce: str = "auto"
     agent_answered: bool = False  # the guest agent answered guest-ping at preflight

@@ -20,6 +20,7 @@ from snaptui.core import qemu_img
 from snaptui.core.choices import auto_mode
 from snaptui.core.engine import image_plan
 from snaptui.core.engine.locks import domain_lock_holder
+from snaptui.core.engine.neighbour import neighbour_fields
 from snaptui.core.engine.plan import (
     OUTPUT_FORMATS,
     DiskPlan,
@@ -29,6 +30,7 @@ from snaptui.core.engine.plan import (
     copy_is_output,
 )
 from snaptui.core.engine.preflight_quiesce import quiesce_and_verify
+from snaptui.core.engine.reservations import reserve
 from snaptui.core.errors import BadInput, NotFound, QemuImgError
 from snaptui.core.image_store import ImageStore
 from snaptui.core.libvirt_host import LibvirtHost
@@ -234,10 +236,11 @@ def check_store(store: ImageStore) -> None:
 
 
 async def preflight(request: SnapshotRequest, host: LibvirtHost,
-                    store: ImageStore | None = None, *,
-                    job_id: str | None = None) -> tuple[Plan, ImageStore]:
+                    store: ImageStore | None = None, *, job_id: str | None = None,
+                    hold_scratch: bool = False) -> tuple[Plan, ImageStore]:
     """Check the request against the real host, disks, space and store; return the Plan
-    (for job ``job_id``, or a new id)."""
+    (for job ``job_id``, or a new id). ``hold_scratch``: the plan is to be launched, its
+    scratch stays reserved until its job ends (core/engine/reservations.py)."""
     validate_image_name(request.name)
     if request.out_format not in OUTPUT_FORMATS:
         raise BadInput(f"unknown output format {request.out_format!r} (raw or qcow2)")
@@ -247,6 +250,7 @@ async def preflight(request: SnapshotRequest, host: LibvirtHost,
     if destination == "glance":
         validate_glance_name(request.name)
     image_plan.check_request(request, destination)
+    neighbour = neighbour_fields(request.priority, request.bwlimit)
     if store is None:
         store = open_store(destination, cloud=request.cloud, library=request.library_dir)
     # Logging in to Keystone takes a few hundred ms: it runs while the guest and disks are
@@ -319,6 +323,9 @@ async def preflight(request: SnapshotRequest, host: LibvirtHost,
         domain_targets=[d.target for d in info.disks if d.device == "disk"],
         image_settings=settings, downtime_limit_s=downtime_limit, notes=meta_notes + notes,
         nova_instance=meta_notes[0] if info.nova is not None else None,
-        **extras,
+        **extras, **neighbour,
     )
+    # Last: the host's job limit, and this job's scratch reserved against the other jobs'
+    # (one locked step with the space check; released when the job ends).
+    reserve(job_id, info.name, scratch, needed, hold=hold_scratch)
     return plan, store

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from snaptui.core.engine.context import JobContext
 from snaptui.core.engine.facts import DiskFact, Fact
+from snaptui.core.engine.neighbour import upload_kwargs
 from snaptui.core.engine.plan import DiskPlan
 from snaptui.core.engine.runner import Action
 from snaptui.core.errors import NotFound
@@ -94,6 +95,7 @@ def upload_image(disk: DiskPlan) -> Action:
 
         upload = asyncio.ensure_future(asyncio.to_thread(
             ctx.store.upload, image_id, Path(disk.output_path), on_progress, ctx.cancel_flag,
+            **upload_kwargs(ctx.plan),  # --bwlimit
         ))
         try:
             digest = await asyncio.shield(upload)

@@ -12,6 +12,7 @@ from snaptui.core.engine import quiesce_steps as quiesce
 from snaptui.core.engine import upload_steps as upload
 from snaptui.core.engine import verify_steps as verify
 from snaptui.core.engine.facts import DiskFact
+from snaptui.core.engine.neighbour import virsh_bandwidth_args
 from snaptui.core.engine.plan import DiskPlan, Mode, Plan
 from snaptui.core.engine.runner import Step
 
@@ -95,7 +96,7 @@ def _live(plan: Plan) -> list[Step]:
                           live.block_copy(d), destructive=True, target=d.target,
                           equivalent=_cmd("virsh", "blockcopy", name, d.target, d.delta_path,
                                           "--shallow", "--reuse-external", "--wait",
-                                          "--transient-job")))
+                                          "--transient-job", *virsh_bandwidth_args(plan))))
     steps.append(_freeze_step(plan))
     for d in plan.disks:
         steps.append(Step(f"abort:{d.target}", f"Abort copy of {d.target} without pivot",
