@@ -6,33 +6,17 @@ may run on this host at once (core/engine/reservations.py enforces it at preflig
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 
 from snaptui.core.errors import BadInput
-from snaptui.core.paths import config_dir
+from snaptui.core.settings import config_path, read_toml
 
-CONFIG_NAME = "config.toml"
 MAX_CONCURRENT_KEY = "jobs.max_concurrent"
 DEFAULT_MAX_CONCURRENT = 2
 
 
-def config_path() -> Path:
-    return config_dir() / CONFIG_NAME
-
-
 def _jobs_table(path: Path) -> dict:
-    try:
-        raw = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return {}
-    except OSError as err:
-        raise BadInput(f"cannot read config {path}: {err.strerror}") from None
-    try:
-        data = tomllib.loads(raw)
-    except tomllib.TOMLDecodeError as err:
-        raise BadInput(f"config {path}: not valid TOML: {err}") from None
-    jobs = data.get("jobs", {})
+    jobs = read_toml(path).get("jobs", {})
     if not isinstance(jobs, dict):
         raise BadInput(f"config {path}: 'jobs' must be a table ([jobs])")
     for key in jobs:
