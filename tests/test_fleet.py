@@ -65,6 +65,9 @@ def test_domains_from_every_host_carry_their_host(make_domain, libvirt_uri: str)
     error = listings[2].status.error
     assert error and "127.0.0.1" in error and "\n" not in error
     assert fleet["gone"].status.error == error  # the host keeps what its last listing said
+    # The reason alone (the host's name already says which URI): libvirt's own words.
+    assert listings[2].status.reason == error.removeprefix(f"cannot connect to {DOWN_URI}: ")
+    assert "refused" in (listings[2].status.reason or "")
 
 
 def test_one_libvirtd_under_two_uris_gives_distinct_keys(make_domain, libvirt_uri: str) -> None:

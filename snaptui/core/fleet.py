@@ -52,6 +52,14 @@ class HostStatus:
     def up(self) -> bool:
         return self.listed and self.error is None
 
+    @property
+    def reason(self) -> str | None:
+        """The error without the "cannot connect to URI: " the host's name already says."""
+        if self.error is None:
+            return None
+        prefix = f"cannot connect to {self.uri}: "
+        return self.error[len(prefix):] if self.error.startswith(prefix) else self.error
+
     def to_json(self) -> dict[str, object]:
         return {"name": self.name, "uri": self.uri, "up": self.up, "error": self.error}
 

@@ -90,6 +90,7 @@ class MainScreen(ForwardsWorkerFailures, Screen):
         self._allocated: dict[str, int | None] = {}  # HOST:UUID → allocated bytes
         self._snapshots: dict[str, tuple[int, str | None]] = {}
         self._only = False
+        self._listed: set[str] = set()  # hosts whose first listing is in
         self._first_load: set[str] | None = set()  # None once both lists came in
         # (HOST:UUID, disk target, path) → what qemu-img said, for the domain last read
         self._disks_read: dict[tuple[str, str, str | None], ImageFileInfo | BaseException] = {}
@@ -157,12 +158,18 @@ class MainScreen(ForwardsWorkerFailures, Screen):
         """One host's listing: its rows replace the host's old ones; a down host's line says
         why (and the operator is told once when it goes down)."""
         status, pane = listing.status, self.domains_pane
-        was = pane.down.get(status.name)
+        was = pane.down.get(status.name)  # the reason it was down, None when it was up
+        # A host's first rows do not take the cursor from the top row (whichever host
+        # answers first must not decide where the cursor starts).
+        first, at_top = status.name not in self._listed, pane.table.cursor_row == 0
+        self._listed.add(status.name)
         self._allocated = {k: v for k, v in self._allocated.items()
                            if split_key(k)[0] != status.name} | allocated
-        pane.set_host_domains(status.name, listing.domains, status.error)
+        pane.set_host_domains(status.name, listing.domains, status.reason)
         pane.set_extras(self._extras())
-        if status.error is not None and status.error != was:
+        if first and at_top and pane.table.row_count:
+            pane.table.move_cursor(row=0)
+        if status.error is not None and status.reason != was:
             where = f"{status.name}: " if pane.show_host else ""
             self.notify(where + status.error, title=FAILURE_TITLES["domains"], severity="error",
                         timeout=8, markup=False)
