@@ -221,3 +221,23 @@ def test_domains_json_carries_the_host_only_in_a_fleet(tmp_path: Path) -> None:
         fleet.close()
     assert info.to_json()["host"] == "sim" and key_of(info) == domain_key("sim", SIM_UUID)
     assert "host" not in LibvirtHost(SIM_URI).get_domain("test").to_json()
+
+
+async def test_a_host_that_comes_back_is_listed_again(tmp_path: Path) -> None:
+    """Down at start (its test-driver file is missing); once the file exists, `r` lists it:
+    its row appears, its down line goes, and its events are watched from then on."""
+    node = tmp_path / "late.xml"
+    app = fleet_demo_app(tmp_path, SIM_URI, f"test://{node}")
+    async with app.run_test(size=SIZE) as pilot:
+        pane = app.main.domains_pane
+        await wait_for(pilot, lambda: "local" in pane.down, 15, "the down host")
+        assert not app.watching("local")
+        node.write_text("<node><domain type='test'><name>late-vm</name>"
+                        "<uuid>11111111-2222-3333-4444-555555555555</uuid><memory>65536</memory>"
+                        "<os><type>hvm</type></os></domain></node>")
+        await pilot.press("r")
+        key = domain_key("local", "11111111-2222-3333-4444-555555555555")
+        await wait_for(pilot, lambda: key in pane.table.rows, 15, "the host's domain")
+        await wait_for(pilot, lambda: app.watching("local"), 10, "its watcher")
+        assert not pane.down and not pane.down_lines.display
+        assert pane.border_subtitle == "9"

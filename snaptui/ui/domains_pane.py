@@ -94,6 +94,7 @@ class DomainsPane(TablePane):
         if self.show_host:  # one list in name order across hosts; the host breaks ties
             self.table.sort_columns = ("name", "host")
         self.domains: dict[str, DomainInfo] = {}  # HOST:UUID → domain
+        self._by_uuid: dict[str, DomainInfo] | None = None  # built when asked, after a change
         self.extras: dict[str, DomainExtras] = {}
         self.down: dict[str, str] = {}  # host → why it is down
         self.down_lines = Static("", id=f"{id}-down", classes="hosts-down", markup=False)
@@ -131,6 +132,7 @@ class DomainsPane(TablePane):
         kept = {k: d for k, d in self.domains.items() if d.host != host}
         kept.update((key_of(d), d) for d in domains)
         self.domains = kept
+        self._by_uuid = None
         if error is None:
             changed = self.down.pop(host, None) is not None
         else:
@@ -148,10 +150,12 @@ class DomainsPane(TablePane):
     def update_domain(self, info: DomainInfo) -> None:
         """One domain changed (a libvirt event): update its row only."""
         self.domains[key_of(info)] = info
+        self._by_uuid = None
         self.refresh_rows()
 
     def remove_domain(self, key: str) -> None:
         self.domains.pop(key, None)
+        self._by_uuid = None
         self.refresh_rows()
 
     def set_extras(self, extras: dict[str, DomainExtras]) -> None:
@@ -183,10 +187,14 @@ class DomainsPane(TablePane):
         return self.domains.get(key) if key else None
 
     def by_uuid(self, uuid: str | None) -> DomainInfo | None:
-        """A domain with that uuid (the first host's when several have it)."""
+        """A domain with that uuid (one of them when several hosts have it)."""
         if not uuid:
             return None
-        return next((d for d in self.domains.values() if d.uuid == uuid), None)
+        if self._by_uuid is None:  # an image's owner on every cursor move: no scan each time
+            self._by_uuid = {}
+            for d in self.domains.values():
+                self._by_uuid.setdefault(d.uuid, d)
+        return self._by_uuid.get(uuid)
 
     def select(self, key: str) -> bool:
         """Move the cursor to that domain (``HOST:UUID``), clearing a filter that hides it."""

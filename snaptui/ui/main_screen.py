@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from snaptui.ui.app import SnaptuiApp
 
 IMAGE_REFRESH_S = 30.0
+DOWN_RETRY_S = 15.0  # a down host is listed again this often (and on every `r`)
 # While the cursor keeps moving, a domain's qemu-img info waits this long after the last move
 # (its name and state show at once).
 DETAIL_DEBOUNCE_S = 0.09
@@ -114,6 +115,7 @@ class MainScreen(ForwardsWorkerFailures, Screen):
         self.refresh_domains()
         self.refresh_images()
         self.set_interval(self.app.image_refresh_s, self.refresh_images, name="images-timer")
+        self.set_interval(DOWN_RETRY_S, self._retry_down_hosts, name="down-hosts-timer")
 
     def on_unmount(self) -> None:
         self.stop_following.set()
@@ -125,6 +127,10 @@ class MainScreen(ForwardsWorkerFailures, Screen):
         """List every host, each on its own thread (a slow host holds up no other)."""
         for host in self.app.fleet.hosts:
             self.refresh_host(host.name)
+
+    def _retry_down_hosts(self) -> None:
+        for name in list(self.domains_pane.down):
+            self.refresh_host(name)
 
     @work(thread=True, exit_on_error=False, group="domains", description="list domains")
     def refresh_host(self, name: str) -> None:
