@@ -23,7 +23,7 @@ from snaptui.core.libvirt_host import LibvirtHost
 from snaptui.core.paths import config_dir
 from snaptui.ui.app import SnaptuiApp
 from snaptui.ui.job_launcher import job_refusal
-from snaptui.ui.launch import build_app
+from snaptui.ui.launch import build_app, uri_list
 from snaptui.ui.snapshot_dialog import SnapshotDialog
 
 SIM_URI = "test:///default"  # libvirt's built-in test host: one domain, "test"
@@ -80,6 +80,21 @@ async def test_host_column_only_with_several_hosts(tmp_path: Path) -> None:
         assert table.cell_text(domain_key("sim", SIM_UUID), "host") == "sim"
         assert two.sub_title == "demo lab · libvirt test driver · 2 hosts"
         assert two.main.domains_pane.border_subtitle == "8"
+        # The cursor starts on the top row, whichever host answered first (sim's one domain
+        # usually comes in before the demo's seven, and used to keep the cursor).
+        assert table.cursor_row == 0 and two.main.detail.showing == (
+            "domain", key_of(two.main.domains_pane.selected))
+        assert two.main.domains_pane.selected.name == "api-gateway"
+
+
+def test_c_is_one_uri_or_several() -> None:
+    """``-c`` is a str today and a list once it is repeatable (cli/common.py)."""
+    def ns(uri):
+        return argparse.Namespace(uri=uri)
+
+    assert uri_list(ns(None)) == [] and uri_list(ns([])) == []
+    assert uri_list(ns("qemu:///system")) == ["qemu:///system"]
+    assert uri_list(ns(["qemu:///system", SIM_URI])) == ["qemu:///system", SIM_URI]
 
 
 async def test_sort_and_filter_across_hosts(tmp_path: Path) -> None:
