@@ -14,8 +14,10 @@ from pathlib import Path
 
 import libvirt
 import pytest
+from libvirt_proxy import LibvirtProxy
 from ui_pilot import screen_text, settle, wait_for
 
+from snaptui.core.domain_events import DomainEventWatcher
 from snaptui.core.fleet import Fleet, domain_key, key_of
 from snaptui.core.hosts import HostSpec
 from snaptui.core.image_library import ImageLibrary
@@ -256,3 +258,39 @@ async def test_a_host_that_comes_back_is_listed_again(tmp_path: Path) -> None:
         await wait_for(pilot, lambda: app.watching("local"), 10, "its watcher")
         assert not pane.down and not pane.down_lines.display
         assert pane.border_subtitle == "9"
+
+
+@pytest.fixture
+def proxy(tmp_path: Path):
+    relay = LibvirtProxy(tmp_path / "hv2.sock")
+    relay.start()
+    yield relay
+    relay.stop()
+
+
+async def test_a_host_that_dies_shows_down_at_once_and_comes_back(
+        proxy: LibvirtProxy, make_domain, tmp_path: Path) -> None:
+    """hv2 (the lab's libvirtd through a relay) goes away mid-run: its watcher's disconnect
+    lists it again, so it shows down without waiting for `r`, and hv1 keeps listing; the relay
+    back, `r` lists hv2 again."""
+    lab = make_domain(state="shut off")
+    fleet = Fleet([HostSpec("hv1", SIM_URI), HostSpec("hv2", proxy.uri)])
+    app = SnaptuiApp(fleet=fleet, store=ImageLibrary(tmp_path / "library"),
+                     watcher_factory=lambda spec, cb: DomainEventWatcher(spec.uri, cb))
+    key, sim_key = domain_key("hv2", lab.uuid), domain_key("hv1", SIM_UUID)
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            pane = app.main.domains_pane
+            await wait_for(pilot, lambda: key in pane.table.rows, 15, "hv2's domain")
+            await wait_for(pilot, lambda: app.watching("hv2"), 10, "hv2's watcher")
+            await asyncio.to_thread(proxy.stop)
+            await wait_for(pilot, lambda: "hv2" in pane.down, 15, "hv2 down")
+            assert key not in pane.table.rows and sim_key in pane.table.rows
+            assert "libvirtd is not running" in pane.down["hv2"]
+            assert "✖ hv2 down:" in screen_text(app)
+            await asyncio.to_thread(proxy.start)
+            await pilot.press("r")
+            await wait_for(pilot, lambda: key in pane.table.rows, 15, "hv2's domain again")
+            assert not pane.down and not pane.down_lines.display
+    finally:
+        fleet.close()

@@ -294,6 +294,7 @@ class MainScreen(ForwardsWorkerFailures, Screen):
         elif event.kind == "disconnected":
             self.notify(f"lost libvirt events ({event.event}); reconnecting…",
                         severity="warning", title=title)
+            self.refresh_host(host)  # a host that died shows as down now, not at the next `r`
         elif event.kind == "reconnected":
             self.notify("libvirt events back", title=title)
             self.refresh_host(host)
