@@ -50,6 +50,7 @@ def build_app(args: argparse.Namespace, *, demo_base: Path | None = None):  # ->
     dashboard's workers, each on its own thread, so a down host does not hold up the start.
     The demo is its own host ("demo"); ``--demo -c URI`` adds hosts beside it.
     """
+    from snaptui.core.domain_events import DomainEventWatcher
     from snaptui.core.settings import load_engine_settings
     from snaptui.ui.app import SnaptuiApp
 
@@ -61,8 +62,6 @@ def build_app(args: argparse.Namespace, *, demo_base: Path | None = None):  # ->
         theme = check_theme_name(args.theme, {t.name for t in themes} | set(BUILTIN_THEMES))
         config.theme = theme  # chosen on the command line: remembered
         config.save()
-    from snaptui.core.domain_events import DomainEventWatcher
-
     watcher_factory = None
     library: str | None
     glance_available = False
