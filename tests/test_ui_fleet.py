@@ -117,6 +117,20 @@ async def test_sort_and_filter_across_hosts(tmp_path: Path) -> None:
         assert len(names_in_order(app)) == 7
 
 
+async def test_palette_jumps_to_a_domain_named_with_its_host(tmp_path: Path) -> None:
+    app = fleet_demo_app(tmp_path, SIM_URI)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("ctrl+p")
+        await pilot.pause()
+        await pilot.press(*"jump to domain sim:test")
+        await pilot.pause(0.5)
+        await pilot.press("enter")
+        await settle(pilot)
+        assert key_of(app.main.domains_pane.selected) == domain_key("sim", SIM_UUID)
+        assert app.main.detail.border_title == "Detail — sim:test"
+
+
 async def test_a_down_host_is_shown_and_the_others_list(tmp_path: Path) -> None:
     app = fleet_demo_app(tmp_path, SIM_URI, DOWN_URI)
     async with app.run_test(size=SIZE) as pilot:
