@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from snaptui.core.fleet import Fleet, domain_key, key_of, split_key
+from snaptui.core.fleet import Fleet, HostStatus, domain_key, key_of, split_key
 from snaptui.core.hosts import HostSpec
 
 DOWN_URI = "qemu+tcp://127.0.0.1:1/system"  # nothing listens on port 1
@@ -124,6 +124,17 @@ def test_a_listing_asked_for_while_one_runs_is_folded_into_it(silent_port: int) 
         threading.Event().wait(0.01)
     assert host.list_domains() is None
     assert host._again  # the first caller lists once more when its listing returns
+
+
+def test_a_down_hosts_reason_is_libvirts_own_words() -> None:
+    """What the down line shows: the reason without the URI, also after a lost connection."""
+    uri = "qemu+ssh://hv2/system"
+    lost = f"list domains: connection to libvirtd lost; cannot connect to {uri}: Connection reset"
+    assert HostStatus("hv2", uri, lost, True).reason == "Connection reset"
+    assert HostStatus("hv2", uri, f"cannot connect to {uri}: refused", True).reason == "refused"
+    assert HostStatus("hv2", uri, "cannot list domains: boom", True).reason == (
+        "cannot list domains: boom")
+    assert HostStatus("hv2", uri).reason is None
 
 
 def test_statuses_before_any_listing_are_not_up() -> None:

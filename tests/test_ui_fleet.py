@@ -300,7 +300,10 @@ async def test_a_host_that_dies_shows_down_at_once_and_comes_back(
             await asyncio.to_thread(proxy.stop)
             await wait_for(pilot, lambda: "hv2" in pane.down, 15, "hv2 down")
             assert key not in pane.table.rows and sim_key in pane.table.rows
-            assert "libvirtd is not running" in pane.down["hv2"]
+            # libvirt's reason alone: refused, or reset when the relay closed mid-handshake
+            reason = pane.down["hv2"]
+            assert "cannot connect" not in reason and "\n" not in reason
+            assert any(word in reason for word in ("not running", "reset", "refused")), reason
             assert "✖ hv2 down:" in screen_text(app)
             await asyncio.to_thread(proxy.start)
             await pilot.press("r")

@@ -54,11 +54,12 @@ class HostStatus:
 
     @property
     def reason(self) -> str | None:
-        """The error without the "cannot connect to URI: " the host's name already says."""
+        """libvirt's reason alone: what precedes "cannot connect to URI: " (also after a lost
+        connection's "list domains: connection to libvirtd lost; ") the host's name says."""
         if self.error is None:
             return None
-        prefix = f"cannot connect to {self.uri}: "
-        return self.error[len(prefix):] if self.error.startswith(prefix) else self.error
+        _, found, reason = self.error.partition(f"cannot connect to {self.uri}: ")
+        return reason if found and reason else self.error
 
     def to_json(self) -> dict[str, object]:
         return {"name": self.name, "uri": self.uri, "up": self.up, "error": self.error}
