@@ -25,6 +25,7 @@ from ui_pilot import wait_for
 from snaptui.core.choices import allocated_size, auto_mode
 from snaptui.core.engine.plan import Mode, SnapshotRequest
 from snaptui.core.engine.preflight import available_modes, preflight
+from snaptui.core.fleet import key_of
 from snaptui.core.image_library import ImageLibrary
 from snaptui.core.libvirt_host import LibvirtHost
 from snaptui.ui.app import SnaptuiApp
@@ -79,8 +80,8 @@ async def test_cli_and_dashboard_agree_on_allocated_size(domain_with_cdrom, host
     app = SnaptuiApp(host=host, store=ImageLibrary(tmp_path / "library"))
     async with app.run_test(size=(120, 30)) as pilot:
         pane = app.main.domains_pane
-        await wait_for(pilot, lambda: lab.uuid in pane.extras, 20, "the domains list")
-        dashboard_size = pane.extras[lab.uuid].allocated
+        await wait_for(pilot, lambda: pane.by_uuid(lab.uuid), 20, "the domains list")
+        dashboard_size = pane.extras[key_of(pane.by_uuid(lab.uuid))].allocated
     assert cli_size == dashboard_size == allocated(disk)
 
 

@@ -26,8 +26,8 @@ def paced_demo(tmp_path: Path, speed: float) -> SnaptuiApp:
 async def start_from_the_dashboard(pilot, app: SnaptuiApp, domain: str) -> JobsScreen:
     """Select ``domain``, s, the dialog's default (cold), confirm the stop: the jobs screen."""
     await settle(pilot)
-    uuid = next(d.uuid for d in app.main.domains_pane.domains.values() if d.name == domain)
-    app.main.domains_pane.select(uuid)
+    key = next(k for k, d in app.main.domains_pane.domains.items() if d.name == domain)
+    app.main.domains_pane.select(key)
     await pilot.press("s")
     await wait_for(pilot, lambda: isinstance(app.screen, SnapshotDialog), 10, "the dialog")
     await pilot.press("ctrl+s")

@@ -18,6 +18,7 @@ from snaptui.core.domain_events import DomainEventWatcher
 from snaptui.core.engine.jobs import prepare, run_inline
 from snaptui.core.engine.plan import Mode, SnapshotRequest
 from snaptui.core.errors import BadInput
+from snaptui.core.fleet import key_of
 from snaptui.core.image_library import ImageLibrary
 from snaptui.core.libvirt_host import LibvirtHost
 from snaptui.core.paths import config_dir
@@ -55,7 +56,8 @@ async def settle(pilot, app: SnaptuiApp, rounds: int = 3) -> None:
 
 
 def state_cell(app: SnaptuiApp, uuid: str) -> str:
-    return app.main.domains_pane.table.cell_text(uuid, "state")
+    pane = app.main.domains_pane
+    return pane.table.cell_text(key_of(pane.by_uuid(uuid)), "state")
 
 
 def detail_text(app: SnaptuiApp) -> str:
@@ -74,8 +76,8 @@ async def test_both_panes_populated_with_banner(demo_app: SnaptuiApp) -> None:
         assert state_cell(demo_app, api.uuid) == "▶ running"
         # Snaps and Last snap are hidden at 80 columns; their cells still hold the values.
         assert main.domains_pane.table.shown_columns == ["name", "state", "alloc"]
-        assert main.domains_pane.table.cell_text(api.uuid, "snaps") == "1"
-        assert main.domains_pane.table.cell_text(api.uuid, "last") == "2025-05-12"
+        assert main.domains_pane.table.cell_text(key_of(api), "snaps") == "1"
+        assert main.domains_pane.table.cell_text(key_of(api), "last") == "2025-05-12"
 
 
 async def test_selecting_a_domain_fills_the_detail(demo_app: SnaptuiApp) -> None:
@@ -123,7 +125,7 @@ async def test_detail_follows_the_cursor_and_reads_disks_once_it_rests(
         await pilot.pause()
         rested = main.domains_pane.selected
         assert rested.name == "staging-ci"
-        assert main.detail.showing == ("domain", rested.uuid)
+        assert main.detail.showing == ("domain", key_of(rested))
         assert rested.name in detail_text(demo_app) and "reading…" in detail_text(demo_app)
         assert read == []  # nothing read while the cursor moved
         await settle(pilot, demo_app)
@@ -141,7 +143,7 @@ async def test_detail_follows_the_cursor_and_reads_disks_once_it_rests(
         assert not detail.render_line(0).text.startswith("staging-ci")
         await pilot.press("up")  # the header follows at once, the disks after the debounce
         await pilot.pause()
-        assert main.detail.showing == ("domain", main.domains_pane.selected.uuid)
+        assert main.detail.showing == ("domain", key_of(main.domains_pane.selected))
         assert "reading…" in detail_text(demo_app)
         await settle(pilot, demo_app)
         assert "reading…" not in detail_text(demo_app)
@@ -213,8 +215,8 @@ async def test_a_nova_instance_is_shown_with_its_base_image(demo_app: SnaptuiApp
         await settle(pilot, demo_app)
         main = demo_app.main
         nova = next(d for d in main.domains_pane.domains.values() if d.nova is not None)
-        assert main.domains_pane.table.cell_text(nova.uuid, "name") == "nova:k8s-worker-3"
-        main.domains_pane.select(nova.uuid)
+        assert main.domains_pane.table.cell_text(key_of(nova), "name") == "nova:k8s-worker-3"
+        main.domains_pane.select(key_of(nova))
         await settle(pilot, demo_app)
         await pilot.press("o")  # only its images: none made yet, and the image it booted from
         await settle(pilot, demo_app)
@@ -340,7 +342,7 @@ async def test_finished_job_refreshes_images_and_domains(demo_app: SnaptuiApp) -
         assert demo_app.main.images_pane.table.row_count == 4
         web = next(d for d in demo_app.main.domains_pane.domains.values()
                    if d.name == "web-frontend")
-        assert demo_app.main.domains_pane.table.cell_text(web.uuid, "snaps") == "1"
+        assert demo_app.main.domains_pane.table.cell_text(key_of(web), "snaps") == "1"
         assert state_cell(demo_app, web.uuid) == "▶ running"
 
 
@@ -350,7 +352,7 @@ async def test_real_lab_domain_state_follows_libvirt_events(make_domain, libvirt
     lab = make_domain(state="running")
     host = LibvirtHost(libvirt_uri).connect()
     app = SnaptuiApp(host=host, store=ImageLibrary(tmp_path / "library"),
-                     watcher_factory=lambda cb: DomainEventWatcher(libvirt_uri, cb),
+                     watcher_factory=lambda spec, cb: DomainEventWatcher(spec.uri, cb),
                      themes=load_themes([shipped_theme_dir()]))
     try:
         async with app.run_test(size=SIZE) as pilot:
@@ -379,7 +381,7 @@ async def test_snapshot_from_the_dashboard_on_the_demo(demo_app: SnaptuiApp) -> 
         await settle(pilot, demo_app)
         web = next(d for d in demo_app.main.domains_pane.domains.values()
                    if d.name == "web-frontend")
-        demo_app.main.domains_pane.select(web.uuid)
+        demo_app.main.domains_pane.select(key_of(web))
         await pilot.press("s")
         await settle(pilot, demo_app)
         assert isinstance(demo_app.screen, SnapshotDialog)
@@ -392,11 +394,11 @@ async def test_snapshot_from_the_dashboard_on_the_demo(demo_app: SnaptuiApp) -> 
         assert len(demo_app.main.images_pane.images) == 4, "the new image never appeared"
         assert isinstance(demo_app.screen, JobsScreen)
         snaps = demo_app.main.domains_pane.table
-        while snaps.cell_text(web.uuid, "snaps") != "1" and time.monotonic() < deadline:
+        while snaps.cell_text(key_of(web), "snaps") != "1" and time.monotonic() < deadline:
             await pilot.pause(0.1)
         new = [i for i in demo_app.main.images_pane.images.values() if "web-frontend" in i.name]
         assert len(new) == 1 and new[0].status == "active", new
-        assert snaps.cell_text(web.uuid, "snaps") == "1", new[0].properties
+        assert snaps.cell_text(key_of(web), "snaps") == "1", new[0].properties
 
 
 def footer_keys(screen) -> dict[str, bool]:

@@ -114,7 +114,7 @@ async def test_main_screen_failure_is_notified_once(libvirt_uri, tmp_path, make_
         # The screen goes on: a refresh once libvirt answers lists the domains.
         app.host = LibvirtHost(libvirt_uri)
         await pilot.press("r")
-        await wait_for(pilot, lambda: lab.uuid in app.main.domains_pane.domains, 10, "domains")
+        await wait_for(pilot, lambda: app.main.domains_pane.by_uuid(lab.uuid), 10, "domains")
         assert len(failures(app, title)) == 1
         app.host.close()
 

@@ -62,6 +62,7 @@ class DomainInfo:
     has_managed_save: bool = False
     base_image_ref: str | None = None  # from Nova's instance metadata, when present
     nova: NovaMetadata | None = None  # <nova:instance>: the domain is a Nova instance
+    host: str = ""  # the fleet host it was listed on (core/fleet.py); "" outside a fleet
 
     def disk(self, target: str | None = None) -> DiskInfo | None:
         """The disk with that target, or the first writable disk device when target is None."""
@@ -74,6 +75,8 @@ class DomainInfo:
         data = asdict(self)
         data["state"] = str(self.state)
         data["disks"] = [asdict(d) for d in self.disks]
+        if not self.host:
+            del data["host"]
         return data
 
 

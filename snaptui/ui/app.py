@@ -3,10 +3,13 @@ never reads the environment itself."""
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Callable, Iterable, Sequence
+from functools import partial
 from typing import Any, ClassVar, Protocol
 
-from textual import on
+from textual import on, work
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
@@ -14,6 +17,8 @@ from textual.theme import Theme
 from textual.worker import Worker
 
 from snaptui.core.errors import SnaptuiError
+from snaptui.core.fleet import Fleet
+from snaptui.core.hosts import LOCAL_NAME, HostSpec
 from snaptui.core.image_store import ImageStore
 from snaptui.core.libvirt_host import LibvirtHost
 from snaptui.ui import messages
@@ -23,6 +28,8 @@ from snaptui.ui.main_screen import IMAGE_REFRESH_S, MainScreen
 from snaptui.ui.themes import DEFAULT_THEME
 from snaptui.ui.worker_failures import is_failure, report_failure
 
+log = logging.getLogger(__name__)
+
 
 class Watcher(Protocol):
     """What the app needs of a DomainEventWatcher."""
@@ -31,7 +38,8 @@ class Watcher(Protocol):
     def stop(self, timeout: float = 5.0) -> None: ...
 
 
-WatcherFactory = Callable[[Callable[[Any], None]], Watcher]
+# One watcher per host (None: that host has no events to watch, e.g. the demo's test driver).
+WatcherFactory = Callable[[HostSpec, Callable[[Any], None]], Watcher | None]
 
 
 class SnaptuiApp(App[int]):
@@ -44,18 +52,22 @@ class SnaptuiApp(App[int]):
         Binding("ctrl+p", "command_palette", "Palette", id="palette", show=False),
     ]
 
-    def __init__(self, *, host: LibvirtHost, store: ImageStore,
-                 watcher_factory: WatcherFactory | None = None, demo: bool = False,
+    def __init__(self, *, store: ImageStore, host: LibvirtHost | None = None,
+                 fleet: Fleet | None = None, watcher_factory: WatcherFactory | None = None,
+                 demo: bool = False,
                  config: UiConfig | None = None, themes: Sequence[Theme] = (),
                  theme: str | None = None, image_refresh_s: float = IMAGE_REFRESH_S,
                  cloud: str | None = None, library: str | None = None,
                  demo_speed: float = 0.0, glance_available: bool | None = None) -> None:
         super().__init__()
-        self.host = host
+        if fleet is None:
+            if host is None:
+                raise ValueError("SnaptuiApp needs a host or a fleet")
+            fleet = Fleet.of([(HostSpec(LOCAL_NAME, host.uri), host)])
+        self.fleet = fleet
         self.store = store
         # What the app was started with (-c/--os-cloud/--library): every job it launches
-        # goes to the same hypervisor, cloud and library, whatever the environment says.
-        self.uri = host.uri
+        # goes to the same hypervisors, cloud and library, whatever the environment says.
         self.cloud = cloud
         self.library = library
         # Whether the snapshot dialog may offer Glance (default: only when it is the store).
@@ -66,7 +78,11 @@ class SnaptuiApp(App[int]):
         self.config = config or UiConfig()
         self.image_refresh_s = image_refresh_s
         self._watcher_factory = watcher_factory
-        self._watcher: Watcher | None = None
+        # host → its running watcher (None: the factory has none for that host)
+        self._watchers: dict[str, Watcher | None] = {}
+        self._watching: set[str] = set()  # hosts whose watcher is starting
+        self._watch_lock = threading.Lock()
+        self._watch_closed = False
         self.snaptui_themes = [t.name for t in themes]
         for item in themes:
             self.register_theme(item)
@@ -76,9 +92,25 @@ class SnaptuiApp(App[int]):
         self.theme = name
         if self.config.keymap:
             self.set_keymap(self.config.keymap)
-        self.sub_title = ("demo lab · libvirt test driver" if demo
-                          else f"{host.uri} · {store.kind}")
-        self.main = MainScreen()
+        several = len(fleet) > 1
+        where = f"{len(fleet)} hosts" if several else self.uri
+        self.sub_title = (("demo lab · libvirt test driver" + (f" · {where}" if several else ""))
+                          if demo else f"{where} · {store.kind}")
+        self.main = MainScreen(hosts=fleet.names)
+
+    @property
+    def host(self) -> LibvirtHost:
+        """The first host's connection (what is not fleet-aware yet works on it)."""
+        return self.fleet.first.libvirt
+
+    @host.setter
+    def host(self, host: LibvirtHost) -> None:
+        self.fleet.first.libvirt = host
+
+    @property
+    def uri(self) -> str:
+        """The first host's URI."""
+        return self.fleet.first.libvirt.uri
 
     @classmethod
     def binding_ids(cls) -> set[str]:
@@ -91,17 +123,59 @@ class SnaptuiApp(App[int]):
 
     def on_mount(self) -> None:
         self.theme_changed_signal.subscribe(self, self._theme_changed)
-        if self._watcher_factory is not None:
-            self._watcher = self._watcher_factory(self._libvirt_event)
-            self._watcher.start()
+        for host in self.fleet.hosts:
+            self.watch_host(host.name)
 
     def on_unmount(self) -> None:
-        if self._watcher is not None:
-            self._watcher.stop(timeout=2.0)
+        with self._watch_lock:
+            self._watch_closed = True
+            watchers, self._watchers = list(self._watchers.values()), {}
+        for watcher in watchers:
+            if watcher is not None:
+                watcher.stop(timeout=2.0)
 
-    def _libvirt_event(self, event: Any) -> None:
-        """Runs on the watcher's thread: post_message is thread-safe."""
-        self.main.post_message(messages.DomainEvent(event))
+    # -- libvirt events, one watcher per host ---------------------------------------------------
+
+    def watch_host(self, name: str) -> None:
+        """Start watching the host's events unless a watcher runs or is starting (a host that
+        was down gets its watcher when a listing finds it up)."""
+        if self._watcher_factory is None:
+            return
+        with self._watch_lock:
+            if self._watch_closed or name in self._watchers or name in self._watching:
+                return
+            self._watching.add(name)
+        self._start_watcher(name)
+
+    @work(thread=True, exit_on_error=False, group="watch", description="watch libvirt events")
+    def _start_watcher(self, name: str) -> None:
+        """Connects (blocking: a thread, so a slow host holds up nothing)."""
+        assert self._watcher_factory is not None
+        watcher = self._watcher_factory(self.fleet[name].spec, partial(self._libvirt_event, name))
+        try:
+            if watcher is not None:
+                watcher.start()
+        except SnaptuiError as err:  # down: the listing says so; watch when it is back
+            log.info("no events from %s: %s", name, err)
+            with self._watch_lock:
+                self._watching.discard(name)
+            return
+        with self._watch_lock:
+            self._watching.discard(name)
+            if not self._watch_closed:
+                self._watchers[name] = watcher
+                return
+        if watcher is not None:  # the app closed while it connected
+            watcher.stop(timeout=2.0)
+
+    def watching(self, name: str) -> bool:
+        """True while a watcher delivers the host's events."""
+        with self._watch_lock:
+            return self._watchers.get(name) is not None
+
+    def _libvirt_event(self, host: str, event: Any) -> None:
+        """Runs on the host's watcher thread: post_message is thread-safe."""
+        self.main.post_message(messages.DomainEvent(event, host))
 
     def on_job_finished(self, message: messages.JobFinished) -> None:
         self.main.job_finished(message.job_id)

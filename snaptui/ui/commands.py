@@ -31,9 +31,12 @@ class SnaptuiCommands(Provider):
         for title, action in ACTIONS:
             found.append((title, partial(main.run_action, action),
                           main.ACTIONS_HELP.get(action, "")))
-        for info in sorted(main.domains_pane.domains.values(), key=lambda d: d.name):
-            found.append((f"Jump to domain {info.name}",
-                          partial(self._jump, "domain", info.uuid), f"{info.state} · {info.uuid}"))
+        several = main.domains_pane.show_host
+        for key, info in sorted(main.domains_pane.domains.items(),
+                                key=lambda item: (item[1].name, item[1].host)):
+            name = f"{info.host}:{info.name}" if several else info.name
+            found.append((f"Jump to domain {name}",
+                          partial(self._jump, "domain", key), f"{info.state} · {info.uuid}"))
         for image in main.images_pane.images.values():
             found.append((f"Jump to image {image.name}",
                           partial(self._jump, "image", image.id), f"{image.status} · {image.id}"))

@@ -12,6 +12,7 @@ from textual.selection import Selection
 from textual.strip import Strip
 from textual.visual import Visual
 
+from snaptui.core.fleet import key_of
 from snaptui.core.models import DomainInfo, ImageFileInfo, ImageRecord
 from snaptui.ui.domains_pane import STATE_LOOK, short_date, size_text
 from snaptui.ui.scrolling import set_virtual_size
@@ -149,9 +150,10 @@ class DetailPane(ScrollView, can_focus=False):
     }
     """
 
-    def __init__(self, *, id: str = "detail") -> None:  # noqa: A002
+    def __init__(self, *, id: str = "detail", show_host: bool = False) -> None:  # noqa: A002
         super().__init__(id=id, classes="pane")
-        self.showing: tuple[str, str] | None = None  # ("domain", uuid) or ("image", id)
+        self.show_host = show_host  # several hosts: a domain is titled HOST:NAME
+        self.showing: tuple[str, str] | None = None  # ("domain", HOST:UUID) or ("image", id)
         self._content = Content(PLACEHOLDER)
         self._wrapped: list[Strip] = []
         # What _wrapped was rendered for; None when _content changed since.
@@ -174,8 +176,11 @@ class DetailPane(ScrollView, can_focus=False):
         it back (two layouts)."""
         loading = any(disks.get(d.target) is None for d in info.disks
                       if d.device == "disk" and d.path)
-        self._show(("domain", info.uuid), f"Detail — {info.name}", domain_lines(info, disks),
-                   hold_height=loading)
+        name = f"{info.host}:{info.name}" if self.show_host and info.host else info.name
+        lines = domain_lines(info, disks)
+        if self.show_host and info.host:
+            lines[0] += f"  [$text-muted]on host[/] [b]{_e(info.host)}[/b]"
+        self._show(("domain", key_of(info)), f"Detail — {name}", lines, hold_height=loading)
 
     def show_image(self, image: ImageRecord, domain_name: str | None,
                    images: Mapping[str, ImageRecord] | None = None) -> None:

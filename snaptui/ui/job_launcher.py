@@ -24,6 +24,8 @@ from snaptui.core.engine.jobs import (
     store_auth_state,
 )
 from snaptui.core.engine.plan import SnapshotRequest
+from snaptui.core.errors import BadInput
+from snaptui.core.hosts import HostSpec
 from snaptui.core.image_store import ImageStore
 from snaptui.core.libvirt_host import LibvirtHost
 from snaptui.ui.messages import JobFinished, JobProgress
@@ -44,9 +46,23 @@ def _store_for(request: SnapshotRequest, store: ImageStore | None) -> ImageStore
     return store
 
 
+def job_refusal(spec: HostSpec) -> str | None:
+    """Why a snapshot of a domain on ``spec`` cannot start from this dashboard (None: it can).
+
+    A remote host's disks are not this machine's: its jobs must run through snaptui on that
+    host (core/remote_jobs.py, the remote job API). Until the dashboard is switched to that
+    API they are refused here, the one place that decides it; a local job on a remote domain
+    would read paths that exist only there.
+    """
+    if spec.remote:
+        return (f"{spec.name}: snapshots of a remote host's domains run on that host "
+                "(snaptui over SSH), which this dashboard cannot start yet")
+    return None
+
+
 async def start_snapshot(request: SnapshotRequest, host: LibvirtHost,
-                         store: ImageStore | None, *, cloud: str | None = None,
-                         demo_speed: float = 0.0) -> str:
+                         store: ImageStore | None, *, spec: HostSpec | None = None,
+                         cloud: str | None = None, demo_speed: float = 0.0) -> str:
     """Preflight ``request`` and start its job; returns the job id (SnaptuiError propagates).
 
     The request's URI and cloud default to the app's (``host`` and ``cloud``): the detached
@@ -55,7 +71,11 @@ async def start_snapshot(request: SnapshotRequest, host: LibvirtHost,
     The test:/// driver keeps its state in this process, so its jobs run inline in a thread;
     real hypervisors get a detached job process that outlives the dashboard. ``demo_speed``
     paces those like a real host's (snaptui.core.demo_pace; 0: as fast as they go).
+    ``spec``: the fleet host the domain is on (a remote one is refused, see ``job_refusal``).
     """
+    refusal = job_refusal(spec) if spec is not None else None
+    if refusal:
+        raise BadInput(refusal)
     if request.uri is None:
         request = replace(request, uri=host.uri)
     if request.cloud is None and cloud is not None:

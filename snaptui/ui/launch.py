@@ -11,13 +11,16 @@ from pathlib import Path
 from textual.theme import BUILTIN_THEMES
 
 from snaptui.core.errors import BadInput
-from snaptui.core.libvirt_host import LibvirtHost
+from snaptui.core.fleet import Fleet
+from snaptui.core.hosts import HostSpec, resolve_hosts
 from snaptui.core.paths import config_dir
 from snaptui.core.store_factory import open_store, resolve_destination
 from snaptui.ui.config import CONFIG_NAME, load_config
 from snaptui.ui.themes import check_theme_name, load_themes, shipped_theme_dir
 
 log = logging.getLogger(__name__)
+
+DEMO_HOST = "demo"  # the demo lab's host name (shown when --demo -c adds hosts)
 
 
 def demo_speed(args: argparse.Namespace) -> float:
@@ -31,8 +34,24 @@ def demo_speed(args: argparse.Namespace) -> float:
     return float(speed)
 
 
+def uri_list(args: argparse.Namespace) -> list[str]:
+    """``-c`` as given: None, one URI (str) or several (a list, once ``-c`` is repeatable)."""
+    uri = getattr(args, "uri", None)
+    if not uri:
+        return []
+    return [uri] if isinstance(uri, str) else [u for u in uri if u]
+
+
 def build_app(args: argparse.Namespace, *, demo_base: Path | None = None):  # -> SnaptuiApp
-    """Parse config and themes, open libvirt and the image store, return the app (not run)."""
+    """Parse config and themes, open libvirt and the image store, return the app (not run).
+
+    The hosts: ``-c`` URIs, else config.toml's ``[[hosts]]``, else the default URI. One host
+    is connected here (a wrong URI fails at once, in one line); several are connected by the
+    dashboard's workers, each on its own thread, so a down host does not hold up the start.
+    The demo is its own host ("demo"); ``--demo -c URI`` adds hosts beside it.
+    """
+    from snaptui.core.domain_events import DomainEventWatcher
+    from snaptui.core.settings import load_engine_settings
     from snaptui.ui.app import SnaptuiApp
 
     speed = demo_speed(args)
@@ -46,12 +65,20 @@ def build_app(args: argparse.Namespace, *, demo_base: Path | None = None):  # ->
     watcher_factory = None
     library: str | None
     glance_available = False
+    settings = load_engine_settings()
     if getattr(args, "demo", False):
         from snaptui.core.demo_lab import build_demo_lab
         from snaptui.core.engine.recover import recover
 
         lab = build_demo_lab(demo_base)
-        uri, destination, library = lab.uri, "library", str(lab.library_dir)
+        destination, library = "library", str(lab.library_dir)
+        extra = resolve_hosts(uri_list(args), settings) if uri_list(args) else []
+        hosts = [HostSpec(DEMO_HOST, lab.uri), *(h for h in extra if h.name != DEMO_HOST)]
+
+        def watcher_factory(spec, callback):  # type: ignore[no-redef]
+            # The demo's test driver lives in this process, per connection: no events.
+            return None if spec.uri == lab.uri else DomainEventWatcher(spec.uri, callback)
+
         # The demo's jobs keep their journal, locks, scratch and audit log under the demo,
         # never in the operator's state (and recover here sees only the demo's jobs).
         os.environ["SNAPTUI_STATE_DIR"] = str(lab.state_dir)
@@ -60,21 +87,26 @@ def build_app(args: argparse.Namespace, *, demo_base: Path | None = None):  # ->
             log.warning("recovered job %s: %s", job_id, outcome)
     else:
         from snaptui.core.cloud_config import cloud_configured
-        from snaptui.core.domain_events import DomainEventWatcher
 
-        uri = args.uri
+        hosts = resolve_hosts(uri_list(args), settings)
         library = getattr(args, "library", None)
         # The rule `snaptui images` and `snaptui snapshot` use: --library without --os-cloud
         # is the library even when OS_CLOUD is set.
         destination = resolve_destination(None, getattr(args, "cloud", None), library)
         glance_available = destination == "glance" or cloud_configured(getattr(args, "cloud", None))
 
-        def watcher_factory(callback):  # type: ignore[no-redef]
-            return DomainEventWatcher(uri, callback)
+        def watcher_factory(spec, callback):  # type: ignore[no-redef]
+            return DomainEventWatcher(spec.uri, callback)
 
-    host = LibvirtHost(uri).connect()
-    store = open_store(destination, cloud=getattr(args, "cloud", None), library=library)
-    return SnaptuiApp(host=host, store=store, watcher_factory=watcher_factory,
+    fleet = Fleet(hosts)
+    if len(fleet) == 1:
+        fleet.first.libvirt.connect()
+    try:
+        store = open_store(destination, cloud=getattr(args, "cloud", None), library=library)
+    except BaseException:
+        fleet.close()
+        raise
+    return SnaptuiApp(fleet=fleet, store=store, watcher_factory=watcher_factory,
                       demo=bool(getattr(args, "demo", False)), config=config, themes=themes,
                       demo_speed=speed,
                       theme=theme, cloud=getattr(args, "cloud", None), library=library,
@@ -87,7 +119,7 @@ def run_dashboard(args: argparse.Namespace) -> int:
     try:
         app.run()
     finally:
-        app.host.close()
+        app.fleet.close()
     if app.return_code:
         print(f"snaptui: dashboard exited with code {app.return_code}", file=sys.stderr)
     return app.return_code or 0

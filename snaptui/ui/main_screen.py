@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import gc
 import threading
+from collections.abc import Sequence
+from functools import partial
 from typing import TYPE_CHECKING, ClassVar
 
 from textual import on, work
@@ -22,6 +24,7 @@ from textual.widgets import Header, Static
 from snaptui.core import qemu_img
 from snaptui.core.choices import allocated_size
 from snaptui.core.errors import NotFound, SnaptuiError
+from snaptui.core.fleet import HostListing, domain_key, key_of, split_key
 from snaptui.core.models import DomainInfo, ImageFileInfo, ImageRecord
 from snaptui.ui import messages
 from snaptui.ui.detail_pane import DetailPane
@@ -29,13 +32,14 @@ from snaptui.ui.domains_pane import DomainExtras, DomainsPane
 from snaptui.ui.footer import BindingsFooter
 from snaptui.ui.images_pane import ImagesPane
 from snaptui.ui.keyed_table import KeyedTable
-from snaptui.ui.worker_failures import ForwardsWorkerFailures
+from snaptui.ui.worker_failures import FAILURE_TITLES, ForwardsWorkerFailures
 
 if TYPE_CHECKING:
     from snaptui.core.engine.plan import SnapshotRequest
     from snaptui.ui.app import SnaptuiApp
 
 IMAGE_REFRESH_S = 30.0
+DOWN_RETRY_S = 15.0  # a down host is listed again this often (and on every `r`)
 # While the cursor keeps moving, a domain's qemu-img info waits this long after the last move
 # (its name and state show at once).
 DETAIL_DEBOUNCE_S = 0.09
@@ -79,16 +83,17 @@ class MainScreen(ForwardsWorkerFailures, Screen):
 
     app: SnaptuiApp
 
-    def __init__(self) -> None:
+    def __init__(self, hosts: Sequence[str] = ()) -> None:
         super().__init__(id="main")
-        self.domains_pane = DomainsPane()
+        self.domains_pane = DomainsPane(hosts=hosts)
         self.images_pane = ImagesPane()
-        self.detail = DetailPane()
-        self._allocated: dict[str, int | None] = {}
+        self.detail = DetailPane(show_host=len(hosts) > 1)
+        self._allocated: dict[str, int | None] = {}  # HOST:UUID → allocated bytes
         self._snapshots: dict[str, tuple[int, str | None]] = {}
         self._only = False
+        self._listed: set[str] = set()  # hosts whose first listing is in
         self._first_load: set[str] | None = set()  # None once both lists came in
-        # (domain uuid, disk target, path) → what qemu-img said, for the domain last read
+        # (HOST:UUID, disk target, path) → what qemu-img said, for the domain last read
         self._disks_read: dict[tuple[str, str, str | None], ImageFileInfo | BaseException] = {}
         self.stop_following = threading.Event()
 
@@ -110,6 +115,7 @@ class MainScreen(ForwardsWorkerFailures, Screen):
         self.refresh_domains()
         self.refresh_images()
         self.set_interval(self.app.image_refresh_s, self.refresh_images, name="images-timer")
+        self.set_interval(DOWN_RETRY_S, self._retry_down_hosts, name="down-hosts-timer")
 
     def on_unmount(self) -> None:
         self.stop_following.set()
@@ -117,19 +123,30 @@ class MainScreen(ForwardsWorkerFailures, Screen):
 
     # -- data workers --------------------------------------------------------------------------
 
-    @work(thread=True, exit_on_error=False, group="domains", exclusive=True,
-          description="list domains")
     def refresh_domains(self) -> None:
-        domains = self.app.host.list_domains()
-        allocated = {d.uuid: allocated_size(d) for d in domains}
-        self.app.call_from_thread(self._apply_domains, domains, allocated)
+        """List every host, each on its own thread (a slow host holds up no other)."""
+        for host in self.app.fleet.hosts:
+            self.refresh_host(host.name)
+
+    def _retry_down_hosts(self) -> None:
+        for name in list(self.domains_pane.down):
+            self.refresh_host(name)
+
+    @work(thread=True, exit_on_error=False, group="domains", description="list domains")
+    def refresh_host(self, name: str) -> None:
+        listing = self.app.fleet[name].list_domains()
+        if listing is None:  # another worker is listing this host and will list it again
+            return
+        allocated = {key_of(d): allocated_size(d) for d in listing.domains}
+        self.app.call_from_thread(self._apply_listing, listing, allocated)
 
     @work(thread=True, exit_on_error=False, group="domain-row", description="read a domain")
-    def refresh_domain(self, uuid: str) -> None:
+    def refresh_domain(self, key: str) -> None:
+        host, uuid = split_key(key)
         try:
-            info = self.app.host.get_domain(uuid)
+            info = self.app.fleet[host].get_domain(uuid)
         except NotFound:
-            self.app.call_from_thread(self.domains_pane.remove_domain, uuid)
+            self.app.call_from_thread(self.domains_pane.remove_domain, key)
             return
         self.app.call_from_thread(self._apply_domain, info)
 
@@ -140,21 +157,41 @@ class MainScreen(ForwardsWorkerFailures, Screen):
         self.app.call_from_thread(self._apply_images, images)
 
     def _extras(self) -> dict[str, DomainExtras]:
-        return {uuid: DomainExtras(self._allocated.get(uuid), *self._snapshots.get(uuid, (0, None)))
-                for uuid in self.domains_pane.domains}
+        return {key: DomainExtras(self._allocated.get(key), *self._snapshots.get(d.uuid, (0, None)))
+                for key, d in self.domains_pane.domains.items()}
 
-    def _apply_domains(self, domains: list[DomainInfo], allocated: dict[str, int | None]) -> None:
-        self._allocated = allocated
-        self.domains_pane.domains = {d.uuid: d for d in domains}
-        self.domains_pane.set_extras(self._extras())
-        if self.detail.showing is None or self.detail.showing[0] == "domain":
-            self._detail_follows(self.domains_pane, refresh=True)
+    def _apply_listing(self, listing: HostListing, allocated: dict[str, int | None]) -> None:
+        """One host's listing: its rows replace the host's old ones; a down host's line says
+        why (and the operator is told once when it goes down)."""
+        status, pane = listing.status, self.domains_pane
+        was = pane.down.get(status.name)  # the reason it was down, None when it was up
+        # A host's first rows do not take the cursor from the top row (whichever host
+        # answers first must not decide where the cursor starts).
+        first, at_top = status.name not in self._listed, pane.table.cursor_row == 0
+        self._listed.add(status.name)
+        self._allocated = {k: v for k, v in self._allocated.items()
+                           if split_key(k)[0] != status.name} | allocated
+        pane.set_host_domains(status.name, listing.domains, status.reason)
+        pane.set_extras(self._extras())
+        if first and at_top and pane.table.row_count:
+            pane.table.move_cursor(row=0)
+        if status.error is not None and status.reason != was:
+            where = f"{status.name}: " if pane.show_host else ""
+            self.notify(where + status.error, title=FAILURE_TITLES["domains"], severity="error",
+                        timeout=8, markup=False)
+        elif status.error is None:
+            self.app.watch_host(status.name)  # a host that was down at start: watch it now
+        showing = self.detail.showing
+        if showing is None or (showing[0] == "domain" and (
+                split_key(showing[1])[0] == status.name or showing[1] not in pane.domains)):
+            self._detail_follows(pane, refresh=True)
         self._loaded("domains")
 
     def _apply_domain(self, info: DomainInfo) -> None:
-        self._allocated[info.uuid] = allocated_size(info)
+        key = key_of(info)
+        self._allocated[key] = allocated_size(info)
         self.domains_pane.update_domain(info)
-        if self.detail.showing == ("domain", info.uuid):
+        if self.detail.showing == ("domain", key):
             self.load_domain_detail(info)
 
     def _apply_images(self, images: list[ImageRecord]) -> None:
@@ -190,8 +227,9 @@ class MainScreen(ForwardsWorkerFailures, Screen):
         """Show ``info`` at once, then (after ``delay_s``, cancelled by the next call) every
         disk's qemu-img info, read concurrently and painted once."""
         # Reloading the shown domain: what its unchanged disks showed stays until re-read.
-        read_before = self._disks_read if self.detail.showing == ("domain", info.uuid) else {}
-        self.detail.show_domain(info, {d.target: read_before.get((info.uuid, d.target, d.path))
+        key = key_of(info)
+        read_before = self._disks_read if self.detail.showing == ("domain", key) else {}
+        self.detail.show_domain(info, {d.target: read_before.get((key, d.target, d.path))
                                        for d in info.disks})
         if delay_s:
             await asyncio.sleep(delay_s)
@@ -205,7 +243,7 @@ class MainScreen(ForwardsWorkerFailures, Screen):
             if isinstance(result, BaseException) and not isinstance(result, SnaptuiError):
                 raise result  # a bug, not a disk qemu-img cannot read: the worker fails
             found[target] = result
-        self._disks_read = {(info.uuid, target, path): found[target] for target, path, _ in disks}
+        self._disks_read = {(key, target, path): found[target] for target, path, _ in disks}
         self.detail.show_domain(info, found)
 
     def _detail_follows(self, pane: DomainsPane | ImagesPane, refresh: bool = False) -> None:
@@ -218,10 +256,10 @@ class MainScreen(ForwardsWorkerFailures, Screen):
             if self._only:
                 self.images_pane.set_only_domain((info.uuid, info.name),
                                                  base=info.base_image_ref)
-            if refresh or self.detail.showing != ("domain", info.uuid):
+            if refresh or self.detail.showing != ("domain", key_of(info)):
                 self.load_domain_detail(info, 0.0 if refresh else DETAIL_DEBOUNCE_S)
         elif image := pane.selected:
-            owner = self.domains_pane.domains.get(image.instance_uuid or "")
+            owner = self.domains_pane.by_uuid(image.instance_uuid)
             self.detail.show_image(image, owner.name if owner else None,
                                    self.images_pane.images)
 
@@ -245,18 +283,21 @@ class MainScreen(ForwardsWorkerFailures, Screen):
     # -- live updates --------------------------------------------------------------------------
 
     def on_domain_event(self, message: messages.DomainEvent) -> None:
-        event = message.event
+        """An event from one host's watcher: only that host (or that row) is read again."""
+        event, host = message.event, message.host or self.app.fleet.first.name
+        title = f"libvirt · {host}" if self.domains_pane.show_host else "libvirt"
         if event.kind == "lifecycle":
             if event.event in ("defined", "undefined") or not event.uuid:
-                self.refresh_domains()
+                self.refresh_host(host)
             else:
-                self.refresh_domain(event.uuid)
+                self.refresh_domain(domain_key(host, event.uuid))
         elif event.kind == "disconnected":
             self.notify(f"lost libvirt events ({event.event}); reconnecting…",
-                        severity="warning", title="libvirt")
+                        severity="warning", title=title)
+            self.refresh_host(host)  # a host that died shows as down now, not at the next `r`
         elif event.kind == "reconnected":
-            self.notify("libvirt events back", title="libvirt")
-            self.refresh_domains()
+            self.notify("libvirt events back", title=title)
+            self.refresh_host(host)
 
     def job_finished(self, job_id: str) -> None:
         """A job ended: images changed, and (test driver: no events) domain states too."""
@@ -305,18 +346,26 @@ class MainScreen(ForwardsWorkerFailures, Screen):
         self.app.push_screen(CleanupScreen())
 
     def action_snapshot(self) -> None:
+        from snaptui.ui.job_launcher import job_refusal
+
         info = self.domains_pane.selected
         if info is None:
             self.notify("select a domain to snapshot", severity="warning")
             return
-        self.open_snapshot_dialog(info.uuid)
+        refusal = job_refusal(self.app.fleet[info.host].spec)
+        if refusal:
+            self.notify(refusal, severity="warning", markup=False)
+            return
+        self.open_snapshot_dialog(key_of(info))
 
     @work(thread=True, exit_on_error=False, group="snapshot", description="check snapshot modes")
-    def open_snapshot_dialog(self, uuid: str) -> None:
+    def open_snapshot_dialog(self, key: str) -> None:
         from snaptui.core.engine.preflight import available_modes
 
-        info = self.app.host.get_domain(uuid)  # fresh state: the dialog's modes depend on it
-        modes = available_modes(info, self.app.host)
+        name, uuid = split_key(key)
+        host = self.app.fleet[name]
+        info = host.get_domain(uuid)  # fresh state: the dialog's modes depend on it
+        modes = available_modes(info, host.libvirt)
         self.app.call_from_thread(self._push_snapshot_dialog, info, modes)
 
     def _push_snapshot_dialog(self, info: DomainInfo, modes: dict) -> None:
@@ -324,20 +373,22 @@ class MainScreen(ForwardsWorkerFailures, Screen):
 
         app = self.app
         library = app.store.location if app.store.kind == "library" else app.library
-        dialog = SnapshotDialog(info, modes, app.store.kind, library, uri=app.uri,
+        host = app.fleet[info.host]
+        dialog = SnapshotDialog(info, modes, app.store.kind, library, uri=host.libvirt.uri,
                                 cloud=app.cloud, glance_available=app.glance_available)
-        app.push_screen(dialog, self._snapshot_chosen)
+        app.push_screen(dialog, partial(self._snapshot_chosen, host.name))
 
-    def _snapshot_chosen(self, request: SnapshotRequest | None) -> None:
+    def _snapshot_chosen(self, host: str, request: SnapshotRequest | None) -> None:
         if request is not None:
-            self.start_job(request)
+            self.start_job(host, request)
 
     @work(exit_on_error=False, group="launch", description="start snapshot")
-    async def start_job(self, request: SnapshotRequest) -> None:
+    async def start_job(self, host: str, request: SnapshotRequest) -> None:
         from snaptui.ui.job_launcher import start_snapshot
         from snaptui.ui.jobs_screen import JobsScreen
 
-        job_id = await start_snapshot(request, self.app.host, self.app.store,
+        on = self.app.fleet[host]
+        job_id = await start_snapshot(request, on.libvirt, self.app.store, spec=on.spec,
                                       cloud=self.app.cloud, demo_speed=self.app.demo_speed)
         self.follow_job(job_id)
         self.app.push_screen(JobsScreen(job_id))

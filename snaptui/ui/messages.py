@@ -18,6 +18,7 @@ class DomainEvent(Message):
     """A libvirt lifecycle or connection event from the DomainEventWatcher thread."""
 
     event: Any  # snaptui.core.domain_events.DomainEvent
+    host: str = ""  # the fleet host whose watcher saw it
 
 
 @dataclass

@@ -30,11 +30,12 @@ class TablePane(Vertical):
     SORT_REVERSE: ClassVar[bool] = False
     TITLE = ""
 
-    def __init__(self, *, id: str) -> None:  # noqa: A002 - Textual's name for it
+    def __init__(self, *, id: str,  # noqa: A002 - Textual's name for it
+                 columns: Sequence[ColumnSpec] | None = None) -> None:
         super().__init__(id=id, classes="pane")
         self.filter_text = ""
         self._styles = ThemeStyles()
-        self.table = KeyedTable(self.COLUMNS, id=f"{id}-table")
+        self.table = KeyedTable(self.COLUMNS if columns is None else columns, id=f"{id}-table")
         self.table.formatter = self.format_cell
         self.table.sort_columns = self.SORT_COLUMNS
         self.table.sort_reverse = self.SORT_REVERSE
