@@ -67,7 +67,7 @@ def _run_follow(args: argparse.Namespace) -> int:
         from snaptui.core.remote_jobs import follow_remote_job
 
         follower = RemoteFollower(host, args.json)
-        follower.job_id = job_id
+        follower.feed.job_id = job_id
         return follower.run(follow_remote_job(host, job_id))
     from snaptui.cli.snapshot import _follow_json, _follow_rich
     from snaptui.core.engine.jobs import get_job

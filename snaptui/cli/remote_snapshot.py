@@ -10,21 +10,17 @@ Ctrl-C only stops listening).
 from __future__ import annotations
 
 import argparse
-import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 from rich.live import Live
 
 from snaptui.cli import output
 from snaptui.cli.fleet import login_line, pick
-from snaptui.core.engine.journal import JobRecord, fold
+from snaptui.core.engine.journal import JobRecord
 from snaptui.core.hosts import HostSpec
-from snaptui.core.remote import RemoteCall, SshLost, SshUnreachable
-
-REATTACH_TRIES = 5
-REATTACH_PAUSE_S = 2.0
+from snaptui.core.remote import RemoteCall
+from snaptui.core.remote_feed import RemoteFeed
 
 
 def route_snapshot(args: argparse.Namespace, request_from_args) -> int | None:
@@ -69,16 +65,19 @@ class RemoteFollower:
     def __init__(self, host: HostSpec, as_json: bool) -> None:
         self.host = host
         self.as_json = as_json
-        self.job_id: str | None = None
-        self.events: list[dict[str, Any]] = []
+        self.feed = RemoteFeed(host, note=lambda text: output.note(f"snaptui: {text}"))
         self.last: dict[str, Any] = {}
+
+    @property
+    def job_id(self) -> str | None:
+        return self.feed.job_id
 
     def run(self, call: RemoteCall) -> int:
         if self.as_json:
-            self._consume(self._resilient(call), None)
+            self._consume(self.feed.follow(self._cancel_on_interrupt(call)), None)
         else:
             with Live(console=output.console(), refresh_per_second=8) as live:
-                self._consume(self._resilient(call), live)
+                self._consume(self.feed.follow(self._cancel_on_interrupt(call)), live)
         return self._outcome()
 
     def _consume(self, events: Iterator[dict[str, Any]], live: Live | None) -> None:
@@ -90,40 +89,6 @@ class RemoteFollower:
                 from snaptui.cli.snapshot import _render
 
                 live.update(_render(self.record()))
-
-    def _resilient(self, call: RemoteCall) -> Iterator[dict[str, Any]]:
-        """The call's events; after a lost connection, the rest of them by re-attaching (the
-        journal is replayed from its start: what was already seen is skipped)."""
-        tries = 0
-        replayed = 0
-        while True:
-            try:
-                for event in self._cancel_on_interrupt(call):
-                    tries = 0
-                    if replayed < len(self.events):
-                        replayed += 1
-                        continue
-                    replayed += 1
-                    if event.get("event") == "job":
-                        self.job_id = self.job_id or event.get("job_id")
-                    self.events.append(event)
-                    yield event
-                return
-            except (SshLost, SshUnreachable) as err:
-                if self.job_id is None:
-                    raise
-                tries += 1
-                if tries > REATTACH_TRIES:
-                    output.note(f"snaptui: {err}; job {self.host.name}:{self.job_id} goes on "
-                                f"there (follow it: snaptui jobs --follow "
-                                f"{self.host.name}:{self.job_id})")
-                    return
-                output.note(f"snaptui: {err}; re-attaching to {self.job_id}...")
-                time.sleep(REATTACH_PAUSE_S)
-                from snaptui.core.remote_jobs import follow_remote_job
-
-                call = follow_remote_job(self.host, self.job_id)
-                replayed = 0
 
     def _cancel_on_interrupt(self, call: RemoteCall) -> Iterator[dict[str, Any]]:
         try:
@@ -144,14 +109,7 @@ class RemoteFollower:
 
     def record(self) -> JobRecord:
         """The job as the events so far tell it (the local view's renderer reads this)."""
-        events = []
-        for event in self.events:
-            if event.get("event") == "job" and "plan" not in event:
-                event = {**event, "plan": {"domain_name": f"{self.host.name}:"
-                                           f"{event.get('domain', '?')}",
-                                           "mode": event.get("mode")}}
-            events.append(event)
-        return fold(self.job_id or "?", Path("-"), events)
+        return self.feed.record()
 
     def _outcome(self) -> int:
         if self.as_json:
