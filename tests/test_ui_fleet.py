@@ -10,21 +10,26 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 from pathlib import Path
 
 import libvirt
 import pytest
+from fleet_tools import HOST as SSH_HOST
+from fleet_tools import Fleet as SshLab
+from fleet_tools import lab_ssh_env
 from libvirt_proxy import LibvirtProxy
 from ui_pilot import screen_text, settle, wait_for
 
 from snaptui.core.domain_events import DomainEventWatcher
+from snaptui.core.engine.plan import Mode, SnapshotRequest
 from snaptui.core.fleet import Fleet, domain_key, key_of
 from snaptui.core.hosts import HostSpec
 from snaptui.core.image_library import ImageLibrary
 from snaptui.core.libvirt_host import LibvirtHost
 from snaptui.core.paths import config_dir
 from snaptui.ui.app import SnaptuiApp
-from snaptui.ui.job_launcher import job_refusal
+from snaptui.ui.jobs_screen import JobsScreen
 from snaptui.ui.launch import build_app, uri_list
 from snaptui.ui.snapshot_dialog import SnapshotDialog
 
@@ -211,34 +216,52 @@ async def test_one_libvirtd_under_two_uris_gives_two_rows(make_domain, libvirt_u
         fleet.close()
 
 
-async def test_a_remote_hosts_domain_is_not_snapshotted_locally(make_domain, libvirt_uri: str,
-                                                                tmp_path: Path) -> None:
-    """A qemu+ssh host's domain: `s` says, in one line naming the host, that its jobs run
-    there, and opens no dialog. (Until the lab's sshd exists, the "remote" host's connection
-    is the lab's libvirtd under its local URI: only its HostSpec says SSH.)"""
+async def test_a_remote_hosts_domain_is_snapshotted_there(make_domain, libvirt_uri: str,
+                                                          store, own_images, tmp_path: Path,
+                                                          lab_env) -> None:
+    """A qemu+ssh host's domain (lab2: the lab's sshd): `s` opens the dialog from that host's
+    connection; the job runs through snaptui on lab2 (its journal there, not here) with the
+    dashboard's Glance login forwarded over SSH; the Jobs screen shows it as lab2:JOB to done,
+    and the image is in Glance."""
     lab = make_domain(state="shut off")
-    remote = HostSpec("far", "qemu+ssh://root@127.0.0.1/system")
-    assert job_refusal(remote) and job_refusal(remote).startswith("far: ")
-    assert job_refusal(HostSpec("near", libvirt_uri)) is None
+    ssh = SshLab(ssh_uri=lab_ssh_env()["SNAPTUI_LAB_SSH_URI"], remote_home=tmp_path / "home",
+                 remote_state=tmp_path / "remote-state", config=tmp_path / "unused.toml")
+    ssh.remote_home.mkdir(mode=0o700)
+    remote = HostSpec(SSH_HOST, ssh.ssh_uri, tuple(ssh.remote_command()))
     fleet = Fleet.of([(HostSpec("near", libvirt_uri), LibvirtHost(libvirt_uri)),
-                      (remote, LibvirtHost(libvirt_uri))])
-    app = SnaptuiApp(fleet=fleet, store=ImageLibrary(tmp_path / "library"))
+                      (remote, LibvirtHost(ssh.ssh_uri))])
+    app = SnaptuiApp(fleet=fleet, store=store)
     try:
         async with app.run_test(size=SIZE) as pilot:
             pane = app.main.domains_pane
-            key = domain_key("far", lab.uuid)
-            await wait_for(pilot, lambda: key in pane.table.rows, 15, "the remote row")
+            key = domain_key(SSH_HOST, lab.uuid)
+            await wait_for(pilot, lambda: key in pane.table.rows, 30, "the remote row")
             assert pane.select(key)
             await pilot.press("s")
+            await wait_for(pilot, lambda: isinstance(app.screen, SnapshotDialog), 30,
+                           "the dialog for lab2's domain")
+            assert app.screen.uri == ssh.ssh_uri
+            await pilot.press("escape")
             await settle(pilot)
-            assert not isinstance(app.screen, SnapshotDialog)
-            notes = [n.message for n in app._notifications if n.severity == "warning"]
-            assert notes == [job_refusal(remote)] and "\n" not in notes[0]
-            assert pane.select(domain_key("near", lab.uuid))
-            await pilot.press("s")
-            await wait_for(pilot, lambda: isinstance(app.screen, SnapshotDialog), 10,
-                           "the dialog for the local host's domain")
-            assert app.screen.uri == libvirt_uri
+            name = f"ui-remote-{lab.name[-8:]}"
+            app.main._snapshot_chosen(SSH_HOST, SnapshotRequest(
+                domain=lab.name, name=name, mode=Mode.COLD, destination="glance"))
+            await wait_for(pilot, lambda: isinstance(app.screen, JobsScreen), 10, "Jobs")
+            jobs = app.screen
+            assert isinstance(jobs, JobsScreen)
+            await wait_for(pilot, lambda: any(k.startswith(f"{SSH_HOST}:") and j.terminal
+                                              for k, j in jobs.jobs.items()), 240,
+                           "the remote job's end")
+            [(row, job)] = [(k, j) for k, j in jobs.jobs.items() if k.startswith(SSH_HOST)]
+            assert job.status == "done", job.error
+            assert jobs.selected_id == row and job.domain == f"{SSH_HOST}:{lab.name}"
+            remote_id = row.partition(":")[2]
+            assert (ssh.remote_state / "jobs" / f"{remote_id}.jsonl").exists()
+            assert not (Path(os.environ["SNAPTUI_STATE_DIR"]) / "jobs" /
+                        f"{remote_id}.jsonl").exists()
+            image_id = job.facts.get("image:vda")
+            own_images.append(image_id)
+            assert store.show(image_id).name == name
     finally:
         fleet.close()
 

@@ -65,6 +65,7 @@ class SnaptuiApp(App[int]):
                 raise ValueError("SnaptuiApp needs a host or a fleet")
             fleet = Fleet.of([(HostSpec(LOCAL_NAME, host.uri), host)])
         self.fleet = fleet
+        self.remote_jobs: dict[str, messages.RemoteJobUpdated] = {}  # HOST:JOB -> latest
         self.store = store
         # What the app was started with (-c/--os-cloud/--library): every job it launches
         # goes to the same hypervisors, cloud and library, whatever the environment says.
@@ -176,6 +177,17 @@ class SnaptuiApp(App[int]):
     def _libvirt_event(self, host: str, event: Any) -> None:
         """Runs on the host's watcher thread: post_message is thread-safe."""
         self.main.post_message(messages.DomainEvent(event, host))
+
+    def on_remote_job_updated(self, message: messages.RemoteJobUpdated) -> None:
+        """A fleet host's job moved on: kept for the Jobs screen, forwarded to it if open."""
+        self.remote_jobs[message.key] = message
+        if message.note:
+            self.notify(message.note, severity="warning", markup=False)
+        from snaptui.ui.jobs_screen import JobsScreen
+
+        for screen in self.screen_stack:
+            if isinstance(screen, JobsScreen):
+                screen.post_message(messages.RemoteJobUpdated(message.host, message.record))
 
     def on_job_finished(self, message: messages.JobFinished) -> None:
         self.main.job_finished(message.job_id)

@@ -28,7 +28,7 @@ from snaptui.core.errors import BadInput
 from snaptui.core.hosts import HostSpec
 from snaptui.core.image_store import ImageStore
 from snaptui.core.libvirt_host import LibvirtHost
-from snaptui.ui.messages import JobFinished, JobProgress
+from snaptui.ui.messages import JobFinished, JobProgress, RemoteJobUpdated
 
 
 def _store_for(request: SnapshotRequest, store: ImageStore | None) -> ImageStore | None:
@@ -46,18 +46,40 @@ def _store_for(request: SnapshotRequest, store: ImageStore | None) -> ImageStore
     return store
 
 
-def job_refusal(spec: HostSpec) -> str | None:
-    """Why a snapshot of a domain on ``spec`` cannot start from this dashboard (None: it can).
+def follow_remote_snapshot(spec: HostSpec, request: SnapshotRequest, store: ImageStore | None,
+                           post: Callable[[Message], object],
+                           stop: threading.Event | None = None) -> None:
+    """Blocking (a thread worker): run ``request`` on the SSH host ``spec`` through snaptui
+    there (core/remote_jobs.py) and post RemoteJobUpdated for each of its events, then
+    JobFinished. The operator's login goes through the SSH channel only (the app's Glance
+    store's token and catalog); the job is detached and journaled on the host, so a lost
+    connection re-attaches (core/remote_feed.py) and a closed dashboard loses nothing.
+    Failures before the job exists (SSH, the host's preflight) raise one-line errors."""
+    from snaptui.core.remote_feed import RemoteFeed
+    from snaptui.core.remote_jobs import start_remote_snapshot
 
-    A remote host's disks are not this machine's: its jobs must run through snaptui on that
-    host (core/remote_jobs.py, the remote job API). Until the dashboard is switched to that
-    API they are refused here, the one place that decides it; a local job on a remote domain
-    would read paths that exist only there.
-    """
-    if spec.remote:
-        return (f"{spec.name}: snapshots of a remote host's domains run on that host "
-                "(snaptui over SSH), which this dashboard cannot start yet")
-    return None
+    if request.destination in (None, "glance") and getattr(store, "kind", None) == "glance":
+        auth_state = store_auth_state(store)  # type: ignore[arg-type]
+        request = replace(request, destination="glance")
+    else:
+        auth_state = None
+    notes: list[str] = []
+    feed = RemoteFeed(spec, note=notes.append)
+    call = start_remote_snapshot(spec, request, auth_state)
+    try:
+        for _event in feed.follow(call):
+            if stop is not None and stop.is_set():
+                return
+            if feed.job_id is None:
+                continue
+            post(RemoteJobUpdated(spec.name, feed.record(), notes.pop() if notes else None))
+        if feed.job_id is None:
+            raise BadInput(f"{spec.name}: the remote snapshot ended before its job started")
+        record = feed.record()
+        post(RemoteJobUpdated(spec.name, record, notes.pop() if notes else None))
+        post(JobFinished(f"{spec.name}:{record.job_id}"))
+    finally:
+        call.close()
 
 
 async def start_snapshot(request: SnapshotRequest, host: LibvirtHost,
@@ -71,11 +93,11 @@ async def start_snapshot(request: SnapshotRequest, host: LibvirtHost,
     The test:/// driver keeps its state in this process, so its jobs run inline in a thread;
     real hypervisors get a detached job process that outlives the dashboard. ``demo_speed``
     paces those like a real host's (snaptui.core.demo_pace; 0: as fast as they go).
-    ``spec``: the fleet host the domain is on (a remote one is refused, see ``job_refusal``).
+    ``spec``: the fleet host the domain is on (an SSH host's jobs run there: see
+    ``follow_remote_snapshot``).
     """
-    refusal = job_refusal(spec) if spec is not None else None
-    if refusal:
-        raise BadInput(refusal)
+    if spec is not None and spec.remote:
+        raise BadInput(f"{spec.name}: its jobs run on that host (follow_remote_snapshot)")
     if request.uri is None:
         request = replace(request, uri=host.uri)
     if request.cloud is None and cloud is not None:

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 from rich.console import Group, RenderableType
 from rich.table import Table
@@ -35,9 +36,12 @@ from snaptui.core.errors import SnaptuiError
 from snaptui.ui.confirm import ConfirmScreen
 from snaptui.ui.footer import BindingsFooter
 from snaptui.ui.job_log import JobLogScreen
-from snaptui.ui.messages import JobFinished
+from snaptui.ui.messages import JobFinished, RemoteJobUpdated
 from snaptui.ui.size_bars import SizeBars
 from snaptui.ui.worker_failures import ForwardsWorkerFailures
+
+if TYPE_CHECKING:
+    from snaptui.ui.app import SnaptuiApp
 
 POLL_RUNNING_S, POLL_IDLE_S = 0.25, 1.0
 POLL_RETRY_MAX_S = 30.0
@@ -145,6 +149,8 @@ class JobsPolled(Message):
 class JobsScreen(ForwardsWorkerFailures, Screen):
     """All jobs on the left, the selected one in detail on the right."""
 
+    app: SnaptuiApp
+
     DEFAULT_CSS = """
     JobsScreen #jobs-body { height: 1fr; }
     JobsScreen #jobs-table {
@@ -168,10 +174,12 @@ class JobsScreen(ForwardsWorkerFailures, Screen):
         Binding("escape,j", "back", "Back", id="jobs.back"),
     ]
 
-    def __init__(self, job_id: str | None = None) -> None:
+    def __init__(self, job_id: str | None = None, *, pick_remote: bool = False) -> None:
         super().__init__()
         self.job_id = job_id  # the job selected when it shows up
+        self.pick_remote = pick_remote  # select the first remote job that shows up
         self.jobs: dict[str, JobRecord] = {}
+        self.remote: dict[str, tuple[str, str]] = {}  # HOST:JOB -> (host, its id there)
         self.lost: set[str] = set()
         self._announced: set[str] = set()
         self._wake = threading.Event()
@@ -205,6 +213,8 @@ class JobsScreen(ForwardsWorkerFailures, Screen):
                        "#job-sizes-title", "#job-sizes"):
             self.query_one(widget).display = False
         table.focus()
+        for update in self.app.remote_jobs.values():
+            self.on_remote_job_updated(update)
         self.poll_jobs()
         self.set_interval(1.0, self._tick)
 
@@ -294,6 +304,20 @@ class JobsScreen(ForwardsWorkerFailures, Screen):
             self._select_initial(table)
         changed = {j.job_id for j in message.records} | self.lost
         if self.selected_id in changed or self.selected_id in message.gone:
+            self.show_selected()
+
+    def on_remote_job_updated(self, message: RemoteJobUpdated) -> None:
+        """A job on a fleet host (the app forwards its updates): a row named HOST:JOB."""
+        key = message.key
+        if self.pick_remote and key not in self.remote:
+            self.job_id, self.pick_remote = key, False  # the job just launched there
+        self.remote[key] = (message.host, message.record.job_id)
+        self.jobs[key] = replace(message.record, job_id=key)
+        table = self.query_one(DataTable)
+        if self._upsert_row(table, self.jobs[key]):
+            table.sort("started", key=lambda cell: cell.ts, reverse=True)
+        self._select_initial(table)
+        if self.selected_id == key:
             self.show_selected()
 
     def _upsert_row(self, table: DataTable, job: JobRecord) -> bool:
@@ -394,8 +418,9 @@ class JobsScreen(ForwardsWorkerFailures, Screen):
         if action == "cancel_job":
             job = self.selected
             return True if job is not None and not job.terminal else None
-        if action == "show_log":
-            return True if self.selected is not None else None
+        if action == "show_log":  # a remote job's log is on its host
+            return True if self.selected is not None and self.selected_id not in self.remote \
+                else None
         return True
 
     def action_cancel_job(self) -> None:
@@ -420,7 +445,13 @@ class JobsScreen(ForwardsWorkerFailures, Screen):
     def cancel(self, job_id: str) -> None:
         """Ask the job to stop and roll back (signals its process, or the inline thread)."""
         try:
-            outcome = cancel_job(job_id)
+            if job_id in self.remote:
+                from snaptui.core.remote_jobs import cancel_remote_job
+
+                host, remote_id = self.remote[job_id]
+                outcome = cancel_remote_job(self.app.fleet[host].spec, remote_id)
+            else:
+                outcome = cancel_job(job_id)
         except SnaptuiError as err:
             self.app.call_from_thread(self.notify, str(err), severity="error")
             return

@@ -346,15 +346,9 @@ class MainScreen(ForwardsWorkerFailures, Screen):
         self.app.push_screen(CleanupScreen())
 
     def action_snapshot(self) -> None:
-        from snaptui.ui.job_launcher import job_refusal
-
         info = self.domains_pane.selected
         if info is None:
             self.notify("select a domain to snapshot", severity="warning")
-            return
-        refusal = job_refusal(self.app.fleet[info.host].spec)
-        if refusal:
-            self.notify(refusal, severity="warning", markup=False)
             return
         self.open_snapshot_dialog(key_of(info))
 
@@ -388,10 +382,21 @@ class MainScreen(ForwardsWorkerFailures, Screen):
         from snaptui.ui.jobs_screen import JobsScreen
 
         on = self.app.fleet[host]
+        if on.spec.remote:  # its disks are there: snaptui on that host runs the job
+            self.follow_remote(host, request)
+            self.app.push_screen(JobsScreen(pick_remote=True))
+            return
         job_id = await start_snapshot(request, on.libvirt, self.app.store, spec=on.spec,
                                       cloud=self.app.cloud, demo_speed=self.app.demo_speed)
         self.follow_job(job_id)
         self.app.push_screen(JobsScreen(job_id))
+
+    @work(thread=True, exit_on_error=False, group="follow", description="remote snapshot")
+    def follow_remote(self, host: str, request: SnapshotRequest) -> None:
+        from snaptui.ui.job_launcher import follow_remote_snapshot
+
+        follow_remote_snapshot(self.app.fleet[host].spec, request, self.app.store,
+                               self.app.post_message, stop=self.stop_following)
 
     @work(thread=True, exit_on_error=False, group="follow", description="follow job")
     def follow_job(self, job_id: str) -> None:

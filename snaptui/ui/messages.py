@@ -37,3 +37,18 @@ class JobProgress(Message):
     def can_replace(self, message: Message) -> bool:
         """A newer progress message for the same job replaces an older queued one."""
         return isinstance(message, JobProgress) and message.job_id == self.job_id
+
+
+@dataclass
+class RemoteJobUpdated(Message, bubble=False):
+    """A job on a fleet host (run by snaptui there over SSH) told more of its story. It does
+    not bubble: the app forwards it to an open Jobs screen, which would send it back."""
+
+    host: str  # the fleet host's name
+    record: Any  # snaptui.core.engine.journal.JobRecord, folded from its JSON events
+    note: str | None = None  # a line for the operator (re-attaching, gave up)
+
+    @property
+    def key(self) -> str:
+        """The job's name in the dashboard: ``HOST:JOB_ID``."""
+        return f"{self.host}:{self.record.job_id}"
