@@ -53,6 +53,14 @@ def register(sub: argparse._SubParsersAction, common) -> None:
                    help="default: the library when --library is given without --os-cloud, "
                    "else glance when a cloud is configured, else the local library")
     p.add_argument("--keep-local", metavar="PATH", help="also keep the image file at PATH")
+    streaming = p.add_mutually_exclusive_group()
+    streaming.add_argument("--stream", dest="stream", action="store_const", const="on",
+                           default="auto",
+                           help="read a pull-mode backup over NBD straight into Glance (no "
+                           "scratch copy; the pull-mode form of --mode backup); default with "
+                           "--mode auto when the guest runs and the format allows it")
+    streaming.add_argument("--no-stream", dest="stream", action="store_const", const="off",
+                           help="always extract to a scratch file first (the copy path)")
     add_quiesce_verify_options(p)
     p.add_argument("--dry-run", action="store_true",
                    help="check everything and print the equivalent commands; change nothing")
@@ -131,7 +139,7 @@ def request_from_args(args: argparse.Namespace) -> SnapshotRequest:
         all_disks=args.all_disks, out_format=args.out_format, compress=args.compress,
         destination=args.destination, keep_local=args.keep_local, uri=args.uri,
         cloud=args.cloud, library_dir=args.library, **_image_metadata(args),
-        **_quiesce_verify_fields(args),
+        **_quiesce_verify_fields(args), stream=args.stream,
     )
 
 
@@ -189,7 +197,7 @@ def _planned_images(plan) -> list[dict[str, Any]]:
     for d in plan.disks:
         settings = {**(plan.image_settings or {}), "min_disk": d.min_disk}
         props = {**d.properties, "snaptui_domain": plan.domain_name, "snaptui_disk": d.target,
-                 "snaptui_method": str(plan.mode), "snaptui_job": plan.job_id,
+                 "snaptui_method": plan.method, "snaptui_job": plan.job_id,
                  "snaptui_host": plan.host}
         images.append({"name": d.image_name, "disk": d.target, "settings": settings,
                        "properties": props})
