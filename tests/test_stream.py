@@ -1,0 +1,220 @@
+"""Streamed snapshots on the real lab: a pull-mode backup read over NBD straight into Glance.
+
+The image downloaded from Glance must compare equal to the source disk (qemu-img compare -U; the
+lab's guests run no OS and never write), its sha512 must be Glance's os_hash_value, the scratch
+dir must hold nothing but the export's socket and copy-before-write file, and the guest must
+stay running throughout. The fault cases (cancel, SIGKILL + recover, Glance failures, libvirtd
+restart) are in tests/test_fault_matrix.py ("stream-*").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import libvirt
+import pytest
+
+from snaptui.core.engine.jobs import follow, get_job, launch, prepare
+from snaptui.core.engine.plan import Mode, SnapshotRequest
+from snaptui.core.engine.preflight_stream import qcow2_writer_unavailable
+from snaptui.core.errors import BadInput
+from snaptui.core.paths import scratch_dir
+
+NAME = "snaptui-test-stream"
+
+
+@dataclass
+class Watch:
+    """Polls the guest's state and the scratch dir from a thread while a job runs."""
+
+    dom: libvirt.virDomain
+    states: set[int] = field(default_factory=set)
+    names: set[str] = field(default_factory=set)
+    peak_bytes: int = 0
+    samples: int = 0
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def run(self) -> None:
+        scratch = scratch_dir()
+        while not self.stop.is_set():
+            self.states.add(self.dom.state()[0])
+            total = 0
+            for path in scratch.iterdir():
+                self.names.add(path.name)
+                try:
+                    total += path.stat().st_blocks * 512
+                except FileNotFoundError:
+                    continue
+            self.peak_bytes = max(self.peak_bytes, total)
+            self.samples += 1
+            self.stop.wait(0.005)
+
+
+def run_watched(request: SnapshotRequest, dom: libvirt.virDomain) -> tuple[str, dict, Watch]:
+    plan, steps = asyncio.run(prepare(request))
+    assert plan.stream and plan.mode == Mode.BACKUP, plan.mode_reason
+    watch = Watch(dom)
+    thread = threading.Thread(target=watch.run, daemon=True)
+    thread.start()
+    try:
+        job_id = launch(plan, request, steps)
+        events = list(follow(job_id, timeout_s=300))
+    finally:
+        watch.stop.set()
+        thread.join()
+    return job_id, events[-1], watch
+
+
+def download(store, image_id: str, path: Path) -> str:
+    with open(path, "wb") as out:
+        store.download(image_id, out)
+    digest = hashlib.sha512()
+    with open(path, "rb") as data:
+        while chunk := data.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def check_streamed(lab, store, own_images, job_id: str, last: dict, watch: Watch, fmt: str,
+                   tmp_path: Path) -> None:
+    assert last["event"] == "done", last
+    job = get_job(job_id)
+    assert [s.name for s in job.steps][:1] == ["export"]
+    assert all(s.state == "done" for s in job.steps), [(s.name, s.state) for s in job.steps]
+    # never paused: every sample running, no downtime recorded
+    assert watch.samples > 10 and watch.states == {libvirt.VIR_DOMAIN_RUNNING}
+    assert last["downtime_s"] == 0.0 and "guest_stopped_at" not in job.facts
+    # the scratch dir held the socket and the CoW scratch only, and is empty now
+    allowed = {f"{job_id}.sock"} | {f"{job_id}-{t}.cow.qcow2" for t, _, _ in lab.disks}
+    assert watch.names <= allowed and f"{job_id}.sock" in watch.names, watch.names
+    assert watch.peak_bytes < 8 << 20, watch.peak_bytes
+    assert list(scratch_dir().iterdir()) == []
+    dom = lab.dom
+    assert dom.jobInfo()[0] == libvirt.VIR_DOMAIN_JOB_NONE
+    with pytest.raises(libvirt.libvirtError):
+        dom.backupGetXMLDesc(0)
+    for image in last["images"]:
+        own_images.append(image["image_id"])
+        record = store.show(image["image_id"])
+        assert record.status == "active" and record.disk_format == fmt
+        assert record.properties["snaptui_method"] == "backup-stream"
+        out = tmp_path / f"{image['target']}.{fmt}"
+        digest = download(store, record.id, out)
+        assert digest == record.os_hash_value == image["checksum"]
+        assert record.size == out.stat().st_size == image["sizes"]["uploaded"]
+        source = lab.disk_path(image["target"])
+        compare = subprocess.run(["qemu-img", "compare", "-U", "-f", "qcow2", "-F", fmt,
+                                  str(source), str(out)], capture_output=True, text=True)
+        assert compare.returncode == 0, compare.stdout + compare.stderr
+        if fmt == "qcow2":
+            subprocess.run(["qemu-img", "check", "-q", str(out)], check=True)
+    # progress carried bytes read over NBD next to bytes sent, with rate and ETA
+    from fault_tools import journal_events
+
+    progress = [ev for ev in journal_events(job_id)
+                if ev.get("event") == "progress" and str(ev.get("step")).startswith("stream:")]
+    assert progress and all({"read", "rate", "eta_s"} <= ev.keys() for ev in progress)
+    assert progress[-1]["done"] == progress[-1]["total"]
+
+
+def test_raw_stream_equals_source(make_domain, store, own_images, tmp_path):
+    lab = make_domain(state="running", size="256M", seed="40M", ndisks=2)
+    request = SnapshotRequest(domain=lab.name, name=NAME, out_format="raw", all_disks=True,
+                              destination="glance")
+    job_id, last, watch = run_watched(request, lab.dom)
+    check_streamed(lab, store, own_images, job_id, last, watch, "raw", tmp_path)
+    assert last["mode"] == "backup"
+
+
+def test_qcow2_streams_once_the_writer_is_there(make_domain, store, own_images, tmp_path):
+    """qcow2 streams through snaptui's qcow2 stream writer; until it is installed, auto says
+    why and takes the copy path, and --stream is refused."""
+    lab = make_domain(state="running", size="256M", seed="40M")
+    request = SnapshotRequest(domain=lab.name, name=NAME, out_format="qcow2",
+                              destination="glance")
+    missing = qcow2_writer_unavailable()
+    if missing is None:
+        job_id, last, watch = run_watched(request, lab.dom)
+        check_streamed(lab, store, own_images, job_id, last, watch, "qcow2", tmp_path)
+        return
+    plan, _ = asyncio.run(prepare(request))
+    assert not plan.stream and f"not streamed: {missing}" in plan.mode_reason
+    with pytest.raises(BadInput, match="cannot stream: snaptui's qcow2 stream writer"):
+        asyncio.run(prepare(SnapshotRequest(domain=lab.name, name=NAME, out_format="qcow2",
+                                            destination="glance", stream="on")))
+
+
+def snaptui(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "snaptui", *args], capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_dry_run_shows_the_pull_backup_and_nbd_commands(make_domain):
+    lab = make_domain(state="running")
+    result = snaptui("snapshot", lab.name, "--name", NAME, "--format", "raw", "--dry-run")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "auto chose streamed: pull-mode backup over NBD" in out
+    assert f"virsh backup-begin {lab.name} backup-pull.xml --reuse-external" in out
+    assert "nbdcopy 'nbd+unix:///vda?socket=" in out and f"virsh domjobabort {lab.name}" in out
+    assert "snaptui_method=backup-stream" in out
+    assert list(scratch_dir().iterdir()) == []
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("--mode", "live", "--stream"), "--stream is the pull-mode form of backup mode; it "
+     "cannot be combined with --mode live"),
+    (("--stream", "--to", "library"), "cannot stream: the local library keeps the copy path"),
+    (("--stream", "--compress", "--format", "qcow2"),
+     "cannot stream: --compress needs the copy path"),
+    (("--stream", "--keep-local", "/tmp/snaptui-test-stream-kept.raw"),
+     "cannot stream: --keep-local needs a local image file"),
+])
+def test_stream_refused_in_one_line(make_domain, args, message):
+    lab = make_domain(state="running")
+    xml = lab.dom.XMLDesc(0)
+    result = snaptui("snapshot", lab.name, "--name", NAME, "--format", "raw", *args)
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], result.stderr
+    assert "Traceback" not in result.stderr
+    assert lab.dom.state()[0] == libvirt.VIR_DOMAIN_RUNNING and lab.dom.XMLDesc(0) == xml
+    assert list(scratch_dir().iterdir()) == []
+
+
+def test_stream_refused_for_shut_off_guest(make_domain):
+    lab = make_domain(state="shut off")
+    result = snaptui("snapshot", lab.name, "--name", NAME, "--format", "raw", "--stream")
+    assert result.returncode != 0
+    assert "cannot stream: streaming needs a running guest" in result.stderr
+
+
+def test_auto_without_libnbd_says_why_and_copies(make_domain, monkeypatch):
+    """No libnbd binding (sys.modules entry None makes ``import nbd`` fail as when it is not
+    installed): auto keeps the copy path and says why; --stream is refused."""
+    lab = make_domain(state="running")
+    monkeypatch.setitem(sys.modules, "nbd", None)
+    request = SnapshotRequest(domain=lab.name, name=NAME, out_format="raw",
+                              destination="glance")
+    plan, _ = asyncio.run(prepare(request))
+    assert not plan.stream and plan.mode == Mode.LIVE
+    assert "not streamed: libnbd's Python binding is not installed" in plan.mode_reason
+    with pytest.raises(BadInput, match="cannot stream: libnbd's Python binding"):
+        asyncio.run(prepare(SnapshotRequest(domain=lab.name, name=NAME, out_format="raw",
+                                            destination="glance", stream="on")))
+
+
+def test_no_stream_and_explicit_backup_keep_the_copy_path(make_domain):
+    lab = make_domain(state="running")
+    for extra, mode in (({"stream": "off"}, Mode.LIVE), ({"mode": Mode.BACKUP}, Mode.BACKUP)):
+        request = SnapshotRequest(domain=lab.name, name=NAME, out_format="raw",
+                                  destination="glance", **extra)  # type: ignore[arg-type]
+        plan, steps = asyncio.run(prepare(request))
+        assert not plan.stream and plan.mode == mode
+        assert "export" not in [s.name for s in steps]
