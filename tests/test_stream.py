@@ -144,7 +144,7 @@ def test_qcow2_streams_once_the_writer_is_there(make_domain, store, own_images, 
         check_streamed(lab, store, own_images, job_id, last, watch, "qcow2", tmp_path)
         return
     plan, _ = asyncio.run(prepare(request))
-    assert not plan.stream and f"not streamed: {missing}" in plan.mode_reason
+    assert not plan.stream and f"not streamed: {missing}" in plan.notes
     with pytest.raises(BadInput, match="cannot stream: snaptui's qcow2 stream writer"):
         asyncio.run(prepare(SnapshotRequest(domain=lab.name, name=NAME, out_format="qcow2",
                                             destination="glance", stream="on")))
@@ -204,7 +204,8 @@ def test_auto_without_libnbd_says_why_and_copies(make_domain, monkeypatch):
                               destination="glance")
     plan, _ = asyncio.run(prepare(request))
     assert not plan.stream and plan.mode == Mode.LIVE
-    assert "not streamed: libnbd's Python binding is not installed" in plan.mode_reason
+    assert any(note.startswith("not streamed: libnbd's Python binding is not installed")
+               for note in plan.notes), plan.notes
     with pytest.raises(BadInput, match="cannot stream: libnbd's Python binding"):
         asyncio.run(prepare(SnapshotRequest(domain=lab.name, name=NAME, out_format="raw",
                                             destination="glance", stream="on")))
@@ -218,3 +219,25 @@ def test_no_stream_and_explicit_backup_keep_the_copy_path(make_domain):
         plan, steps = asyncio.run(prepare(request))
         assert not plan.stream and plan.mode == mode
         assert "export" not in [s.name for s in steps]
+
+
+def test_quiesce_freezes_around_backup_begin_only(make_domain, store, own_images, monkeypatch):
+    """--quiesce auto: frozen just before the export begins and thawed right after it, inside
+    the export step (the lab's guests have no agent: the freeze and thaw are made to succeed
+    with SNAPTUI_FAULT, as in tests/test_injected_faults.py)."""
+    from fault_tools import journal_events
+
+    from snaptui.core import faults
+
+    lab = make_domain(state="running")
+    monkeypatch.setenv(faults.ENV, "export:fsFreeze=ok,export:fsThaw=ok")
+    request = SnapshotRequest(domain=lab.name, name=NAME, out_format="raw",
+                              destination="glance")
+    job_id, last, _ = run_watched(request, lab.dom)
+    assert last["event"] == "done", last
+    own_images.append(last["image_id"])
+    events = journal_events(job_id)
+    notes = [(ev.get("step"), ev["text"].split(" in ")[0].split(" after ")[0])
+             for ev in events if ev.get("event") == "note" and "filesystems" in ev["text"]]
+    assert notes == [("export", "filesystems frozen"), ("export", "filesystems thawed")], notes
+    assert not get_job(job_id).facts.get("frozen")

@@ -275,8 +275,10 @@ async def preflight(request: SnapshotRequest, host: LibvirtHost,
         reason = f"{'auto chose' if request.stream == 'auto' else 'as requested:'} {reason}"
     else:
         mode, reason = resolve_mode(request.mode, reasons, info)
-        if not_streamed and info.state in (DomainState.RUNNING, DomainState.PAUSED):
-            reason += f"; not streamed: {not_streamed}"
+    if not_streamed and info.state in (DomainState.RUNNING, DomainState.PAUSED):
+        notes_stream = [f"not streamed: {not_streamed}"]  # auto says why it copies
+    else:
+        notes_stream = []
     extras = quiesce_and_verify(request, host, info)
     active = info.state in (DomainState.RUNNING, DomainState.PAUSED)
     hardware = image_plan.domain_hardware(host, info)
@@ -331,7 +333,8 @@ async def preflight(request: SnapshotRequest, host: LibvirtHost,
         snapshot_name=f"snaptui-{job_id}" if mode == Mode.INTERNAL else None,
         base_image_ref=base_ref, host=socket.gethostname(), disks=disk_plans,
         domain_targets=[d.target for d in info.disks if d.device == "disk"],
-        image_settings=settings, downtime_limit_s=downtime_limit, notes=meta_notes + notes,
+        image_settings=settings, downtime_limit_s=downtime_limit,
+        notes=meta_notes + notes + notes_stream,
         nova_instance=meta_notes[0] if info.nova is not None else None,
         stream=stream, nbd_socket=nbd_socket if stream else None,
         **extras,
