@@ -82,13 +82,13 @@ def download(store, image_id: str, path: Path) -> str:
 
 
 def check_streamed(lab, store, own_images, job_id: str, last: dict, watch: Watch, fmt: str,
-                   tmp_path: Path) -> None:
+                   tmp_path: Path, state: int = libvirt.VIR_DOMAIN_RUNNING) -> None:
     assert last["event"] == "done", last
     job = get_job(job_id)
     assert [s.name for s in job.steps][:1] == ["export"]
     assert all(s.state == "done" for s in job.steps), [(s.name, s.state) for s in job.steps]
-    # never paused: every sample running, no downtime recorded
-    assert watch.samples > 10 and watch.states == {libvirt.VIR_DOMAIN_RUNNING}
+    # never paused (nor resumed): every sample in the state it had, no downtime recorded
+    assert watch.samples > 10 and watch.states == {state}
     assert last["downtime_s"] == 0.0 and "guest_stopped_at" not in job.facts
     # the scratch dir held the socket and the CoW scratch only, and is empty now
     allowed = {f"{job_id}.sock"} | {f"{job_id}-{t}.cow.qcow2" for t, _, _ in lab.disks}
@@ -123,13 +123,17 @@ def check_streamed(lab, store, own_images, job_id: str, last: dict, watch: Watch
     assert progress[-1]["done"] == progress[-1]["total"]
 
 
-def test_raw_stream_equals_source(make_domain, store, own_images, tmp_path):
-    lab = make_domain(state="running", size="256M", seed="40M", ndisks=2)
+@pytest.mark.parametrize(("state", "ndisks"), [("running", 2), ("paused", 1)])
+def test_raw_stream_equals_source(make_domain, store, own_images, tmp_path, state, ndisks):
+    lab = make_domain(state=state, size="256M", seed="40M", ndisks=ndisks)
     request = SnapshotRequest(domain=lab.name, name=NAME, out_format="raw", all_disks=True,
                               destination="glance")
     job_id, last, watch = run_watched(request, lab.dom)
-    check_streamed(lab, store, own_images, job_id, last, watch, "raw", tmp_path)
-    assert last["mode"] == "backup"
+    check_streamed(lab, store, own_images, job_id, last, watch, "raw", tmp_path,
+                   lab.dom.state()[0])
+    assert last["mode"] == "backup" and len(last["images"]) == ndisks
+    assert lab.dom.state()[0] == (libvirt.VIR_DOMAIN_PAUSED if state == "paused"
+                                  else libvirt.VIR_DOMAIN_RUNNING)
 
 
 def test_qcow2_streams_once_the_writer_is_there(make_domain, store, own_images, tmp_path):
