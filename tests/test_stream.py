@@ -245,3 +245,11 @@ def test_quiesce_freezes_around_backup_begin_only(make_domain, store, own_images
              for ev in events if ev.get("event") == "note" and "filesystems" in ev["text"]]
     assert notes == [("export", "filesystems frozen"), ("export", "filesystems thawed")], notes
     assert not get_job(job_id).facts.get("frozen")
+
+
+def test_progress_text_of_a_stream_says_sent_and_read():
+    from snaptui.core.engine.states import progress_text
+
+    text = progress_text({"done": 1 << 30, "total": 2 << 30, "unit": "bytes", "read": 512 << 20,
+                          "rate": 100 << 20, "eta_s": 10.0})
+    assert text == "1.0 GiB / 2.0 GiB sent, 512.0 MiB read · 100.0 MiB/s · ETA 10 seconds"
