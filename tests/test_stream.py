@@ -253,3 +253,19 @@ def test_progress_text_of_a_stream_says_sent_and_read():
     text = progress_text({"done": 1 << 30, "total": 2 << 30, "unit": "bytes", "read": 512 << 20,
                           "rate": 100 << 20, "eta_s": 10.0})
     assert text == "1.0 GiB / 2.0 GiB sent, 512.0 MiB read · 100.0 MiB/s · ETA 10 seconds"
+
+
+def test_cleanup_knows_a_dead_jobs_cow_scratch(tmp_path):
+    """A CoW scratch a dead streamed job left (its recover never ran) is snaptui's, and safe."""
+    import json
+
+    cow = scratch_dir() / "20260101-000000-abc123-vda.cow.qcow2"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(cow), "64M"], check=True)
+    result = snaptui("cleanup", "--dry-run", "--only", "scratch", "--older-than", "0s", "--json",
+                     "--library", str(tmp_path / "lib"))
+    assert result.returncode == 0, result.stderr
+    found = [f for f in json.loads(result.stdout)["findings"] if f["location"] == str(cow)]
+    assert found, result.stdout
+    assert "pull-backup copy-before-write scratch of snaptui job 20260101-000000-abc123" in \
+        found[0]["reason"] and found[0]["safe"] is True, found[0]
+    assert cow.exists()
