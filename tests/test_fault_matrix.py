@@ -89,6 +89,7 @@ FAULTS: dict[str, dict[str, tuple[str, ...]]] = {
     "finish": {"enospc": ("cold",)},
     "export": {"fail": ("stream",), "kill": ("stream",)},
     "stream": {"cancel": ("stream",), "kill": ("stream",), "5xx": ("stream",),
+               "destroy": ("stream",),
                "reset": ("stream",), "libvirtd": ("stream",), "glance-down": ("stream",)},
     # --verify: the lab's domains run no OS, so their image never boots: a short
     # --verify-timeout is a failed verification; kill and cancel land while it waits
@@ -113,7 +114,7 @@ BIG = {"size": "1G", "seed": "768M"}  # block copy / backup slow enough to act m
 MID_STEP = {("copy", f) for f in ("destroy", "kill", "cancel")} | {
     ("backup", f) for f in ("destroy", "kill", "cancel", "libvirtd")} | {
     ("verify", f) for f in ("kill", "cancel")} | {
-    ("stream", f) for f in ("kill", "cancel", "libvirtd")}
+    ("stream", f) for f in ("kill", "cancel", "libvirtd", "destroy")}
 BIG_KINDS = ("copy", "backup", "stream")
 
 
@@ -347,7 +348,7 @@ class Injector:
 def expected(case: Case, original: str) -> tuple[tuple[str, ...], str]:
     """Terminal events allowed and the guest state expected after the case."""
     state = original
-    if case.fault == "destroy" and case.mode in ("live", "backup"):
+    if case.fault == "destroy" and case.mode in ("live", "backup", "stream"):
         state = "shut off"  # the job does not start a guest it did not stop
     if case.fault in ("hup", "401") or (case.kind, case.fault) == ("freeze", "fail"):
         # SIGHUP is ignored; on a 401 keystoneauth logs in again (and an upload whose stream
