@@ -168,6 +168,9 @@ def test_dry_run_shows_the_pull_backup_and_nbd_commands(make_domain):
     assert f"virsh backup-begin {lab.name} backup-pull.xml --reuse-external" in out
     assert "nbdcopy 'nbd+unix:///vda?socket=" in out and f"virsh domjobabort {lab.name}" in out
     assert "snaptui_method=backup-stream" in out
+    xml = next(line for line in out.splitlines() if line.startswith("# backup-pull.xml: "))
+    assert "<domainbackup mode='pull'><server transport='unix' socket=" in xml
+    assert """<disk name="vda" backup='yes' type='file'><scratch file=""" in xml
     assert list(scratch_dir().iterdir()) == []
 
 

@@ -169,16 +169,31 @@ def run_snapshot(args: argparse.Namespace) -> int:
     return _follow_rich(job_id)
 
 
+def _pull_backup_xml(plan) -> str | None:
+    """The backup-pull.xml of a streamed plan's ``virsh backup-begin`` (None: not streamed)."""
+    if not plan.stream:
+        return None
+    from snaptui.core.engine.stream_steps import export_paths
+    from snaptui.core.nbd_export import pull_backup_xml
+
+    return pull_backup_xml(export_paths(plan),
+                           plan.domain_targets or [d.target for d in plan.disks])
+
+
 def _print_dry_run(args: argparse.Namespace, plan, steps) -> int:
+    backup_xml = _pull_backup_xml(plan)
     if args.json:
         output.json_line({"event": "dry-run", "mode": str(plan.mode),
                           "reason": plan.mode_reason, "destination": plan.destination,
                           "commands": [s.command for s in steps if s.command],
-                          "notes": plan.notes, "images": _planned_images(plan)})
+                          "notes": plan.notes, "images": _planned_images(plan),
+                          "stream": plan.stream, "backup_xml": backup_xml})
         return 0
     output.line(f"# preflight passed; {plan.mode_reason}; destination {plan.destination}")
     for note in plan.notes:
         output.line(f"# {note}")
+    if backup_xml:
+        output.line(f"# backup-pull.xml: {backup_xml}")
     for step in steps:
         if step.command:
             output.line(step.command)
