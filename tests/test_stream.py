@@ -272,3 +272,15 @@ def test_cleanup_knows_a_dead_jobs_cow_scratch(tmp_path):
     assert "pull-backup copy-before-write scratch of snaptui job 20260101-000000-abc123" in \
         found[0]["reason"] and found[0]["safe"] is True, found[0]
     assert cow.exists()
+
+
+def test_cli_says_streamed(make_domain, store, own_images):
+    lab = make_domain(state="running")
+    result = snaptui("snapshot", lab.name, "--name", NAME, "--format", "raw")
+    ids = [i.id for i in store.iter_images() if i.name == NAME
+           and i.properties.get("snaptui_domain") == lab.name]
+    own_images.extend(ids)
+    assert result.returncode == 0, result.stderr
+    assert f"{lab.name}  mode backup (streamed)  done" in result.stdout
+    assert "allocated → streamed 64.0 MiB; guest downtime 0.00 s" in result.stdout
+    assert len(ids) == 1 and ids[0] in result.stdout

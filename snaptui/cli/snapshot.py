@@ -286,7 +286,8 @@ def _render(job: JobRecord) -> Group:
         elif step.error:
             detail = step.error
         table.add_row(glyph, step.title, bar, detail)
-    header = Text(f"job {job.job_id}  {job.domain}  mode {job.mode}  {job.status}",
+    streamed = " (streamed)" if (job.plan or {}).get("stream") else ""
+    header = Text(f"job {job.job_id}  {job.domain}  mode {job.mode}{streamed}  {job.status}",
                   style="bold")
     parts: list[Any] = [header]
     parts += [Text(f"  {n}", style="dim") for n in job.notes[-3:]]
@@ -324,7 +325,8 @@ def _print_outcome(console: Console, job: JobRecord) -> int:
         console.print(
             f"[green]image {image['name']!r}[/] id {image['image_id']} in {res['destination']}: "
             f"source {h(sizes['source_virtual'])} virtual / {h(sizes['source_actual'])} "
-            f"allocated → output {h(sizes['output_actual'])} allocated, uploaded "
-            f"{h(sizes['uploaded'])}; guest downtime {down:.2f} s"
+            + (f"allocated → output {h(sizes['output_actual'])} allocated, uploaded "
+               if sizes.get("output_actual") is not None else "allocated → streamed ")
+            + f"{h(sizes['uploaded'])}; guest downtime {down:.2f} s"
         )
     return 0
