@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from lab_proc import LabError, forget, matches, read_pidfile, record, recorded, run, say
 
 PACKAGES = ("qemu-utils", "qemu-system-x86", "libvirt-daemon-system", "libvirt-clients",
-            "libvirt-dev", "pkg-config", "tmux")
+            "libvirt-dev", "pkg-config", "tmux", "openssh-server", "openssh-client")
 URI = "qemu:///system"
 QEMU_CONF = Path("/etc/libvirt/qemu.conf")
 QEMU_MARKER = "# --- snaptui lab: QEMU without systemd/cgroups/namespaces (scripts/lab) ---"
@@ -53,9 +55,28 @@ def ensure_packages(log_dir: Path, packages: tuple[str, ...] = PACKAGES) -> None
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
     log = log_dir / "apt.log"
     run(["apt-get", "update", "-q"], log, env, "apt-get update")
-    run(["apt-get", "install", "-y", "-q", "--no-install-recommends", *missing], log, env,
-        "apt-get install")
+    with _no_service_starts():
+        run(["apt-get", "install", "-y", "-q", "--no-install-recommends", *missing], log, env,
+            "apt-get install")
     say(f"packages installed in {time.monotonic() - start:.1f} s")
+
+
+POLICY_RC = Path("/usr/sbin/policy-rc.d")
+
+
+@contextlib.contextmanager
+def _no_service_starts() -> Iterator[None]:
+    """Packages must not start their system services (openssh-server's sshd on port 22): a
+    policy-rc.d saying "no" (Debian's own mechanism) while apt runs, unless one exists."""
+    if POLICY_RC.exists():
+        yield
+        return
+    POLICY_RC.write_text("#!/bin/sh\n# scripts/lab: no service starts during apt-get\nexit 101\n")
+    POLICY_RC.chmod(0o755)
+    try:
+        yield
+    finally:
+        POLICY_RC.unlink(missing_ok=True)
 
 
 def _active_settings(text: str) -> dict[str, str]:

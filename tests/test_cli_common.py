@@ -68,8 +68,13 @@ def test_every_command_takes_every_common_option(command):
         (False, False, None, None, None)
 
 
-def test_later_value_wins():
-    assert parse_args(["-c", "A", "domains", "-c", "B"]).uri == "B"
+def test_connect_repeats_for_a_fleet():
+    """-c given twice is two hosts (issue 16: it used to keep only the last), in order, before
+    and after the command alike; args.uri is the first for single-host commands."""
+    args = parse_args(["-c", "A", "domains", "-c", "B", "-c", "A"])
+    assert (args.uris, args.uri) == (["A", "B"], "A")
+    assert parse_args(["domains", "-c", "B"]).uris == ["B"]
+    assert parse_args(["domains"]).uris == []
 
 
 # ------------------------------------------------------------ unit: directories

@@ -34,12 +34,30 @@ def test_env_vars_point_at_the_lab() -> None:
 def test_lab_env_json_and_status() -> None:
     env = _lab("env", "--json")
     assert env.returncode == 0, env.stderr
-    assert set(json.loads(env.stdout)) == {"LIBVIRT_DEFAULT_URI", "OS_CLIENT_CONFIG_FILE",
-                                           "OS_CLOUD"}
+    assert set(json.loads(env.stdout)) == {
+        "LIBVIRT_DEFAULT_URI", "OS_CLIENT_CONFIG_FILE", "OS_CLOUD", "SNAPTUI_LAB_SSH_URI",
+        "SNAPTUI_LAB_SSH_KEY", "SNAPTUI_LAB_SSH_PORT", "SNAPTUI_LAB_SSH_KNOWN_HOSTS"}
     status = _lab("status")
     assert status.returncode == 0, status.stdout + status.stderr
     assert [line.split()[0] for line in status.stdout.splitlines()] == [
-        "libvirtd", "virtlogd", "keystone", "glance"]
+        "libvirtd", "virtlogd", "keystone", "glance", "sshd"]
+
+
+def test_the_lab_sshd_is_a_second_host_for_libvirt(make_domain) -> None:
+    """The lab's sshd (key only, loopback) reaches libvirtd as qemu+ssh:// does on a fleet."""
+    ssh = json.loads(_lab("env", "--json").stdout)
+    key = Path(ssh["SNAPTUI_LAB_SSH_KEY"])
+    assert key.stat().st_mode & 0o077 == 0 and key.parent.stat().st_mode & 0o077 == 0
+    dom = make_domain()  # other tests come and go meanwhile: look for our own domain
+    virsh = subprocess.run(["virsh", "-c", ssh["SNAPTUI_LAB_SSH_URI"], "list", "--all",
+                            "--name"], capture_output=True, text=True, timeout=30, check=True)
+    assert dom.name in virsh.stdout.split()
+    password = subprocess.run(
+        ["ssh", "-p", ssh["SNAPTUI_LAB_SSH_PORT"], "-o", "BatchMode=yes",
+         "-o", "PubkeyAuthentication=no", "-o", "StrictHostKeyChecking=no",
+         "-o", "UserKnownHostsFile=/dev/null", "root@127.0.0.1", "true"],
+        capture_output=True, text=True, timeout=30, check=False)
+    assert password.returncode == 255 and "Permission denied" in password.stderr
 
 
 def test_libvirt_answers(conn: libvirt.virConnect) -> None:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from snaptui import __version__
 from snaptui.cli import output
 from snaptui.cli.common import add_common_options, fill_global_defaults
-from snaptui.core.errors import SnaptuiError
+from snaptui.core.errors import BadInput, SnaptuiError
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -33,25 +33,30 @@ def build_parser() -> argparse.ArgumentParser:
         description="Turn libvirt guest disks into Glance images, visibly and safely.",
     )
     parser.add_argument("--version", action="version", version=f"snaptui {__version__}")
-    add_common_options(parser)
+    add_common_options(parser, top=True)
     parser.add_argument("--demo", action="store_true",
                         help="open the dashboard on the embedded demo lab (no libvirtd, no cloud)")
     parser.add_argument("--demo-speed", metavar="N", type=float,
                         help="demo jobs take the time a real host's would (1, the default), "
                              "N times faster, or 0: no pacing")
     parser.add_argument("--theme", help="dashboard theme (built-in or a file in themes/)")
+    parser.add_argument("--remote-protocol", metavar="N", type=int, help=argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    from snaptui.cli import audit, cleanup, inventory, jobs, snapshot, verify
+    from snaptui.cli import audit, cleanup, fleet_info, inventory, jobs, snapshot, verify
 
-    for module in (inventory, snapshot, jobs, cleanup, audit, verify):
+    for module in (inventory, snapshot, jobs, cleanup, audit, verify, fleet_info):
         module.register(sub, add_common_options)
     return parser
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """Parse the command line; common options keep their value wherever they were given."""
-    return fill_global_defaults(build_parser().parse_args(argv))
+    """Parse the command line; common options keep their value wherever they were given.
+    ``args.argv`` keeps the words as typed (a fleet host's command is forwarded from them)."""
+    words = list(sys.argv[1:] if argv is None else argv)
+    args = fill_global_defaults(build_parser().parse_args(words))
+    args.argv = words
+    return args
 
 
 def _security_setup(args: argparse.Namespace) -> None:
@@ -65,6 +70,16 @@ def _security_setup(args: argparse.Namespace) -> None:
     logging.getLogger("keystoneauth").setLevel(logging.DEBUG if args.verbose else logging.ERROR)
     for warning in exposed_secret_warnings():
         output.warn(warning)
+
+
+def _check_remote_protocol(args: argparse.Namespace) -> None:
+    """``--remote-protocol N``: another host's snaptui drives this one (core/remote.py) and
+    needs protocol N; an older one here says so in one line (before anything runs)."""
+    from snaptui.core.remote import PROTOCOL, too_old_here
+
+    wanted = getattr(args, "remote_protocol", None)
+    if wanted is not None and wanted > PROTOCOL:
+        raise BadInput(too_old_here(wanted))
 
 
 def _recover_before(args: argparse.Namespace) -> None:
@@ -103,6 +118,7 @@ def run(args: argparse.Namespace) -> int:
     from snaptui.core.paths import check_dir_variables
 
     check_dir_variables()
+    _check_remote_protocol(args)
     _security_setup(args)
     _recover_before(args)
     handler: Handler | None = getattr(args, "handler", None)

@@ -73,6 +73,10 @@ def register(sub: argparse._SubParsersAction, common: Common) -> None:
                         "make (an operator's or old Nova's internal snapshots, overlays); "
                         "still refused on a running guest's disk unless libvirt manages them")
     p.add_argument("--json", action="store_true", help="print JSON (sizes in bytes)")
+    p.add_argument("--remote-cloud", action="store_true",
+                   help="on an SSH host: use that host's own clouds.yaml instead of sending "
+                   "your Keystone login through the SSH channel")
+    p.add_argument("--auth-stdin", action="store_true", help=argparse.SUPPRESS)
     p.set_defaults(handler=run_cleanup)
 
 
@@ -94,6 +98,12 @@ def _open_store(args: argparse.Namespace, only: frozenset[Kind]) -> Any:
 
     if not getattr(args, "verbose", False):
         logging.getLogger("keystoneauth").setLevel(logging.ERROR)
+    if args.auth_stdin:  # a fleet host's cleanup: the operator's login (cli/fleet.py)
+        from snaptui.core.forwarded_login import forwarded_store, read_auth_line
+
+        state = read_auth_line()
+        if state:
+            return forwarded_store(state)
     library = getattr(args, "library", None)
     destination = resolve_destination(None, args.cloud, library)
     return open_store(destination, cloud=args.cloud, library=library)
@@ -180,7 +190,13 @@ def _report_results(results: list[RemovalResult], by_key: dict[str, Finding]) ->
 
 
 def run_cleanup(args: argparse.Namespace) -> int:
-    """Scan, list, confirm, remove; exit 0 when everything selected was removed."""
+    """Scan, list, confirm, remove; exit 0 when everything selected was removed (on an SSH
+    host: there, cli/fleet.py)."""
+    from snaptui.cli.fleet import route_cleanup
+
+    routed = route_cleanup(args)
+    if routed is not None:
+        return routed
     only = parse_kinds(args.only)
     older_than_s = parse_duration(args.older_than) if args.older_than else DEFAULT_OLDER_THAN_S
     if args.include_unowned and not args.domain:

@@ -4,6 +4,11 @@
 options are added to the top-level parser and to every subparser with ``default=SUPPRESS``, so
 a subparser never resets what was given before the command (argparse copies only what it saw),
 and the real defaults are filled in once after parsing.
+
+``-c URI`` may be given several times (a fleet, core/hosts.py): ``args.uris`` holds them all in
+order (those before the command first: the subparser keeps its own list under another name, as
+argparse would otherwise replace the first list by the second), ``args.uri`` the first one (or
+None) for what works on one host.
 """
 
 from __future__ import annotations
@@ -12,15 +17,20 @@ import argparse
 from typing import Any
 
 GLOBAL_DEFAULTS: dict[str, Any] = {
-    "uri": None, "cloud": None, "insecure": False, "verbose": False, "library": None,
+    "cloud": None, "insecure": False, "verbose": False, "library": None,
 }
 
 
-def add_common_options(parser: argparse.ArgumentParser) -> None:
-    """Add -c, --os-cloud, --insecure, -v and --library to ``parser``."""
+URIS_AFTER = "uris_after_command"
+
+
+def add_common_options(parser: argparse.ArgumentParser, *, top: bool = False) -> None:
+    """Add -c, --os-cloud, --insecure, -v and --library to ``parser`` (``top``: the main one)."""
     suppress = argparse.SUPPRESS
-    parser.add_argument("-c", "--connect", metavar="URI", dest="uri", default=suppress,
-                        help="libvirt URI (default: LIBVIRT_DEFAULT_URI, else qemu:///system "
+    parser.add_argument("-c", "--connect", metavar="URI", dest="uris" if top else URIS_AFTER,
+                        action="append", default=suppress,
+                        help="libvirt URI, repeatable for several hosts (default: [[hosts]] "
+                             "in config.toml, else LIBVIRT_DEFAULT_URI, else qemu:///system "
                              "as root, qemu:///session otherwise)")
     parser.add_argument("--os-cloud", metavar="NAME", dest="cloud", default=suppress,
                         help="cloud in clouds.yaml (default: OS_CLOUD)")
@@ -38,4 +48,9 @@ def fill_global_defaults(args: argparse.Namespace) -> argparse.Namespace:
     for name, value in GLOBAL_DEFAULTS.items():
         if not hasattr(args, name):
             setattr(args, name, value)
+    uris = [*getattr(args, "uris", []), *getattr(args, URIS_AFTER, [])]
+    if hasattr(args, URIS_AFTER):
+        delattr(args, URIS_AFTER)
+    args.uris = list(dict.fromkeys(uris))
+    args.uri = args.uris[0] if args.uris else None
     return args

@@ -25,9 +25,17 @@ from snaptui.cli.output import (
     size_with_bytes,
     state_text,
     table,
+    warn,
 )
 from snaptui.core.choices import allocated_size
-from snaptui.core.errors import BadInput, CloudError, HypervisorError, NotFound, QemuImgError
+from snaptui.core.errors import (
+    BadInput,
+    CloudError,
+    HypervisorError,
+    NotFound,
+    QemuImgError,
+    SnaptuiError,
+)
 from snaptui.core.models import DiskInfo, DomainInfo, ImageFileInfo, ImageRecord
 
 Common = Callable[[argparse.ArgumentParser], None]
@@ -80,24 +88,47 @@ def _disks_label(info: DomainInfo) -> str:
     return ", ".join(f"{d.target}:{d.format or '?'}" for d in info.disks) or "-"
 
 
-def run_domains(args: argparse.Namespace) -> int:
-    """List all domains (active and inactive)."""
+def _host_domains(uri: str | None) -> tuple[str, list[DomainInfo]]:
     from snaptui.core.libvirt_host import LibvirtHost
 
-    with _one_line_errors(), LibvirtHost(args.uri) as host:
-        domains = host.list_domains()
-    sizes = {d.uuid: allocated_size(d) for d in domains}  # the Domains pane's rule too
+    with _one_line_errors(), LibvirtHost(uri) as host:
+        return host.uri, host.list_domains()
+
+
+def run_domains(args: argparse.Namespace) -> int:
+    """List all domains (active and inactive) of every host; rows carry ``host``. A host that
+    cannot be reached is one warning line, and the others are still listed (exit 1)."""
+    from snaptui.cli.fleet import hosts_of
+
+    hosts = hosts_of(args)
+    listed: list[tuple[str, DomainInfo]] = []
+    failed: list[str] = []
+    for spec in hosts:
+        try:
+            uri, domains = _host_domains(spec.uri)
+        except SnaptuiError as err:
+            if len(hosts) == 1:
+                raise
+            warn(f"{spec.name}: {err}")
+            failed.append(spec.name)
+            continue
+        listed += [(spec.name, d) for d in domains]
+        if not domains and not args.json:
+            note(f"no domains on {uri}")
+    sizes = {(h, d.uuid): allocated_size(d) for h, d in listed}  # the Domains pane's rule too
     if args.json:
-        print_json([{**d.to_json(), "allocated_size": sizes[d.uuid]} for d in domains])
-        return 0
-    rows = table("name", "state", "vCPUs", "memory", "disks", "allocated size")
-    for d in domains:
-        rows.add_row(d.name, state_text(d.state), str(d.vcpus), human_size(d.memory_kib * 1024),
-                     _disks_label(d), human_size(sizes[d.uuid]))
+        print_json([{**d.to_json(), "allocated_size": sizes[h, d.uuid], "host": h}
+                    for h, d in listed])
+        return 1 if failed else 0
+    columns = ("name", "state", "vCPUs", "memory", "disks", "allocated size")
+    rows = table(*(("host", *columns) if len(hosts) > 1 else columns))
+    for h, d in listed:
+        cells: list[Any] = [d.name, state_text(d.state), str(d.vcpus),
+                            human_size(d.memory_kib * 1024), _disks_label(d),
+                            human_size(sizes[h, d.uuid])]
+        rows.add_row(*([h, *cells] if len(hosts) > 1 else cells))
     print_table(rows)
-    if not domains:
-        note(f"no domains on {host.uri}")
-    return 0
+    return 1 if failed else 0
 
 
 # ---------------------------------------------------------------- images
@@ -189,7 +220,13 @@ def _domain_disks(argument: str, uri: str | None) -> tuple[DomainInfo, list[Disk
 
 
 def run_info(args: argparse.Namespace) -> int:
-    """qemu-img info of a path, or of one or all disks of a domain."""
+    """qemu-img info of a path, or of one or all disks of a domain ([HOST:]DOMAIN: on an SSH
+    host it runs there, cli/fleet.py)."""
+    from snaptui.cli.fleet import route_info
+
+    routed = route_info(args)
+    if routed is not None:
+        return routed
     with _one_line_errors():
         if _is_path(args.target):
             image = asyncio.run(_path_info(args.target, args.fmt, False))

@@ -67,6 +67,7 @@ def register(sub: argparse._SubParsersAction, common) -> None:
     p.add_argument("--json", action="store_true", help="one JSON object per event")
     p.add_argument("--detach", action="store_true",
                    help="print the job id and return at once (follow with `snaptui jobs`)")
+    _register_fleet_options(p)
     _register_image_metadata(p)
     p.set_defaults(handler=run_snapshot)
 
@@ -93,6 +94,25 @@ def _register_image_metadata(p: argparse.ArgumentParser) -> None:
     g.add_argument("--allow-nova-downtime", action="store_true",
                    help="allow cold/internal mode on a running Nova instance (aborted and "
                    "restarted before Nova's 15 s power-state sync would stop it)")
+
+
+def _register_fleet_options(p: argparse.ArgumentParser) -> None:
+    """Remote jobs (README "Fleet"): DOMAIN may be HOST:DOMAIN; a qemu+ssh:// host runs it."""
+    p.add_argument("--remote-cloud", action="store_true",
+                   help="on an SSH host: use that host's own clouds.yaml instead of sending "
+                   "your Keystone login through the SSH channel")
+    p.add_argument("--auth-stdin", action="store_true", help=argparse.SUPPRESS)
+
+
+def _forwarded_login(args: argparse.Namespace) -> tuple[Any, str | None]:
+    """--auth-stdin (a remote job, core/remote_jobs.py): the store on the login read from the
+    first line of stdin, and that login for the job process; else (None, None)."""
+    if not args.auth_stdin:
+        return None, None
+    from snaptui.core.forwarded_login import forwarded_store, read_auth_line
+
+    state = read_auth_line()
+    return (forwarded_store(state), state) if state else (None, None)
 
 
 def _image_metadata(args: argparse.Namespace) -> dict[str, Any]:
@@ -144,17 +164,25 @@ def request_from_args(args: argparse.Namespace) -> SnapshotRequest:
 
 
 def run_snapshot(args: argparse.Namespace) -> int:
+    from snaptui.cli.remote_snapshot import route_snapshot
+
+    routed = route_snapshot(args, request_from_args)
+    if routed is not None:
+        return routed
     request = request_from_args(args)
+    store, forwarded = _forwarded_login(args)
     # The job's process starts now and imports while the preflight runs.
     job_id = new_job_id()
     process = None if args.dry_run else JobProcess(job_id)
     try:
-        plan, steps, store = asyncio.run(prepare_with_store(request, job_id=job_id))
+        plan, steps, store = asyncio.run(prepare_with_store(request, store=store,
+                                                            job_id=job_id))
         if args.dry_run:
             return _print_dry_run(args, plan, steps)
         for note in plan.notes:
             output.note(f"snaptui: {note}")
-        job_id = launch(plan, request, steps, process, auth_state=store_auth_state(store))
+        login = forwarded or store_auth_state(store)
+        job_id = launch(plan, request, steps, process, auth_state=login)
     finally:
         if process is not None:
             process.discard()
@@ -261,6 +289,7 @@ def _follow_json(job_id: str) -> int:
     for event in _events(job_id):
         if event.get("event") == "job":
             event = {"event": "job", "job_id": job_id, "mode": event["plan"]["mode"],
+                     "domain": event["plan"].get("domain_name"), "format": event.get("format", 1),
                      "steps": event["steps"], "t": event["t"]}
         last = _json_event(event)
         output.json_line(last)

@@ -23,9 +23,10 @@ from tomlkit.exceptions import TOMLKitError
 
 from snaptui.core.errors import BadInput
 from snaptui.core.paths import private_dir
+from snaptui.core.settings import ENGINE_KEYS
 
 CONFIG_NAME = "config.toml"
-TOP_KEYS = ("theme", "keymap")
+TOP_KEYS = ("theme", "keymap", *ENGINE_KEYS)  # engine keys: core/settings.py
 
 
 @dataclass

@@ -27,6 +27,10 @@ def make_context(plan: Plan, journal: JournalWriter, *, host: LibvirtHost | None
     def store_factory() -> ImageStore:
         if store is not None:
             return store
+        if auth_state and plan.destination == "glance" and _forwarded_only(plan.cloud):
+            from snaptui.core.forwarded_login import forwarded_store
+
+            return forwarded_store(auth_state)  # a remote job: the operator's login only
         opened = open_store(plan.destination, cloud=plan.cloud, library=plan.library_dir)
         adopt = getattr(opened, "adopt_auth_state", None)
         if auth_state and callable(adopt):
@@ -35,6 +39,13 @@ def make_context(plan: Plan, journal: JournalWriter, *, host: LibvirtHost | None
 
     return JobContext(plan=plan, journal=journal, host_factory=host_factory,
                       store_factory=store_factory, facts=dict(facts or {}))
+
+
+def _forwarded_only(cloud: str | None) -> bool:
+    """No cloud configured here (a fleet host): the launcher's login is all there is."""
+    from snaptui.core.cloud_config import cloud_configured
+
+    return not cloud_configured(cloud)
 
 
 def summarize(ctx: JobContext) -> dict[str, Any]:

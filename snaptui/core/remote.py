@@ -1,0 +1,260 @@
+"""Run snaptui on another host over SSH: argv quoting, the ssh command line, JSON event streams.
+
+Everything that touches a remote host's disks runs as ``snaptui … --json`` on that host
+(DESIGN.md, "A fleet is many hosts"). Three rules:
+
+- ``ssh`` runs from an argv list, never a local shell. The remote side's login shell gets one
+  command string, built by ``remote_command`` alone (every word ``shlex.quote``d), so a domain
+  or image name with spaces, quotes, ``$()``, ``;`` or newlines arrives as the same argv.
+- The ssh options come from the host's ``qemu+ssh://`` URI (user, port, keyfile, known_hosts,
+  no_verify), as libvirt's own remote driver would use them; BatchMode (never a password
+  prompt), keepalives, a connect timeout.
+- Failures become one line naming the host: SSH refused or unreachable (ssh exits 255), snaptui
+  missing there (127/126), snaptui there too old for this protocol, or the remote's own error.
+
+A secret (the operator's Keystone login) is written to the remote process's stdin only
+(``stdin_line``), never argv or the environment: see core/remote_jobs.py.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import subprocess
+import threading
+from collections import deque
+from collections.abc import Iterator, Sequence
+from typing import IO, Any
+
+from snaptui.core.errors import SnaptuiError
+from snaptui.core.hosts import HostSpec
+
+PROTOCOL = 1  # bumped when the remote commands or their JSON change incompatibly
+SSH = "ssh"
+CONNECT_TIMEOUT_S = 10
+ALIVE_INTERVAL_S = 15
+EXIT_SSH = 255
+NOT_FOUND_EXITS = (126, 127)
+OLD_SNAPTUI_SIGNS = ("invalid choice", "unrecognized arguments", "no such option")
+TOO_OLD_HERE = "speaks remote protocol"
+
+
+class RemoteError(SnaptuiError):
+    """A remote command failed; the message names the host."""
+
+
+class SshUnreachable(RemoteError):
+    """ssh could not connect or log in (exit 255 before any output)."""
+
+
+class SshLost(RemoteError):
+    """The SSH connection ended while a command was running (a remote job goes on)."""
+
+
+class RemoteTooOld(RemoteError):
+    """snaptui on the host does not know this command or option."""
+
+
+def remote_command(argv: Sequence[str]) -> str:
+    """The one string the remote login shell runs to execute exactly ``argv``."""
+    if not argv:
+        raise ValueError("empty remote command")
+    return " ".join(shlex.quote(str(word)) for word in argv)
+
+
+def ssh_options(host: HostSpec) -> list[str]:
+    """ssh's options for ``host`` (from its qemu+ssh URI), without the destination."""
+    target = host.ssh
+    if target is None:
+        raise SnaptuiError(f"{host.name}: not an SSH host ({host.uri or 'local'})")
+    opts = ["-T", "-x", "-a",
+            "-o", "BatchMode=yes",
+            "-o", f"ConnectTimeout={CONNECT_TIMEOUT_S}",
+            "-o", f"ServerAliveInterval={ALIVE_INTERVAL_S}",
+            "-o", "ServerAliveCountMax=3",
+            "-o", "LogLevel=ERROR"]
+    if target.port:
+        opts += ["-p", str(target.port)]
+    if target.user:
+        opts += ["-l", target.user]
+    if target.keyfile:
+        opts += ["-i", target.keyfile]
+    if target.known_hosts:
+        opts += ["-o", f"UserKnownHostsFile={target.known_hosts}"]
+    if target.no_verify:
+        opts += ["-o", "StrictHostKeyChecking=no"]
+        if not target.known_hosts:  # accept any key, remember none
+            opts += ["-o", "UserKnownHostsFile=/dev/null"]
+    return opts
+
+
+def ssh_argv(host: HostSpec, remote_argv: Sequence[str]) -> list[str]:
+    """The local argv that runs ``remote_argv`` on ``host`` (no shell on our side)."""
+    target = host.ssh
+    assert target is not None  # ssh_options raised otherwise
+    return [SSH, *ssh_options(host), "--", target.hostname, remote_command(remote_argv)]
+
+
+def snaptui_argv(host: HostSpec, args: Sequence[str]) -> list[str]:
+    """The remote argv of ``snaptui ARGS`` on ``host`` (its configured command), telling it the
+    protocol this side needs (an older snaptui refuses the option or the number: RemoteTooOld)."""
+    return [*host.snaptui, "--remote-protocol", str(PROTOCOL), *args]
+
+
+def too_old_here(wanted: int) -> str:
+    """What an older snaptui answers ``--remote-protocol N`` with (one line)."""
+    from snaptui import __version__
+
+    return (f"this snaptui {__version__} {TOO_OLD_HERE} {PROTOCOL}, the caller needs {wanted}")
+
+
+def _last_line(lines: Sequence[str]) -> str:
+    for text in reversed(lines):
+        if text.strip():
+            return " ".join(text.split())
+    return ""
+
+
+def _drain(stream: IO[str], keep: deque[str]) -> None:
+    for text in stream:
+        keep.append(text)
+
+
+def _failure(host: HostSpec, returncode: int, stderr: Sequence[str], got_output: bool
+             ) -> RemoteError | None:
+    """The one-line error for a finished remote command, or None when it is not one."""
+    last = _last_line(stderr)
+    if returncode < 0:
+        return SshLost(f"{host.name}: SSH connection lost (ssh killed by signal {-returncode})")
+    if returncode == EXIT_SSH:
+        if got_output:
+            return SshLost(f"{host.name}: SSH connection lost: {last or 'no reason given'}")
+        return SshUnreachable(f"{host.name}: cannot reach over SSH: "
+                              f"{last or 'ssh exited 255'}")
+    if returncode in NOT_FOUND_EXITS:
+        command = " ".join(host.snaptui)
+        return RemoteError(f"{host.name}: snaptui is not installed ({command!r}: {last}); "
+                           f"install it on {host.name}, or set snaptui = \"/path\" in its "
+                           "[[hosts]] entry")
+    if returncode == 2 and (TOO_OLD_HERE in last or any(s in last for s in OLD_SNAPTUI_SIGNS)):
+        return RemoteTooOld(f"{host.name}: snaptui there is too old for this one (remote "
+                            f"protocol {PROTOCOL} needed); install this snaptui version on "
+                            f"{host.name} ({last})")
+    if returncode != 0 and not got_output:
+        message = last.removeprefix("snaptui: error: ").removeprefix("snaptui: ")
+        return RemoteError(f"{host.name}: {message or f'remote snaptui exited {returncode}'}")
+    return None
+
+
+class RemoteCall:
+    """``snaptui ARGS`` running on ``host``: iterate for its JSON lines (dicts), then
+    ``returncode``. Failures of the transport (see ``_failure``) raise when the stream ends.
+
+    ``stdin_line`` is written as the first line of the remote's stdin, then stdin is closed
+    (a secret goes only this way). ``close`` ends the local ssh (the remote job goes on)."""
+
+    def __init__(self, host: HostSpec, args: Sequence[str], *,
+                 stdin_line: str | None = None) -> None:
+        self.host = host
+        self.argv = ssh_argv(host, snaptui_argv(host, args))
+        self.returncode: int | None = None
+        self._stderr: deque[str] = deque(maxlen=20)
+        self.proc = subprocess.Popen(  # noqa: S603 - an argv list, no shell
+            self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True, encoding="utf-8", errors="replace", start_new_session=True,
+        )
+        assert self.proc.stdin is not None and self.proc.stderr is not None
+        self._err_thread = threading.Thread(target=_drain, args=(self.proc.stderr, self._stderr),
+                                            daemon=True)
+        self._err_thread.start()
+        try:
+            if stdin_line is not None:
+                self.proc.stdin.write(stdin_line.rstrip("\n") + "\n")
+            self.proc.stdin.close()
+        except OSError:  # ssh already gone: its exit status says why
+            pass
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        assert self.proc.stdout is not None
+        got = False
+        pending = ""  # a pretty-printed document (print_json) spans lines
+        for text in self.proc.stdout:
+            if not pending and not text.lstrip().startswith(("{", "[")):
+                if text.strip():
+                    self._stderr.append(text)
+                continue
+            pending += text
+            try:
+                event = json.loads(pending)
+            except json.JSONDecodeError:
+                continue
+            pending = ""
+            got = True
+            if isinstance(event, list):
+                yield from (e for e in event if isinstance(e, dict))
+            elif isinstance(event, dict):
+                yield event
+        self.returncode = self.proc.wait()
+        self._err_thread.join(timeout=5)
+        failure = _failure(self.host, self.returncode, list(self._stderr), got)
+        if failure is not None:
+            raise failure
+
+    def stderr_tail(self) -> str:
+        return _last_line(list(self._stderr))
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def run_json(host: HostSpec, args: Sequence[str], *, stdin_line: str | None = None
+             ) -> list[dict[str, Any]]:
+    """Run ``snaptui ARGS`` on ``host`` to its end; its JSON output (a list is flattened)."""
+    return list(RemoteCall(host, args, stdin_line=stdin_line))
+
+
+def remote_info(host: HostSpec) -> dict[str, Any]:
+    """``snaptui remote-info --json`` on ``host``: its protocol and version; RemoteTooOld when
+    the host's snaptui speaks an older protocol (or has no remote-info at all)."""
+    answer = run_json(host, ["remote-info", "--json"])
+    info = answer[0] if answer else {}
+    protocol = info.get("protocol")
+    if not isinstance(protocol, int) or protocol < PROTOCOL:
+        raise RemoteTooOld(f"{host.name}: snaptui {info.get('version', '?')} there speaks "
+                           f"remote protocol {protocol}, this one needs {PROTOCOL}; install "
+                           f"this snaptui version on {host.name}")
+    return info
+
+
+def run_passthrough(host: HostSpec, args: Sequence[str], *, stdin_line: str | None = None,
+                    stdout: IO[str] | None = None) -> int:
+    """Run ``snaptui ARGS`` on ``host`` with its stdout going to ours (tables, prompts-free
+    output); its exit status. The remote's stderr comes back prefixed with the host's name,
+    except a failure's last line, which is raised as a one-line RemoteError."""
+    import sys
+
+    argv = ssh_argv(host, snaptui_argv(host, args))
+    proc = subprocess.run(  # noqa: S603 - an argv list, no shell
+        argv, input=(stdin_line.rstrip("\n") + "\n") if stdin_line is not None else "",
+        stdout=stdout, stderr=subprocess.PIPE, text=True, encoding="utf-8",
+        errors="replace", check=False, start_new_session=True,
+    )
+    lines = proc.stderr.splitlines()
+    failure = _failure(host, proc.returncode, lines, got_output=False)
+    if failure is not None:
+        failure.exit_code = proc.returncode if 0 < proc.returncode < 126 else 1
+        raise failure
+    for text in lines:
+        if text.strip():
+            print(f"{host.name}: {text}", file=sys.stderr)
+    return proc.returncode
