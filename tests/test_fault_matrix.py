@@ -67,7 +67,7 @@ from snaptui.core.engine.workflows import build_steps
 from snaptui.core.glance_images import GlanceImages
 
 ALL = ("cold", "internal", "live", "backup")
-# "stream": backup in pull mode, read over NBD straight into Glance (--stream, raw)
+# "stream": backup in pull mode, read over NBD straight into Glance (--stream, qcow2)
 MODES = (*ALL, "stream")
 # step kind -> {fault: modes it runs in}. Glance faults hit the same publish steps in every
 # mode, so they are spread over the modes instead of repeated.
@@ -241,7 +241,7 @@ class Injector:
         glance = c.kind in ("image", "upload") or c.mode == "stream"
         opts = dict(MODE_OPTIONS.get(c.mode, {}))
         if c.mode == "stream":
-            opts.update(stream="on", out_format="raw")
+            opts.update(stream="on")  # the default format, qcow2: written by qcow2_stream
         if c.kind == "finish":
             keep = self.stack.enter_context(tmpfs(self.tmp / "keep", "48M"))
             opts["keep_local"] = str(keep / "image.qcow2")

@@ -273,10 +273,12 @@ async def preflight(request: SnapshotRequest, host: LibvirtHost,
         mode, reason = Mode.BACKUP, ("streamed: pull-mode backup over NBD straight to Glance "
                                      "(no scratch copy, guest never paused)")
         reason = f"{'auto chose' if request.stream == 'auto' else 'as requested:'} {reason}"
+        if info.nova is not None:
+            reason += "; it is a Nova instance, so the guest must not stop"
     else:
         mode, reason = resolve_mode(request.mode, reasons, info)
-    if not_streamed and info.state in (DomainState.RUNNING, DomainState.PAUSED):
-        notes_stream = [f"not streamed: {not_streamed}"]  # auto says why it copies
+    if not_streamed and reasons[Mode.BACKUP] is None:  # could have streamed: say why not
+        notes_stream = [f"not streamed: {not_streamed}"]
     else:
         notes_stream = []
     extras = quiesce_and_verify(request, host, info)
