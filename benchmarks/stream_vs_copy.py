@@ -2,9 +2,9 @@
 
 ``snaptui snapshot --stream`` (pull-mode backup read over NBD straight into Glance) against the
 copy paths a running guest had before (``--mode live`` and ``--mode backup``: extract to scratch,
-then upload), raw output, alternating A B C per round. Per run: end to end (the CLI's wall
-time), peak scratch (allocated bytes sampled every 20 ms), guest pauses and downtime from
-libvirt lifecycle events.
+then upload), raw (or ``--format qcow2``) output, in rotated order each round. Per run: end to
+end (the CLI's wall time), peak scratch (allocated bytes sampled every 20 ms), guest pauses and
+downtime from libvirt lifecycle events.
 
     .venv/bin/python benchmarks/stream_vs_copy.py                 # 2 GiB disk, 1 GiB data, 3 rounds
     .venv/bin/python benchmarks/stream_vs_copy.py --size 256M --data 128M --runs 1
@@ -44,12 +44,13 @@ VARIANTS = {
 }
 
 
-def run_once(label: str, lab: Any, state: Path, glance: Glance, events: EventLog) -> dict:
+def run_once(label: str, lab: Any, state: Path, glance: Glance, events: EventLog,
+             fmt: str) -> dict:
     evict(lab.disk_path())
     scratch = state / "scratch"
     scratch.mkdir(parents=True, exist_ok=True)
     argv = [str(SNAPTUI), "snapshot", lab.name, "--name", f"snaptui-bench-{uuid.uuid4().hex[:6]}",
-            "--format", "raw", "--to", "glance", "--json", *VARIANTS[label]]
+            "--format", fmt, "--to", "glance", "--json", *VARIANTS[label]]
     env = {**os.environ, "SNAPTUI_STATE_DIR": str(state), "SNAPTUI_SCRATCH_DIR": str(scratch)}
     with ScratchSampler(scratch) as sampler:
         t0 = time.monotonic()
@@ -72,6 +73,7 @@ def main() -> None:
     ap.add_argument("--size", default="2G")
     ap.add_argument("--data", default="1G")
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--format", dest="fmt", choices=("raw", "qcow2"), default="raw")
     args = ap.parse_args()
     size, data = parse_size(args.size), parse_size(args.data)
     work = Path(tempfile.mkdtemp(prefix="snaptui-bench-stream-", dir="/var/tmp"))
@@ -84,11 +86,13 @@ def main() -> None:
             labels = list(VARIANTS)
             for round_ in range(args.runs):  # rotated: no variant always runs first
                 for label in labels[round_ % 3:] + labels[:round_ % 3]:
-                    results[label].append(run_once(label, lab, work / "state", glance, events))
+                    results[label].append(run_once(label, lab, work / "state", glance, events,
+                                                   args.fmt))
     finally:
         lab.remove()
         shutil.rmtree(work, ignore_errors=True)
-    print(f"# {args.size} disk, {args.data} data, raw, {args.runs} rounds; {machine_note()}")
+    print(f"# {args.size} disk, {args.data} data, {args.fmt}, {args.runs} rounds; "
+          f"{machine_note()}")
     base = median(r["wall"] for r in results["live (copy)"])
     for label, runs in results.items():
         wall = median(r["wall"] for r in runs)
