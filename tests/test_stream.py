@@ -284,3 +284,17 @@ def test_cli_says_streamed(make_domain, store, own_images):
     assert f"{lab.name}  mode backup (streamed)  done" in result.stdout
     assert "allocated → streamed 64.0 MiB; guest downtime 0.00 s" in result.stdout
     assert len(ids) == 1 and ids[0] in result.stdout
+
+
+def test_chunk_reader_hands_whole_chunks_over_and_splits_the_rest():
+    from snaptui.core.image_store import ChunkReader
+
+    big = bytes(range(256)) * 16
+    reader = ChunkReader(iter([b"abc", big, b"", b"xy"]))
+    first = reader.read(1 << 20)
+    assert first == b"abc"
+    whole = reader.read(1 << 20)
+    assert whole is big  # not copied
+    assert reader.read(2) == b"xy" and reader.read(5) == b"" and reader.read() == b""
+    parts = ChunkReader(iter([big]))
+    assert b"".join(iter(lambda: parts.read(1000), b"")) == big

@@ -321,19 +321,22 @@ class ChunkReader:
 
     def __init__(self, chunks: Iterable[bytes]) -> None:
         self._chunks = iter(chunks)
-        self._pending = memoryview(b"")
+        self._pending: bytes = b""
+        self._offset = 0
 
     def read(self, size: int = -1) -> bytes:
-        while not self._pending:
+        while self._offset >= len(self._pending):
             chunk = next(self._chunks, None)
             if chunk is None:
                 return b""
-            self._pending = memoryview(chunk)
-        if size is None or size < 0 or size >= len(self._pending):
-            data, self._pending = self._pending, memoryview(b"")
-        else:
-            data, self._pending = self._pending[:size], self._pending[size:]
-        return bytes(data)
+            self._pending, self._offset = chunk, 0
+        start = self._offset
+        if start == 0 and (size is None or size < 0 or size >= len(self._pending)):
+            self._offset = len(self._pending)  # a whole chunk: handed over, not copied
+            return self._pending
+        end = len(self._pending) if size is None or size < 0 else start + size
+        self._offset = min(end, len(self._pending))
+        return self._pending[start:self._offset]
 
     def __enter__(self) -> ChunkReader:
         return self
