@@ -348,6 +348,9 @@ def lab_problems(lab: Any, before: Before, job_id: str | None = None, *,
                 problems.append(f"block job left on {target}: {info}")
         if dom.jobInfo()[0] != libvirt.VIR_DOMAIN_JOB_NONE:
             problems.append(f"domain job left: {dom.jobInfo()}")
+        with contextlib.suppress(libvirt.libvirtError):  # raises when there is none
+            dom.backupGetXMLDesc(0)
+            problems.append("backup job (NBD export) left on the domain")
     left = sorted(p.name for p in scratch_dir().iterdir())
     if left:
         problems.append(f"scratch files left: {left}")

@@ -67,6 +67,8 @@ from snaptui.core.engine.workflows import build_steps
 from snaptui.core.glance_images import GlanceImages
 
 ALL = ("cold", "internal", "live", "backup")
+# "stream": backup in pull mode, read over NBD straight into Glance (--stream, qcow2)
+MODES = (*ALL, "stream")
 # step kind -> {fault: modes it runs in}. Glance faults hit the same publish steps in every
 # mode, so they are spread over the modes instead of repeated.
 FAULTS: dict[str, dict[str, tuple[str, ...]]] = {
@@ -85,6 +87,10 @@ FAULTS: dict[str, dict[str, tuple[str, ...]]] = {
                "kill": ("live", "backup"), "cancel": ("internal",), "hup": ("live",),
                "glance-down": ("backup",)},
     "finish": {"enospc": ("cold",)},
+    "export": {"fail": ("stream",), "kill": ("stream",)},
+    "stream": {"cancel": ("stream",), "kill": ("stream",), "5xx": ("stream",),
+               "destroy": ("stream",),
+               "reset": ("stream",), "libvirtd": ("stream",), "glance-down": ("stream",)},
     # --verify: the lab's domains run no OS, so their image never boots: a short
     # --verify-timeout is a failed verification; kill and cancel land while it waits
     "verify": {"fail": ("cold", "internal"), "kill": ("live",), "cancel": ("backup",)},
@@ -102,18 +108,21 @@ AGENT_FAULTS = {"freeze": "freeze:fsFreeze",
 MODE_OPTIONS: dict[str, dict[str, Any]] = {"live": {"compress": True},
                                            "backup": {"compress": True}}
 QEMU_IMG_CALL = {"snapshot": "snapshot -c", "unsnapshot": "snapshot -d", "convert": "convert",
-                 "delta": "create", "backup": "create"}
+                 "delta": "create", "backup": "create", "export": "create"}
 SMALL = {"size": "64M", "seed": "32M"}
 BIG = {"size": "1G", "seed": "768M"}  # block copy / backup slow enough to act mid-step
 MID_STEP = {("copy", f) for f in ("destroy", "kill", "cancel")} | {
     ("backup", f) for f in ("destroy", "kill", "cancel", "libvirtd")} | {
-    ("verify", f) for f in ("kill", "cancel")}
-BIG_KINDS = ("copy", "backup")
+    ("verify", f) for f in ("kill", "cancel")} | {
+    ("stream", f) for f in ("kill", "cancel", "libvirtd", "destroy")}
+BIG_KINDS = ("copy", "backup", "stream")
 
 
 def workflow_steps(mode: str) -> list[str]:
     """The real step names of ``mode`` for a running guest with one disk."""
     opts = MODE_OPTIONS.get(mode, {})
+    streamed = mode == "stream"
+    mode = "backup" if streamed else mode
     disk = DiskPlan(target="vda", source_path="/d.qcow2", source_format="qcow2",
                     virtual_size=1 << 26, actual_size=1 << 25, apparent_size=1 << 25,
                     backing_file=None, image_name="x", output_path="/s/o.partial",
@@ -125,7 +134,8 @@ def workflow_steps(mode: str) -> list[str]:
                 compression_type="zstd" if opts.get("compress") else None,
                 destination="glance", cloud=None, library_dir=None, keep_local=None,
                 snapshot_name="s" if mode == "internal" else None, base_image_ref=None,
-                host="h", disks=[disk], domain_targets=["vda"], verify=True)
+                host="h", disks=[disk], domain_targets=["vda"], verify=not streamed,
+                stream=streamed, nbd_socket="/s/x.sock" if streamed else None)
     return [s.name for s in build_steps(plan)]
 
 
@@ -146,7 +156,7 @@ class Case:
 
 def matrix() -> tuple[list[Case], list[str]]:
     cases, uncovered = [], []
-    for mode in ALL:
+    for mode in MODES:
         for step in workflow_steps(mode):
             faults = [f for f, modes in FAULTS.get(step.split(":")[0], {}).items()
                       if mode in modes]
@@ -228,8 +238,10 @@ class Injector:
 
     def request(self) -> SnapshotRequest:
         c = self.case
-        glance = c.kind in ("image", "upload")
+        glance = c.kind in ("image", "upload") or c.mode == "stream"
         opts = dict(MODE_OPTIONS.get(c.mode, {}))
+        if c.mode == "stream":
+            opts.update(stream="on")  # the default format, qcow2: written by qcow2_stream
         if c.kind == "finish":
             keep = self.stack.enter_context(tmpfs(self.tmp / "keep", "48M"))
             opts["keep_local"] = str(keep / "image.qcow2")
@@ -238,7 +250,8 @@ class Injector:
                         verify_timeout=2.0 if c.fault == "fail" else 120.0)
         return SnapshotRequest(
             domain=self.lab.name, name=f"snaptui-test-fm-{uuid.uuid4().hex[:8]}",
-            mode=Mode(c.mode), destination="glance" if glance else "library",
+            mode=Mode.BACKUP if c.mode == "stream" else Mode(c.mode),
+            destination="glance" if glance else "library",
             cloud=FAULT_CLOUD if glance else None,
             library_dir=None if glance else str(self.tmp / "lib"), **opts)
 
@@ -257,7 +270,8 @@ class Injector:
             action = "fail" if c.fault == "fail" else "gate"
             self.qemu = QemuImgFault(self.tmp, call, action,
                                      message=f"injected fault: {call} refused")
-        if c.kind in ("image", "upload"):
+        if c.kind in ("image", "upload") or (c.kind, c.fault) in (
+                ("stream", "5xx"), ("stream", "reset"), ("stream", "glance-down")):
             path, method = (CREATE, "POST") if c.kind == "image" else (UPLOAD, "PUT")
             action = {"5xx": "status", "401": "status", "reset": "reset"}.get(c.fault, "hold")
             self.rule = self.cloud.glance.add(Rule(
@@ -334,7 +348,7 @@ class Injector:
 def expected(case: Case, original: str) -> tuple[tuple[str, ...], str]:
     """Terminal events allowed and the guest state expected after the case."""
     state = original
-    if case.fault == "destroy" and case.mode in ("live", "backup"):
+    if case.fault == "destroy" and case.mode in ("live", "backup", "stream"):
         state = "shut off"  # the job does not start a guest it did not stop
     if case.fault in ("hup", "401") or (case.kind, case.fault) == ("freeze", "fail"):
         # SIGHUP is ignored; on a 401 keystoneauth logs in again (and an upload whose stream

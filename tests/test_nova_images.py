@@ -205,7 +205,8 @@ def test_running_nova_instance_is_never_stopped_without_consent(
 
     dry = json.loads(snaptui("snapshot", name, "--name", "x", "--to", "glance", "--no-derive",
                              "--dry-run", "--json").stdout)
-    assert dry["mode"] == "live" and "Nova instance" in dry["reason"]
+    # auto streams a running guest to Glance (backup in pull mode: never stopped, never paused)
+    assert dry["mode"] == "backup" and dry["stream"] and "Nova instance" in dry["reason"]
     planned = dry["images"][0]["properties"]
     assert not {"hw_firmware_type", "hw_disk_bus", "hw_machine_type"} & planned.keys()
     assert planned["hw_vif_model"] == "e1000"  # inherited properties stay
@@ -217,7 +218,7 @@ def test_running_nova_instance_is_never_stopped_without_consent(
     own_images.append(done["image_id"])
     raw = store.raw_image(done["image_id"])
     try:
-        assert raw["snaptui_method"] == "live" and done["downtime_s"] == 0
+        assert raw["snaptui_method"] == "backup-stream" and done["downtime_s"] == 0
         assert raw["visibility"] == "private"  # the caller is in the instance's project
         assert raw["owner_id"] == store.project_id and "instance_owner" not in raw
         assert raw["user_id"] == store.user_id

@@ -112,3 +112,11 @@ def test_an_older_snaptui_refuses_a_newer_protocol_in_one_line(capsys) -> None:
     assert type(_failure(HV, 2, [err], False)) is RemoteTooOld
     assert main(["--remote-protocol", str(PROTOCOL), "remote-info", "--json"]) == 0
     assert f'"protocol": {PROTOCOL}' in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("flag", [[], ["--stream"], ["--no-stream"]])
+def test_request_args_carry_the_stream_choice(flag: list[str]) -> None:
+    request = request_from_args(parse_args(["snapshot", "d", "--name", "n", *flag]))
+    back = request_from_args(parse_args(request_args(HV, request, auth=False)))
+    assert back.stream == request.stream == {"--stream": "on", "--no-stream": "off"}.get(
+        "".join(flag), "auto")

@@ -54,6 +54,14 @@ def register(sub: argparse._SubParsersAction, common) -> None:
                    help="default: the library when --library is given without --os-cloud, "
                    "else glance when a cloud is configured, else the local library")
     p.add_argument("--keep-local", metavar="PATH", help="also keep the image file at PATH")
+    streaming = p.add_mutually_exclusive_group()
+    streaming.add_argument("--stream", dest="stream", action="store_const", const="on",
+                           default="auto",
+                           help="read a pull-mode backup over NBD straight into Glance (no "
+                           "scratch copy; the pull-mode form of --mode backup); default with "
+                           "--mode auto when the guest runs and the format allows it")
+    streaming.add_argument("--no-stream", dest="stream", action="store_const", const="off",
+                           help="always extract to a scratch file first (the copy path)")
     add_quiesce_verify_options(p)
     add_neighbour_options(p)
     p.add_argument("--dry-run", action="store_true",
@@ -153,7 +161,7 @@ def request_from_args(args: argparse.Namespace) -> SnapshotRequest:
         all_disks=args.all_disks, out_format=args.out_format, compress=args.compress,
         destination=args.destination, keep_local=args.keep_local, uri=args.uri,
         cloud=args.cloud, library_dir=args.library, **_image_metadata(args),
-        **_quiesce_verify_fields(args), **neighbour_request_fields(args),
+        **_quiesce_verify_fields(args), **neighbour_request_fields(args), stream=args.stream,
     )
 
 
@@ -191,16 +199,31 @@ def run_snapshot(args: argparse.Namespace) -> int:
     return _follow_rich(job_id)
 
 
+def _pull_backup_xml(plan) -> str | None:
+    """The backup-pull.xml of a streamed plan's ``virsh backup-begin`` (None: not streamed)."""
+    if not plan.stream:
+        return None
+    from snaptui.core.engine.stream_steps import export_paths
+    from snaptui.core.nbd_export import pull_backup_xml
+
+    return pull_backup_xml(export_paths(plan),
+                           plan.domain_targets or [d.target for d in plan.disks])
+
+
 def _print_dry_run(args: argparse.Namespace, plan, steps) -> int:
+    backup_xml = _pull_backup_xml(plan)
     if args.json:
         output.json_line({"event": "dry-run", "mode": str(plan.mode),
                           "reason": plan.mode_reason, "destination": plan.destination,
                           "commands": [s.command for s in steps if s.command],
-                          "notes": plan.notes, "images": _planned_images(plan)})
+                          "notes": plan.notes, "images": _planned_images(plan),
+                          "stream": plan.stream, "backup_xml": backup_xml})
         return 0
     output.line(f"# preflight passed; {plan.mode_reason}; destination {plan.destination}")
     for note in plan.notes:
         output.line(f"# {note}")
+    if backup_xml:
+        output.line(f"# backup-pull.xml: {backup_xml}")
     for step in steps:
         if step.command:
             output.line(step.command)
@@ -219,7 +242,7 @@ def _planned_images(plan) -> list[dict[str, Any]]:
     for d in plan.disks:
         settings = {**(plan.image_settings or {}), "min_disk": d.min_disk}
         props = {**d.properties, "snaptui_domain": plan.domain_name, "snaptui_disk": d.target,
-                 "snaptui_method": str(plan.mode), "snaptui_job": plan.job_id,
+                 "snaptui_method": plan.method, "snaptui_job": plan.job_id,
                  "snaptui_host": plan.host}
         images.append({"name": d.image_name, "disk": d.target, "settings": settings,
                        "properties": props})
@@ -294,7 +317,8 @@ def _render(job: JobRecord) -> Group:
         elif step.error:
             detail = step.error
         table.add_row(glyph, step.title, bar, detail)
-    header = Text(f"job {job.job_id}  {job.domain}  mode {job.mode}  {job.status}",
+    streamed = " (streamed)" if (job.plan or {}).get("stream") else ""
+    header = Text(f"job {job.job_id}  {job.domain}  mode {job.mode}{streamed}  {job.status}",
                   style="bold")
     parts: list[Any] = [header]
     parts += [Text(f"  {n}", style="dim") for n in job.notes[-3:]]
@@ -332,7 +356,8 @@ def _print_outcome(console: Console, job: JobRecord) -> int:
         console.print(
             f"[green]image {image['name']!r}[/] id {image['image_id']} in {res['destination']}: "
             f"source {h(sizes['source_virtual'])} virtual / {h(sizes['source_actual'])} "
-            f"allocated → output {h(sizes['output_actual'])} allocated, uploaded "
-            f"{h(sizes['uploaded'])}; guest downtime {down:.2f} s"
+            + (f"allocated → output {h(sizes['output_actual'])} allocated, uploaded "
+               if sizes.get("output_actual") is not None else "allocated → streamed ")
+            + f"{h(sizes['uploaded'])}; guest downtime {down:.2f} s"
         )
     return 0

@@ -10,7 +10,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -28,6 +28,7 @@ from snaptui.core.cloud_config import (
 from snaptui.core.errors import BadInput, ChecksumMismatch, CloudError, NotFound, SnaptuiError
 from snaptui.core.image_store import (
     HASH_ALGO,
+    ChunkReader,
     HashingReader,
     ImageSettings,
     ProgressCallback,
@@ -272,7 +273,7 @@ class GlanceImages:
         """
         token = self._token()
         try:
-            return self._upload_once(image_id, Path(path), on_progress, cancel, limiter)
+            return self._upload_once(image_id, Path(path), on_progress, cancel, limiter=limiter)
         except (UploadCancelled, ChecksumMismatch, NotFound):
             raise
         except SnaptuiError:
@@ -280,7 +281,7 @@ class GlanceImages:
                 raise
             log.warning("the login was renewed during the upload of image %s; uploading it "
                         "again from the start", image_id)
-        return self._upload_once(image_id, Path(path), on_progress, cancel, limiter)
+        return self._upload_once(image_id, Path(path), on_progress, cancel, limiter=limiter)
 
     def _token(self) -> str | None:
         """The current token's id as cached by the auth plugin (no request); compared, never
@@ -288,15 +289,31 @@ class GlanceImages:
         auth_ref = getattr(getattr(self.cloud.session, "auth", None), "auth_ref", None)
         return getattr(auth_ref, "auth_token", None)
 
-    def _upload_once(self, image_id: str, source: Path, on_progress: ProgressCallback | None,
-                     cancel: threading.Event | None, limiter: RateLimiter | None = None) -> str:
+    def upload_stream(self, image_id: str, chunks: Iterable[bytes], size: int,
+                      on_progress: ProgressCallback | None = None,
+                      cancel: threading.Event | None = None,
+                      limiter: RateLimiter | None = None) -> str:
+        """Send ``chunks`` (exactly ``size`` bytes, produced as they are sent: a streamed
+        snapshot) into the image; hashed and checked like ``upload``. Sent once: a stream
+        cannot be sent again from byte 0, so a renewed login mid-upload is a failure."""
+        return self._upload_once(image_id, ChunkReader(chunks), on_progress, cancel, size=size,
+                                 limiter=limiter)
+
+    def _upload_once(self, image_id: str, source: Path | ChunkReader,
+                     on_progress: ProgressCallback | None, cancel: threading.Event | None,
+                     *, size: int | None = None, limiter: RateLimiter | None = None) -> str:
         client = self._client
-        try:
-            stream = open(source, "rb")  # noqa: SIM115 - closed below
-        except OSError as err:
-            raise NotFound(f"cannot read {source}: {err.strerror}") from None
-        with stream, HashingReader(stream, source.stat().st_size, on_progress,
-                                   cancel, limiter=limiter) as reader:
+        stream: ChunkReader | BinaryIO
+        if isinstance(source, ChunkReader):
+            stream, total = source, size or 0
+        else:
+            try:
+                stream = open(source, "rb")  # noqa: SIM115 - closed below
+            except OSError as err:
+                raise NotFound(f"cannot read {source}: {err.strerror}") from None
+            total = source.stat().st_size
+        with stream, HashingReader(stream, total, on_progress, cancel,
+                                   limiter=limiter) as reader:
             size = reader.meter.total
             try:
                 client.images.upload(image_id, reader, image_size=size)
@@ -310,6 +327,9 @@ class GlanceImages:
                                   image_id=image_id) from None
         reader.meter.finish()
         digest = reader.hexdigest()
+        if reader.meter.sent != size:
+            raise ChecksumMismatch(f"image {image_id}: {reader.meter.sent} bytes were sent, "
+                                   f"{size} expected")
         self._verify(image_id, digest, reader.meter.sent)
         return digest
 

@@ -11,7 +11,7 @@ import queue
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol, runtime_checkable
@@ -223,7 +223,7 @@ class HashingReader:
 
     def __init__(
         self,
-        stream: BinaryIO,
+        stream: BinaryIO | ChunkReader,
         total: int,
         on_progress: ProgressCallback | None = None,
         cancel: threading.Event | None = None,
@@ -321,6 +321,38 @@ class HashingReader:
         if not self._eof:
             raise RuntimeError("hexdigest before the end of the stream")
         return self.hash.hexdigest()
+
+
+class ChunkReader:
+    """A file-like ``read(n)`` over an iterator of byte chunks (a streamed image), so that
+    HashingReader hashes and meters it exactly as it does a file."""
+
+    def __init__(self, chunks: Iterable[bytes]) -> None:
+        self._chunks = iter(chunks)
+        self._pending: bytes = b""
+        self._offset = 0
+
+    def read(self, size: int = -1) -> bytes:
+        while self._offset >= len(self._pending):
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                return b""
+            self._pending, self._offset = chunk, 0
+        start = self._offset
+        if start == 0 and (size is None or size < 0 or size >= len(self._pending)):
+            self._offset = len(self._pending)  # a whole chunk: handed over, not copied
+            return self._pending
+        end = len(self._pending) if size is None or size < 0 else start + size
+        self._offset = min(end, len(self._pending))
+        return self._pending[start:self._offset]
+
+    def __enter__(self) -> ChunkReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        close = getattr(self._chunks, "close", None)  # a generator: run its finally now
+        if callable(close):
+            close()
 
 
 def validate_formats(disk_format: str, container_format: str) -> None:

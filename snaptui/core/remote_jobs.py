@@ -76,7 +76,9 @@ def request_args(host: HostSpec, request: SnapshotRequest, *, auth: bool) -> lis
                      ("--protected", request.protected), ("--no-derive", not request.derive),
                      ("--allow-nova-downtime", request.allow_nova_downtime),
                      ("--verify", request.verify),
-                     ("--keep-unverified", request.keep_unverified)):
+                     ("--keep-unverified", request.keep_unverified),
+                     ("--stream", request.stream == "on"),
+                     ("--no-stream", request.stream == "off")):
         if on:
             args.append(flag)
     return [*args, "--json", "--", request.domain]

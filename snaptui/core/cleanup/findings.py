@@ -37,7 +37,7 @@ DEFAULT_OLDER_THAN_S = 24 * 3600.0
 JOB_ID_RE = r"\d{8}-\d{6}-[0-9a-f]{6}"
 OWN_SNAPSHOT_RE = re.compile(rf"^snaptui-(?P<job>{JOB_ID_RE})$")
 SCRATCH_FILE_RE = re.compile(
-    rf"^(?P<job>{JOB_ID_RE})-(?P<target>[^.]+)\.(?P<what>delta\.qcow2|backup\.qcow2|"
+    rf"^(?P<job>{JOB_ID_RE})-(?P<target>[^.]+)\.(?P<what>delta\.qcow2|backup\.qcow2|cow\.qcow2|"
     r"(?:raw|qcow2)\.partial|verify\.qcow2|verify-console\.log|verify-VARS\.fd)$"
 )
 # Nova's libvirt driver named the internal snapshot of its old (qemu-img) snapshot path

@@ -20,7 +20,8 @@ from snaptui.core.cleanup.findings import (
 from snaptui.core.paths import scratch_dir
 
 WHAT = {"delta.qcow2": "live-copy delta", "backup.qcow2": "backup target",
-        "raw.partial": "partial output", "qcow2.partial": "partial output"}
+        "raw.partial": "partial output", "qcow2.partial": "partial output",
+        "cow.qcow2": "pull-backup copy-before-write scratch"}
 
 
 def _judge(ctx: ScanContext, path: str, job: str | None, what: str) -> tuple[bool, str, str | None]:

@@ -59,6 +59,7 @@ OUTPUT_FORMATS = ("raw", "qcow2")
 QUIESCE_CHOICES = ("auto", "require", "off")
 VERIFY_ACCELS = ("tcg", "kvm")
 DESTINATIONS = ("glance", "library")
+STREAM_CHOICES = ("auto", "on", "off")
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,8 @@ class SnapshotRequest:
     verify_timeout: float = 120.0
     verify_accel: str | None = None  # tcg | kvm; None: the source domain's type
     keep_unverified: bool = False
+    # -- streaming (issue 15): auto | on | off; "on" is the pull-mode form of backup mode --
+    stream: str = "auto"
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -136,6 +139,7 @@ class DiskPlan:
     delta_path: str | None = None  # live: the block-copy destination
     backup_path: str | None = None  # backup: the push-mode target
     backing_format: str | None = None  # format of backing_file (qemu-img create -F)
+    cow_path: str | None = None  # stream: the pull-mode backup's copy-before-write scratch
     properties: dict[str, str] = field(default_factory=dict)  # the image's, known at preflight
     min_disk: int = 0  # GiB (core/image_properties.py min_disk_gib)
 
@@ -178,6 +182,14 @@ class Plan:
     verify_timeout: float = 120.0
     verify_accel: str | None = None
     keep_unverified: bool = False
+    # -- streaming (issue 15): backup mode in pull mode, NBD export read straight into Glance --
+    stream: bool = False
+    nbd_socket: str | None = None
+
+    @property
+    def method(self) -> str:
+        """What the image's snaptui_method property says: the mode, or backup-stream."""
+        return "backup-stream" if self.stream else str(self.mode)
 
     @property
     def guest_active(self) -> bool:
@@ -190,6 +202,8 @@ class Plan:
                 and (self.quiesce == "require" or self.agent_answered))
 
     def copy_is_output(self, disk: DiskPlan) -> bool:
+        if self.stream:
+            return False
         return copy_is_output(self.mode, self.compress, disk.backing_file)
 
     def copy_format(self, disk: DiskPlan) -> str:

@@ -30,6 +30,7 @@ from snaptui.core.engine.plan import (
     copy_is_output,
 )
 from snaptui.core.engine.preflight_quiesce import quiesce_and_verify
+from snaptui.core.engine.preflight_stream import choose_stream, socket_path
 from snaptui.core.engine.reservations import reserve
 from snaptui.core.errors import BadInput, NotFound, QemuImgError
 from snaptui.core.image_store import ImageStore
@@ -266,14 +267,29 @@ async def preflight(request: SnapshotRequest, host: LibvirtHost,
     if holder:
         raise BadInput(f"{info.name} already has a snapshot job running ({holder})")
     disks = _pick_disks(info, request)
-    mode, reason = resolve_mode(request.mode, available_modes(info, host, disks), info)
+    job_id = job_id or new_job_id()
+    scratch = scratch_dir()
+    reasons = available_modes(info, host, disks)
+    nbd_socket = socket_path(scratch, job_id)
+    stream, not_streamed = choose_stream(request, destination, host, info, reasons[Mode.BACKUP],
+                                         nbd_socket)
+    if stream:
+        mode, reason = Mode.BACKUP, ("streamed: pull-mode backup over NBD straight to Glance "
+                                     "(no scratch copy, guest never paused)")
+        reason = f"{'auto chose' if request.stream == 'auto' else 'as requested:'} {reason}"
+        if info.nova is not None:
+            reason += "; it is a Nova instance, so the guest must not stop"
+    else:
+        mode, reason = resolve_mode(request.mode, reasons, info)
+    if not_streamed and reasons[Mode.BACKUP] is None:  # could have streamed: say why not
+        notes_stream = [f"not streamed: {not_streamed}"]
+    else:
+        notes_stream = []
     extras = quiesce_and_verify(request, host, info)
     active = info.state in (DomainState.RUNNING, DomainState.PAUSED)
     hardware = image_plan.domain_hardware(host, info)
     downtime_limit, notes = image_plan.check_stop(request, info, host, hardware, mode)
 
-    job_id = job_id or new_job_id()
-    scratch = scratch_dir()
     disk_plans, needed, outputs = [], 0, 0
     for d in disks:
         src = await _disk_info(d, active)
@@ -282,7 +298,8 @@ async def preflight(request: SnapshotRequest, host: LibvirtHost,
             raise BadInput(f"disk {d.target} ({d.path}) is marked corrupt; run qemu-img check")
         if mode == Mode.INTERNAL and src.format != "qcow2":
             raise BadInput(f"cannot use internal mode: disk {d.target} is {src.format}, not qcow2")
-        needed += _scratch_needed(mode, request.out_format, src, request.compress)
+        if not stream:  # streamed: only the CoW scratch, as big as what the guest rewrites
+            needed += _scratch_needed(mode, request.out_format, src, request.compress)
         base = f"{job_id}-{d.target}"
         copy_fmt = (request.out_format if copy_is_output(mode, request.compress, src.backing_file)
                     else "qcow2")
@@ -294,8 +311,9 @@ async def preflight(request: SnapshotRequest, host: LibvirtHost,
             backing_format=src.backing_chain[0].format if src.backing_chain else None,
             image_name=name, output_path=str(scratch / f"{base}.{request.out_format}.partial"),
             delta_path=str(scratch / f"{base}.delta.{copy_fmt}") if mode == Mode.LIVE else None,
-            backup_path=str(scratch / f"{base}.backup.{copy_fmt}") if mode == Mode.BACKUP
-            else None,
+            backup_path=str(scratch / f"{base}.backup.{copy_fmt}")
+            if mode == Mode.BACKUP and not stream else None,
+            cow_path=str(scratch / f"{base}.cow.qcow2") if stream else None,
         ))
     check_space(scratch, needed, "the extracted image")
     keep_dir = None
@@ -321,8 +339,10 @@ async def preflight(request: SnapshotRequest, host: LibvirtHost,
         snapshot_name=f"snaptui-{job_id}" if mode == Mode.INTERNAL else None,
         base_image_ref=base_ref, host=socket.gethostname(), disks=disk_plans,
         domain_targets=[d.target for d in info.disks if d.device == "disk"],
-        image_settings=settings, downtime_limit_s=downtime_limit, notes=meta_notes + notes,
+        image_settings=settings, downtime_limit_s=downtime_limit,
+        notes=meta_notes + notes + notes_stream,
         nova_instance=meta_notes[0] if info.nova is not None else None,
+        stream=stream, nbd_socket=nbd_socket if stream else None,
         **extras, **neighbour,
     )
     # Last: the host's job limit, and this job's scratch reserved against the other jobs'

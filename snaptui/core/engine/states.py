@@ -80,6 +80,8 @@ def progress_text(p: Mapping[str, Any]) -> str:
         text = humanize.naturalsize(done, binary=True)
         if total:
             text += f" / {humanize.naturalsize(total, binary=True)}"
+        if p.get("read") is not None:  # a streamed disk: sent of total, and read over NBD
+            text += f" sent, {humanize.naturalsize(p['read'], binary=True)} read"
     if p.get("rate"):
         text += f" · {humanize.naturalsize(p['rate'], binary=True)}/s"
     if p.get("eta_s") is not None:

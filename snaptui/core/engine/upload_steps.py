@@ -29,7 +29,7 @@ def image_properties(ctx: JobContext, disk: DiskPlan) -> dict[str, str]:
         "snaptui_host": plan.host or socket.gethostname(),
         "snaptui_domain": plan.domain_name,
         "snaptui_disk": disk.target,
-        "snaptui_method": str(plan.mode),
+        "snaptui_method": plan.method,
         "snaptui_job": plan.job_id,
     })
     owner = None if "owner_id" in props else getattr(ctx.store, "project_id", None)

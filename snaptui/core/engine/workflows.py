@@ -9,6 +9,7 @@ from snaptui.core.engine import disk_steps as disk
 from snaptui.core.engine import guest_steps as guest
 from snaptui.core.engine import live_steps as live
 from snaptui.core.engine import quiesce_steps as quiesce
+from snaptui.core.engine import stream_steps as streamed
 from snaptui.core.engine import upload_steps as upload
 from snaptui.core.engine import verify_steps as verify
 from snaptui.core.engine.facts import DiskFact
@@ -141,18 +142,45 @@ def _backup(plan: Plan, all_targets: list[str]) -> list[Step]:
     return steps
 
 
+def _stream(plan: Plan, all_targets: list[str]) -> list[Step]:
+    """Backup in pull mode: export over NBD, each disk read once into its Glance upload."""
+    assert plan.nbd_socket
+    name, sock = plan.domain_name, plan.nbd_socket
+    steps = [Step("export", "Export disks over NBD (libvirt backup, pull mode)",
+                  streamed.export(all_targets), interruptible=False, destructive=True,
+                  equivalent=_cmd("virsh", "backup-begin", name, "backup-pull.xml",
+                                  "--reuse-external"))]
+    for d in plan.disks:
+        url = f"nbd+unix:///{d.target}?socket={sock}"
+        steps += [
+            _image_step(plan, d),
+            Step(f"stream:{d.target}", f"Stream {d.target} to Glance ({plan.out_format}, "
+                 "sha512 on the way)", streamed.stream(d), destructive=True, target=d.target,
+                 equivalent=_cmd("nbdcopy", url, "-") if plan.out_format == "raw" else
+                 _cmd("qemu-img", "convert", "-O", "qcow2", url, "/dev/stdout")),
+        ]
+    steps.append(Step("unexport", "End the NBD export (backup job)", streamed.unexport(),
+                      interruptible=False, destructive=True,
+                      equivalent=_cmd("virsh", "domjobabort", name)))
+    return steps
+
+
+def _image_step(plan: Plan, d: DiskPlan) -> Step:
+    return Step(f"image:{d.target}", f"Create image {d.image_name!r}", upload.create_image(d),
+                interruptible=False, destructive=True, target=d.target,
+                equivalent=_cmd("openstack", "image", "create", "--disk-format",
+                                plan.out_format, "--container-format", "bare", "--property",
+                                "image_type=snapshot", "--property",
+                                f"instance_uuid={plan.domain_uuid}", d.image_name))
+
+
 def _publish(plan: Plan) -> list[Step]:
     steps: list[Step] = []
     for d in plan.disks:
         keep = _keep_path(plan, d)
         verb = "Upload to Glance" if plan.destination == "glance" else "Copy to library"
         steps += [
-            Step(f"image:{d.target}", f"Create image {d.image_name!r}", upload.create_image(d),
-                 interruptible=False, destructive=True, target=d.target,
-                 equivalent=_cmd("openstack", "image", "create", "--disk-format",
-                                 plan.out_format, "--container-format", "bare", "--property",
-                                 "image_type=snapshot", "--property",
-                                 f"instance_uuid={plan.domain_uuid}", d.image_name)),
+            _image_step(plan, d),
             Step(f"upload:{d.target}", f"{verb} ({d.target})", upload.upload_image(d),
                  destructive=True, target=d.target,
                  equivalent=_cmd("glance", "image-upload", "--file", d.output_path, "IMAGE_ID")),
@@ -191,6 +219,8 @@ def build_steps(plan: Plan) -> list[Step]:
         steps = _internal(plan)
     elif plan.mode == Mode.LIVE:
         steps = _live(plan)
+    elif plan.mode == Mode.BACKUP and plan.stream:
+        return _stream(plan, plan.domain_targets or [d.target for d in plan.disks])
     elif plan.mode == Mode.BACKUP:
         steps = _backup(plan, plan.domain_targets or [d.target for d in plan.disks])
     else:

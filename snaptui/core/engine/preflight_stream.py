@@ -1,0 +1,79 @@
+"""Preflight of ``--stream`` / ``--no-stream``: whether the disks go from a pull-mode backup's
+NBD export straight to Glance (no scratch copy), or take the copy path.
+
+Streaming is the pull-mode form of ``backup`` mode: the plan's mode is ``backup`` and its
+``stream`` is true (the image's snaptui_method is ``backup-stream``). With ``--mode auto``,
+``--stream auto`` streams when it can and says why when it does not; an explicit ``--mode
+backup`` keeps push mode unless ``--stream`` is given; ``--stream`` with ``--mode
+cold|internal|live``, or when streaming cannot work, is a one-line error, nothing changed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from snaptui.core import nbd_export
+from snaptui.core.engine.plan import STREAM_CHOICES, Mode, SnapshotRequest
+from snaptui.core.errors import BadInput
+from snaptui.core.libvirt_host import LibvirtHost
+from snaptui.core.models import DomainInfo, DomainState
+
+SOCKET_MAX = 107  # sun_path holds 108 bytes with its NUL
+
+
+def qcow2_writer_unavailable() -> str | None:
+    try:
+        import snaptui.core.qcow2_stream  # noqa: F401
+    except ImportError:
+        return "snaptui's qcow2 stream writer is not installed (use --format raw)"
+    return None
+
+
+def socket_path(scratch: Path, job_id: str) -> str:
+    return str(scratch / f"{job_id}.sock")
+
+
+def stream_refusal(request: SnapshotRequest, destination: str, host: LibvirtHost,
+                   info: DomainInfo, backup_blocked: str | None, socket: str) -> str | None:
+    """None when these disks can be streamed, else why not (one short clause)."""
+    if info.state not in (DomainState.RUNNING, DomainState.PAUSED):
+        return f"streaming needs a running guest ({info.name} is {info.state})"
+    if backup_blocked:
+        return backup_blocked
+    if destination != "glance":
+        return "the local library keeps the copy path"
+    if request.compress:
+        return "--compress needs the copy path (qemu-img writes compressed clusters)"
+    if request.keep_local:
+        return "--keep-local needs a local image file (the copy path)"
+    if request.verify:
+        return "--verify boots the local image file (the copy path)"
+    if request.out_format == "qcow2" and (why := qcow2_writer_unavailable()):
+        return why
+    why = nbd_export.nbd_unavailable() or nbd_export.libvirt_unavailable(host.conn, host.uri)
+    if why:
+        return why
+    if len(socket.encode()) > SOCKET_MAX:
+        return f"the NBD socket path {socket} is longer than a unix socket allows"
+    return None
+
+
+def choose_stream(request: SnapshotRequest, destination: str, host: LibvirtHost,
+                  info: DomainInfo, backup_blocked: str | None,
+                  socket: str) -> tuple[bool, str | None]:
+    """(stream?, why not when auto did not): BadInput for ``--stream`` that cannot be."""
+    if request.stream not in STREAM_CHOICES:
+        raise BadInput(f"stream must be one of {', '.join(STREAM_CHOICES)}")
+    if request.stream == "off":
+        return False, None
+    if request.mode not in (Mode.AUTO, Mode.BACKUP):
+        if request.stream == "on":
+            raise BadInput(f"--stream is the pull-mode form of backup mode; it cannot be "
+                           f"combined with --mode {request.mode}")
+        return False, None
+    if request.mode == Mode.BACKUP and request.stream == "auto":
+        return False, None  # an explicit --mode backup keeps push mode unless --stream
+    why = stream_refusal(request, destination, host, info, backup_blocked, socket)
+    if why and request.stream == "on":
+        raise BadInput(f"cannot stream: {why}; nothing was changed")
+    return why is None, why
