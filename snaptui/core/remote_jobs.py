@@ -60,6 +60,8 @@ def request_args(host: HostSpec, request: SnapshotRequest, *, auth: bool) -> lis
     else:
         _flag(args, "--to", request.destination)
         _flag(args, "--os-cloud", request.cloud)
+    _flag(args, "--priority", request.priority)
+    _flag(args, "--bwlimit", request.bwlimit)
     _flag(args, "--disk", request.disk)
     _flag(args, "--keep-local", request.keep_local)
     _flag(args, "--visibility", request.visibility)

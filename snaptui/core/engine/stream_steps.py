@@ -15,6 +15,7 @@ from snaptui.core import nbd_export, qemu_img
 from snaptui.core.engine import quiesce_steps as quiesce
 from snaptui.core.engine.context import JobContext
 from snaptui.core.engine.facts import DiskFact, Fact
+from snaptui.core.engine.neighbour import upload_kwargs
 from snaptui.core.engine.plan import DiskPlan, Plan
 from snaptui.core.engine.runner import LIBVIRT_LOST, Action
 from snaptui.core.engine.upload_steps import UPLOAD_STOP_S, image_settings
@@ -109,7 +110,9 @@ def stream(disk: DiskPlan) -> Action:
                     ctx.progress(p.sent, p.total, "bytes", read=nbd.bytes_read,
                                  rate=round(p.rate),
                                  eta_s=None if p.eta_s is None else round(p.eta_s, 1))
-                return upload_stream(image_id, chunks, size, on_progress, ctx.cancel_flag)
+                # --bwlimit: the upload's limiter paces the NBD reads too (one pipeline)
+                return upload_stream(image_id, chunks, size, on_progress, ctx.cancel_flag,
+                                     **upload_kwargs(ctx.plan))
             finally:
                 nbd.close()
 
