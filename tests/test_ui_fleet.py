@@ -327,7 +327,8 @@ async def test_a_host_that_dies_shows_down_at_once_and_comes_back(
             reason = pane.down["hv2"]
             assert "cannot connect" not in reason and "\n" not in reason
             assert any(word in reason for word in ("not running", "reset", "refused")), reason
-            assert "✖ hv2 down:" in screen_text(app)
+            await wait_for(pilot, lambda: "✖ hv2 down:" in screen_text(app), 10,
+                           "the down line painted")  # pane.down is set before the repaint
             await asyncio.to_thread(proxy.start)
             await pilot.press("r")
             await wait_for(pilot, lambda: key in pane.table.rows, 15, "hv2's domain again")

@@ -213,7 +213,7 @@ class JobsScreen(ForwardsWorkerFailures, Screen):
                        "#job-sizes-title", "#job-sizes"):
             self.query_one(widget).display = False
         table.focus()
-        for update in self.app.remote_jobs.values():
+        for update in getattr(self.app, "remote_jobs", {}).values():  # a bare host app: none
             self.on_remote_job_updated(update)
         self.poll_jobs()
         self.set_interval(1.0, self._tick)
