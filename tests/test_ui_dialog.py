@@ -6,7 +6,7 @@ import time
 
 import pytest
 from textual.app import App
-from textual.widgets import Input, RadioButton, Static
+from textual.widgets import Checkbox, Input, RadioButton, Static
 
 from snaptui.core.engine.plan import Mode, SnapshotRequest
 from snaptui.core.engine.preflight import available_modes
@@ -234,3 +234,28 @@ async def test_quiesce_and_verify_boot_reach_the_request():
         request = app.dialog.build_request()
         assert request.verify and request.quiesce == "require"
         assert app.dialog.query_one("#buttons").region.bottom <= 24
+
+
+@pytest.mark.parametrize("blocked", [None, "libnbd's Python binding is not installed"])
+async def test_auto_hint_says_when_the_guest_will_stream(blocked):
+    """A running guest, backup and live available, Glance chosen: auto streams when the host
+    can (the worker's stream_blocked is None) unless verify boot or compression needs the copy
+    path; a host that cannot stream keeps the live hint."""
+    all_modes = {m: None for m in Mode}
+    app = DialogHost(SnapshotDialog(domain(), all_modes, "glance", None, stream_blocked=blocked))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+
+        def hint() -> str:
+            return str(app.dialog.query_one("#mode-hint", Static).render())
+
+        if blocked:
+            assert hint() == "auto will use live"
+            return
+        assert hint().startswith("auto will stream")
+        app.dialog.query_one("#verify", Checkbox).value = True
+        await pilot.pause()
+        assert hint() == "auto will use live"
+        app.dialog.query_one("#verify", Checkbox).value = False
+        await pilot.pause()
+        assert hint().startswith("auto will stream")

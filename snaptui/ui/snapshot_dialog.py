@@ -143,8 +143,12 @@ class SnapshotDialog(ModalScreen[SnapshotRequest | None]):
 
     def __init__(self, domain: DomainInfo, modes: dict[Mode, str | None], destination: str,
                  library_path: str | None, *, uri: str | None = None,
-                 cloud: str | None = None, glance_available: bool | None = None) -> None:
+                 cloud: str | None = None, glance_available: bool | None = None,
+                 stream_blocked: str | None = "not checked") -> None:
         super().__init__()
+        # Why this host cannot stream (core/nbd_export.py), None when it can: auto then streams
+        # a running guest to Glance (a pull-mode backup over NBD; engine/preflight_stream.py).
+        self.stream_blocked = stream_blocked
         self.domain = domain
         self.modes = {m: modes.get(m) for m in Mode}
         # The app's default destination (core.choices.resolve_destination); glance can also be
@@ -277,6 +281,20 @@ class SnapshotDialog(ModalScreen[SnapshotRequest | None]):
 
     # -- state -------------------------------------------------------------------------------
 
+    def _auto_hint(self) -> str:
+        chosen, why = auto_mode(self.domain, self.modes)
+        if chosen == Mode.LIVE and self.modes[Mode.BACKUP] is None and \
+                self.stream_blocked is None and self._streams():
+            return "auto will stream: a pull-mode backup read over NBD into Glance (no copy)"
+        return "auto will use live" if chosen == Mode.LIVE else f"auto will use {chosen}: {why}"
+
+    def _streams(self) -> bool:
+        """The form's choices allow streaming (preflight_stream.stream_refusal's own rules)."""
+        destination = self.query_one("#destination", Choices).chosen or self.destination
+        fmt = self.query_one("#format", Choices).chosen or "qcow2"
+        compress = fmt == "qcow2" and self.query_one("#compress", FormCheckbox).value
+        return destination == "glance" and not compress and not self._checks()["verify"]
+
     @property
     def mode(self) -> Mode:
         return Mode(self.query_one("#mode", Choices).chosen or Mode.AUTO)
@@ -285,8 +303,7 @@ class SnapshotDialog(ModalScreen[SnapshotRequest | None]):
         mode = self.mode
         hint = ""
         if mode == Mode.AUTO:
-            chosen, why = auto_mode(self.domain, self.modes)
-            hint = "auto will use live" if chosen == Mode.LIVE else f"auto will use {chosen}: {why}"
+            hint = self._auto_hint()
         self.query_one("#mode-hint", Static).update(hint)
         warning = f"⚠ {mode} mode: {STOP_WARNING}" if self.stops_guest else ""
         self.query_one("#stop-warning", Static).update(warning)
@@ -349,6 +366,9 @@ class SnapshotDialog(ModalScreen[SnapshotRequest | None]):
 
     def on_radio_set_changed(self, event: RadioSet.Changed) -> None:
         self._refresh_hints()
+
+    def on_checkbox_changed(self, event: Checkbox.Changed) -> None:
+        self._refresh_hints()  # compress and verify boot decide whether auto streams
 
     def on_input_changed(self, event: Input.Changed) -> None:
         self._show_name_error()

@@ -15,6 +15,7 @@ from pathlib import Path
 from snaptui.core import nbd_export
 from snaptui.core.engine.plan import STREAM_CHOICES, Mode, SnapshotRequest
 from snaptui.core.errors import BadInput
+from snaptui.core.hosts import HostSpec
 from snaptui.core.libvirt_host import LibvirtHost
 from snaptui.core.models import DomainInfo, DomainState
 
@@ -31,6 +32,16 @@ def qcow2_writer_unavailable() -> str | None:
 
 def socket_path(scratch: Path, job_id: str) -> str:
     return str(scratch / f"{job_id}.sock")
+
+
+def stream_blocked(spec: HostSpec, host: LibvirtHost) -> str | None:
+    """Why jobs on this host cannot stream at all (None: they can, given a running guest and
+    Glance). An SSH host's jobs run there, on its local URI: its snaptui decides (None)."""
+    if spec.remote:
+        return None
+    if host.is_test_driver:
+        return "the test driver has no backup API"
+    return nbd_export.nbd_unavailable() or nbd_export.libvirt_unavailable(host.conn, host.uri)
 
 
 def stream_refusal(request: SnapshotRequest, destination: str, host: LibvirtHost,
