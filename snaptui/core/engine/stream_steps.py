@@ -18,7 +18,7 @@ from snaptui.core.engine.facts import DiskFact, Fact
 from snaptui.core.engine.neighbour import upload_kwargs
 from snaptui.core.engine.plan import DiskPlan, Plan
 from snaptui.core.engine.runner import LIBVIRT_LOST, Action
-from snaptui.core.engine.upload_steps import UPLOAD_STOP_S, image_settings
+from snaptui.core.engine.upload_steps import send_upload
 from snaptui.core.errors import HypervisorError
 from snaptui.core.image_store import UploadProgress
 from snaptui.core.nbd_export import ExportPaths, NbdDisk
@@ -116,18 +116,7 @@ def stream(disk: DiskPlan) -> Action:
             finally:
                 nbd.close()
 
-        upload = asyncio.ensure_future(asyncio.to_thread(send))
-        try:
-            digest = await asyncio.shield(upload)
-        except asyncio.CancelledError:
-            # as upload_image: the rollback must not delete the image under a live upload
-            await asyncio.wait({upload}, timeout=UPLOAD_STOP_S)
-            raise
-        ctx.record(DiskFact.CHECKSUM.of(disk.target), digest)
-        uploaded = await asyncio.to_thread(store.show, image_id)
-        ctx.record(DiskFact.UPLOADED_SIZE.of(disk.target), uploaded.size)
+        sent = await send_upload(ctx, disk, image_id, send)
         read = holder[0].bytes_read if holder else 0
-        ctx.note(f"{disk.target}: read {read} bytes over NBD, sent {uploaded.size} to Glance")
-        if image_settings(ctx, disk).protected:
-            await asyncio.to_thread(store.set_protected, image_id, True)
+        ctx.note(f"{disk.target}: read {read} bytes over NBD, sent {sent} to Glance")
     return Action(run)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import socket
+from collections.abc import Callable
 from pathlib import Path
 
 from snaptui.core.engine.context import JobContext
@@ -84,6 +85,26 @@ def _made_by_job(ctx: JobContext, disk: DiskPlan) -> list[str]:
 UPLOAD_STOP_S = 60.0
 
 
+async def send_upload(ctx: JobContext, disk: DiskPlan, image_id: str,
+                      send: Callable[[], str]) -> int | None:
+    """Run ``send`` (an upload that returns the sha512 the store checked) in a thread, record
+    the checksum and Glance's size of the image, protect it if asked; returns that size."""
+    upload = asyncio.ensure_future(asyncio.to_thread(send))
+    try:
+        digest = await asyncio.shield(upload)
+    except asyncio.CancelledError:
+        # The thread goes on until its reader sees the cancel flag; the rollback must not
+        # delete the image under a live upload (Glance answers 500 and keeps it).
+        await asyncio.wait({upload}, timeout=UPLOAD_STOP_S)
+        raise
+    ctx.record(DiskFact.CHECKSUM.of(disk.target), digest)
+    uploaded = await asyncio.to_thread(ctx.store.show, image_id)
+    ctx.record(DiskFact.UPLOADED_SIZE.of(disk.target), uploaded.size)
+    if image_settings(ctx, disk).protected:
+        await asyncio.to_thread(ctx.store.set_protected, image_id, True)
+    return uploaded.size
+
+
 def upload_image(disk: DiskPlan) -> Action:
     """Stream the extracted file with sha512; the store compares it with os_hash_value."""
     async def run(ctx: JobContext) -> None:
@@ -93,20 +114,8 @@ def upload_image(disk: DiskPlan) -> Action:
             ctx.progress(p.sent, p.total, "bytes", rate=round(p.rate),
                          eta_s=None if p.eta_s is None else round(p.eta_s, 1))
 
-        upload = asyncio.ensure_future(asyncio.to_thread(
-            ctx.store.upload, image_id, Path(disk.output_path), on_progress, ctx.cancel_flag,
+        await send_upload(ctx, disk, image_id, lambda: ctx.store.upload(
+            image_id, Path(disk.output_path), on_progress, ctx.cancel_flag,
             **upload_kwargs(ctx.plan),  # --bwlimit
         ))
-        try:
-            digest = await asyncio.shield(upload)
-        except asyncio.CancelledError:
-            # The thread goes on until its reader sees the cancel flag; the rollback must not
-            # delete the image under a live upload (Glance answers 500 and keeps it).
-            await asyncio.wait({upload}, timeout=UPLOAD_STOP_S)
-            raise
-        ctx.record(DiskFact.CHECKSUM.of(disk.target), digest)
-        uploaded = await asyncio.to_thread(ctx.store.show, image_id)
-        ctx.record(DiskFact.UPLOADED_SIZE.of(disk.target), uploaded.size)
-        if image_settings(ctx, disk).protected:
-            await asyncio.to_thread(ctx.store.set_protected, image_id, True)
     return Action(run)
