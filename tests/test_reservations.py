@@ -21,9 +21,9 @@ from snaptui.core.engine.plan import Mode, SnapshotRequest
 from snaptui.core.engine.preflight import new_job_id
 from snaptui.core.engine.reservations import release, reserve, reserved
 from snaptui.core.errors import BadInput
-from snaptui.core.host_config import max_concurrent_jobs
 from snaptui.core.libvirt_host import LibvirtHost
 from snaptui.core.paths import config_dir
+from snaptui.core.settings import max_concurrent_jobs
 from snaptui.ui.config import load_config
 
 MIB = 1024 * 1024

@@ -17,7 +17,7 @@ max_concurrent = 2                         # jobs at once on one host
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +41,6 @@ class HostEntry:
 @dataclass(frozen=True)
 class EngineSettings:
     hosts: tuple[HostEntry, ...] = ()
-    jobs: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
 
 
@@ -104,7 +103,33 @@ def load_engine_settings(path: Path | None = None) -> EngineSettings:
     for name in names:
         if names.count(name) > 1:
             raise BadInput(f"config {path}: host name {name!r} is used twice")
-    jobs = data.get("jobs", {})
+    if not isinstance(data.get("jobs", {}), dict):
+        raise BadInput(f"config {path}: 'jobs' must be a table ([jobs])")
+    return EngineSettings(hosts=hosts, path=path)
+
+
+# ---------------------------------------------------------------- [jobs]
+
+MAX_CONCURRENT_KEY = "jobs.max_concurrent"
+DEFAULT_MAX_CONCURRENT = 2
+
+
+def _jobs_table(path: Path) -> dict:
+    jobs = read_toml(path).get("jobs", {})
     if not isinstance(jobs, dict):
         raise BadInput(f"config {path}: 'jobs' must be a table ([jobs])")
-    return EngineSettings(hosts=hosts, jobs=dict(jobs), path=path)
+    for key in jobs:
+        if key != "max_concurrent":
+            raise BadInput(f"config {path}: unknown key 'jobs.{key}' (known: max_concurrent)")
+    return jobs
+
+
+def max_concurrent_jobs(path: Path | None = None) -> int:
+    """``[jobs] max_concurrent`` of config.toml (default 2); a bad value is one BadInput line
+    naming the key."""
+    path = path or config_path()
+    value = _jobs_table(path).get("max_concurrent", DEFAULT_MAX_CONCURRENT)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise BadInput(f"config {path}: '{MAX_CONCURRENT_KEY}' must be a whole number >= 1, "
+                       f"not {value!r}")
+    return value

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from functools import partial
@@ -46,6 +47,9 @@ def _store_for(request: SnapshotRequest, store: ImageStore | None) -> ImageStore
     return store
 
 
+REMOTE_PROGRESS_S = 0.25  # the Jobs screen's progress of a remote job, at most 4 a second
+
+
 def follow_remote_snapshot(spec: HostSpec, request: SnapshotRequest, store: ImageStore | None,
                            post: Callable[[Message], object],
                            stop: threading.Event | None = None) -> None:
@@ -66,12 +70,18 @@ def follow_remote_snapshot(spec: HostSpec, request: SnapshotRequest, store: Imag
     notes: list[str] = []
     feed = RemoteFeed(spec, note=notes.append)
     call = start_remote_snapshot(spec, request, auth_state)
+    shown = 0.0  # when progress was last folded and posted
     try:
-        for _event in feed.follow(call):
+        for event in feed.follow(call):
             if stop is not None and stop.is_set():
                 return
             if feed.job_id is None:
                 continue
+            now = time.monotonic()
+            if event.get("event") == "progress" and now - shown < REMOTE_PROGRESS_S \
+                    and not notes:
+                continue  # folding every progress event would redo the whole journal each time
+            shown = now
             post(RemoteJobUpdated(spec.name, feed.record(), notes.pop() if notes else None))
         if feed.job_id is None:
             raise BadInput(f"{spec.name}: the remote snapshot ended before its job started")

@@ -37,8 +37,11 @@ def socket_path(scratch: Path, job_id: str) -> str:
 def stream_blocked(spec: HostSpec, host: LibvirtHost) -> str | None:
     """Why jobs on this host cannot stream at all (None: they can, given a running guest and
     Glance). An SSH host's jobs run there, on its local URI: its snaptui decides (None)."""
-    if spec.remote:
-        return None
+    return None if spec.remote else host_cannot_stream(host)
+
+
+def host_cannot_stream(host: LibvirtHost) -> str | None:
+    """Why this connection's guests cannot be streamed by this process (None: they can)."""
     if host.is_test_driver:
         return "the test driver has no backup API"
     return nbd_export.nbd_unavailable() or nbd_export.libvirt_unavailable(host.conn, host.uri)
@@ -61,8 +64,7 @@ def stream_refusal(request: SnapshotRequest, destination: str, host: LibvirtHost
         return "--verify boots the local image file (the copy path)"
     if request.out_format == "qcow2" and (why := qcow2_writer_unavailable()):
         return why
-    why = nbd_export.nbd_unavailable() or nbd_export.libvirt_unavailable(host.conn, host.uri)
-    if why:
+    if why := host_cannot_stream(host):
         return why
     if len(socket.encode()) > SOCKET_MAX:
         return f"the NBD socket path {socket} is longer than a unix socket allows"

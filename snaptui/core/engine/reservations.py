@@ -28,8 +28,8 @@ import humanize
 from snaptui.core.engine.journal import journal_path, load_job
 from snaptui.core.engine.liveness import pid_runs_job
 from snaptui.core.errors import BadInput, SnaptuiError
-from snaptui.core.host_config import MAX_CONCURRENT_KEY, config_path, max_concurrent_jobs
 from snaptui.core.paths import private_dir, state_dir
+from snaptui.core.settings import MAX_CONCURRENT_KEY, config_path, max_concurrent_jobs
 
 RESERVATIONS = "reservations.json"
 JOB_MAIN_MODULE = b"snaptui.core.engine.job_main"
