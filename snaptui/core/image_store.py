@@ -21,8 +21,11 @@ from snaptui.core.models import ImageRecord
 from snaptui.core.throttle import RateLimiter
 
 CHUNK_SIZE = 4 * 1024 * 1024
-READ_CHUNK = 1024 * 1024  # glanceclient sends 1 MiB pieces: hand them over without copying
-READ_AHEAD = 16  # chunks read and hashed ahead of the sender
+# The upload is sent in pieces of this size (glanceclient asks for 1 MiB and sends what read
+# returns). Glance ingests a chunked upload much faster in smaller pieces: on the lab's Glance
+# (gunicorn) 1 GiB went in at 132-180 MiB/s in 1 MiB pieces, 220-231 MiB/s in 64-256 KiB ones.
+SEND_CHUNK = 256 * 1024
+READ_AHEAD = 64  # pieces read and hashed ahead of the sender (16 MiB)
 HASH_ALGO = "sha512"
 
 # Glance's accepted values (images schema); anything else is refused before any request.
@@ -251,7 +254,7 @@ class HashingReader:
     def _produce(self) -> None:
         try:
             while not self._stop.is_set():
-                data = self._stream.read(READ_CHUNK)
+                data = self._stream.read(SEND_CHUNK)
                 if data:
                     self.hash.update(data)
                     if self._limiter is not None:  # --bwlimit: the sender waits on the reader

@@ -208,7 +208,7 @@ class NbdDisk:
             pass  # the server went first (backup ended, libvirtd restarted)
 
 
-RAW_CHUNK = 1 << 20  # the size glanceclient sends: chunks pass through whole, uncopied
+RAW_CHUNK = 1 << 20  # one NBD read (the upload sends it as image_store.SEND_CHUNK pieces)
 ZEROS = bytes(RAW_CHUNK)
 
 
