@@ -6,7 +6,7 @@ import time
 
 import pytest
 from textual.app import App
-from textual.widgets import Checkbox, Input, RadioButton, Static
+from textual.widgets import Checkbox, Input, Label, RadioButton, Static
 
 from snaptui.core.engine.plan import Mode, SnapshotRequest
 from snaptui.core.engine.preflight import available_modes
@@ -259,3 +259,34 @@ async def test_auto_hint_says_when_the_guest_will_stream(blocked):
         app.dialog.query_one("#verify", Checkbox).value = False
         await pilot.pause()
         assert hint().startswith("auto will stream")
+
+
+async def test_host_load_reaches_the_request_and_a_bad_rate_stays():
+    """The collapsed "Host load" section: priority (default low) and a bandwidth cap. A bad
+    rate is one line under the section, which opens with the field focused; nothing is
+    returned until it is fixed."""
+    app = make(domain(DomainState.SHUTOFF))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        dialog = app.dialog
+        request = dialog.build_request()
+        assert (request.priority, request.bwlimit) == ("low", None)
+        buttons = {b.name: b for b in dialog.query("#priority RadioButton").results(RadioButton)}
+        buttons["idle"].value = True
+        dialog.query_one("#bwlimit", Input).value = "fast"
+        await pilot.pause()
+        dialog.query_one("#name", Input).focus()
+        await pilot.press("enter")
+        await pilot.pause()
+        assert app.screen is dialog and app.result is NO_RESULT
+        hint = dialog.query_one("#bwlimit-hint", Label)
+        assert str(hint.render()).strip().startswith("Bandwidth: 'fast' is not a rate")
+        bwlimit = dialog.query_one("#bwlimit", Input)
+        assert bwlimit.has_focus and not dialog.query_one("#load").collapsed
+        assert bwlimit.region.bottom <= 24 and hint.region.bottom <= 24
+        assert dialog.query_one("#submit").region.bottom <= 24  # the buttons stay on screen
+        bwlimit.value = ""
+        await pilot.press(*"50M", "enter")
+        await pilot.pause()
+        assert isinstance(app.result, SnapshotRequest)
+        assert (app.result.priority, app.result.bwlimit) == ("idle", 50 << 20)

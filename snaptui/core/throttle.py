@@ -23,17 +23,18 @@ _UNITS = {"": 1, "K": 1024, "M": 1024 ** 2, "G": 1024 ** 3, "T": 1024 ** 4}
 _RATE_RE = re.compile(r"(\d+(?:\.\d+)?)\s*([KMGT]?)(?:I?B)?(?:/S)?")
 
 
-def parse_rate(text: str) -> int:
+def parse_rate(text: str, what: str = "--bwlimit") -> int:
     """Bytes per second of ``50M``, ``1G``, ``512K``, ``1048576`` (K/M/G/T are binary;
-    ``50MiB``, ``50M/s`` are read the same); BadInput (one line) for anything else or 0."""
+    ``50MiB``, ``50M/s`` are read the same); BadInput (one line, naming ``what``) for anything
+    else or 0."""
     value = str(text).strip()
     match = _RATE_RE.fullmatch(value.upper())
     if not match:
-        raise BadInput(f"--bwlimit: {text!r} is not a rate (bytes per second, e.g. 50M, 1G, "
+        raise BadInput(f"{what}: {text!r} is not a rate (bytes per second, e.g. 50M, 1G, "
                        "512K; K/M/G are binary)")
     rate = int(float(match.group(1)) * _UNITS[match.group(2)])
     if rate <= 0:
-        raise BadInput(f"--bwlimit: {text!r} is not a positive rate")
+        raise BadInput(f"{what}: {text!r} is not a positive rate")
     return rate
 
 

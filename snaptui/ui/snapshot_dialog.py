@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
@@ -34,9 +35,12 @@ from snaptui.core.image_properties import OperatorMetadata, parse_properties, va
 from snaptui.core.image_store import VISIBILITIES
 from snaptui.core.models import DomainInfo, DomainState
 from snaptui.core.nova_instance import STOPPING_MODES, describe, stop_refusal
+from snaptui.core.priority import DEFAULT_PRIORITY, PRIORITIES
+from snaptui.core.throttle import parse_rate
 from snaptui.ui.confirm import ConfirmScreen
 
 ALL_DISKS = "__all__"
+BWLIMIT_HINT = "bytes/s, e.g. 50M (extraction and upload)"
 STOP_WARNING = "the guest will be stopped for the duration of the extraction"
 clock: Callable[[], float] = time.time  # the default name's time; tests freeze it
 
@@ -120,7 +124,7 @@ class SnapshotDialog(ModalScreen[SnapshotRequest | None]):
     SnapshotDialog Choices.across > RadioButton { width: auto; margin: 0 2 0 0; }
     SnapshotDialog Choices > RadioButton.-unavailable { color: $text-disabled; }
     SnapshotDialog #mode-hint, SnapshotDialog #name-error { padding: 0 0 0 13; }
-    SnapshotDialog #mode-hint { color: $text-muted; }
+    SnapshotDialog #mode-hint, SnapshotDialog .hint { color: $text-muted; }
     SnapshotDialog #name-error { color: $error; }
     SnapshotDialog #compress, SnapshotDialog #verify { margin: 0 0 0 2; }
     SnapshotDialog Input { width: 1fr; }
@@ -131,6 +135,10 @@ class SnapshotDialog(ModalScreen[SnapshotRequest | None]):
     SnapshotDialog #properties { height: 4; width: 1fr; }
     SnapshotDialog .small { width: 12; }
     SnapshotDialog #props-error { color: $error; padding: 0 0 0 13; display: none; }
+    SnapshotDialog #bwlimit-hint { width: 1fr; padding: 0 0 0 1; }
+    SnapshotDialog #bwlimit-hint.-error { color: $error; }
+    SnapshotDialog #load { padding: 0; border: none; background: $surface; }
+    SnapshotDialog #load > Contents { padding: 0; height: auto; }
     SnapshotDialog #nova { color: $accent; }
     SnapshotDialog #buttons { height: auto; align-horizontal: right; margin: 1 0 0 0; }
     SnapshotDialog #buttons Button { margin: 0 0 0 2; }
@@ -193,6 +201,7 @@ class SnapshotDialog(ModalScreen[SnapshotRequest | None]):
                                   classes="across")
                 yield from self._checks_row()
                 yield from self._property_rows()
+                yield from self._load_rows()
                 yield Static("", id="stop-warning", markup=False)
             with Horizontal(id="buttons"):
                 yield Button("Cancel", id="cancel", compact=True)
@@ -228,6 +237,25 @@ class SnapshotDialog(ModalScreen[SnapshotRequest | None]):
                 yield FormCheckbox("protected", id="protected", compact=True)
                 yield FormCheckbox("hw_* from XML", value=True, id="derive", compact=True)
         yield Static("", id="props-error", markup=False)
+
+    def _load_rows(self) -> ComposeResult:
+        """The "Host load" section: the job's priority and bandwidth cap (snapshot --priority,
+        --bwlimit; core/priority.py, core/throttle.py)."""
+        with Collapsible(title="Host load", collapsed=True, id="load"):
+            with Horizontal(classes="row"):
+                yield Label("Priority", classes="label")
+                yield Choices(*(RadioButton(p, value=p == DEFAULT_PRIORITY, name=p)
+                                for p in PRIORITIES), id="priority", classes="across")
+            with Horizontal(classes="row"):
+                yield Label("Bandwidth", classes="label")
+                yield Input("", id="bwlimit", classes="small", placeholder="no cap")
+                yield Label(BWLIMIT_HINT, id="bwlimit-hint", classes="hint", markup=False)
+
+    def _load(self) -> dict[str, Any]:
+        """The "Host load" section as SnapshotRequest fields; BadInput for a bad rate."""
+        text = self.query_one("#bwlimit", Input).value.strip()
+        return {"priority": self.query_one("#priority", Choices).chosen or DEFAULT_PRIORITY,
+                "bwlimit": parse_rate(text, "Bandwidth") if text else None}
 
     def _checks_row(self) -> ComposeResult:
         """Quiesce (auto/require/off) and the verify-boot choice (snapshot --verify)."""
@@ -278,6 +306,15 @@ class SnapshotDialog(ModalScreen[SnapshotRequest | None]):
     def on_mount(self) -> None:
         self.query_one("#mode", Choices).focus()
         self._refresh_hints()
+        self._fit_form()
+
+    def on_resize(self, event: events.Resize) -> None:
+        self._fit_form()
+
+    def _fit_form(self) -> None:
+        """Keep the buttons on screen: the form scrolls within what the dialog's border (2
+        lines) and the buttons row (2) leave of the terminal."""
+        self.query_one("#form").styles.max_height = max(self.size.height - 4, 3)
 
     # -- state -------------------------------------------------------------------------------
 
@@ -348,15 +385,19 @@ class SnapshotDialog(ModalScreen[SnapshotRequest | None]):
                 "min_ram": meta.min_ram, "derive": self.query_one("#derive", FormCheckbox).value}
 
     def _show_metadata_error(self) -> str | None:
-        try:
-            self._metadata()
-        except (BadInput, ValueError) as err:
-            self.query_one("#props-error", Static).update(str(err))
-            self.query_one("#props-error").display = True
-            return str(err)
-        self.query_one("#props-error", Static).update("")
-        self.query_one("#props-error").display = False
-        return None
+        error = _error_of(self._metadata)
+        self.query_one("#props-error", Static).update(error or "")
+        self.query_one("#props-error").display = error is not None
+        return error
+
+    def _show_load_error(self) -> str | None:
+        """A bad bandwidth is said beside its field, in place of the field's hint."""
+        error = _error_of(self._load)
+        hint = self.query_one("#bwlimit-hint", Label)
+        hint.update(error or BWLIMIT_HINT)
+        hint.set_class(error is not None, "-error")
+        self.query_one("#bwlimit", Input).set_class(error is not None, "-invalid")
+        return error
 
     def _show_name_error(self) -> str | None:
         error = self._name_error()
@@ -371,7 +412,10 @@ class SnapshotDialog(ModalScreen[SnapshotRequest | None]):
         self._refresh_hints()  # compress and verify boot decide whether auto streams
 
     def on_input_changed(self, event: Input.Changed) -> None:
-        self._show_name_error()
+        if event.input.id == "bwlimit":
+            self._show_load_error()
+        elif event.input.id == "name":
+            self._show_name_error()
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()
@@ -403,6 +447,7 @@ class SnapshotDialog(ModalScreen[SnapshotRequest | None]):
             library_dir=self.library_path if destination == "library" else None,
             **self._metadata(),
             **self._checks(),
+            **self._load(),
         )
 
     # -- actions -----------------------------------------------------------------------------
@@ -417,6 +462,10 @@ class SnapshotDialog(ModalScreen[SnapshotRequest | None]):
         if self._show_metadata_error():
             self.query_one("#props", Collapsible).collapsed = False
             self.query_one("#properties", TextArea).focus()
+            return
+        if self._show_load_error():
+            self.query_one("#load", Collapsible).collapsed = False
+            self.query_one("#bwlimit", Input).focus()
             return
         request = self.build_request()
         if not self.stops_guest:
@@ -439,6 +488,15 @@ class SnapshotDialog(ModalScreen[SnapshotRequest | None]):
             ),
             confirmed,
         )
+
+
+def _error_of(check: Callable[[], object]) -> str | None:
+    """The one-line BadInput (or ValueError) ``check`` raises, or None."""
+    try:
+        check()
+    except (BadInput, ValueError) as err:
+        return str(err)
+    return None
 
 
 def _short_nova_refusal(domain: DomainInfo, mode: Mode) -> str | None:
