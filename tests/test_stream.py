@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import io
+import os
 import subprocess
 import sys
 import threading
@@ -284,6 +286,9 @@ def test_cli_says_streamed(make_domain, store, own_images):
     assert f"{lab.name}  mode backup (streamed)  done" in result.stdout
     assert "allocated → streamed 64.0 MiB; guest downtime 0.00 s" in result.stdout
     assert len(ids) == 1 and ids[0] in result.stdout
+    # piped: the live view's last frame ends its line, the outcome starts its own
+    assert any(line.startswith(f"image '{NAME}' id ") for line in result.stdout.splitlines()), \
+        result.stdout
 
 
 def test_chunk_reader_hands_whole_chunks_over_and_splits_the_rest():
@@ -298,3 +303,21 @@ def test_chunk_reader_hands_whole_chunks_over_and_splits_the_rest():
     assert reader.read(2) == b"xy" and reader.read(5) == b"" and reader.read() == b""
     parts = ChunkReader(iter([big]))
     assert b"".join(iter(lambda: parts.read(1000), b"")) == big
+
+
+@pytest.mark.parametrize("streamed", [False, True], ids=["file", "stream"])
+def test_upload_is_sent_in_send_chunk_pieces(streamed):
+    """glanceclient asks the reader for 1 MiB at a time; the reader hands out pieces of at
+    most SEND_CHUNK (Glance ingests those faster, README "Streaming"), complete and in order,
+    hashed as sent."""
+    from snaptui.core.image_store import SEND_CHUNK, ChunkReader, HashingReader
+
+    data = os.urandom(3 << 20) + b"tail"
+    source = (ChunkReader(data[i:i + (1 << 20)] for i in range(0, len(data), 1 << 20))
+              if streamed else io.BytesIO(data))
+    with source, HashingReader(source, len(data)) as reader:
+        pieces = list(iter(lambda: reader.read(1 << 20), b""))
+    assert b"".join(pieces) == data
+    assert max(map(len, pieces)) == SEND_CHUNK < 1 << 20
+    assert all(len(p) == SEND_CHUNK for p in pieces[:-1])
+    assert reader.hexdigest() == hashlib.sha512(data).hexdigest()

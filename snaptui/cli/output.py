@@ -13,7 +13,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import humanize
-from rich.console import Console
+from rich.console import Console, RenderableType
+from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
@@ -64,6 +65,16 @@ def console(*, stderr: bool = False) -> Console:
     result = Console(file=stream, width=width, soft_wrap=False)
     result.on_broken_pipe = _broken_pipe  # type: ignore[method-assign]
     return result
+
+
+@contextlib.contextmanager
+def live_view(console: Console, renderable: RenderableType = "") -> Iterator[Live]:
+    """A rich Live view of a running job. When the output is not a terminal, rich prints the
+    last frame without ending its line; end it, so what is printed next starts a line."""
+    with Live(renderable, console=console, refresh_per_second=8) as live:
+        yield live
+    if not console.is_terminal:
+        console.line()
 
 
 def _broken_pipe() -> None:

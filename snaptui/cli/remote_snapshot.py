@@ -76,7 +76,7 @@ class RemoteFollower:
         if self.as_json:
             self._consume(self.feed.follow(self._cancel_on_interrupt(call)), None)
         else:
-            with Live(console=output.console(), refresh_per_second=8) as live:
+            with output.live_view(output.console()) as live:
                 self._consume(self.feed.follow(self._cancel_on_interrupt(call)), live)
         return self._outcome()
 

@@ -9,7 +9,6 @@ from typing import Any
 
 import humanize
 from rich.console import Console, Group
-from rich.live import Live
 from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
@@ -329,7 +328,7 @@ def _render(job: JobRecord) -> Group:
 def _follow_rich(job_id: str) -> int:
     console = output.console()
     last_paint = 0.0
-    with Live(_render(load_job(job_id)), console=console, refresh_per_second=8) as live:
+    with output.live_view(console, _render(load_job(job_id))) as live:
         for event in _events(job_id):
             now = time.monotonic()
             if event.get("event") in ("progress",) and now - last_paint < 0.1:
