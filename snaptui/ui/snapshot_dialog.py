@@ -38,6 +38,7 @@ from snaptui.core.nova_instance import STOPPING_MODES, describe, stop_refusal
 from snaptui.core.priority import DEFAULT_PRIORITY, PRIORITIES
 from snaptui.core.throttle import parse_rate
 from snaptui.ui.confirm import ConfirmScreen
+from snaptui.ui.form_widgets import Choices, FormCheckbox
 
 ALL_DISKS = "__all__"
 BWLIMIT_HINT = "bytes/s, e.g. 50M (extraction and upload)"
@@ -60,51 +61,6 @@ def stops_guest(mode: Mode, domain: DomainInfo, modes: dict[Mode, str | None]) -
     """True when the mode stops a running or paused guest while its disk is extracted."""
     active = domain.state in (DomainState.RUNNING, DomainState.PAUSED)
     return active and resolved_mode(mode, domain, modes) in (Mode.COLD, Mode.INTERNAL)
-
-
-class Choices(RadioSet):
-    """A compact radio set: arrows choose at once, Enter submits the form (space toggles)."""
-
-    BINDINGS = [Binding("enter", "screen.submit", "Snapshot", show=False)]
-
-    def __init__(self, *buttons: RadioButton, **kwargs: Any) -> None:
-        super().__init__(*buttons, compact=True, **kwargs)
-
-    def on_mount(self) -> None:
-        # RadioSet's own mount handler (run after this one) selects the first available
-        # button; the pressed one (the default, e.g. library after glance) is what is meant.
-        self.call_after_refresh(self._select_pressed)
-
-    def _select_pressed(self) -> None:
-        if self.pressed_index >= 0:
-            self._selected = self.pressed_index
-
-    def _press_selected(self) -> None:
-        # Not while mounting: RadioSet moves to the first available button then, which must
-        # not press it over the default.
-        if self._selected is not None and self.is_mounted:
-            button = self._nodes[self._selected]
-            if isinstance(button, RadioButton) and not button.value:
-                button.value = True
-
-    def action_next_button(self) -> None:
-        super().action_next_button()
-        self._press_selected()
-
-    def action_previous_button(self) -> None:
-        super().action_previous_button()
-        self._press_selected()
-
-    @property
-    def chosen(self) -> str | None:
-        """The name of the pressed button (its ``name``), or None."""
-        return self.pressed_button.name if self.pressed_button is not None else None
-
-
-class FormCheckbox(Checkbox):
-    """A compact checkbox where Enter submits the form and space toggles."""
-
-    BINDINGS = [Binding("enter", "screen.submit", "Snapshot", show=False)]
 
 
 class SnapshotDialog(ModalScreen[SnapshotRequest | None]):
