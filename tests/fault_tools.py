@@ -32,6 +32,13 @@ REPO = Path(__file__).resolve().parent.parent
 REAL_QEMU_IMG = "/usr/bin/qemu-img"
 LIBVIRTD_PIDFILE = Path("/run/libvirtd.pid")
 LAB_DIR = Path(os.environ.get("SNAPTUI_LAB_DIR", "/var/tmp/snaptui-lab"))
+# A bandwidth cap (--bwlimit) for tests that act in the middle of a convert, block copy or
+# upload. Uncapped, 768 MiB of data converts in ~0.2 s on this machine, about one progress
+# interval (0.2 s): CI saw a cold job finish between two polls of its journal. At 128 MiB/s
+# the step takes ~6 s on any disk. The cap only adds qemu-img's -r, the block copy's bandwidth
+# and the upload's limiter; every step and undo of the workflow stays the same.
+MID_STEP_BWLIMIT = 128 << 20
+MID_STEP_RATE = "128M"  # the same cap as the CLI and the dialog spell it
 STATE_NAMES = {libvirt.VIR_DOMAIN_RUNNING: "running", libvirt.VIR_DOMAIN_PAUSED: "paused",
                libvirt.VIR_DOMAIN_SHUTOFF: "shut off"}
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import libvirt
 import pytest
 from fault_tools import (
+    MID_STEP_BWLIMIT,
     assert_lab_clean,
     capture,
     ensure_libvirtd,
@@ -42,7 +43,8 @@ from snaptui.core.errors import BadInput, NotFound
 from snaptui.core.glance_images import GlanceImages
 from snaptui.core.image_library import ImageLibrary
 
-BIG = {"size": "1G", "seed": "768M"}  # convert ~1-3 s here: slow enough to interrupt
+BIG = {"size": "1G", "seed": "768M"}  # with PACED, ~6 s a step: time to act mid-step
+PACED = {"bwlimit": MID_STEP_BWLIMIT}
 
 
 # -- outcome table -----------------------------------------------------------------------------
@@ -138,7 +140,7 @@ def test_glance_killed_mid_upload_then_recover_deletes_image(make_domain, tmp_pa
     lab = make_domain(state="shut off", **BIG)
     before = capture(lab)
     request = request_for(lab, tmp_path, Mode.COLD, destination="glance", out_format="raw",
-                          library_dir=None)
+                          library_dir=None, **PACED)
     job_id = start(request)
     try:
         wait_for(job_id, step_running("upload:vda", min_done=1), timeout=60,
@@ -170,7 +172,7 @@ def test_glance_killed_mid_upload_then_recover_deletes_image(make_domain, tmp_pa
 def test_libvirtd_restart_mid_block_copy(make_domain, tmp_path, libvirt_uri, table):
     lab = make_domain(state="running", **BIG)
     before = capture(lab)
-    job_id = start(request_for(lab, tmp_path, Mode.LIVE))
+    job_id = start(request_for(lab, tmp_path, Mode.LIVE, **PACED))
     try:
         wait_for(job_id, step_running("copy:vda", min_done=1), timeout=60,
                  what="block copy progress")
@@ -204,7 +206,7 @@ def test_libvirtd_restart_mid_block_copy(make_domain, tmp_path, libvirt_uri, tab
 def test_cancel_during_convert(make_domain, tmp_path, table):
     lab = make_domain(state="running", **BIG)
     before = capture(lab)
-    job_id = start(request_for(lab, tmp_path, Mode.COLD))
+    job_id = start(request_for(lab, tmp_path, Mode.COLD, **PACED))
     wait_for(job_id, step_running("convert:vda", min_done=1), timeout=60, what="convert progress")
     assert cancel_job(job_id) == "cancel requested"
     job = wait_terminal(job_id)
@@ -222,7 +224,7 @@ def test_cancel_during_upload_after_internal_restart(make_domain, tmp_path, tabl
     disk's write lock, leaving an undo problem behind)."""
     lab = make_domain(state="running", **BIG)
     before = capture(lab)
-    job_id = start(request_for(lab, tmp_path, Mode.INTERNAL, destination="glance"))
+    job_id = start(request_for(lab, tmp_path, Mode.INTERNAL, destination="glance", **PACED))
     wait_for(job_id, step_running("upload:vda", min_done=1), timeout=90, what="upload progress")
     assert cancel_job(job_id) == "cancel requested"
     job = wait_terminal(job_id)
@@ -255,7 +257,7 @@ def _kill_and_recover(job_id: str) -> str:
 def test_sigkill_during_cold_convert_then_recover(make_domain, tmp_path, table):
     lab = make_domain(state="running", **BIG)
     before = capture(lab)
-    job_id = start(request_for(lab, tmp_path, Mode.COLD))
+    job_id = start(request_for(lab, tmp_path, Mode.COLD, **PACED))
     wait_for(job_id, step_running("convert:vda", min_done=1), timeout=60, what="convert progress")
     assert not lab.dom.isActive()  # saved at this moment
     result = _kill_and_recover(job_id)
@@ -268,7 +270,7 @@ def test_sigkill_during_cold_convert_then_recover(make_domain, tmp_path, table):
 def test_sigkill_during_block_copy_then_recover(make_domain, tmp_path, table):
     lab = make_domain(state="running", **BIG)
     before = capture(lab)
-    job_id = start(request_for(lab, tmp_path, Mode.LIVE))
+    job_id = start(request_for(lab, tmp_path, Mode.LIVE, **PACED))
     wait_for(job_id, step_running("copy:vda"), timeout=60, what="the block copy")
     result = _kill_and_recover(job_id)
     assert_lab_clean(lab, before, job_id, error_contains=("died during copy:vda",),
@@ -280,7 +282,7 @@ def test_sigkill_during_block_copy_then_recover(make_domain, tmp_path, table):
 def test_sigkill_after_internal_snapshot_then_recover(make_domain, tmp_path, table):
     lab = make_domain(state="running", **BIG)
     before = capture(lab)
-    job_id = start(request_for(lab, tmp_path, Mode.INTERNAL))
+    job_id = start(request_for(lab, tmp_path, Mode.INTERNAL, **PACED))
     wait_for(job_id, step_running("convert:vda"), timeout=60, what="convert of the snapshot")
     result = _kill_and_recover(job_id)
     assert_lab_clean(lab, before, job_id, error_contains=("died during convert:vda",),
@@ -295,7 +297,7 @@ def test_sigkill_after_internal_snapshot_then_recover(make_domain, tmp_path, tab
 def test_second_job_on_same_domain_is_refused(make_domain, tmp_path, table):
     lab = make_domain(state="running", size="256M", seed="192M")
     before = capture(lab)
-    request = request_for(lab, tmp_path, Mode.COLD)
+    request = request_for(lab, tmp_path, Mode.COLD, **PACED)  # still running when refused
     plan2, steps2 = asyncio.run(prepare(request))  # prepared before the first job holds the lock
     first = start(request)
     wait_for(first, lambda job: job.pid is not None, timeout=30, what="the job's pid")

@@ -40,6 +40,7 @@ from typing import Any
 import libvirt
 import pytest
 from fault_tools import (
+    MID_STEP_BWLIMIT,
     STATE_NAMES,
     QemuImgFault,
     capture,
@@ -116,6 +117,7 @@ MID_STEP = {("copy", f) for f in ("destroy", "kill", "cancel")} | {
     ("verify", f) for f in ("kill", "cancel")} | {
     ("stream", f) for f in ("kill", "cancel", "libvirtd", "destroy")}
 BIG_KINDS = ("copy", "backup", "stream")
+PACED_KINDS = ("copy", "stream")  # the steps --bwlimit reaches (a push backup has no cap)
 
 
 def workflow_steps(mode: str) -> list[str]:
@@ -248,6 +250,8 @@ class Injector:
         if c.kind == "verify":
             opts.update(verify=True, verify_accel="tcg",
                         verify_timeout=2.0 if c.fault == "fail" else 120.0)
+        if (c.kind, c.fault) in MID_STEP and c.kind in PACED_KINDS:
+            opts["bwlimit"] = MID_STEP_BWLIMIT  # the step lasts while the fault is fired
         return SnapshotRequest(
             domain=self.lab.name, name=f"snaptui-test-fm-{uuid.uuid4().hex[:8]}",
             mode=Mode.BACKUP if c.mode == "stream" else Mode(c.mode),

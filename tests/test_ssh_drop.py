@@ -22,6 +22,8 @@ from pathlib import Path
 
 import pytest
 from fault_tools import (
+    MID_STEP_BWLIMIT,
+    MID_STEP_RATE,
     STATE_NAMES,
     alive,
     assert_lab_clean,
@@ -37,7 +39,7 @@ from snaptui.core.image_library import ImageLibrary
 
 REPO = Path(__file__).resolve().parent.parent
 SNAPTUI = REPO / ".venv" / "bin" / "snaptui"
-BIG = {"size": "1G", "seed": "768M"}  # a cold convert of ~1-3 s: time to drop the terminal
+BIG = {"size": "1G", "seed": "768M"}  # converted at MID_STEP_RATE: ~6 s to drop the terminal
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
 
@@ -153,11 +155,19 @@ def test_dashboard_in_tmux_killed_mid_convert(make_domain, tmux, tmp_path):
     tmux.wait_screen(f"Snapshot {lab.name} (running)")
     tmux.keys("Down")  # auto -> cold
     tmux.wait_screen("cold mode: the guest will be stopped")
-    tmux.keys("Enter")
+    # The bandwidth cap, by keyboard: back from the mode past Snapshot and Cancel to the "Host
+    # load" title, open it, on to the bandwidth field past the priority.
+    tmux.keys("BTab", "BTab", "BTab", "Enter")
+    tmux.wait_screen("Bandwidth")
+    tmux.keys("Tab", "Tab")
+    tmux.type(MID_STEP_RATE)
+    tmux.wait_screen(MID_STEP_RATE)
+    tmux.keys("Enter")  # submits the form from the field
     tmux.wait_screen(f"Stop {lab.name}?")
     tmux.keys("y")
     job_id = only_job()
     wait_for(job_id, step_running("convert:vda", min_done=1), timeout=60, what="convert progress")
+    assert load_job(job_id).plan["bwlimit"] == MID_STEP_BWLIMIT  # the cap typed in the dialog
     assert not lab.dom.isActive()  # the guest is saved while the terminal goes away
     terminal = terminal_processes(tmux.pane_pid())
     tmux.run("kill-session", "-t", "drop")
@@ -172,7 +182,7 @@ def test_cli_snapshot_terminal_goes_away(make_domain, tmux, tmp_path, how):
     before = capture(lab)
     tmux.start(["bash", "--norc", "-i"])
     tmux.type(f"{SNAPTUI} snapshot {lab.name} --name snaptui-test-drop --mode cold "
-              f"--to library --library {tmp_path / 'lib'}")
+              f"--to library --library {tmp_path / 'lib'} --bwlimit {MID_STEP_RATE}")
     tmux.keys("Enter")
     job_id = only_job()
     wait_for(job_id, step_running("convert:vda", min_done=1), timeout=60, what="convert progress")
