@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from fault_tools import children
+from fault_tools import MID_STEP_RATE, children
 from fleet_tools import HOST, PYTHON, Fleet, json_lines, lab_ssh_env, snaptui
 
 from snaptui.core.engine.journal import fold, read_events
@@ -299,7 +299,7 @@ def test_cancel_and_info_forward_to_the_host(fleet: Fleet, make_domain) -> None:
     assert f"{HOST}:" in line and "no such job" in line
     big = make_domain(size="1G", seed="768M")
     launched = snaptui("snapshot", f"{HOST}:{big.name}", "--name", f"cancel-{big.name[-8:]}",
-                       "--detach", "--json")
+                       "--detach", "--json", "--bwlimit", MID_STEP_RATE)  # time to cancel
     assert launched.returncode == 0, launched.stderr
     [event] = json_lines(launched.stdout)
     assert event["event"] == "launched" and event["host"] == HOST

@@ -20,6 +20,7 @@ from pathlib import Path
 import libvirt
 import pytest
 import yaml
+from fault_tools import MID_STEP_BWLIMIT, MID_STEP_RATE
 from textual.css.query import NoMatches
 from textual.pilot import Pilot
 from textual.widgets import Input
@@ -81,8 +82,9 @@ def dashboard(libvirt_uri: str, dashboard_cloud: str):
 
 
 async def snapshot_through_the_ui(pilot: Pilot, app: SnaptuiApp, domain: str, mode: Mode,
-                                  name: str) -> JobsScreen:
-    """Filter to the domain, `s`, choose ``mode``, type ``name``, submit (and confirm a stop)."""
+                                  name: str, bwlimit: str = "") -> JobsScreen:
+    """Filter to the domain, `s`, choose ``mode``, (cap the bandwidth,) type ``name``, submit
+    (and confirm a stop)."""
     await settle(pilot)
     await pilot.press("slash", *domain, "enter")
     await settle(pilot)
@@ -103,6 +105,7 @@ async def snapshot_through_the_ui(pilot: Pilot, app: SnaptuiApp, domain: str, mo
         await pilot.press("tab")
     name_input = dialog.query_one("#name", Input)
     assert app.focused is name_input
+    dialog.query_one("#bwlimit", Input).value = bwlimit
     name_input.value = ""
     await pilot.press(*name, "enter")
     await pilot.pause()
@@ -244,8 +247,10 @@ async def test_cancel_from_the_jobs_screen_rolls_back(make_domain, dashboard, gl
     mine.append(lab.name)
     app = dashboard
     async with app.run_test(size=SIZE) as pilot:
-        screen = await snapshot_through_the_ui(pilot, app, lab.name, Mode.COLD, name)
+        screen = await snapshot_through_the_ui(pilot, app, lab.name, Mode.COLD, name,
+                                               bwlimit=MID_STEP_RATE)  # time to cancel
         job_id = screen.selected_id
+        assert get_job(job_id).plan["bwlimit"] == MID_STEP_BWLIMIT
 
         def saved() -> bool:
             job = screen.jobs.get(job_id)
