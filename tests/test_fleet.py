@@ -224,7 +224,8 @@ def test_killed_ssh_loses_nothing_and_reattach_gets_the_end(fleet: Fleet, make_d
     --follow) and prints the job's end; a later --follow replays it too."""
     dom = make_domain(size="512M", seed="384M")
     proc = subprocess.Popen([str(PYTHON), "-m", "snaptui", "snapshot", f"{HOST}:{dom.name}",
-                             "--name", f"drop-{dom.name[-8:]}", "--json"],
+                             "--name", f"drop-{dom.name[-8:]}", "--json",
+                             "--bwlimit", MID_STEP_RATE],  # still running when it is cut
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     first = json.loads(proc.stdout.readline())
@@ -267,7 +268,8 @@ def test_sighup_to_the_remote_follower_detaches_it(fleet: Fleet, make_domain,
     (or EOF/EPIPE on its pipes, test above). It stops following; the job is not cancelled."""
     dom = make_domain(size="512M", seed="384M")
     proc = subprocess.Popen([str(PYTHON), "-m", "snaptui", "snapshot", f"{HOST}:{dom.name}",
-                             "--name", f"hup-{dom.name[-8:]}", "--json"],
+                             "--name", f"hup-{dom.name[-8:]}", "--json",
+                             "--bwlimit", MID_STEP_RATE],  # still running when it is cut
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     first = json.loads(proc.stdout.readline())

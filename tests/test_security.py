@@ -23,6 +23,7 @@ import libvirt
 import pytest
 import requests
 import yaml
+from fault_tools import MID_STEP_RATE
 
 from snaptui.core import audit
 from snaptui.core.cloud_config import load_session
@@ -202,7 +203,8 @@ def test_scratch_and_state_files_are_private(make_domain, tmp_path: Path) -> Non
     try:
         proc = snaptui("snapshot", lab.name, "--name", "snaptui-test-modes", "--mode", "cold",
                        "--format", "raw", "--to", "library", "--library", str(tmp_path / "lib"),
-                       "--keep-local", str(tmp_path / "kept.raw"), "--json")
+                       "--keep-local", str(tmp_path / "kept.raw"), "--json",
+                       "--bwlimit", MID_STEP_RATE)  # the watcher sees every file
     finally:
         done.set()
         watcher.join()
@@ -370,7 +372,7 @@ def test_audit_records_rollback_as_undone(make_domain, tmp_path: Path) -> None:
     lab = make_domain(state="running", size="1G", seed="768M")
     proc = snaptui("snapshot", lab.name, "--name", "snaptui-test-audit-undo", "--mode", "cold",
                    "--format", "raw", "--to", "library", "--library", str(tmp_path / "lib"),
-                   "--detach")
+                   "--detach", "--bwlimit", MID_STEP_RATE)  # still converting when cancelled
     assert proc.returncode == 0, proc.stderr
     job_id = proc.stdout.strip()
     deadline = time.monotonic() + 60

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import libvirt
 import pytest
+from fault_tools import MID_STEP_BWLIMIT
 from textual.app import App
 from textual.pilot import Pilot
 
@@ -116,7 +117,8 @@ async def test_cancel_rolls_back(make_domain, host, tmp_path):
     lab = make_domain(state="running", size="1G", seed="512M")
     library = ImageLibrary(tmp_path / "library")
     request = SnapshotRequest(domain=lab.name, name="ui cancel test", mode=Mode.COLD,
-                              destination="library", library_dir=library.location)
+                              destination="library", library_dir=library.location,
+                              bwlimit=MID_STEP_BWLIMIT)  # still converting when cancelled
     app = JobsHost()
     async with app.run_test(size=(80, 24)) as pilot:
         job_id = await start_snapshot(request, host, library)
