@@ -27,6 +27,7 @@ from snaptui.core.engine.locks import domain_lock_holder
 from snaptui.core.errors import NotFound
 from snaptui.core.image_library import ImageLibrary
 from snaptui.core.paths import scratch_dir
+from snaptui.core.throttle import parse_rate
 
 REPO = Path(__file__).resolve().parent.parent
 REAL_QEMU_IMG = "/usr/bin/qemu-img"
@@ -37,8 +38,8 @@ LAB_DIR = Path(os.environ.get("SNAPTUI_LAB_DIR", "/var/tmp/snaptui-lab"))
 # interval (0.2 s): CI saw a cold job finish between two polls of its journal. At 128 MiB/s
 # the step takes ~6 s on any disk. The cap only adds qemu-img's -r, the block copy's bandwidth
 # and the upload's limiter; every step and undo of the workflow stays the same.
-MID_STEP_BWLIMIT = 128 << 20
-MID_STEP_RATE = "128M"  # the same cap as the CLI and the dialog spell it
+MID_STEP_RATE = "128M"  # as the CLI and the dialog take it
+MID_STEP_BWLIMIT = parse_rate(MID_STEP_RATE)  # as SnapshotRequest and the plan hold it
 STATE_NAMES = {libvirt.VIR_DOMAIN_RUNNING: "running", libvirt.VIR_DOMAIN_PAUSED: "paused",
                libvirt.VIR_DOMAIN_SHUTOFF: "shut off"}
 
