@@ -104,10 +104,12 @@ class QemuImgFault:
 
 
 @contextlib.contextmanager
-def tmpfs(path: Path, size: str) -> Iterator[Path]:
-    """Mount a tmpfs of ``size`` at ``path`` (made 0700) for the duration; always unmounted."""
+def tmpfs(path: Path, size: str, mode: int = 0o700) -> Iterator[Path]:
+    """Mount a tmpfs of ``size`` at ``path`` (made ``mode``: 0711 for a scratch dir QEMU must
+    enter) for the duration; always unmounted."""
     path.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(path)],
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode={mode:04o}", "tmpfs",
+                    str(path)],
                    check=True, capture_output=True)
     try:
         yield path

@@ -36,7 +36,7 @@ class HostDirs:
     def _run_root(self, base: Path) -> Path:
         base.mkdir(parents=True, exist_ok=True)
         base.chmod(REACHABLE)
-        root = Path(tempfile.mkdtemp(prefix=f"run-{os.getpid()}-", dir=base))
+        root = Path(tempfile.mkdtemp(prefix=f"r{os.getpid()}-", dir=base))
         root.chmod(REACHABLE)
         self.roots.append(root)
         return root
@@ -50,7 +50,7 @@ class HostDirs:
         return self._new(self.images, prefix)
 
     def scratch(self) -> Path:
-        return self._new(self.scratches, "scratch-")
+        return self._new(self.scratches, "s-")  # short: the NBD socket's path is in sun_path
 
     def remove(self) -> None:
         for root in self.roots:

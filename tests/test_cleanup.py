@@ -539,3 +539,23 @@ def test_cli_images_flags_snapshots_of_missing_instances(make_domain, store, own
     by_id = {f["details"]["image_id"]: f for f in json.loads(proc.stdout)["findings"]}
     assert not by_id[queued.id]["selected"] and "--older-than" in by_id[queued.id]["reason"]
     assert {store.show(i).status for i in own_images} == {"active", "queued"}
+
+
+def test_leftover_nbd_socket_directory_is_found_and_removed(lab_env):
+    """A streamed job killed before its undo leaves ``<job>.nbd/`` with QEMU's socket in it."""
+    import socket as sockets
+
+    jid = job_id()
+    directory = scratch_dir() / f"{jid}.nbd"
+    directory.mkdir(mode=0o700)
+    listener = sockets.socket(sockets.AF_UNIX)
+    listener.bind(str(directory / f"{jid}.sock"))
+    listener.close()  # the socket file stays, as QEMU's does when it is killed
+    backdate(directory, 7200)
+    found = {f.key: f for f in _scan_only(Kind.SCRATCH).findings}
+    finding = found[f"scratch:{os.path.realpath(directory)}"]
+    assert finding.safe and finding.details["job_id"] == jid
+    assert finding.reason.startswith("NBD socket directory of snaptui job")
+    assert finding.commands == (f"rm -r -- {directory}",)
+    _remove(finding)
+    assert not directory.exists()

@@ -264,7 +264,9 @@ class Injector:
         c = self.case
         self.monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(self.cloud.config_file))
         if c.fault == "enospc" and c.kind != "finish":
-            scratch = self.stack.enter_context(tmpfs(self.tmp / "scratch", "96M"))
+            # inside the test's scratch dir, which QEMU (libvirt-qemu) can enter
+            small = Path(os.environ["SNAPTUI_SCRATCH_DIR"]) / "fs"
+            scratch = self.stack.enter_context(tmpfs(small, "96M", 0o711))
             self.monkeypatch.setenv("SNAPTUI_SCRATCH_DIR", str(scratch))
         if c.kind in AGENT_FAULTS:
             self.monkeypatch.setenv(faults.ENV, AGENT_FAULTS[c.kind])

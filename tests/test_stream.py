@@ -92,9 +92,9 @@ def check_streamed(lab, store, own_images, job_id: str, last: dict, watch: Watch
     # never paused (nor resumed): every sample in the state it had, no downtime recorded
     assert watch.samples > 10 and watch.states == {state}
     assert last["downtime_s"] == 0.0 and "guest_stopped_at" not in job.facts
-    # the scratch dir held the socket and the CoW scratch only, and is empty now
-    allowed = {f"{job_id}.sock"} | {f"{job_id}-{t}.cow.qcow2" for t, _, _ in lab.disks}
-    assert watch.names <= allowed and f"{job_id}.sock" in watch.names, watch.names
+    # the scratch dir held the socket's own directory and the CoW scratch only, and is empty now
+    allowed = {f"{job_id}.nbd"} | {f"{job_id}-{t}.cow.qcow2" for t, _, _ in lab.disks}
+    assert watch.names <= allowed and f"{job_id}.nbd" in watch.names, watch.names
     assert watch.peak_bytes < 8 << 20, watch.peak_bytes
     assert list(scratch_dir().iterdir()) == []
     dom = lab.dom

@@ -297,8 +297,12 @@ def _snapshot_of(path: Path) -> tuple[int, int, int] | None:
     return (st.st_ino, st.st_mtime_ns, st.st_size)
 
 
-def _precreate(path: Path) -> bool:
-    """Create ``path`` 0600 so qemu-img writes into a private file; True when we created it."""
+def _precreate(path: Path, exclusive: bool = False) -> bool:
+    """Create ``path`` 0600 so qemu-img writes into a private file; True when we created it.
+    ``exclusive``: a path that exists (a file, or a link planted in a shared dir) is refused
+    rather than written through."""
+    if exclusive and os.path.lexists(path):
+        raise BadInput(f"{path} exists already: snaptui writes only files it creates")
     if path.exists():
         return False
     if not path.parent.is_dir():
@@ -328,7 +332,8 @@ async def create(
     backing_file: str | Path | None = None,
     backing_format: str | None = None,
 ) -> None:
-    """``qemu-img create`` a 0600 image; size may be omitted when a backing file gives it."""
+    """``qemu-img create`` a new 0600 image (never over an existing path); size may be
+    omitted when a backing file gives it."""
     target = Path(os.path.abspath(path))
     argv = [qemu_img_binary(), "create", "-q", "-f", fmt]
     if backing_file is not None:
@@ -338,7 +343,7 @@ async def create(
     argv.append(str(target))
     if size is not None:
         argv.append(str(size))
-    created = _precreate(target)
+    created = _precreate(target, exclusive=True)
     try:
         rc, _, err = await _run(argv)
     except BaseException:
@@ -459,13 +464,14 @@ async def convert(
 
 
 async def run_convert(argv: list[str], *, on_progress: Callable[[float], None] | None = None,
-                      cancel: asyncio.Event | None = None) -> None:
-    """Run a ``convert_argv`` list (its last item the output), as ``convert`` describes."""
+                      cancel: asyncio.Event | None = None, exclusive: bool = False) -> None:
+    """Run a ``convert_argv`` list (its last item the output), as ``convert`` describes;
+    ``exclusive``: into a new file only."""
     target = Path(os.path.abspath(argv[-1]))
     if cancel is not None and cancel.is_set():
         raise asyncio.CancelledError(f"convert to {target} cancelled before it started")
     before = _snapshot_of(target)
-    created = _precreate(target)
+    created = _precreate(target, exclusive)
     proc: asyncio.subprocess.Process | None = None
     tasks: list[asyncio.Task[Any]] = []
     try:

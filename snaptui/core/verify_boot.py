@@ -148,13 +148,14 @@ async def prepare_files(image: Path, image_format: str, files: VerifyFiles,
     files.remove()
     await qemu_img.create(files.overlay, "qcow2", backing_file=image.absolute(),
                           backing_format=image_format)
-    fd = os.open(files.console, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.close(fd)
+    os.close(os.open(files.console, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     nvram = ET.fromstring(source_xml).find("./os/nvram") if source_xml else None
     if nvram is not None and nvram.text:
         with contextlib.suppress(OSError):
-            shutil.copyfile(nvram.text.strip(), files.nvram)
-            files.nvram.chmod(0o600)
+            with open(nvram.text.strip(), "rb") as src:
+                fd = os.open(files.nvram, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(fd, "wb") as copy_:
+                    shutil.copyfileobj(src, copy_)
             return True
     return False
 
@@ -250,6 +251,7 @@ async def verify_file(conn: libvirt.virConnect, image: Path, image_format: str, 
     """Boot ``image`` in domain ``name`` on an overlay at ``prefix``.verify.qcow2; whatever
     happens (a pass, a failure, a cancel) the domain is destroyed and the files removed."""
     files = VerifyFiles.for_prefix(prefix)
+    owner = os.stat(image)
     try:
         nvram_ready = await prepare_files(image, image_format, files, source_xml)
         xml = verify_xml(source_xml, name=name, files=files, accel=accel, target=target,
@@ -257,12 +259,19 @@ async def verify_file(conn: libvirt.virConnect, image: Path, image_format: str, 
         return await boot_and_wait(conn, xml, files, console_regex=console_regex,
                                    timeout=timeout, on_progress=on_progress)
     finally:
-        await asyncio.shield(asyncio.to_thread(_tear_down, conn, name, files))
+        await asyncio.shield(asyncio.to_thread(_tear_down, conn, name, files, image, owner))
 
 
-def _tear_down(conn: libvirt.virConnect, name: str, files: VerifyFiles) -> None:
+def _tear_down(conn: libvirt.virConnect, name: str, files: VerifyFiles, image: Path,
+               owner: os.stat_result) -> None:
     destroy_domain(conn, name)
     files.remove()
+    # libvirt chowned the overlay's backing file (the image) to QEMU and, as a read-only
+    # chain member, never gives it back (only the top of a chain is remembered): we do.
+    with contextlib.suppress(FileNotFoundError):
+        now = os.stat(image)
+        if (now.st_uid, now.st_gid) != (owner.st_uid, owner.st_gid):
+            os.chown(image, owner.st_uid, owner.st_gid)
 
 
 def verified_properties(result: VerifyResult) -> dict[str, str]:

@@ -11,11 +11,12 @@ import contextlib
 import os
 import time
 from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import libvirt
 
-from snaptui.core import audit, qemu_img
+from snaptui.core import audit, qemu_access, qemu_img
 from snaptui.core.cleanup.context import open_files
 from snaptui.core.cleanup.findings import Finding, Kind, RemovalResult, allocated_total
 from snaptui.core.engine.journal import iter_jobs
@@ -102,6 +103,9 @@ async def _scratch(finding: Finding, _host: Any, _store: Any) -> None:
     live = {j.job_id for j in iter_jobs() if not j.terminal}
     if finding.details.get("job_id") in live:
         raise Refused(f"snaptui job {finding.details['job_id']} has not ended")
+    if os.path.isdir(path) and not os.path.islink(path):
+        qemu_access.remove_socket_dir(Path(path))  # <job>.nbd: the socket QEMU left
+        return
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
 

@@ -1,13 +1,16 @@
 """Orphan scratch files of snaptui's own: deltas, backup targets and partial outputs whose job
-is no longer running (named ``<job id>-<target>.<what>`` by preflight)."""
+is no longer running (named ``<job id>-<target>.<what>`` by preflight), and the per-job
+directories of pull-mode NBD sockets (``<job id>.nbd``)."""
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import AsyncIterator
 
 from snaptui.core.cleanup.context import ScanContext
 from snaptui.core.cleanup.findings import (
+    JOB_ID_RE,
     NOT_OURS,
     SCRATCH_FILE_RE,
     Finding,
@@ -18,6 +21,9 @@ from snaptui.core.cleanup.findings import (
     human_age,
 )
 from snaptui.core.paths import scratch_dir
+from snaptui.core.qemu_access import SOCKET_DIR_SUFFIX
+
+SOCKET_DIR_RE = re.compile(rf"^(?P<job>{JOB_ID_RE}){re.escape(SOCKET_DIR_SUFFIX)}$")
 
 WHAT = {"delta.qcow2": "live-copy delta", "backup.qcow2": "backup target",
         "raw.partial": "partial output", "qcow2.partial": "partial output",
@@ -46,20 +52,25 @@ def _judge(ctx: ScanContext, path: str, job: str | None, what: str) -> tuple[boo
 async def scan_scratch(ctx: ScanContext) -> AsyncIterator[Finding]:
     """Every file in the scratch directory that no running job of ours owns."""
     directory = scratch_dir()
-    entries = sorted(p for p in directory.iterdir() if p.is_file() and not p.is_symlink())
+    entries = sorted(p for p in directory.iterdir() if not p.is_symlink() and (
+        p.is_file() or (p.is_dir() and SOCKET_DIR_RE.match(p.name))))
     for done, entry in enumerate(entries):
         ctx.progress(Kind.SCRATCH, done, len(entries), str(entry))
         path = str(entry)
-        match = SCRATCH_FILE_RE.match(entry.name)
+        if entry.is_dir():
+            match, what = SOCKET_DIR_RE.match(entry.name), "NBD socket directory"
+        else:
+            match = SCRATCH_FILE_RE.match(entry.name)
+            what = WHAT.get(match.group("what"), "scratch file") if match else "file"
         job = match.group("job") if match else None
-        what = WHAT.get(match.group("what"), "scratch file") if match else "file"
         safe, reason, refused = _judge(ctx, path, job, what)
         yield Finding(
             key=f"scratch:{os.path.realpath(path)}", kind=Kind.SCRATCH, location=path,
             size=allocated(path), safe=safe, reason=reason, action="delete file",
             domain=ctx.domain_of_job(job), unowned=job is None,
             label="snaptui" if job else NOT_OURS,
-            commands=(command("rm", "--", path),), refused=refused, paths=(path,),
+            commands=(command("rm", *(["-r"] if entry.is_dir() else []), "--", path),),
+            refused=refused, paths=(path,),
             details={"path": path, "job_id": job, "what": what},
         )
     ctx.progress(Kind.SCRATCH, len(entries), len(entries))

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import errno
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 from snaptui.core import qemu_img
@@ -12,11 +15,38 @@ from snaptui.core.engine.facts import DiskFact
 from snaptui.core.engine.neighbour import rate_limited_argv
 from snaptui.core.engine.plan import DiskPlan, Mode, Plan
 from snaptui.core.engine.runner import Action, StepFn
+from snaptui.core.errors import BadInput
 
 
 def unlink_quietly(path: str | None) -> None:
     if path:
         Path(path).unlink(missing_ok=True)
+
+
+def place_new(src: Path, dest: Path) -> None:
+    """Move ``src`` to ``dest`` without following or replacing anything at ``dest`` (a file
+    or a link planted there since preflight): a hard link when on one filesystem, else a copy
+    under a private temporary name beside ``dest``, then linked into place."""
+    try:
+        os.link(src, dest)
+    except FileExistsError:
+        raise BadInput(f"--keep-local: {dest} appeared during the job; not overwritten") from None
+    except OSError as err:
+        if err.errno != errno.EXDEV:
+            raise
+        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".partial")
+        try:
+            with os.fdopen(fd, "wb") as out, open(src, "rb") as data:
+                shutil.copyfileobj(data, out, 1 << 20)
+                out.flush()
+                os.fsync(out.fileno())
+            os.link(tmp, dest)
+        except FileExistsError:
+            raise BadInput(f"--keep-local: {dest} appeared during the job; not overwritten") \
+                from None
+        finally:
+            os.unlink(tmp)
+    src.unlink()
 
 
 def convert_action(plan: Plan, disk: DiskPlan, source: str, *, source_format: str | None,
@@ -41,7 +71,7 @@ def convert_action(plan: Plan, disk: DiskPlan, source: str, *, source_format: st
         ctx.record(DiskFact.OUTPUT.of(disk.target), disk.output_path)
         await qemu_img.run_convert(
             argv, on_progress=lambda pct: ctx.progress(round(pct, 2), 100.0, "%"),
-            cancel=ctx.cancel_event)
+            cancel=ctx.cancel_event, exclusive=True)
         os.chmod(disk.output_path, 0o600)
     return Action(run, remove_output(disk), argv=tuple(argv))
 
@@ -105,11 +135,7 @@ def finish_output(disk: DiskPlan, keep_path: str | None) -> Action:
         ctx.record(DiskFact.OUTPUT_ACTUAL.of(disk.target), out.stat().st_blocks * 512)
         ctx.record(DiskFact.OUTPUT_APPARENT.of(disk.target), out.stat().st_size)
         if keep_path:
-            try:
-                shutil.move(str(out), keep_path)
-            except BaseException:  # a copy across filesystems (ENOSPC...) leaves a partial file
-                Path(keep_path).unlink(missing_ok=True)  # preflight made sure it was not there
-                raise
+            await asyncio.to_thread(place_new, out, Path(keep_path))
             ctx.record(DiskFact.KEPT.of(disk.target), keep_path)
         else:
             out.unlink(missing_ok=True)

@@ -32,8 +32,8 @@ def qcow2_writer_unavailable() -> str | None:
 
 def socket_path(scratch: Path, job_id: str) -> str:
     """The NBD socket, in the job's own directory (QEMU creates the socket: it must be able
-    to write there, and nothing else of snaptui's is in it)."""
-    return str(qemu_access.socket_dir(scratch, job_id) / f"{job_id}.sock")
+    to write there, and nothing else of snaptui's is in it); short, as sun_path is."""
+    return str(qemu_access.socket_dir(scratch, job_id) / "sock")
 
 
 def stream_blocked(spec: HostSpec, host: LibvirtHost) -> str | None:
