@@ -30,6 +30,7 @@ from snaptui.core.engine.journal import (
     jobs_dir,
     journal_path,
     load_job,
+    parse_line,
 )
 from snaptui.core.engine.liveness import INLINE, close_job, mark_active, pid_runs_job
 from snaptui.core.engine.locks import DomainLock
@@ -231,19 +232,18 @@ def follow(job_id: str, *, poll_s: float = 0.1, timeout_s: float | None = None,
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     pid: int | None = None
     quiet_since = time.monotonic()
-    with open(path, encoding="utf-8") as handle:
-        pending = ""
+    with open(path, "rb") as handle:  # bytes: a line torn inside a character is skipped
+        pending = b""
         while True:
             chunk = handle.readline()
             if chunk:
                 quiet_since = time.monotonic()
                 pending += chunk
-                if not pending.endswith("\n"):
+                if not pending.endswith(b"\n"):
                     continue
-                line, pending = pending, ""
-                try:
-                    event = json.loads(line)
-                except json.JSONDecodeError:
+                line, pending = pending, b""
+                event = parse_line(line)
+                if event is None:
                     continue
                 if event.get("event") == "pid":
                     pid = event.get("pid")

@@ -8,7 +8,9 @@ SIGKILL loses at most a progress line.
 from __future__ import annotations
 
 import json
+import logging
 import os
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -21,10 +23,17 @@ from snaptui.core.engine.states import TERMINAL, JobStatus, StepState
 from snaptui.core.errors import SnaptuiError
 from snaptui.core.paths import private_dir, state_dir
 
+log = logging.getLogger(__name__)
+
 TERMINAL_EVENTS = tuple(str(s) for s in JobStatus if s in TERMINAL)  # their event names
 # The journal's format, written in the header. A journal without one (written before formats
 # were numbered) is format 1; a higher one is a newer snaptui's and is left alone.
 JOURNAL_FORMAT = 1
+# A job id names files (journal, log, active marker) and travels in argv: letters, digits and
+# dashes only (preflight makes ``YYYYmmdd-HHMMSS-hex6``), never a path.
+JOB_ID_RE = re.compile(r"[0-9A-Za-z][0-9A-Za-z-]{0,63}")
+# A last line without its newline is a writer mid-line for this long; older, it is torn.
+TORN_AFTER_S = 2.0
 
 
 class JournalError(SnaptuiError, ValueError):
@@ -45,7 +54,12 @@ class JournalWriter:
     def __init__(self, path: Path):
         self.path = path
         self._lock = threading.Lock()
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            _end_torn_line(fd)
+        except OSError:
+            os.close(fd)
+            raise
         self._file = os.fdopen(fd, "a", encoding="utf-8")
 
     def append(self, event: str, *, sync: bool = True, **fields: Any) -> dict[str, Any]:
@@ -63,17 +77,53 @@ class JournalWriter:
             self._file.close()
 
 
+def _end_torn_line(fd: int) -> None:
+    """A journal torn mid-line (a crash, a full disk) gets its newline before anything is
+    appended, so the next record starts a line of its own instead of being glued to the tear."""
+    size = os.fstat(fd).st_size
+    if size and os.pread(fd, 1, size - 1) != b"\n":
+        os.write(fd, b"\n")
+
+
+_warned: set[tuple[str, str]] = set()  # (journal, what): each problem is said once a process
+
+
+def _warn_once(path: Path, what: str, message: str) -> None:
+    if (str(path), what) not in _warned:
+        _warned.add((str(path), what))
+        log.warning("journal %s: %s", path.name, message)
+
+
+def parse_line(raw: bytes) -> dict[str, Any] | None:
+    """One journal line as its event, or None when it is not one (undecodable, not JSON, not
+    an object)."""
+    try:
+        event = json.loads(raw.decode("utf-8"))
+    except ValueError:  # UnicodeDecodeError and JSONDecodeError both are
+        return None
+    return event if isinstance(event, dict) else None
+
+
 def read_events(path: Path) -> list[dict[str, Any]]:
-    """All complete events of a journal (a torn last line from a crash is ignored)."""
+    """All complete events of a journal. A torn last line (a crash or a full disk cut it, even
+    inside a UTF-8 character) and undecodable lines are skipped, and said once (a warning)."""
     events = []
-    with open(path, encoding="utf-8") as handle:
-        for line in handle:
-            if not line.endswith("\n"):
+    bad = 0
+    with open(path, "rb") as handle:
+        for raw in handle:
+            if not raw.endswith(b"\n"):
+                # a writer mid-line, unless the line was left like this a while ago
+                if time.time() - os.fstat(handle.fileno()).st_mtime > TORN_AFTER_S:
+                    _warn_once(path, "torn", "ignored its torn last line (cut off by a "
+                               "crash or a full disk)")
                 break
-            try:
-                events.append(json.loads(line))
-            except json.JSONDecodeError:
+            event = parse_line(raw)
+            if event is None:
+                bad += 1
                 continue
+            events.append(event)
+    if bad:
+        _warn_once(path, "bad", f"ignored {bad} unreadable line(s)")
     return events
 
 
@@ -235,8 +285,24 @@ def load_job(job_id: str) -> JobRecord:
     return fold(job_id, path, read_events(path))
 
 
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
 def iter_jobs() -> Iterator[JobRecord]:
-    """Every job in the journal directory, newest first."""
-    paths = sorted(jobs_dir().glob("*.jsonl"), key=lambda p: p.stat().st_mtime, reverse=True)
+    """Every job in the journal directory, newest first; a file that is not a job's journal
+    (a name no job has, a directory, unreadable) is skipped and said once."""
+    paths = sorted(jobs_dir().glob("*.jsonl"), key=_mtime, reverse=True)
     for path in paths:
-        yield fold(path.stem, path, read_events(path))
+        if not JOB_ID_RE.fullmatch(path.stem):
+            _warn_once(path, "name", "skipped: not named like a job")
+            continue
+        try:
+            events = read_events(path)
+        except OSError as err:
+            _warn_once(path, "unreadable", f"skipped: {err.strerror or err}")
+            continue
+        yield fold(path.stem, path, events)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import signal
 import time
@@ -22,7 +23,9 @@ from snaptui.core.engine.plan import Plan
 from snaptui.core.engine.runner import downtime, rollback
 from snaptui.core.engine.states import StepState
 from snaptui.core.engine.workflows import build_steps
-from snaptui.core.errors import BadInput, SnaptuiError
+from snaptui.core.errors import BadInput
+
+log = logging.getLogger(__name__)
 
 STARTUP_GRACE_S = 30.0  # a job whose process has not written its pid yet may still be starting
 
@@ -133,24 +136,37 @@ def retry_failed_undos(job: JobRecord) -> str:
 
 
 def recover(now: float | None = None) -> list[tuple[str, str]]:
-    """Recover every dead job; returns (job id, outcome) for each one acted on."""
+    """Recover every dead job; returns (job id, outcome) for each one acted on. Each job on
+    its own: whatever goes wrong with one (an unreadable journal, libvirtd gone) is its
+    outcome, and the next job is still recovered."""
     now = now or time.time()
     outcomes = []
     for marker in sorted(active_dir().iterdir()):
         job_id = marker.name
         try:
-            job = load_job(job_id)
-        except FileNotFoundError:
-            marker.unlink(missing_ok=True)
-            continue
-        try:
-            outcome = _recover_one(job, now)
-        except SnaptuiError as err:  # an unreadable journal, libvirtd gone: say so, go on
-            outcome = f"skipped: {err}"
+            outcome = _recover_marker(job_id, now)
+        except Exception as err:  # one bad job never blocks another's rollback
+            log.debug("recovering job %s failed", job_id, exc_info=True)
+            outcome = f"skipped: {_one_line(err)}"
         if outcome is None:
             continue
         outcomes.append((job_id, outcome))  # the CLI prints them, the dashboard logs them
     return outcomes
+
+
+def _one_line(err: Exception) -> str:
+    if isinstance(err, OSError) and err.strerror:
+        return f"{err.strerror}: {err.filename}" if err.filename else err.strerror
+    return " ".join(str(err).split()) or type(err).__name__
+
+
+def _recover_marker(job_id: str, now: float) -> str | None:
+    try:
+        job = load_job(job_id)
+    except FileNotFoundError:
+        (active_dir() / job_id).unlink(missing_ok=True)
+        return None
+    return _recover_one(job, now)
 
 
 def _recover_one(job: JobRecord, now: float) -> str | None:
