@@ -84,6 +84,7 @@ JOB_MAIN = b"snaptui.core.engine.job_main"
 def host_job_processes() -> list[tuple[str, int, Path]]:
     """Snapshot job processes running on this host under any state dir: (job id, pid,
     journal path). Other users and other SNAPTUI_STATE_DIRs have journals we never list."""
+    from snaptui.core.engine.journal import JOB_ID_RE
     from snaptui.core.paths import state_dir
 
     found = []
@@ -93,6 +94,8 @@ def host_job_processes() -> list[tuple[str, int, Path]]:
             if JOB_MAIN not in argv:
                 continue
             job_id = argv[argv.index(JOB_MAIN) + 1].decode()
+            if not JOB_ID_RE.fullmatch(job_id):
+                continue  # not a job id: its argv names no journal
             env = dict(line.split(b"=", 1) for line in
                        (proc / "environ").read_bytes().split(b"\0") if b"=" in line)
             state = env.get(b"SNAPTUI_STATE_DIR")

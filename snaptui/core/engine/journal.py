@@ -20,7 +20,7 @@ from typing import Any
 
 from snaptui.core.engine.facts import Fact
 from snaptui.core.engine.states import TERMINAL, JobStatus, StepState
-from snaptui.core.errors import SnaptuiError
+from snaptui.core.errors import BadInput, SnaptuiError
 from snaptui.core.paths import private_dir, state_dir
 
 log = logging.getLogger(__name__)
@@ -40,12 +40,22 @@ class JournalError(SnaptuiError, ValueError):
     """A journal this snaptui cannot read (a newer format, or a header without a plan)."""
 
 
+def check_job_id(job_id: str) -> str:
+    """``job_id`` when it is one snaptui could have made; else BadInput (exit 2) in one line.
+    Every job id from the operator, argv or a file name passes here before it names a file."""
+    if not isinstance(job_id, str) or not JOB_ID_RE.fullmatch(job_id):
+        shown = repr(job_id)[:80]
+        raise BadInput(f"bad job id {shown}: a job id is letters, digits and dashes "
+                       "(e.g. 20260101-120000-a1b2c3)")
+    return job_id
+
+
 def jobs_dir() -> Path:
     return private_dir(state_dir() / "jobs")
 
 
 def journal_path(job_id: str) -> Path:
-    return jobs_dir() / f"{job_id}.jsonl"
+    return jobs_dir() / f"{check_job_id(job_id)}.jsonl"
 
 
 class JournalWriter:

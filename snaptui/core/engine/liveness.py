@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from snaptui.core.engine.journal import JournalWriter, jobs_dir, load_job
+from snaptui.core.engine.journal import JournalWriter, check_job_id, jobs_dir, load_job
 from snaptui.core.paths import private_dir
 
 if TYPE_CHECKING:
@@ -25,11 +25,11 @@ def active_dir() -> Path:
 
 
 def mark_active(job_id: str) -> None:
-    (active_dir() / job_id).touch(mode=0o600)
+    (active_dir() / check_job_id(job_id)).touch(mode=0o600)
 
 
 def clear_active(job_id: str) -> None:
-    (active_dir() / job_id).unlink(missing_ok=True)
+    (active_dir() / check_job_id(job_id)).unlink(missing_ok=True)
 
 
 def close_job(job_id: str, journal: JournalWriter) -> None:

@@ -25,7 +25,7 @@ from typing import Any
 
 import humanize
 
-from snaptui.core.engine.journal import journal_path, load_job
+from snaptui.core.engine.journal import JOB_ID_RE, journal_path, load_job
 from snaptui.core.engine.liveness import pid_runs_job
 from snaptui.core.errors import BadInput, SnaptuiError
 from snaptui.core.paths import private_dir, state_dir
@@ -92,6 +92,8 @@ def _job_processes() -> set[str]:
 
 
 def _live(job_id: str, entry: dict[str, Any], job_processes: set[str]) -> bool:
+    if not JOB_ID_RE.fullmatch(job_id):
+        return False  # no job of ours is named so: drop the entry
     launcher_runs = bool(entry.get("pid")) and _start_time(entry["pid"]) == entry.get("start")
     journal = journal_path(job_id)
     if not journal.exists():
