@@ -38,6 +38,8 @@ class LiveJobs:
     paths: set[str] = field(default_factory=set)
     # every job in the journal (live or not) by domain uuid: (job id, mode, status, facts)
     by_domain: dict[str, list[tuple[str, str, str, dict]]] = field(default_factory=dict)
+    # every job of this host's journal (live or not): what proves an image is ours
+    journal_ids: set[str] = field(default_factory=set)
 
     def hold(self, job: JobRecord) -> None:
         """Count a live job: its domain, the images and files it made or will make."""
@@ -63,6 +65,7 @@ def read_jobs(now: float) -> LiveJobs:
 
     live = LiveJobs()
     for job in iter_jobs():
+        live.journal_ids.add(job.job_id)
         uuid = str(job.plan.get("domain_uuid") or "")
         if uuid:
             live.by_domain.setdefault(uuid, []).append(
