@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import stat
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -182,6 +183,12 @@ async def _path_info(path: str, fmt: str | None, force_share: bool) -> ImageFile
 
     if os.path.isdir(path):
         raise BadInput(f"{path} is a directory, not an image file")
+    with contextlib.suppress(FileNotFoundError):  # qemu-img says it in its own words
+        mode = os.stat(path).st_mode
+        # A FIFO would block qemu-img's open forever; a socket or a character device is no
+        # image either. A block device (an LVM volume, a disk) is.
+        if not (stat.S_ISREG(mode) or stat.S_ISBLK(mode)):
+            raise BadInput(f"{path} is not a regular file or a block device: not an image")
     try:
         return await qemu_img.info(path, force_share=force_share, fmt=fmt)
     except QemuImgError as err:
