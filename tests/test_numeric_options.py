@@ -29,6 +29,7 @@ from snaptui.core.paths import state_dir
 from snaptui.core.throttle import MAX_RATE, parse_rate
 
 REPO = Path(__file__).resolve().parent.parent
+NO_IMAGE = "not a regular file or a block device"
 
 
 def snaptui(*argv: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -80,16 +81,16 @@ def test_min_disk_and_ram_fit_glance(field: str):
 
 
 def test_info_refuses_a_fifo_at_once(tmp_path: Path):
-    fifo = tmp_path / "pipe"
-    os.mkfifo(fifo)
-    one_line_error(snaptui("info", str(fifo), timeout=30), str(fifo), "not a regular file or a block device")
-    sock = tmp_path / "sock"
     import socket
 
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    one_line_error(snaptui("info", str(fifo), timeout=30), str(fifo), NO_IMAGE)
+    sock = tmp_path / "sock"
     with socket.socket(socket.AF_UNIX) as server:
         server.bind(str(sock))
-        one_line_error(snaptui("info", str(sock), timeout=30), "not a regular file or a block device")
-    one_line_error(snaptui("info", "/dev/null", timeout=30), "not a regular file or a block device")
+        one_line_error(snaptui("info", str(sock), timeout=30), NO_IMAGE)
+    one_line_error(snaptui("info", "/dev/null", timeout=30), NO_IMAGE)
 
 
 # ---------------------------------------------------------------- snapshot: nothing touched
