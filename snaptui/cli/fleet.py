@@ -153,7 +153,7 @@ def fleet_job_rows(hosts: Sequence[HostSpec]) -> tuple[list[dict[str, Any]], lis
     for host in hosts:
         try:
             if host.remote:
-                rows += list_remote_jobs(host)
+                rows += list_remote_jobs(host, problems)
             elif not local_done:  # local URIs share one journal
                 rows += [{**r, "host": host.name} for r in _local_job_rows()]
                 local_done = True
@@ -210,7 +210,11 @@ def run_recover_fleet(args: argparse.Namespace, hosts: Sequence[HostSpec]) -> in
     for host in hosts:
         try:
             if host.remote:
-                rows += recover_remote_jobs(host)
+                problems: list[str] = []
+                rows += recover_remote_jobs(host, problems)
+                for problem in problems:
+                    output.warn(problem)
+                failed = failed or bool(problems)
             elif not local_done:
                 rows += [{"job_id": j, "outcome": o, "host": host.name} for j, o in recover()]
                 local_done = True

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import re
 import threading
@@ -203,11 +204,11 @@ class JobRecord:
     @property
     def downtime_s(self) -> float | None:
         if "downtime_s" in self.result:
-            return self.result["downtime_s"]
-        stopped = self.facts.get(Fact.GUEST_STOPPED_AT)
+            return _number(self.result["downtime_s"])
+        stopped = _number(self.facts.get(Fact.GUEST_STOPPED_AT))
         if stopped is None:
             return None
-        resumed = self.facts.get(Fact.GUEST_RESUMED_AT) or self.finished or time.time()
+        resumed = _number(self.facts.get(Fact.GUEST_RESUMED_AT)) or self.finished or time.time()
         return max(0.0, resumed - stopped)
 
     def to_json(self) -> dict[str, Any]:
@@ -240,52 +241,94 @@ def format_problem(job_id: str, header: dict[str, Any]) -> str | None:
             f"1 to {JOURNAL_FORMAT}; use the snaptui that started the job")
 
 
+def _number(value: Any) -> float | None:
+    """A finite number from an event, or None (events may come from another host)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+# A progress event's numbers, and the largest each may be (an ETA past this is no ETA).
+PROGRESS_BOUNDS = {"done": 2.0 ** 63, "total": 2.0 ** 63, "read": 2.0 ** 63, "rate": 2.0 ** 63,
+                   "eta_s": 1e9}
+
+
+def _progress(ev: dict[str, Any]) -> dict[str, Any]:
+    """A progress event's fields; a number out of range or of the wrong type is left out."""
+    progress = {}
+    for key, value in ev.items():
+        if key in ("event", "step"):
+            continue
+        if key in PROGRESS_BOUNDS:
+            number = _number(value)
+            if number is None or not 0 <= number <= PROGRESS_BOUNDS[key]:
+                continue
+        elif key == "unit" and not isinstance(value, str):
+            continue
+        progress[key] = value
+    return progress
+
+
 def fold(job_id: str, path: Path, events: list[dict[str, Any]]) -> JobRecord:
-    """Replay events into a JobRecord; an unknown format stops at the header (format_error)."""
+    """Replay events into a JobRecord; an unknown format stops at the header (format_error).
+    Any event is taken without raising (a remote host's or a damaged journal's): a field of
+    the wrong type counts as missing."""
     job = JobRecord(job_id=job_id, path=path, events=len(events))
     for ev in events:
         if not isinstance(ev, dict):
             continue
         kind = ev.get("event")
-        t = ev.get("t")
+        t = _number(ev.get("t"))
         step = job.step(str(ev.get("step"))) if "step" in ev else None
         if kind == "job":
             job.format_error = format_problem(job_id, ev)
             if job.format_error:
                 job.error = job.format_error
                 return job
-            job.plan = ev.get("plan") or {}
-            job.request = ev.get("request") or {}
+            job.plan = _dict(ev.get("plan"))
+            job.request = _dict(ev.get("request"))
+            steps = ev.get("steps")
             job.steps = [StepRecord(str(s.get("name", "?")), str(s.get("title") or s.get("name")))
-                         for s in ev.get("steps") or [] if isinstance(s, dict)]
+                         for s in (steps if isinstance(steps, list) else [])
+                         if isinstance(s, dict)]
             job.started = t
             job.status = JobStatus.PENDING
         elif kind == "pid":
-            job.pid = ev.get("pid")
+            pid = ev.get("pid")
+            job.pid = pid if isinstance(pid, int) and not isinstance(pid, bool) and pid > 0 \
+                else None
             job.status = JobStatus.RUNNING
-        elif kind == "fact" and "key" in ev:
+        elif kind == "fact" and isinstance(ev.get("key"), str):
             job.facts[ev["key"]] = ev.get("value")
         elif kind == "note":
-            job.notes.append(ev.get("text", ""))
+            job.notes.append(str(ev.get("text", "")))
         elif step is not None and kind == "step_started":
             step.state, step.started = StepState.RUNNING, t
         elif step is not None and kind == "progress":
-            step.progress = {k: v for k, v in ev.items() if k not in ("event", "step")}
+            step.progress = _progress(ev)
         elif step is not None and kind == "step_finished":
             step.state, step.finished = StepState.DONE, t
         elif step is not None and kind == "step_failed":
-            step.state, step.finished, step.error = StepState.FAILED, t, ev.get("error")
+            step.state, step.finished, step.error = StepState.FAILED, t, _text(ev.get("error"))
         elif step is not None and kind == "undo_started":
             step.state = StepState.UNDOING
         elif step is not None and kind == "step_undone":
             step.state = StepState.UNDONE
         elif step is not None and kind == "undo_failed":
-            step.state, step.error = StepState.UNDO_FAILED, ev.get("error")
+            step.state, step.error = StepState.UNDO_FAILED, _text(ev.get("error"))
         elif kind == "recovering":
             job.recovered = True
         elif kind in TERMINAL_EVENTS:
             job.status, job.finished = JobStatus(kind), t
-            job.error = ev.get("error")
+            job.error = _text(ev.get("error"))
             job.result = {k: v for k, v in ev.items() if k not in ("t", "event")}
     return job
 
