@@ -146,3 +146,20 @@ def test_a_huge_line_of_noise_is_skipped_and_the_answer_still_read(tmp_path: Pat
         """)
     rows = list(RemoteCall(HostSpec("lab2", ssh_uri, tuple(command)), ["jobs", "--json"]))
     assert [r["job_id"] for r in rows] == [GOOD["job_id"]]
+
+
+def test_a_remote_job_event_names_a_job_only_with_a_job_id():
+    """The job id a host announces is what re-attaching sends back and what is printed: one
+    that is no job id is not adopted (the feed stays nameless rather than carry it)."""
+    from snaptui.core.remote_feed import RemoteFeed
+
+    host = HostSpec("lab2", "qemu+ssh://root@127.0.0.1/system")
+    for bad in ("../../x\x1b[2J", 5, {"a": 1}, None):
+        feed = RemoteFeed(host)
+        events = list(feed.follow([{"event": "job", "job_id": bad}, {"event": "done"}]))
+        assert len(events) == 2 and feed.job_id is None, bad
+        assert feed.name == "lab2:?"
+        feed.record()
+    feed = RemoteFeed(host)
+    list(feed.follow([{"event": "job", "job_id": GOOD["job_id"]}]))
+    assert feed.job_id == GOOD["job_id"]
