@@ -34,6 +34,7 @@ def prepare_files(spec: GuestSpec, artefacts: Artefacts) -> None:
     """Copy the cached disk (and OVMF's variable store) for this guest; empty its console."""
     spec.workdir.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(artefacts.disk, spec.disk)
+    spec.disk.chmod(0o600)  # root's until libvirt hands it to QEMU, as on a stock host
     spec.console.write_bytes(b"")
     if spec.uefi:
         shutil.copyfile(OVMF_VARS, spec.nvram)

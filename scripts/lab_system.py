@@ -3,28 +3,37 @@
 from __future__ import annotations
 
 import contextlib
+import grp
 import os
+import pwd
+import re
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from lab_proc import LabError, forget, matches, read_pidfile, record, recorded, run, say
+from lab_proc import LabError, forget, matches, read_pidfile, record, recorded, run, say, stop
 
 PACKAGES = ("qemu-utils", "qemu-system-x86", "libvirt-daemon-system", "libvirt-clients",
             "libvirt-dev", "pkg-config", "tmux", "openssh-server", "openssh-client")
 URI = "qemu:///system"
 QEMU_CONF = Path("/etc/libvirt/qemu.conf")
 QEMU_MARKER = "# --- snaptui lab: QEMU without systemd/cgroups/namespaces (scripts/lab) ---"
+QEMU_END = "# --- end of snaptui lab settings ---"
+# As a stock host runs QEMU: Debian/Ubuntu's libvirt-qemu:kvm by default; RHEL's qemu:qemu and
+# root:root (some operators) on request (SNAPTUI_LAB_QEMU_USER or `scripts/lab qemu-user`).
+QEMU_USERS = {"libvirt-qemu": "kvm", "qemu": "qemu", "root": "root"}
+DEFAULT_QEMU_USER = "libvirt-qemu"
 QEMU_SETTINGS = {
-    "security_driver": '"none"',
+    "security_driver": '"none"',  # no AppArmor/SELinux here; libvirt's DAC driver stays on
     "namespaces": "[ ]",
     "cgroup_controllers": "[ ]",
     "stdio_handler": '"file"',
-    "user": '"root"',
-    "group": '"root"',
+    "dynamic_ownership": "1",
+    "remember_owner": "1",
 }
+KVM_DEVICE = Path("/dev/kvm")
 DAEMONS = {"virtlogd": Path("/run/virtlogd.pid"), "libvirtd": Path("/run/libvirtd.pid")}
 
 
@@ -79,30 +88,81 @@ def _no_service_starts() -> Iterator[None]:
         POLICY_RC.unlink(missing_ok=True)
 
 
-def _active_settings(text: str) -> dict[str, str]:
-    found = {}
+def qemu_user_wanted() -> str:
+    """The QEMU user the lab runs (SNAPTUI_LAB_QEMU_USER, default libvirt-qemu)."""
+    user = os.environ.get("SNAPTUI_LAB_QEMU_USER") or DEFAULT_QEMU_USER
+    if user not in QEMU_USERS:
+        raise LabError(f"SNAPTUI_LAB_QEMU_USER={user}: choose one of {', '.join(QEMU_USERS)}")
+    return user
+
+
+def _ensure_account(user: str) -> None:
+    """RHEL's qemu:qemu does not exist on Debian: create it (system account, no login, in kvm
+    as RHEL's udev rules effectively allow with /dev/kvm 0666)."""
+    group = QEMU_USERS[user]
+    if subprocess.run(["getent", "group", group], capture_output=True).returncode != 0:
+        subprocess.run(["groupadd", "--system", group], check=True)
+    if subprocess.run(["getent", "passwd", user], capture_output=True).returncode != 0:
+        subprocess.run(["useradd", "--system", "--gid", group, "--groups", "kvm",
+                        "--home-dir", "/var/lib/libvirt", "--no-create-home",
+                        "--shell", "/usr/sbin/nologin", user], check=True)
+
+
+def _strip_lab_block(text: str) -> str:
+    """``text`` without the lab's settings block (this version's or an older one)."""
+    kept, inside = [], False
     for line in text.splitlines():
-        line = line.strip()
-        if line and not line.startswith("#") and "=" in line:
-            key, _, value = line.partition("=")
-            found[key.strip()] = value.strip()
-    return found
+        if line.strip() == QEMU_MARKER:
+            inside = True
+            continue
+        if inside:
+            if line.strip() == QEMU_END:
+                inside = False
+                continue
+            key = line.partition("=")[0].strip()
+            if key in QEMU_SETTINGS or key in ("user", "group"):
+                continue  # an older block had no end marker: its lines are key = value
+            inside = False
+        kept.append(line)
+    return "\n".join(kept).rstrip("\n") + "\n"
 
 
-def ensure_qemu_conf() -> None:
-    """Append the container-friendly qemu.conf settings once, under a marker comment."""
+def ensure_qemu_conf(user: str) -> bool:
+    """Write the lab's qemu.conf block (QEMU as ``user``); True when the file changed."""
+    if user != "root":
+        _ensure_account(user)
     text = QEMU_CONF.read_text()
-    if QEMU_MARKER in text:
-        return
-    active = _active_settings(text)
-    missing = {k: v for k, v in QEMU_SETTINGS.items() if active.get(k) != v}
-    if not missing:
-        return  # someone already set them (e.g. by hand, following LAB.md)
-    lines = [f"{k} = {v}" for k, v in missing.items()]
-    with open(QEMU_CONF, "a") as fh:
-        fh.write(("\n" if not text.endswith("\n") else "") + QEMU_MARKER + "\n"
-                 + "\n".join(lines) + "\n")
-    say(f"appended {', '.join(missing)} to {QEMU_CONF}")
+    settings = {**QEMU_SETTINGS, "user": f'"{user}"', "group": f'"{QEMU_USERS[user]}"'}
+    block = "\n".join([QEMU_MARKER, *(f"{k} = {v}" for k, v in settings.items()), QEMU_END])
+    new = _strip_lab_block(text) + block + "\n"
+    if new == text:
+        return False
+    QEMU_CONF.write_text(new)
+    say(f"{QEMU_CONF}: QEMU runs as {user}:{QEMU_USERS[user]}")
+    return True
+
+
+def ensure_kvm_device() -> None:
+    """/dev/kvm as udev leaves it on a stock host: root:kvm 0660 (the container's is 0600)."""
+    if KVM_DEVICE.exists():
+        os.chown(KVM_DEVICE, 0, grp.getgrnam("kvm").gr_gid)
+        KVM_DEVICE.chmod(0o660)
+
+
+def qemu_identity(uri: str = URI) -> str | None:
+    """QEMU's "+uid:+gid" as the running libvirtd reports it (capabilities' DAC baselabel)."""
+    try:
+        proc = subprocess.run(["virsh", "-c", uri, "capabilities"], capture_output=True,
+                              text=True, timeout=15, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    found = re.search(r"<model>dac</model>.*?<baselabel type='(?:kvm|qemu)'>([^<]+)</baselabel>",
+                      proc.stdout, re.S)
+    return found.group(1) if found else None
+
+
+def wanted_identity(user: str) -> str:
+    return f"+{pwd.getpwnam(user).pw_uid}:+{grp.getgrnam(QEMU_USERS[user]).gr_gid}"
 
 
 def libvirt_answers() -> bool:
@@ -166,3 +226,28 @@ def started_by_lab(run_dir: Path, name: str) -> int | None:
 def accel() -> str:
     """"kvm" when /dev/kvm is usable, else "tcg" (tests pick the domain type themselves)."""
     return "kvm" if os.access("/dev/kvm", os.R_OK | os.W_OK) else "tcg"
+
+
+def apply_qemu_user(run_dir: Path, log_dir: Path, user: str) -> None:
+    """qemu.conf, /dev/kvm and a running libvirtd that all say QEMU runs as ``user``
+    (libvirtd is restarted when it runs QEMU as someone else; running guests keep theirs)."""
+    ensure_qemu_conf(user)
+    ensure_kvm_device()
+    ensure_libvirtd(run_dir, log_dir)
+    want = wanted_identity(user)
+    have = qemu_identity()
+    if have == want:
+        return
+    pid = daemon_pid("libvirtd")
+    if pid and started_by_lab(run_dir, "libvirtd") != pid:
+        raise LabError(f"libvirtd (pid {pid}, not started by the lab) runs QEMU as {have}; "
+                       f"restart it to run QEMU as {user}")
+    if pid:
+        say(f"libvirtd runs QEMU as {have}: restarting it for {user} ({want})")
+        stop(pid, "libvirtd")
+    forget(run_dir, "libvirtd")
+    ensure_libvirtd(run_dir, log_dir)
+    have = qemu_identity()
+    if have != want:
+        raise LabError(f"libvirtd restarted but runs QEMU as {have}, not {user} ({want}); "
+                       f"see {QEMU_CONF}")

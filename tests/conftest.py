@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -37,6 +38,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from host_dirs import HostDirs  # noqa: E402
 from lab_domains import LabDomain, create_domain  # noqa: E402
 from skip_policy import SkipPolicy  # noqa: E402
 
@@ -105,13 +107,25 @@ def _lab_for_marked_tests(request: pytest.FixtureRequest) -> None:
         request.getfixturevalue(LAB_FIXTURE)
 
 
+@pytest.fixture(scope="session")
+def host_dirs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HostDirs]:
+    """Disk and scratch directories laid out as a stock host's (tests/host_dirs.py)."""
+    dirs = HostDirs(tmp_path_factory.mktemp("host"))
+    yield dirs
+    dirs.remove()
+
+
 @pytest.fixture(autouse=True)
-def _isolated_state(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
-    """Each test gets its own snaptui config/state/library dirs; the user's are never read."""
+def _isolated_state(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch,
+                    host_dirs: HostDirs):
+    """Each test gets its own snaptui config/state/library dirs; the user's are never read.
+    Its scratch dir is one QEMU (not root, as on a stock host) can enter."""
     base = tmp_path_factory.mktemp("snaptui-home")
     for var, sub in (("SNAPTUI_CONFIG_DIR", "config"), ("SNAPTUI_STATE_DIR", "state"),
                      ("SNAPTUI_DATA_DIR", "data")):
         monkeypatch.setenv(var, str(base / sub))
+    if host_dirs.as_root:
+        monkeypatch.setenv("SNAPTUI_SCRATCH_DIR", str(host_dirs.scratch()))
     yield
 
 
@@ -143,10 +157,11 @@ def conn(_lab_conns: list[libvirt.virConnect], libvirt_uri: str) -> libvirt.virC
 
 
 @pytest.fixture
-def disk_dir(tmp_path: Path) -> Path:
-    path = tmp_path / "disks"
-    path.mkdir()
-    return path
+def disk_dir(host_dirs: HostDirs) -> Iterator[Path]:
+    """This test's guest disks, in a libvirt-style images directory (0711 root)."""
+    path = host_dirs.disks()
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture

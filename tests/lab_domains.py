@@ -20,13 +20,15 @@ def domain_type() -> str:
 
 def make_disk(path: Path, *, fmt: str = "qcow2", size: str = "64M", seed: str = "16M",
               pattern: int = SEED_PATTERN) -> Path:
-    """Create a disk image and write a known pattern into its first ``seed`` bytes."""
+    """Create a disk image and write a known pattern into its first ``seed`` bytes; 0600 root,
+    as a host's guest disks are until libvirt hands them to QEMU."""
     subprocess.run(["qemu-img", "create", "-q", "-f", fmt, str(path), size], check=True)
     if seed:
         subprocess.run(
             ["qemu-io", "-f", fmt, "-c", f"write -q -P {pattern:#x} 0 {seed}", str(path)],
             check=True, capture_output=True,
         )
+    path.chmod(0o600)
     return path
 
 

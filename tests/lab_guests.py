@@ -193,9 +193,9 @@ def guest_artefacts(lab_env) -> lab_guest.Artefacts:
         pytest.fail(f"cannot build the lab's guest artefacts: {exc}", pytrace=False)
 
 
-def _factory(tmp_path_factory: pytest.TempPathFactory, artefacts) -> Iterator[GuestFactory]:
+def _factory(host_dirs, artefacts) -> Iterator[GuestFactory]:
     conn = libvirt.open(os.environ["LIBVIRT_DEFAULT_URI"])
-    factory = GuestFactory(conn, tmp_path_factory.mktemp("guests"), artefacts)
+    factory = GuestFactory(conn, host_dirs.disks("guests-"), artefacts)
     try:
         yield factory
     finally:
@@ -204,12 +204,12 @@ def _factory(tmp_path_factory: pytest.TempPathFactory, artefacts) -> Iterator[Gu
 
 
 @pytest.fixture
-def make_guest(tmp_path_factory, guest_artefacts) -> Iterator[GuestFactory]:
+def make_guest(host_dirs, guest_artefacts) -> Iterator[GuestFactory]:
     """Factory for guests that live for one test: ``make_guest(uefi=False, agent=True)``."""
-    yield from _factory(tmp_path_factory, guest_artefacts)
+    yield from _factory(host_dirs, guest_artefacts)
 
 
 @pytest.fixture(scope="module")
-def module_guests(tmp_path_factory, guest_artefacts) -> Iterator[GuestFactory]:
+def module_guests(host_dirs, guest_artefacts) -> Iterator[GuestFactory]:
     """Factory for guests shared by a module's tests (boots are slow under TCG)."""
-    yield from _factory(tmp_path_factory, guest_artefacts)
+    yield from _factory(host_dirs, guest_artefacts)

@@ -423,12 +423,12 @@ def test_transient_domain_with_journal_is_defined_again(make_domain):
     assert not other.dom.isPersistent()
 
 
-def test_leftover_verify_domain_is_destroyed_not_defined(conn, tmp_path):
+def test_leftover_verify_domain_is_destroyed_not_defined(conn, disk_dir):
     """A boot check whose job died before recover (snaptui-verify-<job>, transient)."""
     from snaptui.core import verify_boot
 
     job_id = "20260101-000000-abcdef"
-    files = verify_boot.VerifyFiles.for_prefix(tmp_path / f"{job_id}-vda")
+    files = verify_boot.VerifyFiles.for_prefix(disk_dir / f"{job_id}-vda")
     subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(files.overlay), "16M"],
                    check=True)
     files.console.touch()

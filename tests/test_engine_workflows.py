@@ -150,15 +150,16 @@ def test_all_disks_compressed_to_library(make_domain, tmp_path):
 
 
 @pytest.mark.parametrize("mode", ["live", "backup"])
-def test_live_copy_of_a_disk_with_a_backing_file(conn, tmp_path, mode):
+def test_live_copy_of_a_disk_with_a_backing_file(conn, tmp_path, disk_dir, mode):
     """Nova's case: the instance disk is an overlay on a base image. The live delta keeps the
     backing file and is converted with its chain; the backup is standalone and kept as is."""
-    base = make_disk(tmp_path / "base.qcow2", size="64M", seed="16M")
-    overlay = tmp_path / "overlay.qcow2"
+    base = make_disk(disk_dir / "base.qcow2", size="64M", seed="16M")
+    overlay = disk_dir / "overlay.qcow2"
     subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(base), "-F", "qcow2",
                     str(overlay)], check=True)
     subprocess.run(["qemu-io", "-f", "qcow2", "-c", "write -q -P 0xcd 8M 8M", str(overlay)],
                    check=True, capture_output=True)
+    overlay.chmod(0o600)
     name = TEST_PREFIX + "chain-" + mode
     conn.defineXML(domain_xml(name, [("vda", overlay, "qcow2")]))
     lab = LabDomain(conn, name, [("vda", overlay, "qcow2")])

@@ -108,7 +108,7 @@ def nova_xml(name: str, disks: list[tuple[str, Path, str]], *, project: str, bas
 
 
 @pytest.fixture
-def nova_domain(conn: libvirt.virConnect, tmp_path: Path) -> Iterator:
+def nova_domain(conn: libvirt.virConnect, disk_dir: Path) -> Iterator:
     """Factory: a domain with Nova metadata; destroyed and undefined (with its NVRAM) after."""
     made: list[str] = []
 
@@ -118,9 +118,9 @@ def nova_domain(conn: libvirt.virConnect, tmp_path: Path) -> Iterator:
         disks = []
         for i, bus in enumerate(buses):
             target = ("vd" if bus == "virtio" else "sd") + "abc"[i]
-            disks.append((target, make_disk(tmp_path / f"{name}-{target}.qcow2", seed="4M"), bus))
+            disks.append((target, make_disk(disk_dir / f"{name}-{target}.qcow2", seed="4M"), bus))
         dom = conn.defineXML(nova_xml(name, disks, project=project, base=base, efi=efi,
-                                      agent=agent, nvram=tmp_path / f"{name}-vars.fd"))
+                                      agent=agent, nvram=disk_dir / f"{name}-vars.fd"))
         made.append(name)
         if state == "running":
             dom.create()

@@ -21,9 +21,11 @@ from typing import Any
 
 import libvirt
 
+from snaptui.core import qemu_access
 from snaptui.core.domain_xml import parse_domain_xml
 from snaptui.core.errors import HypervisorError, NotFound
 from snaptui.core.models import DomainInfo, DomainState
+from snaptui.core.qemu_access import QemuIdentity
 
 _STATE_MAP: dict[int, DomainState] = {
     libvirt.VIR_DOMAIN_NOSTATE: DomainState.NOSTATE,
@@ -254,6 +256,22 @@ class LibvirtHost:
     def supports_backup(self) -> bool:
         """True when push-mode backup (virDomainBackupBegin) can work on this driver."""
         return not self.is_test_driver and hasattr(libvirt.virDomain, "backupBegin")
+
+    def qemu_identity(self, name_or_uuid: str | None = None) -> QemuIdentity | None:
+        """Who QEMU runs as: the domain's DAC label (a running domain's live XML carries the
+        one in use) or else the host's default from its capabilities; None where libvirt has
+        no DAC model (the test driver, an unprivileged libvirtd: QEMU runs as the caller)."""
+        if self.is_test_driver:
+            return None
+        if name_or_uuid is not None:
+            who = qemu_access.from_domain_xml(self.domain_xml(self.lookup(name_or_uuid)))
+            if who is not None:
+                return who
+        try:
+            caps = self._retrying("capabilities", lambda conn: conn.getCapabilities())
+        except libvirt.libvirtError as err:
+            raise HypervisorError(f"capabilities of {self._uri}: {error_message(err)}") from err
+        return qemu_access.from_capabilities(caps)
 
     # -- domains ----------------------------------------------------------------------------
     def _retrying(self, what: str, func: Any) -> Any:

@@ -21,6 +21,7 @@ from xml.sax.saxutils import quoteattr
 
 import libvirt
 
+from snaptui.core import qemu_access
 from snaptui.core.errors import HypervisorError
 
 META_CONTEXT = "base:allocation"
@@ -126,12 +127,22 @@ def end(dom: Any, timeout: float = END_TIMEOUT_S) -> None:
         time.sleep(0.05)
 
 
+def prepare_socket_dir(dom: Any, paths: ExportPaths) -> None:
+    """The socket's own directory, where QEMU (as libvirt runs it for ``dom``) may create it."""
+    who = qemu_access.from_domain_xml(dom.XMLDesc(0))
+    qemu_access.make_socket_dir(Path(paths.socket).parent, who)
+
+
 def remove_files(paths: ExportPaths) -> None:
+    """Remove the CoW scratch files, the socket and its directory (idempotent)."""
     for path in paths.files():
         try:
             os.unlink(path)
         except FileNotFoundError:
             pass
+    directory = Path(paths.socket).parent
+    if directory.name.endswith(qemu_access.SOCKET_DIR_SUFFIX):
+        qemu_access.remove_socket_dir(directory)
 
 
 @dataclass(frozen=True)

@@ -61,8 +61,8 @@ def library_dir() -> Path:
     return _env_path("SNAPTUI_LIBRARY_DIR") or data_dir() / "library"
 
 
-def private_dir(path: Path, what: str = "directory") -> Path:
-    """Return ``path``, creating it 0700 (missing parents too) when it does not exist.
+def private_dir(path: Path, what: str = "directory", mode: int = 0o700) -> Path:
+    """Return ``path``, creating it ``mode`` (0700; missing parents too) when it does not exist.
 
     An existing directory keeps its mode; one that others may write into without the sticky
     bit is warned about. A path that exists but is not a directory is a BadInput.
@@ -75,7 +75,8 @@ def private_dir(path: Path, what: str = "directory") -> Path:
             walk = walk.parent
         for directory in reversed(missing):
             try:
-                directory.mkdir(mode=0o700)
+                directory.mkdir(mode=mode)
+                os.chmod(directory, mode)  # not narrowed by the umask
             except FileExistsError:
                 pass  # created meanwhile by another snaptui process
             except OSError as err:
@@ -106,9 +107,28 @@ def _warn_if_shared(path: Path) -> None:
                     "or replace snaptui's files there (chmod o-w,g-w or +t)", path)
 
 
+SYSTEM_SCRATCH = Path("/var/lib/snaptui/scratch")
+
+
 def scratch_dir() -> Path:
-    """0700 directory for deltas and partial outputs (SNAPTUI_SCRATCH_DIR overrides)."""
-    return private_dir(_env_path("SNAPTUI_SCRATCH_DIR") or state_dir() / "scratch")
+    """Deltas, backup targets, copy-before-write scratch and partial outputs.
+
+    ``SNAPTUI_SCRATCH_DIR`` if set; else ``scratch`` in ``SNAPTUI_STATE_DIR`` if that is set;
+    else, for root, ``/var/lib/snaptui/scratch`` (QEMU, not root on a stock host, must enter
+    the scratch dir, and cannot enter ``/root``); else ``scratch`` in the user's state dir.
+    Directories snaptui creates for it are 0711: QEMU may enter them, nobody may list them,
+    and every file in them is 0600 (core/qemu_access.py checks the way in before a job).
+    """
+    chosen = _env_path("SNAPTUI_SCRATCH_DIR")
+    if chosen is None:
+        explicit_state = _env_path("SNAPTUI_STATE_DIR")
+        if explicit_state is not None:
+            chosen = explicit_state / "scratch"
+        elif os.geteuid() == 0:
+            chosen = SYSTEM_SCRATCH
+        else:
+            chosen = state_dir() / "scratch"
+    return private_dir(chosen, "scratch directory", mode=0o711)
 
 
 def create_private_file(path: Path) -> Path:

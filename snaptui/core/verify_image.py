@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
 import libvirt
 
-from snaptui.core import verify_boot
+from snaptui.core import qemu_access, verify_boot
 from snaptui.core.errors import BadInput, NotFound
 from snaptui.core.image_store import ImageStore
 from snaptui.core.libvirt_host import LibvirtHost
@@ -49,12 +50,17 @@ def source_xml(host: LibvirtHost, image: ImageRecord, domain: str | None) -> str
 
 
 def _download(store: ImageStore, image: ImageRecord, dest: Path) -> None:
+    """The image's bytes into a new 0600 ``dest`` (a library file is copied)."""
     download = getattr(store, "download", None)
-    if not callable(download):
+    if not image.location and not callable(download):
         raise BadInput(f"cannot read image {image.id} from {store.location}")
-    fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as out:
-        download(image.id, out)
+        if image.location:
+            with open(image.location, "rb") as src:
+                shutil.copyfileobj(src, out, 1 << 20)
+        elif download is not None:
+            download(image.id, out)
 
 
 async def verify_stored(store: ImageStore, host: LibvirtHost, image: ImageRecord, *,
@@ -68,11 +74,14 @@ async def verify_stored(store: ImageStore, host: LibvirtHost, image: ImageRecord
                        "raw or qcow2 images can be booted")
     xml = source_xml(host, image, domain)
     scratch = scratch_dir()
+    who = host.qemu_identity()
+    qemu_access.refuse_unless_reachable(scratch, who, "verify boots the image from the "
+                                        "scratch dir")
     prefix = scratch / f"{job_id}-vda"
     fetched = None
-    if image.location:
+    if image.location and qemu_access.unreachable(Path(image.location).parent, who) is None:
         path = Path(image.location)
-    else:
+    else:  # a Glance image, or a library QEMU cannot enter (root's own): a copy in scratch
         fetched = path = Path(f"{prefix}.{image.disk_format}.partial")
     try:
         if fetched is not None:

@@ -11,7 +11,7 @@ from xml.sax.saxutils import quoteattr
 
 import libvirt
 
-from snaptui.core import qemu_img
+from snaptui.core import qemu_access, qemu_img
 from snaptui.core.engine import quiesce_steps as quiesce
 from snaptui.core.engine.context import JobContext
 from snaptui.core.engine.disk_steps import convert_action, remove_output, unlink_quietly
@@ -235,6 +235,9 @@ def adopt_copy(disk: DiskPlan, copy_path: str | None, fact: DiskFact) -> Action:
         assert copy_path
         ctx.record(DiskFact.OUTPUT.of(disk.target), disk.output_path)
         os.replace(copy_path, disk.output_path)
+        # QEMU is done with it; libvirt gave its owner back (remember_owner), or this does.
+        if qemu_access.reclaim(disk.output_path):
+            ctx.note(f"{disk.target}: took {disk.output_path} back from QEMU's user")
         os.chmod(disk.output_path, 0o600)
         ctx.forget(fact.of(disk.target))
     return Action(run, remove_output(disk))

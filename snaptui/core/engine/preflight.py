@@ -16,7 +16,7 @@ from pathlib import Path
 
 import humanize
 
-from snaptui.core import qemu_img
+from snaptui.core import qemu_access, qemu_img
 from snaptui.core.choices import auto_mode
 from snaptui.core.engine import image_plan
 from snaptui.core.engine.locks import domain_lock_holder
@@ -85,11 +85,21 @@ def available_modes(info: DomainInfo, host: LibvirtHost,
             reasons[mode] = f"{mode} needs a running guest ({info.name} is {info.state})"
         elif mode == Mode.LIVE and not_file:
             reasons[mode] = f"live copy needs file-backed disks ({', '.join(not_file)} is not)"
+    if active and (reasons[Mode.LIVE] is None or reasons[Mode.BACKUP] is None):
+        # Both hand QEMU files in scratch (delta, backup target, CoW scratch, NBD socket).
+        blocked = qemu_scratch_blocked(host, info)
+        for mode in (Mode.LIVE, Mode.BACKUP):
+            reasons[mode] = reasons[mode] or blocked
     if active:  # host or mediated devices: libvirt cannot save the guest (cold, internal)
         hardware = image_plan.domain_hardware(host, info)
         for mode in (Mode.COLD, Mode.INTERNAL):
             reasons[mode] = reasons[mode] or image_plan.save_refusal(info, hardware, mode)
     return reasons
+
+
+def qemu_scratch_blocked(host: LibvirtHost, info: DomainInfo) -> str | None:
+    """Why QEMU (as libvirt runs it for this domain) cannot use the scratch dir, or None."""
+    return qemu_access.unreachable(scratch_dir(), host.qemu_identity(info.uuid))
 
 
 def resolve_mode(requested: Mode, reasons: dict[Mode, str | None],

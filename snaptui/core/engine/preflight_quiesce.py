@@ -7,11 +7,13 @@ import os
 import re
 from typing import Any
 
+from snaptui.core import qemu_access
 from snaptui.core.engine.plan import QUIESCE_CHOICES, VERIFY_ACCELS, SnapshotRequest
 from snaptui.core.engine.quiesce_steps import agent_answers
 from snaptui.core.errors import BadInput
 from snaptui.core.libvirt_host import LibvirtHost
 from snaptui.core.models import DomainInfo, DomainState
+from snaptui.core.paths import scratch_dir
 
 # A boot check that has not answered in a day never will (and nan or inf never times out).
 MAX_VERIFY_TIMEOUT_S = 24 * 3600.0
@@ -43,6 +45,9 @@ def quiesce_and_verify(request: SnapshotRequest, host: LibvirtHost,
     if request.verify:
         check_verify_options(request.verify_console, request.verify_timeout,
                              request.verify_accel)
+        # The throwaway domain's overlay and its backing image are in scratch.
+        qemu_access.refuse_unless_reachable(scratch_dir(), host.qemu_identity(),
+                                            "--verify boots the image from the scratch dir")
     answered = False
     if request.quiesce != "off" and info.state in (DomainState.RUNNING, DomainState.PAUSED):
         why = "the guest is paused" if info.state == DomainState.PAUSED else \

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from snaptui.core import nbd_export
+from snaptui.core import nbd_export, qemu_access
 from snaptui.core.engine.plan import STREAM_CHOICES, Mode, SnapshotRequest
 from snaptui.core.errors import BadInput
 from snaptui.core.hosts import HostSpec
@@ -31,7 +31,9 @@ def qcow2_writer_unavailable() -> str | None:
 
 
 def socket_path(scratch: Path, job_id: str) -> str:
-    return str(scratch / f"{job_id}.sock")
+    """The NBD socket, in the job's own directory (QEMU creates the socket: it must be able
+    to write there, and nothing else of snaptui's is in it)."""
+    return str(qemu_access.socket_dir(scratch, job_id) / f"{job_id}.sock")
 
 
 def stream_blocked(spec: HostSpec, host: LibvirtHost) -> str | None:

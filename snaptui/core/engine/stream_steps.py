@@ -40,6 +40,7 @@ def export(all_targets: list[str]) -> Action:
         for disk in ctx.plan.disks:
             await qemu_img.create(str(disk.cow_path), "qcow2", disk.virtual_size)
         dom = ctx.domain()
+        await asyncio.to_thread(nbd_export.prepare_socket_dir, dom, paths)
         await quiesce.freeze_guest(ctx)
         try:
             await asyncio.to_thread(nbd_export.begin, dom, paths, all_targets)
