@@ -12,7 +12,6 @@ import logging
 import math
 import os
 import re
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from snaptui.core.engine.facts import Fact
+from snaptui.core.engine.journal_writer import JournalWriter as JournalWriter  # re-exported
 from snaptui.core.engine.states import TERMINAL, JobStatus, StepState
 from snaptui.core.errors import BadInput, SnaptuiError
 from snaptui.core.paths import private_dir, state_dir
@@ -57,43 +57,6 @@ def jobs_dir() -> Path:
 
 def journal_path(job_id: str) -> Path:
     return jobs_dir() / f"{check_job_id(job_id)}.jsonl"
-
-
-class JournalWriter:
-    """Appends events to one job's journal; thread-safe (progress comes from worker threads)."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self._lock = threading.Lock()
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
-        try:
-            _end_torn_line(fd)
-        except OSError:
-            os.close(fd)
-            raise
-        self._file = os.fdopen(fd, "a", encoding="utf-8")
-
-    def append(self, event: str, *, sync: bool = True, **fields: Any) -> dict[str, Any]:
-        record = {"t": round(time.time(), 3), "event": event, **fields}
-        line = json.dumps(record, default=str, ensure_ascii=False)
-        with self._lock:
-            self._file.write(line + "\n")
-            self._file.flush()
-            if sync:
-                os.fsync(self._file.fileno())
-        return record
-
-    def close(self) -> None:
-        with self._lock:
-            self._file.close()
-
-
-def _end_torn_line(fd: int) -> None:
-    """A journal torn mid-line (a crash, a full disk) gets its newline before anything is
-    appended, so the next record starts a line of its own instead of being glued to the tear."""
-    size = os.fstat(fd).st_size
-    if size and os.pread(fd, 1, size - 1) != b"\n":
-        os.write(fd, b"\n")
 
 
 _warned: set[tuple[str, str]] = set()  # (journal, what): each problem is said once a process

@@ -34,9 +34,11 @@ def clear_active(job_id: str) -> None:
 
 def close_job(job_id: str, journal: JournalWriter) -> None:
     """The job reached its end: close the journal; drop its active marker unless an undo
-    failed (then ``recover`` retries that undo later, e.g. once Glance answers again)."""
+    failed (then ``recover`` retries that undo later, e.g. once Glance answers again) or its
+    end could not be written (a full disk: ``recover`` ends it)."""
     journal.close()
-    if not load_job(job_id).undo_failed:
+    job = load_job(job_id)
+    if job.terminal and not job.undo_failed:
         clear_active(job_id)
     INLINE.pop(job_id, None)
 

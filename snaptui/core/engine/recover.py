@@ -27,6 +27,7 @@ from snaptui.core.errors import BadInput
 
 log = logging.getLogger(__name__)
 
+UNJOURNALED = "; its journal could not be written (it is ended at the next recover)"
 STARTUP_GRACE_S = 30.0  # a job whose process has not written its pid yet may still be starting
 
 
@@ -78,30 +79,35 @@ def recover_job(job: JobRecord) -> str:
 
 
 def _recover_locked(job: JobRecord, plan: Plan) -> str:
+    """Roll the dead job back. Nothing here waits on the journal being writable (the disk
+    may still be full): the undos run, and a journal that took no end keeps the job active
+    for the next recover."""
     journal = JournalWriter(job.path)
-    finished = True
+    ended = False
+    problems: list[str] = []
     try:
-        journal.append("recovering", dead_pid=job.pid)
+        journal.try_append("recovering", dead_pid=job.pid)
         stop_leftovers(job)
         ctx = make_context(plan, journal, facts=job.facts)
         steps = build_steps(plan)
         states = {s.name: s.state for s in job.steps}
         started = [s for s in steps if states.get(s.name, StepState.PENDING) != StepState.PENDING]
         if started and all(states.get(s.name) == StepState.DONE for s in steps):
-            journal.append("done", recovered=True, **summarize(ctx))
-            return "completed"
+            ended = journal.try_append("done", recovered=True, **summarize(ctx))
+            return "completed" + ("" if ended else UNJOURNALED)
         problems = asyncio.run(rollback(ctx, started))
         dead_in = next((s.name for s in reversed(started)), None)
         error = (f"job process {job.pid or '?'} died"
                  + (f" during {dead_in}" if dead_in else " before starting")
                  + "; rolled back by recover")
         extra: dict[str, Any] = {"undo_problems": problems} if problems else {}
-        journal.append("failed", error=error, recovered=True, downtime_s=downtime(ctx), **extra)
-        finished = not problems
-        return "rolled back" + (f" with problems: {'; '.join(problems)}" if problems else "")
+        ended = journal.try_append("failed", error=error, recovered=True,
+                                   downtime_s=downtime(ctx), **extra)
+        return ("rolled back" + (f" with problems: {'; '.join(problems)}" if problems else "")
+                + ("" if ended else UNJOURNALED))
     finally:
         journal.close()
-        if finished:
+        if ended and not problems:
             clear_active(job.job_id)
 
 
