@@ -40,6 +40,9 @@ class LiveJobs:
     by_domain: dict[str, list[tuple[str, str, str, dict]]] = field(default_factory=dict)
     # every job of this host's journal (live or not): what proves an image is ours
     journal_ids: set[str] = field(default_factory=set)
+    # when each job of the journal last wrote it (its file's mtime): a managed save newer
+    # than its job's last record was not made by that job
+    last_write: dict[str, float] = field(default_factory=dict)
 
     def hold(self, job: JobRecord) -> None:
         """Count a live job: its domain, the images and files it made or will make."""
@@ -66,6 +69,8 @@ def read_jobs(now: float) -> LiveJobs:
     live = LiveJobs()
     for job in iter_jobs():
         live.journal_ids.add(job.job_id)
+        with contextlib.suppress(OSError):
+            live.last_write[job.job_id] = job.path.stat().st_mtime
         uuid = str(job.plan.get("domain_uuid") or "")
         if uuid:
             live.by_domain.setdefault(uuid, []).append(
