@@ -89,9 +89,20 @@ def read_jobs(now: float) -> LiveJobs:
 JOB_MAIN = b"snaptui.core.engine.job_main"
 
 
+def _runs_as_us(proc: Path) -> bool:
+    """The process's real, effective, saved and filesystem uids are all ours: anything else
+    (another local user) could name any state dir in its environment."""
+    for line in (proc / "status").read_text().splitlines():
+        if line.startswith("Uid:"):
+            return set(line.split()[1:]) == {str(os.geteuid())}
+    return False
+
+
 def host_job_processes() -> list[tuple[str, int, Path]]:
-    """Snapshot job processes running on this host under any state dir: (job id, pid,
-    journal path). Other users and other SNAPTUI_STATE_DIRs have journals we never list."""
+    """Snapshot job processes running on this host under any state dir, as this snaptui's
+    uid: (job id, pid, journal path). A look-alike of another user is not trusted (its argv
+    and environment are its own to choose); other SNAPTUI_STATE_DIRs have journals we never
+    list."""
     from snaptui.core.engine.journal import JOB_ID_RE
     from snaptui.core.paths import state_dir
 
@@ -99,7 +110,7 @@ def host_job_processes() -> list[tuple[str, int, Path]]:
     for proc in Path("/proc").glob("[0-9]*"):
         with contextlib.suppress(OSError, ValueError, IndexError):
             argv = (proc / "cmdline").read_bytes().split(b"\0")
-            if JOB_MAIN not in argv:
+            if JOB_MAIN not in argv or not _runs_as_us(proc):
                 continue
             job_id = argv[argv.index(JOB_MAIN) + 1].decode()
             if not JOB_ID_RE.fullmatch(job_id):

@@ -30,6 +30,7 @@ from snaptui.core.engine.journal import (
     jobs_dir,
     journal_path,
     load_job,
+    open_regular,
     parse_line,
 )
 from snaptui.core.engine.liveness import INLINE, close_job, mark_active, pid_runs_job
@@ -232,7 +233,7 @@ def follow(job_id: str, *, poll_s: float = 0.1, timeout_s: float | None = None,
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     pid: int | None = None
     quiet_since = time.monotonic()
-    with open(path, "rb") as handle:  # bytes: a line torn inside a character is skipped
+    with open_regular(path) as handle:  # bytes: a line torn inside a character is skipped
         pending = b""
         while True:
             chunk = handle.readline()

@@ -7,16 +7,18 @@ SIGKILL loses at most a progress line.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import math
 import os
 import re
+import stat
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from snaptui.core.engine.facts import Fact
 from snaptui.core.engine.journal_writer import JournalWriter as JournalWriter  # re-exported
@@ -78,12 +80,26 @@ def parse_line(raw: bytes) -> dict[str, Any] | None:
     return event if isinstance(event, dict) else None
 
 
+def open_regular(path: Path) -> BinaryIO:
+    """``path`` opened for reading when it is a regular file; else OSError (a FIFO would
+    block its reader forever, a device is no journal). Opened non-blocking, then checked."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 def read_events(path: Path) -> list[dict[str, Any]]:
     """All complete events of a journal. A torn last line (a crash or a full disk cut it, even
     inside a UTF-8 character) and undecodable lines are skipped, and said once (a warning)."""
     events = []
     bad = 0
-    with open(path, "rb") as handle:
+    with open_regular(path) as handle:
         for raw in handle:
             if not raw.endswith(b"\n"):
                 # a writer mid-line, unless the line was left like this a while ago
