@@ -42,6 +42,12 @@ class JobContext:
     mute_progress: bool = False  # the demo's pacing reports progress in the step's stead
     cancel_reason: str | None = None  # set with request_cancel(reason): not the operator's
     undoing: bool = False  # in rollback: a journal write that fails never stops an undo
+    # How long an undo waits for a restarting libvirtd (None: the runner's default); recover,
+    # which runs at every command's start, waits briefly and tries again at the next.
+    undo_retry_s: float | None = None
+    # Undos whose failure is already in the audit log (step -> error), as recover finds them:
+    # a retry that fails the same way again is not audited twice.
+    audited_undo_failures: dict[str, str] = field(default_factory=dict)
     _host: LibvirtHost | None = None
     _store: ImageStore | None = None
     _last_progress: float = 0.0

@@ -122,7 +122,8 @@ def _connection_lost(exc: BaseException) -> bool:
 async def _undo(ctx: JobContext, step: Step) -> None:
     """Run one undo; while libvirtd is restarting, reconnect and try again (undo is idempotent)."""
     assert step.undo is not None
-    deadline = time.monotonic() + UNDO_RETRY_S
+    deadline = time.monotonic() + (UNDO_RETRY_S if ctx.undo_retry_s is None
+                                   else ctx.undo_retry_s)
     delay = 0.5
     while True:
         try:
@@ -150,14 +151,17 @@ async def rollback(ctx: JobContext, started: Sequence[Step]) -> list[str]:
                 continue
             ctx.current_step = step.name
             journal.try_append("undo_started", step=step.name)
-            _audit(ctx, step, "started", undo=True)
+            failed_before = ctx.audited_undo_failures.get(step.name)
+            if failed_before is None:  # a retry of an audited failure is no news yet
+                _audit(ctx, step, "started", undo=True)
             try:
                 await _undo(ctx, step)
             except Exception as exc:  # keep undoing: the guest's restart is the most vital
                 message = describe_error(exc)
                 problems.append(f"{step.name}: {message}")
                 journal.try_append("undo_failed", step=step.name, error=message)
-                _audit(ctx, step, "failed", undo=True, error=message)
+                if message != failed_before:
+                    _audit(ctx, step, "failed", undo=True, error=message)
                 log.exception("undo of %s failed", step.name)
             else:
                 journal.try_append("step_undone", step=step.name)
