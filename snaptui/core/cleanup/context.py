@@ -18,6 +18,7 @@ from snaptui.core.cleanup.findings import (
     ScanProgress,
 )
 from snaptui.core.errors import BadInput
+from snaptui.core.hosts import refuse_remote_disks
 from snaptui.core.models import DomainInfo
 
 if TYPE_CHECKING:
@@ -171,6 +172,8 @@ class ScanContext:
                     older_than_s: float = DEFAULT_OLDER_THAN_S,
                     on_progress: ProgressCallback | None = None,
                     domains: Iterable[str] | None = None) -> ScanContext:
+        if host is not None:  # its disks must be this host's files
+            refuse_remote_disks(host.uri)
         ctx = cls(host=host, store=store, scan_dirs=scan_dirs, only=only,
                   older_than_s=older_than_s, on_progress=on_progress)
         if host is not None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from snaptui.core.cleanup.findings import (
     human_age,
 )
 from snaptui.core.engine.locks import domain_lock_holder
+from snaptui.core.engine.owned_jobs import block_job_destination
 from snaptui.core.errors import SnaptuiError
 from snaptui.core.models import DomainInfo
 from snaptui.core.verify_boot import VERIFY_PREFIX
@@ -145,17 +145,7 @@ def _transient(ctx: ScanContext, dom: DomainInfo) -> Finding | None:
 
 def _mirror_file(dom: libvirt.virDomain, target: str) -> str | None:
     """Destination of the block job on ``target`` (the <mirror> in the live XML)."""
-    root = ET.fromstring(dom.XMLDesc(0))
-    for disk in root.findall("devices/disk"):
-        node = disk.find("target")
-        if node is None or node.get("dev") != target:
-            continue
-        mirror = disk.find("mirror")
-        if mirror is None:
-            return None
-        source = mirror.find("source")
-        return mirror.get("file") or (source.get("file") if source is not None else None)
-    return None
+    return block_job_destination(dom.XMLDesc(0), target)
 
 
 def _block_jobs(ctx: ScanContext, dom: DomainInfo) -> list[Finding]:

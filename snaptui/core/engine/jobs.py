@@ -42,8 +42,9 @@ from snaptui.core.engine.reservations import release as release_reservation
 from snaptui.core.engine.runner import Step
 from snaptui.core.engine.workflows import build_steps
 from snaptui.core.errors import BadInput, NotFound, SnaptuiError
+from snaptui.core.hosts import refuse_remote_disks
 from snaptui.core.image_store import ImageStore
-from snaptui.core.libvirt_host import LibvirtHost
+from snaptui.core.libvirt_host import LibvirtHost, default_uri
 
 
 async def prepare(request: SnapshotRequest, host: LibvirtHost | None = None,
@@ -60,6 +61,7 @@ async def prepare_with_store(request: SnapshotRequest, host: LibvirtHost | None 
     """``prepare`` (for job ``job_id``, see JobProcess), also returning the image store the
     preflight checked (authenticated); the job's scratch stays reserved (``hold_scratch``)
     until it ends, or until the process that prepared it exits without launching it."""
+    refuse_remote_disks(default_uri(request.uri) if host is None else host.uri)
     own_host = host is None
     host = host or LibvirtHost(request.uri).connect()
     try:
