@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import libvirt
 import pytest
+from host_dirs import SCRATCH_BASE
 
 from snaptui.core import qemu_access
 from snaptui.core.engine.execute import make_context
@@ -32,9 +35,10 @@ from snaptui.core.errors import BadInput
 REPO = Path(__file__).resolve().parent.parent
 
 
-def _plan(lab, tmp_path: Path, mode: Mode):
-    request = SnapshotRequest(domain=lab.name, name="snaptui-test-owned", mode=mode,
-                              destination="library", library_dir=str(tmp_path / "lib"))
+def _plan(lab, tmp_path: Path, mode: Mode, cloud: str | None = None):
+    where = {"destination": "glance", "cloud": cloud, "stream": "on"} if cloud else \
+        {"destination": "library", "library_dir": str(tmp_path / "lib")}
+    request = SnapshotRequest(domain=lab.name, name="snaptui-test-owned", mode=mode, **where)
     plan, steps = asyncio.run(prepare(request))
     return plan, request, steps
 
@@ -66,9 +70,16 @@ def test_block_copy_undo_leaves_an_operators_block_job(make_domain, tmp_path, di
             lab.dom.blockJobAbort("vda", 0)
 
 
-def test_backup_undo_leaves_an_operators_backup(make_domain, tmp_path, disk_dir):
+@pytest.mark.parametrize("streamed", [False, True], ids=["push", "stream"])
+def test_backup_undo_leaves_an_operators_backup(make_domain, tmp_path, disk_dir, streamed,
+                                                 os_cloud, monkeypatch):
     lab = make_domain(state="running", size="64M", seed="16M")
-    plan, _, _ = _plan(lab, tmp_path, Mode.BACKUP)
+    if streamed:  # the per-test scratch path is too long for the NBD socket's sun_path
+        short = Path(tempfile.mkdtemp(prefix="s", dir=SCRATCH_BASE))
+        short.chmod(0o711)
+        monkeypatch.setenv("SNAPTUI_SCRATCH_DIR", str(short))
+    plan, _, _ = _plan(lab, tmp_path, Mode.BACKUP, os_cloud if streamed else None)
+    assert plan.stream == streamed
     sock_dir = disk_dir / "operator-nbd"
     qemu_access.make_socket_dir(sock_dir, qemu_access.from_domain_xml(lab.dom.XMLDesc(0)))
     backup = (f"<domainbackup mode='pull'><server transport='unix' socket='{sock_dir}/s'/>"
@@ -85,6 +96,8 @@ def test_backup_undo_leaves_an_operators_backup(make_domain, tmp_path, disk_dir)
             lab.dom.abortJob()
         except libvirt.libvirtError:
             pass
+        if streamed:
+            shutil.rmtree(os.environ["SNAPTUI_SCRATCH_DIR"], ignore_errors=True)
 
 
 def _dead_after_save(lab, tmp_path: Path) -> str:
