@@ -173,7 +173,7 @@ def run_snapshot(args: argparse.Namespace) -> int:
     store, forwarded = _forwarded_login(args)
     # The job's process starts now and imports while the preflight runs.
     job_id = new_job_id()
-    process = None if args.dry_run else JobProcess(job_id)
+    process = None if args.dry_run else JobProcess(job_id, request.priority)
     try:
         plan, steps, store = asyncio.run(prepare_with_store(
             request, store=store, job_id=job_id, hold_scratch=not args.dry_run))

@@ -45,6 +45,7 @@ from snaptui.core.errors import BadInput, NotFound, SnaptuiError
 from snaptui.core.hosts import refuse_remote_disks
 from snaptui.core.image_store import ImageStore
 from snaptui.core.libvirt_host import LibvirtHost, default_uri
+from snaptui.core.priority import DEFAULT_PRIORITY, spawn_prefix
 
 
 async def prepare(request: SnapshotRequest, host: LibvirtHost | None = None,
@@ -102,14 +103,16 @@ class JobProcess:
     again; that secret goes through the pipe only, never into a file or argv. ``discard`` (or
     this process ending) closes the pipe: an unused process exits, no journal ever named it."""
 
-    def __init__(self, job_id: str) -> None:
+    def __init__(self, job_id: str, priority: str = DEFAULT_PRIORITY) -> None:
         self.job_id = job_id
         # Its output goes to the job's log from the start (an import error is kept); an unused
         # process removes the empty log again.
         fd = os.open(job_log_path(job_id), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         try:
             self._proc: subprocess.Popen[bytes] | None = subprocess.Popen(  # noqa: S603
-                [*JOB_MAIN, job_id, "--wait"], stdin=subprocess.PIPE, stdout=fd, stderr=fd,
+                # at the job's priority from its first instruction (core/priority.py)
+                [*spawn_prefix(priority), *JOB_MAIN, job_id, "--wait"],
+                stdin=subprocess.PIPE, stdout=fd, stderr=fd,
                 start_new_session=True, close_fds=True,
             )
         finally:
@@ -148,7 +151,7 @@ def launch(plan: Plan, request: SnapshotRequest, steps: list[Step],
         write_header(plan, request, steps).close()
         if process is not None and process.job_id == plan.job_id and process.start(auth_state):
             return plan.job_id
-        if not JobProcess(plan.job_id).start(auth_state):
+        if not JobProcess(plan.job_id, plan.priority).start(auth_state):
             raise SnaptuiError(f"job {plan.job_id}: the job process did not start")
     except BaseException:
         release_reservation(plan.job_id)  # a long-lived launcher (the dashboard) holds none
