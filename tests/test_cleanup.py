@@ -14,6 +14,7 @@ import os
 import shutil
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -132,7 +133,10 @@ def leftovers(make_domain, store: GlanceImages, own_images: list[str],
     made.untouched[user.disk_path()] = sha256(user.disk_path())
     made.untouched[off.disk_path()] = sha256(off.disk_path())  # changes: checked apart
 
-    queued = retrying(store.create, "snaptui-test-cleanup-queued", "qcow2", "bare", {})
+    # An upload a dead job of this host's journal never finished (its snaptui_job says so).
+    uploader = dead_job(str(uuid.uuid4()), "snaptui-test-cleanup-uploader")
+    queued = retrying(store.create, "snaptui-test-cleanup-queued", "qcow2", "bare",
+                      {"snaptui_job": uploader})
     own_images.append(queued.id)
     made.images["queued"] = queued.id
     made.keys["queued"] = f"images:glance:{queued.id}"
@@ -512,8 +516,6 @@ def test_cli_on_a_terminal_lists_and_asks(small: Leftovers):
 
 def test_cli_images_flags_snapshots_of_missing_instances(make_domain, store, own_images,
                                                          tmp_path):
-    import uuid
-
     lab = make_domain(state="shut off")
     blob = tmp_path / "img.raw"
     blob.write_bytes(b"\x11" * 65536)
@@ -524,7 +526,9 @@ def test_cli_images_flags_snapshots_of_missing_instances(make_domain, store, own
     here = retrying(store.add, blob, name="snaptui-test-cleanup-here", disk_format="raw",
                     properties={"image_type": "snapshot", "instance_uuid": lab.uuid})
     own_images.append(here.id)
-    queued = retrying(store.create, "snaptui-test-cleanup-queued", "raw", "bare", {})
+    uploader = dead_job(str(uuid.uuid4()), "snaptui-test-cleanup-uploader")
+    queued = retrying(store.create, "snaptui-test-cleanup-queued", "raw", "bare",
+                      {"snaptui_job": uploader})
     own_images.append(queued.id)
 
     proc = snaptui("cleanup", "--dry-run", "--json", "--only", "images", "--older-than", "0")
@@ -559,3 +563,39 @@ def test_leftover_nbd_socket_directory_is_found_and_removed(lab_env):
     assert finding.commands == (f"rm -r -- {directory}",)
     _remove(finding)
     assert not directory.exists()
+
+
+def test_stuck_images_are_preselected_only_when_a_job_of_this_host_made_them(
+        store: GlanceImages, own_images: list[str]):
+    """A queued image is pre-selected only when its snaptui_job names a job of this host's
+    journal (and its snaptui_host, if set, is this host): someone else's upload in progress,
+    or another host's job, is listed with its reason and never pre-selected."""
+    import socket
+
+    ours = dead_job(str(uuid.uuid4()), "snaptui-test-cleanup-gone")
+    here = socket.gethostname()
+    cases = {
+        "foreign": {},
+        "ours": {"snaptui_job": ours, "snaptui_host": here},
+        "ours-no-host": {"snaptui_job": ours},
+        "other-host": {"snaptui_job": ours, "snaptui_host": f"not-{here}"},
+        "unknown-job": {"snaptui_job": job_id()},
+        "not-a-job-id": {"snaptui_job": "../../x", "snaptui_host": here},
+    }
+    ids = {}
+    for label, props in cases.items():
+        image = retrying(store.create, f"snaptui-test-cleanup-{label}", "raw", "bare", props)
+        own_images.append(image.id)
+        ids[label] = image.id
+    report = asyncio.run(scan(None, store, only={Kind.IMAGES}, older_than_s=0))
+    by_id = {f.details["image_id"]: f for f in report.findings}
+    found = {label: by_id[image_id] for label, image_id in ids.items()}
+    safe = {label for label, f in found.items() if f.safe}
+    assert safe == {"ours", "ours-no-host"}, {label: f.reason for label, f in found.items()}
+    assert "not made by snaptui" in found["foreign"].reason
+    assert "another host" in found["other-host"].reason
+    assert "not in this host's journal" in found["unknown-job"].reason
+    assert "not in this host's journal" in found["not-a-job-id"].reason
+    for label in cases.keys() - safe:
+        assert found[label].unowned and not found[label].unowned_ok, label
+    assert {store.show(i).status for i in ids.values()} == {"queued"}

@@ -18,7 +18,14 @@ from pathlib import Path
 
 import libvirt
 import pytest
-from cleanup_fixtures import internal_snapshot, job_id, partial_file, retrying, snapshot_names
+from cleanup_fixtures import (
+    dead_job,
+    internal_snapshot,
+    job_id,
+    partial_file,
+    retrying,
+    snapshot_names,
+)
 from textual.pilot import Pilot
 from ui_pilot import screen_text, settle, wait_for
 
@@ -90,8 +97,10 @@ async def test_cleanup_on_the_lab(make_domain, store, own_images, dashboard) -> 
     busy.set_state("running")
     # A partial output a killed convert left in the scratch dir (this test's own state dir).
     partial = partial_file(scratch_dir() / f"{job_id()}-vda.qcow2.partial")
-    # An upload that never finished.
-    queued = retrying(store.create, "snaptui-test-ui-cleanup-queued", "qcow2", "bare", {})
+    # An upload that a dead job of this host's journal never finished.
+    uploader = dead_job(str(uuid.uuid4()), "snaptui-test-ui-cleanup-uploader")
+    queued = retrying(store.create, "snaptui-test-ui-cleanup-queued", "qcow2", "bare",
+                      {"snaptui_job": uploader})
     own_images.append(queued.id)
     mine = {"off": f"internal:{real(off.disk_path())}#1:{snap_off}",
             "partial": f"scratch:{real(partial)}",

@@ -20,6 +20,7 @@ from snaptui.cli.output import (
     human_size,
     line,
     note,
+    plain,
     print_json,
     print_table,
     table,
@@ -118,7 +119,7 @@ def _scan(args: argparse.Namespace, host: Any, store: Any, only: frozenset[Kind]
     with err.status("scanning...") as status:
         def on_progress(p: ScanProgress) -> None:
             of = f"/{p.total}" if p.total is not None else ""
-            status.update(f"scanning {p.kind}: {p.done}{of} {p.what}")
+            status.update(plain(f"scanning {p.kind}: {p.done}{of} {p.what}"))
         return asyncio.run(scan(host, store, scan_dirs=args.scan, only=only,
                                 older_than_s=older_than_s, on_progress=on_progress,
                                 domains=args.domain))

@@ -153,7 +153,7 @@ def fleet_job_rows(hosts: Sequence[HostSpec]) -> tuple[list[dict[str, Any]], lis
     for host in hosts:
         try:
             if host.remote:
-                rows += list_remote_jobs(host)
+                rows += list_remote_jobs(host, problems)
             elif not local_done:  # local URIs share one journal
                 rows += [{**r, "host": host.name} for r in _local_job_rows()]
                 local_done = True
@@ -183,18 +183,21 @@ def run_jobs_fleet(args: argparse.Namespace, hosts: Sequence[HostSpec]) -> int:
 
 
 def job_host(args: argparse.Namespace, text: str) -> tuple[HostSpec | None, str]:
-    """``HOST:JOB`` or ``--host NAME`` → (that host if remote, JOB); (None, JOB) for local."""
+    """``HOST:JOB`` or ``--host NAME`` → (that host if remote, JOB); (None, JOB) for local.
+    JOB is checked here (one BadInput line), before it is sent anywhere or names a file."""
+    from snaptui.core.engine.journal import check_job_id
+
     hosts = hosts_of(args)
     named = getattr(args, "host", None)
     if named:
         for host in hosts:
             if host.name == named:
-                return (host if host.remote else None), text
+                return (host if host.remote else None), check_job_id(text)
         raise BadInput(f"no host named {named!r} ({', '.join(h.name for h in hosts)})")
     found, rest = split_host(text, hosts)
     if found is None and len(hosts) == 1 and hosts[0].remote:
         found = hosts[0]
-    return (found if found is not None and found.remote else None), rest
+    return (found if found is not None and found.remote else None), check_job_id(rest)
 
 
 def run_recover_fleet(args: argparse.Namespace, hosts: Sequence[HostSpec]) -> int:
@@ -207,7 +210,11 @@ def run_recover_fleet(args: argparse.Namespace, hosts: Sequence[HostSpec]) -> in
     for host in hosts:
         try:
             if host.remote:
-                rows += recover_remote_jobs(host)
+                problems: list[str] = []
+                rows += recover_remote_jobs(host, problems)
+                for problem in problems:
+                    output.warn(problem)
+                failed = failed or bool(problems)
             elif not local_done:
                 rows += [{"job_id": j, "outcome": o, "host": host.name} for j, o in recover()]
                 local_done = True

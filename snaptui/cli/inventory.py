@@ -10,16 +10,18 @@ import asyncio
 import contextlib
 import logging
 import os
+import stat
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from rich.console import Group
-from rich.table import Table
 from rich.text import Text
 
 from snaptui.cli.output import (
+    grid,
     human_size,
     note,
+    plain,
     print_json,
     print_table,
     size_with_bytes,
@@ -181,6 +183,12 @@ async def _path_info(path: str, fmt: str | None, force_share: bool) -> ImageFile
 
     if os.path.isdir(path):
         raise BadInput(f"{path} is a directory, not an image file")
+    with contextlib.suppress(FileNotFoundError):  # qemu-img says it in its own words
+        mode = os.stat(path).st_mode
+        # A FIFO would block qemu-img's open forever; a socket or a character device is no
+        # image either. A block device (an LVM volume, a disk) is.
+        if not (stat.S_ISREG(mode) or stat.S_ISBLK(mode)):
+            raise BadInput(f"{path} is not a regular file or a block device: not an image")
     try:
         return await qemu_img.info(path, force_share=force_share, fmt=fmt)
     except QemuImgError as err:
@@ -248,7 +256,8 @@ def run_info(args: argparse.Namespace) -> int:
                                                                               strict=True)])
         return 0
     parts: list[Any] = [
-        Text.assemble((info.name, "bold"), "  ", state_text(info.state), f"  {info.uuid}")]
+        Text.assemble(plain(info.name, "bold"), "  ", state_text(info.state),
+                      plain(f"  {info.uuid}"))]
     for disk, image in zip(disks, images, strict=True):
         parts += [Text(""), _render_image(image, disk.target)]
     print_table(Group(*parts))
@@ -263,8 +272,9 @@ def _ratio(image: ImageFileInfo) -> str:
 
 def _render_image(image: ImageFileInfo, target: str | None = None) -> Group:
     """One image for people: sizes (humanized and bytes), chain, snapshots, corrupt flag."""
-    head = Text.assemble((f"{target}  " if target else "", "bold cyan"), (image.path, "bold"))
-    facts = Table.grid(padding=(0, 2))
+    head = Text.assemble(plain(f"{target}  " if target else "", "bold cyan"),
+                         plain(image.path, "bold"))
+    facts = grid(padding=(0, 2))
     facts.add_column(style="dim")
     facts.add_column()
     facts.add_row("format", image.format)

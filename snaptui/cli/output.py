@@ -2,12 +2,18 @@
 
 Sizes are bytes in JSON and ``humanize.naturalsize(binary=True)`` for people. Tables go to stdout;
 notes for people (headers, hints) go to stderr so that stdout stays parseable.
+
+Names, ids, paths and messages come from outside (an operator's ``--name``, a guest's disk, a
+remote host's answer): they reach the terminal as text, never as Rich markup (``[/daily]``) nor
+as raw control characters (an escape sequence that clears the screen). Tables made by ``table``
+or ``grid`` take them as they are; anything else goes through ``plain``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import re
 import sys
 from collections.abc import Iterator
 from typing import Any
@@ -15,6 +21,8 @@ from typing import Any
 import humanize
 from rich.console import Console, RenderableType
 from rich.live import Live
+from rich.protocol import is_renderable
+from rich.style import Style
 from rich.table import Table
 from rich.text import Text
 
@@ -52,6 +60,44 @@ def size_with_bytes(size: int | None) -> str:
     return f"{human_size(size)} ({size} bytes)"
 
 
+# C0 controls but tab and newline, DEL, C1 controls (0x9b is CSI on its own) and the bidi
+# controls that reorder what a terminal shows.
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e"
+                      "\u2066-\u2069]")
+
+
+def clean(text: str) -> str:
+    """``text`` with every control character shown as its escape (``\\x1b``), so no escape
+    sequence, carriage return or bidi override from a name reaches the terminal raw."""
+    return _CONTROL.sub(lambda m: ascii(m.group())[1:-1], text)
+
+
+def plain(value: object, style: str | Style = "") -> Text:
+    """Outside text for a rich renderable: cleaned, and never read as markup."""
+    return Text(clean(value if isinstance(value, str) else str(value)), style=style)
+
+
+class SafeTable(Table):
+    """A Table whose str cells (and any other non-renderable value) are plain text."""
+
+    def add_row(self, *renderables: RenderableType | None, style: Any = None,
+                end_section: bool = False) -> None:
+        super().add_row(*map(_cell, renderables), style=style, end_section=end_section)
+
+
+def _cell(cell: RenderableType | None) -> RenderableType | None:
+    if isinstance(cell, Text):  # ours, maybe made of outside text: cleaned if it must be
+        return plain(cell.plain, cell.style) if _CONTROL.search(cell.plain) else cell
+    if cell is None or (not isinstance(cell, str) and is_renderable(cell)):
+        return cell
+    return plain(cell)
+
+
+def grid(**options: Any) -> Table:
+    """``Table.grid`` whose cells are plain text (a ``SafeTable``)."""
+    return SafeTable.grid(**options)
+
+
 def state_text(state: DomainState) -> Text:
     """A domain state as a coloured glyph and its word, e.g. ``► running``."""
     glyph, style = _STATE_STYLE.get(state, ("?", "red"))
@@ -82,9 +128,11 @@ def _broken_pipe() -> None:
     raise BrokenPipeError
 
 
-def table(*columns: str, title: str | None = None) -> Table:
-    """A rich Table with the house look; columns whose name ends in 'size' are right-aligned."""
-    result = Table(title=title, header_style="bold", show_edge=False, pad_edge=False)
+def table(*columns: str, title: str | None = None) -> SafeTable:
+    """A rich Table with the house look, its cells plain text (``SafeTable``); columns whose
+    name ends in 'size' are right-aligned."""
+    result = SafeTable(title=plain(title) if title is not None else None, header_style="bold",
+                       show_edge=False, pad_edge=False)
     for name in columns:
         right = name.endswith("size") or name in ("vCPUs", "memory")
         result.add_column(name, justify="right" if right else "left")
@@ -115,12 +163,12 @@ def print_json(data: Any) -> None:
 def line(text: str) -> None:
     """One line of parseable output on stdout (a job id, a result)."""
     with stdout_pipe():
-        print(text, flush=True)
+        print(clean(text), flush=True)
 
 
 def note(message: str) -> None:
     """A line for people on stderr (headers, hints); never part of parseable output."""
-    print(message, file=sys.stderr)
+    print(clean(message), file=sys.stderr)
 
 
 def warn(message: str) -> None:

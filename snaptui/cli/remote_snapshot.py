@@ -50,12 +50,13 @@ def _print_plain(host: HostSpec, call: RemoteCall, as_json: bool) -> int:
         if as_json:
             output.json_line(last)
         elif event.get("event") == "launched":
-            output.line(f"{host.name}:{event['job_id']}")
+            output.line(f"{host.name}:{event.get('job_id', '?')}")
         elif event.get("event") == "dry-run":
             output.line(f"# on {host.name}: {event.get('reason')}; destination "
                         f"{event.get('destination')}")
-            for command in event.get("commands", []):
-                output.line(command)
+            commands = event.get("commands")
+            for command in commands if isinstance(commands, list) else []:
+                output.line(str(command))
     return 0 if last else 1
 
 

@@ -10,7 +10,6 @@ from typing import Any
 import humanize
 from rich.console import Console, Group
 from rich.progress_bar import ProgressBar
-from rich.table import Table
 from rich.text import Text
 
 from snaptui.cli import output
@@ -174,7 +173,7 @@ def run_snapshot(args: argparse.Namespace) -> int:
     store, forwarded = _forwarded_login(args)
     # The job's process starts now and imports while the preflight runs.
     job_id = new_job_id()
-    process = None if args.dry_run else JobProcess(job_id)
+    process = None if args.dry_run else JobProcess(job_id, request.priority)
     try:
         plan, steps, store = asyncio.run(prepare_with_store(
             request, store=store, job_id=job_id, hold_scratch=not args.dry_run))
@@ -298,7 +297,7 @@ def _follow_json(job_id: str) -> int:
 
 
 def _render(job: JobRecord) -> Group:
-    table = Table.grid(padding=(0, 1))
+    table = output.grid(padding=(0, 1))
     table.add_column(width=2)
     table.add_column(min_width=38)
     table.add_column(width=30)
@@ -317,10 +316,10 @@ def _render(job: JobRecord) -> Group:
             detail = step.error
         table.add_row(glyph, step.title, bar, detail)
     streamed = " (streamed)" if (job.plan or {}).get("stream") else ""
-    header = Text(f"job {job.job_id}  {job.domain}  mode {job.mode}{streamed}  {job.status}",
-                  style="bold")
+    header = output.plain(
+        f"job {job.job_id}  {job.domain}  mode {job.mode}{streamed}  {job.status}", "bold")
     parts: list[Any] = [header]
-    parts += [Text(f"  {n}", style="dim") for n in job.notes[-3:]]
+    parts += [output.plain(f"  {n}", "dim") for n in job.notes[-3:]]
     parts.append(table)
     return Group(*parts)
 
@@ -342,7 +341,8 @@ def _follow_rich(job_id: str) -> int:
 
 def _print_outcome(console: Console, job: JobRecord) -> int:
     if job.status != JobStatus.DONE:
-        console.print(f"[bold red]snapshot {job.status}[/]: {job.error}")
+        console.print(Text.assemble((f"snapshot {job.status}", "bold red"),
+                                    output.plain(f": {job.error}")))
         return 1
     res = job.result
     down = res.get("downtime_s") or 0.0
@@ -352,11 +352,13 @@ def _print_outcome(console: Console, job: JobRecord) -> int:
         def h(n: int | None) -> str:
             return humanize.naturalsize(n, binary=True) if n is not None else "-"
 
-        console.print(
-            f"[green]image {image['name']!r}[/] id {image['image_id']} in {res['destination']}: "
-            f"source {h(sizes['source_virtual'])} virtual / {h(sizes['source_actual'])} "
-            + (f"allocated → output {h(sizes['output_actual'])} allocated, uploaded "
-               if sizes.get("output_actual") is not None else "allocated → streamed ")
-            + f"{h(sizes['uploaded'])}; guest downtime {down:.2f} s"
-        )
+        console.print(Text.assemble(
+            output.plain(f"image {image['name']!r}", "green"),
+            output.plain(
+                f" id {image['image_id']} in {res['destination']}: "
+                f"source {h(sizes['source_virtual'])} virtual / {h(sizes['source_actual'])} "
+                + (f"allocated → output {h(sizes['output_actual'])} allocated, uploaded "
+                   if sizes.get("output_actual") is not None else "allocated → streamed ")
+                + f"{h(sizes['uploaded'])}; guest downtime {down:.2f} s"),
+        ))
     return 0

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import sys
 
 from snaptui.cli.output import line, note
 from snaptui.cli.snapshot import add_verify_options
@@ -46,9 +45,9 @@ def run_verify(args: argparse.Namespace) -> int:
             print(json.dumps({"event": "failed", "image_id": image.id, "error": failed.reason,
                               "console": failed.console}))
         else:
-            for text in failed.console:
-                print(f"  console: {text}", file=sys.stderr)
-            print(f"snaptui: image {image.id} not verified: {failed.reason}", file=sys.stderr)
+            for text in failed.console:  # the guest's own output: note() cleans it
+                note(f"  console: {text}")
+            note(f"snaptui: image {image.id} not verified: {failed.reason}")
         return 1
     finally:
         host.close()

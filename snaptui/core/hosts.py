@@ -50,6 +50,26 @@ class HostSpec:
         return {"name": self.name, "uri": self.uri, "remote": self.remote}
 
 
+LOCAL_TRANSPORTS = ("", "unix")
+
+
+def refuse_remote_disks(uri: str | None) -> None:
+    """BadInput (one line, exit 2) for a libvirt URI that reaches another host other than by
+    ``qemu+ssh://`` (qemu+tls, qemu+tcp, qemu+libssh2, qemu://HOST ...): libvirt would act on
+    the remote guest while snaptui read and wrote files at the same paths here. A qemu+ssh
+    host runs its disk jobs through snaptui over SSH, never through this process."""
+    if not uri:
+        return
+    parts = urlsplit(uri)
+    transport = parts.scheme.partition("+")[2]
+    if transport in LOCAL_TRANSPORTS and not parts.netloc:
+        return
+    if transport == "ssh":
+        return  # routed to snaptui on that host by the callers
+    raise BadInput(f"{uri}: snapshots and cleanup reach another host's disks only through "
+                   f"snaptui over SSH (qemu+ssh://); {transport or 'tls'} is not supported")
+
+
 @dataclass(frozen=True)
 class SshTarget:
     """What a ``qemu+ssh://`` URI says about the SSH connection (libvirt's remote URI params)."""

@@ -20,6 +20,8 @@ from snaptui.core.errors import BadInput
 from snaptui.core.image_store import VISIBILITIES, ImageSettings
 
 GIB = 1024 ** 3
+# Glance keeps min_disk and min_ram in a 32-bit signed integer column.
+MAX_GLANCE_INT = (1 << 31) - 1
 
 # Never inherited by a snapshot, from Nova's own source:
 # - nova/compute/utils.py NON_INHERITABLE_IMAGE_PROPERTIES ("absolutely non-inheritable",
@@ -168,8 +170,9 @@ def validate_operator(meta: OperatorMetadata, *, glance: bool) -> None:
     if meta.visibility is not None and meta.visibility not in VISIBILITIES:
         raise BadInput(f"--visibility {meta.visibility!r}: one of {', '.join(VISIBILITIES)}")
     for flag, number in (("--min-disk", meta.min_disk), ("--min-ram", meta.min_ram)):
-        if number is not None and number < 0:
-            raise BadInput(f"{flag} must be 0 or more")
+        if number is not None and not 0 <= number <= MAX_GLANCE_INT:
+            raise BadInput(f"{flag} must be 0 or more and at most {MAX_GLANCE_INT} (what "
+                           f"Glance stores), not {str(number)[:40]}")
 
 
 def min_disk_gib(virtual_size: int, base: BaseImage | None, flavor_root_gb: int | None,

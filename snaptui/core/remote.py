@@ -37,6 +37,11 @@ EXIT_SSH = 255
 NOT_FOUND_EXITS = (126, 127)
 OLD_SNAPTUI_SIGNS = ("invalid choice", "unrecognized arguments", "no such option")
 TOO_OLD_HERE = "speaks remote protocol"
+# The largest answer read from a host (a pretty-printed jobs list of thousands of jobs is a few
+# MiB); past it the call fails in one line instead of growing this process without end.
+MAX_ANSWER = 16 << 20
+READ_PIECE = 1 << 20  # stdout is read at most this much at a time, a line or not
+NOISE_KEPT = 1000  # of a line that is not JSON (a motd, a warning), this much is kept
 
 
 class RemoteError(SnaptuiError):
@@ -116,8 +121,8 @@ def _last_line(lines: Sequence[str]) -> str:
 
 
 def _drain(stream: IO[str], keep: deque[str]) -> None:
-    for text in stream:
-        keep.append(text)
+    while text := stream.readline(READ_PIECE):  # bounded: a huge line comes in pieces
+        keep.append(text[:NOISE_KEPT])
 
 
 def _failure(host: HostSpec, returncode: int, stderr: Sequence[str], got_output: bool
@@ -158,6 +163,7 @@ class RemoteCall:
         self.host = host
         self.argv = ssh_argv(host, snaptui_argv(host, args))
         self.returncode: int | None = None
+        self.not_objects = 0  # items of the answer that were no JSON object (dropped)
         self._stderr: deque[str] = deque(maxlen=20)
         self.proc = subprocess.Popen(  # noqa: S603 - an argv list, no shell
             self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -179,25 +185,56 @@ class RemoteCall:
         return self.proc.pid
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
+        """The answer's JSON objects (a list is flattened; ``not_objects`` counts what was
+        not an object). Read in bounded pieces: a line of noise is dropped piece by piece, a
+        document larger than MAX_ANSWER ends the call with one RemoteError line."""
         assert self.proc.stdout is not None
         got = False
         pending = ""  # a pretty-printed document (print_json) spans lines
-        for text in self.proc.stdout:
-            if not pending and not text.lstrip().startswith(("{", "[")):
-                if text.strip():
-                    self._stderr.append(text)
+        noise = False  # inside a line that is not JSON: drop the rest of it
+        head = ""  # how the current line begins (it may come in several pieces)
+        one_line = False  # the pending document began on the current line
+        at_start = True  # the next piece begins a line
+        while text := self.proc.stdout.readline(READ_PIECE):
+            starts, at_start = at_start, text.endswith("\n")
+            if noise:
+                noise = not at_start
                 continue
+            if starts:
+                head = text[:1]
+                if pending and head in ("{", "["):  # inner lines are indented: a new document
+                    self._stderr.append(pending[:NOISE_KEPT])  # the last one never closed
+                    pending = ""
+            if not pending:
+                if not (starts and text.lstrip().startswith(("{", "["))):
+                    if text.strip():
+                        self._stderr.append(text[:NOISE_KEPT])
+                    noise = not at_start
+                    continue
+                one_line = True
             pending += text
+            if len(pending) > MAX_ANSWER:
+                self.close()
+                raise RemoteError(f"{self.host.name}: the answer of snaptui there is more than "
+                                  f"{MAX_ANSWER >> 20} MiB; not read")
+            if not at_start:
+                continue
+            # a document ends with its own line (json_line) or a closing line (print_json)
+            whole = one_line or head in ("}", "]")
+            one_line = False
+            if not whole:
+                continue
             try:
                 event = json.loads(pending)
             except json.JSONDecodeError:
                 continue
             pending = ""
             got = True
-            if isinstance(event, list):
-                yield from (e for e in event if isinstance(e, dict))
-            elif isinstance(event, dict):
-                yield event
+            for item in event if isinstance(event, list) else [event]:
+                if isinstance(item, dict):
+                    yield item
+                else:
+                    self.not_objects += 1
         self.returncode = self.proc.wait()
         self._err_thread.join(timeout=5)
         failure = _failure(self.host, self.returncode, list(self._stderr), got)

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from snaptui.core.engine.journal import JobRecord, fold
+from snaptui.core.engine.journal import JOB_ID_RE, JobRecord, fold
 from snaptui.core.hosts import HostSpec
 from snaptui.core.remote import SshLost, SshUnreachable
 
@@ -48,8 +48,10 @@ class RemoteFeed:
                     replayed += 1
                     if replayed <= len(self.events):
                         continue
-                    if event.get("event") == "job":
-                        self.job_id = self.job_id or event.get("job_id")
+                    if event.get("event") == "job" and self.job_id is None:
+                        job_id = event.get("job_id")  # the host's word: a job id, or nothing
+                        if isinstance(job_id, str) and JOB_ID_RE.fullmatch(job_id):
+                            self.job_id = job_id
                     self.events.append(event)
                     yield event
                 return

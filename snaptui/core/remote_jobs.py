@@ -20,6 +20,8 @@ one-line ``RemoteError`` naming the host — ``SshUnreachable``, ``SshLost``, ``
 - ``cancel_remote_job(host, job_id) -> str``: what the host's ``cancel`` did.
 - ``recover_remote_jobs(host) -> list[dict]``: ``snaptui recover --json`` there.
 
+Rows are checked (core/remote_rows.py): a bad one is left out and said in one line.
+
 ``auth_state`` is the operator's Keystone login (``store_auth_state(store)``): it goes as the
 first line of the remote snaptui's stdin (``--auth-stdin``) and nowhere else, and the host
 then needs no clouds.yaml. ``None`` with ``destination == "glance"`` means: use the host's own
@@ -35,6 +37,7 @@ from urllib.parse import urlsplit
 from snaptui.core.engine.plan import SnapshotRequest
 from snaptui.core.hosts import HostSpec
 from snaptui.core.remote import RemoteCall, run_json
+from snaptui.core.remote_rows import checked_rows, job_row_problem, recover_row_problem
 
 
 def host_local_uri(host: HostSpec) -> str:
@@ -115,8 +118,14 @@ def follow_remote_job(host: HostSpec, job_id: str) -> RemoteCall:
     return RemoteCall(host, ["jobs", "--json", "--follow", job_id])
 
 
-def list_remote_jobs(host: HostSpec) -> list[dict[str, Any]]:
-    return [{**row, "host": host.name} for row in run_json(host, ["jobs", "--json"])]
+def list_remote_jobs(host: HostSpec, problems: list[str] | None = None
+                     ) -> list[dict[str, Any]]:
+    """The host's job rows, each checked (core/remote_rows.py): a bad one is left out and
+    counted in one line in ``problems``."""
+    call = RemoteCall(host, ["jobs", "--json"])
+    rows = list(call)
+    return checked_rows(host.name, rows, job_row_problem, not_objects=call.not_objects,
+                        problems=problems)
 
 
 def cancel_remote_job(host: HostSpec, job_id: str) -> str:
@@ -124,5 +133,9 @@ def cancel_remote_job(host: HostSpec, job_id: str) -> str:
     return str(rows[0].get("outcome", "")) if rows else ""
 
 
-def recover_remote_jobs(host: HostSpec) -> list[dict[str, Any]]:
-    return [{**row, "host": host.name} for row in run_json(host, ["recover", "--json"])]
+def recover_remote_jobs(host: HostSpec, problems: list[str] | None = None
+                        ) -> list[dict[str, Any]]:
+    call = RemoteCall(host, ["recover", "--json"])
+    rows = list(call)
+    return checked_rows(host.name, rows, recover_row_problem, not_objects=call.not_objects,
+                        problems=problems)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import threading
 import time
+from decimal import Decimal
 
 from snaptui.core.errors import BadInput
 
@@ -19,22 +20,30 @@ from snaptui.core.errors import BadInput
 # never more than this ahead of the cap.
 BURST_S = 0.25
 
+# The largest cap the tools below take: qemu-img convert -r and QEMU's block job speed are
+# int64 bytes per second.
+MAX_RATE = (1 << 63) - 1
+
 _UNITS = {"": 1, "K": 1024, "M": 1024 ** 2, "G": 1024 ** 3, "T": 1024 ** 4}
 _RATE_RE = re.compile(r"(\d+(?:\.\d+)?)\s*([KMGT]?)(?:I?B)?(?:/S)?")
 
 
 def parse_rate(text: str, what: str = "--bwlimit") -> int:
     """Bytes per second of ``50M``, ``1G``, ``512K``, ``1048576`` (K/M/G/T are binary;
-    ``50MiB``, ``50M/s`` are read the same); BadInput (one line, naming ``what``) for anything
-    else or 0."""
+    ``50MiB``, ``50M/s`` are read the same), read exactly; BadInput (one line, naming ``what``)
+    for anything else, 0, or more than the tools below take (``MAX_RATE``)."""
     value = str(text).strip()
+    shown = repr(value if len(value) <= 40 else f"{value[:20]}…({len(value)} characters)")
     match = _RATE_RE.fullmatch(value.upper())
     if not match:
-        raise BadInput(f"{what}: {text!r} is not a rate (bytes per second, e.g. 50M, 1G, "
+        raise BadInput(f"{what}: {shown} is not a rate (bytes per second, e.g. 50M, 1G, "
                        "512K; K/M/G are binary)")
-    rate = int(float(match.group(1)) * _UNITS[match.group(2)])
+    rate = int(Decimal(match.group(1)) * _UNITS[match.group(2)])
     if rate <= 0:
-        raise BadInput(f"{what}: {text!r} is not a positive rate")
+        raise BadInput(f"{what}: {shown} is not a positive rate")
+    if rate > MAX_RATE:
+        raise BadInput(f"{what}: {shown} is more than qemu-img and QEMU take "
+                       f"({MAX_RATE} bytes per second)")
     return rate
 
 

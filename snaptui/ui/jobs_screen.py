@@ -28,7 +28,13 @@ from textual.widgets import DataTable, ProgressBar, Static
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from snaptui.core.engine.jobs import cancel_job, pid_runs_job
-from snaptui.core.engine.journal import JobRecord, StepRecord, jobs_dir, load_job
+from snaptui.core.engine.journal import (
+    JOB_ID_RE,
+    JobRecord,
+    StepRecord,
+    jobs_dir,
+    load_job,
+)
 from snaptui.core.engine.plan import Plan
 from snaptui.core.engine.states import JobStatus, StepState, look, progress_text
 from snaptui.core.engine.workflows import build_steps
@@ -236,6 +242,8 @@ class JobsScreen(ForwardsWorkerFailures, Screen):
             present: set[str] = set()
             for path in jobs_dir().glob("*.jsonl"):
                 job_id = path.stem
+                if not JOB_ID_RE.fullmatch(job_id):
+                    continue  # no job is named so (journal.iter_jobs says it once)
                 try:
                     st = path.stat()
                 except FileNotFoundError:

@@ -18,6 +18,7 @@ from snaptui.core.cleanup.findings import (
     ScanProgress,
 )
 from snaptui.core.errors import BadInput
+from snaptui.core.hosts import refuse_remote_disks
 from snaptui.core.models import DomainInfo
 
 if TYPE_CHECKING:
@@ -38,6 +39,11 @@ class LiveJobs:
     paths: set[str] = field(default_factory=set)
     # every job in the journal (live or not) by domain uuid: (job id, mode, status, facts)
     by_domain: dict[str, list[tuple[str, str, str, dict]]] = field(default_factory=dict)
+    # every job of this host's journal (live or not): what proves an image is ours
+    journal_ids: set[str] = field(default_factory=set)
+    # when each job of the journal last wrote it (its file's mtime): a managed save newer
+    # than its job's last record was not made by that job
+    last_write: dict[str, float] = field(default_factory=dict)
 
     def hold(self, job: JobRecord) -> None:
         """Count a live job: its domain, the images and files it made or will make."""
@@ -63,6 +69,9 @@ def read_jobs(now: float) -> LiveJobs:
 
     live = LiveJobs()
     for job in iter_jobs():
+        live.journal_ids.add(job.job_id)
+        with contextlib.suppress(OSError):
+            live.last_write[job.job_id] = job.path.stat().st_mtime
         uuid = str(job.plan.get("domain_uuid") or "")
         if uuid:
             live.by_domain.setdefault(uuid, []).append(
@@ -81,18 +90,32 @@ def read_jobs(now: float) -> LiveJobs:
 JOB_MAIN = b"snaptui.core.engine.job_main"
 
 
+def _runs_as_us(proc: Path) -> bool:
+    """The process's real, effective, saved and filesystem uids are all ours: anything else
+    (another local user) could name any state dir in its environment."""
+    for line in (proc / "status").read_text().splitlines():
+        if line.startswith("Uid:"):
+            return set(line.split()[1:]) == {str(os.geteuid())}
+    return False
+
+
 def host_job_processes() -> list[tuple[str, int, Path]]:
-    """Snapshot job processes running on this host under any state dir: (job id, pid,
-    journal path). Other users and other SNAPTUI_STATE_DIRs have journals we never list."""
+    """Snapshot job processes running on this host under any state dir, as this snaptui's
+    uid: (job id, pid, journal path). A look-alike of another user is not trusted (its argv
+    and environment are its own to choose); other SNAPTUI_STATE_DIRs have journals we never
+    list."""
+    from snaptui.core.engine.journal import JOB_ID_RE
     from snaptui.core.paths import state_dir
 
     found = []
     for proc in Path("/proc").glob("[0-9]*"):
         with contextlib.suppress(OSError, ValueError, IndexError):
             argv = (proc / "cmdline").read_bytes().split(b"\0")
-            if JOB_MAIN not in argv:
+            if JOB_MAIN not in argv or not _runs_as_us(proc):
                 continue
             job_id = argv[argv.index(JOB_MAIN) + 1].decode()
+            if not JOB_ID_RE.fullmatch(job_id):
+                continue  # not a job id: its argv names no journal
             env = dict(line.split(b"=", 1) for line in
                        (proc / "environ").read_bytes().split(b"\0") if b"=" in line)
             state = env.get(b"SNAPTUI_STATE_DIR")
@@ -149,6 +172,8 @@ class ScanContext:
                     older_than_s: float = DEFAULT_OLDER_THAN_S,
                     on_progress: ProgressCallback | None = None,
                     domains: Iterable[str] | None = None) -> ScanContext:
+        if host is not None:  # its disks must be this host's files
+            refuse_remote_disks(host.uri)
         ctx = cls(host=host, store=store, scan_dirs=scan_dirs, only=only,
                   older_than_s=older_than_s, on_progress=on_progress)
         if host is not None:

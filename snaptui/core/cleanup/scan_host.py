@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from snaptui.core.cleanup.findings import (
     human_age,
 )
 from snaptui.core.engine.locks import domain_lock_holder
+from snaptui.core.engine.owned_jobs import block_job_destination
 from snaptui.core.errors import SnaptuiError
 from snaptui.core.models import DomainInfo
 from snaptui.core.verify_boot import VERIFY_PREFIX
@@ -64,21 +64,45 @@ def _jobs_of(ctx: ScanContext, dom: DomainInfo) -> list[tuple[str, str, str, dic
     return ctx.jobs.by_domain.get(dom.uuid, [])
 
 
+# A managed save is written before its job records ``guest_saved``; allow for coarse mtimes.
+SAVE_CLOCK_SLACK_S = 2.0
+
+
+def _saver(ctx: ScanContext, dom: DomainInfo,
+           saved_at: float | None) -> tuple[tuple[str, str, str, dict[str, Any]] | None, str]:
+    """The job whose managed save this is, or None and why it is nobody's of ours: the job
+    must be unfinished (it saved the guest, and never restarted it) and the save no newer
+    than the job's last journal record."""
+    savers = [j for j in _jobs_of(ctx, dom) if j[3].get("guest_saved")]
+    if not savers:
+        return None, "not saved by snaptui"
+    unfinished = [j for j in savers if not j[3].get("guest_resumed_at")]
+    if not unfinished:
+        return None, (f"not saved by snaptui: job {savers[0][0]}, the last to save it, "
+                      "restarted the guest")
+    for job in unfinished:
+        last = ctx.jobs.last_write.get(job[0])
+        if saved_at is not None and last is not None and saved_at <= last + SAVE_CLOCK_SLACK_S:
+            return job, f"saved by snaptui job {job[0]} ({job[2]}), which never restarted it"
+    return None, (f"not saved by snaptui: newer than job {unfinished[0][0]}, which saved the "
+                  "guest and never restarted it")
+
+
 def _managed_save(ctx: ScanContext, dom: DomainInfo) -> Finding:
     path = managed_save_path(ctx.uri, dom.name)
     age = file_age_s(path, ctx.now) if path else None
     refused = _busy(ctx, dom)
-    saver = next((j for j in _jobs_of(ctx, dom) if j[3].get("guest_saved")), None)
+    saver, whose = _saver(ctx, dom, None if age is None else ctx.now - age)
     words = (f"saved {human_age(age)} ago and never restarted; removing it discards the "
              "guest's saved memory (its next start is a cold boot)")
     if refused:
         safe, reason = False, f"{refused}; {words}"
     elif saver is None:
-        safe, reason = False, f"{words}; not saved by snaptui: kept unless chosen"
+        safe, reason = False, f"{words}; {whose}: kept unless chosen"
     elif not ctx.old_enough(age):
         safe, reason = False, f"{words}; only {human_age(age)} old (--older-than)"
     else:
-        safe, reason = True, f"{words}; saved by snaptui job {saver[0]} ({saver[2]})"
+        safe, reason = True, f"{words}; {whose}"
     return Finding(
         key=f"managed-save:{dom.uuid}", kind=Kind.MANAGED_SAVE,
         location=path or f"{dom.name} (managed save)", size=allocated(path) if path else None,
@@ -121,17 +145,7 @@ def _transient(ctx: ScanContext, dom: DomainInfo) -> Finding | None:
 
 def _mirror_file(dom: libvirt.virDomain, target: str) -> str | None:
     """Destination of the block job on ``target`` (the <mirror> in the live XML)."""
-    root = ET.fromstring(dom.XMLDesc(0))
-    for disk in root.findall("devices/disk"):
-        node = disk.find("target")
-        if node is None or node.get("dev") != target:
-            continue
-        mirror = disk.find("mirror")
-        if mirror is None:
-            return None
-        source = mirror.find("source")
-        return mirror.get("file") or (source.get("file") if source is not None else None)
-    return None
+    return block_job_destination(dom.XMLDesc(0), target)
 
 
 def _block_jobs(ctx: ScanContext, dom: DomainInfo) -> list[Finding]:

@@ -1,14 +1,23 @@
-"""Images left in the store: stuck in queued / saving past the threshold (pre-selected), and
-snapshot images whose instance is not on this host (flagged only, never pre-selected)."""
+"""Images left in the store: stuck in queued / saving past the threshold (pre-selected only
+when a job of this host's journal made them), and snapshot images whose instance is not on this
+host (flagged only, never pre-selected)."""
 
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 from snaptui.core.cleanup.context import ScanContext
-from snaptui.core.cleanup.findings import Finding, Kind, command, human_age, iso_age_s
+from snaptui.core.cleanup.findings import (
+    NOT_OURS,
+    Finding,
+    Kind,
+    command,
+    human_age,
+    iso_age_s,
+)
 from snaptui.core.image_store import ImageStore
 from snaptui.core.models import ImageRecord
 
@@ -33,7 +42,7 @@ def delete_commands(store: ImageStore, image: ImageRecord) -> tuple[str, ...]:
 
 
 def _finding(ctx: ScanContext, store: ImageStore, image: ImageRecord, safe: bool,
-             reason: str, refused: str | None = None) -> Finding:
+             reason: str, refused: str | None = None, *, unowned: bool = False) -> Finding:
     files = library_files(store, image.id)
     return Finding(
         key=f"images:{store.kind}:{image.id}", kind=Kind.IMAGES,
@@ -41,10 +50,27 @@ def _finding(ctx: ScanContext, store: ImageStore, image: ImageRecord, safe: bool
         size=image.size, safe=safe, reason=reason, action="delete image",
         domain=ctx.domain_of_uuid(image.instance_uuid),
         commands=delete_commands(store, image), refused=refused, paths=files,
+        unowned=unowned, label=NOT_OURS if unowned else "",
         details={"image_id": image.id, "name": image.name, "status": image.status,
                  "created_at": image.created_at, "instance_uuid": image.instance_uuid,
-                 "store": store.kind},
+                 "store": store.kind, "snaptui_job": image.properties.get("snaptui_job"),
+                 "snaptui_host": image.properties.get("snaptui_host")},
     )
+
+
+def not_ours(ctx: ScanContext, image: ImageRecord) -> str | None:
+    """Why this image is not proven snaptui's on this host, or None when it is: its
+    snaptui_job names a job of this host's journal, and its snaptui_host (if any) is this
+    host."""
+    job = image.properties.get("snaptui_job")
+    if not job:
+        return f"{NOT_OURS} (no snaptui_job property)"
+    if str(job) not in ctx.jobs.journal_ids:
+        return f"its snaptui_job {str(job)[:64]!r} is not in this host's journal"
+    made_on = image.properties.get("snaptui_host")
+    if made_on and str(made_on) != socket.gethostname():
+        return f"made by a job on another host ({str(made_on)[:64]!r})"
+    return None
 
 
 def _judge(ctx: ScanContext, store: ImageStore, image: ImageRecord,
@@ -55,9 +81,15 @@ def _judge(ctx: ScanContext, store: ImageStore, image: ImageRecord,
         if image.id in ctx.jobs.image_ids:
             why = "a snaptui job still uploading it"
             return _finding(ctx, store, image, False, f"{stuck}; {why}", why)
+        foreign = not_ours(ctx, image)
+        if foreign:  # maybe someone's upload in progress: never pre-selected
+            return _finding(ctx, store, image, False, f"{stuck}; {foreign}: flagged only",
+                            unowned=True)
         if not ctx.old_enough(age):
             return _finding(ctx, store, image, False, f"{stuck}, younger than --older-than")
-        return _finding(ctx, store, image, True, f"{stuck}: an upload that never finished")
+        return _finding(ctx, store, image, True,
+                        f"{stuck}: an upload of snaptui job {image.properties['snaptui_job']} "
+                        "that never finished")
     instance = image.instance_uuid
     if ctx.host is None:
         return None  # without the host's domains, no instance can be called missing

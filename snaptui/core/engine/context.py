@@ -41,6 +41,13 @@ class JobContext:
     current_step: str | None = None
     mute_progress: bool = False  # the demo's pacing reports progress in the step's stead
     cancel_reason: str | None = None  # set with request_cancel(reason): not the operator's
+    undoing: bool = False  # in rollback: a journal write that fails never stops an undo
+    # How long an undo waits for a restarting libvirtd (None: the runner's default); recover,
+    # which runs at every command's start, waits briefly and tries again at the next.
+    undo_retry_s: float | None = None
+    # Undos whose failure is already in the audit log (step -> error), as recover finds them:
+    # a retry that fails the same way again is not audited twice.
+    audited_undo_failures: dict[str, str] = field(default_factory=dict)
     _host: LibvirtHost | None = None
     _store: ImageStore | None = None
     _last_progress: float = 0.0
@@ -96,15 +103,23 @@ class JobContext:
     def record(self, key: FactKey, value: Any) -> None:
         """Remember a fact (a path made, an image id, a time) durably before acting on it."""
         self.facts[key] = value
-        self.journal.append("fact", key=key, value=value)
+        self._journal("fact", key=key, value=value)
 
     def forget(self, key: FactKey) -> None:
         """A made thing is gone again (deleted by its step); undo need not look for it."""
         self.facts.pop(key, None)
-        self.journal.append("fact", key=key, value=None)
+        self._journal("fact", key=key, value=None)
 
     def note(self, text: str) -> None:
-        self.journal.append("note", text=text, step=self.current_step)
+        self._journal("note", text=text, step=self.current_step)
+
+    def _journal(self, event: str, **fields: Any) -> None:
+        """Journal an event: a step fails when it cannot (nothing is done unrecorded); an
+        undo goes on (what it did is found again by ``recover``, undos being idempotent)."""
+        if self.undoing:
+            self.journal.try_append(event, **fields)
+        else:
+            self.journal.append(event, **fields)
 
     def progress(self, done: float, total: float | None, unit: str = "%", **extra: Any) -> None:
         """Report progress of the current step; throttled, the final value always written."""
@@ -115,7 +130,8 @@ class JobContext:
         if not final and now - self._last_progress < PROGRESS_INTERVAL_S:
             return
         self._last_progress = now
-        self.journal.append(
-            "progress", sync=False, step=self.current_step, done=done, total=total, unit=unit,
-            **extra,
-        )
+        try:
+            self.journal.append("progress", sync=False, step=self.current_step, done=done,
+                                total=total, unit=unit, **extra)
+        except OSError:  # a full disk: progress is dropped, the step's end is what counts
+            pass

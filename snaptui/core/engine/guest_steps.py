@@ -89,13 +89,22 @@ def _restore(ctx: JobContext) -> str:
             dom.resume()
             return "resumed"
         if not dom.isActive():
-            dom.create()  # restores from the managed save image when there is one
+            if not dom.hasManagedSaveImage(0):
+                return NOT_AS_LEFT
+            dom.create()  # restores from the managed save image
             return "restarted"
     elif original == "paused":
         if not dom.isActive():
+            if not dom.hasManagedSaveImage(0):
+                return NOT_AS_LEFT
             dom.createWithFlags(libvirt.VIR_DOMAIN_START_PAUSED)
             return "restarted paused"
     return "already " + original
+
+
+# Shut off without the managed save the job left: someone started it from the save and shut
+# it down since (or discarded the save) on purpose; snaptui does not override that.
+NOT_AS_LEFT = "found shut off without its managed save (not as snaptui left it): left shut off"
 
 
 async def restore_guest(ctx: JobContext) -> None:

@@ -10,12 +10,11 @@ import asyncio
 import json
 import logging
 import os
-import re
 import signal
 import sys
 
 from snaptui.core.engine.execute import execute, make_context
-from snaptui.core.engine.journal import JournalWriter, journal_path, load_job
+from snaptui.core.engine.journal import JournalWriter, check_job_id, journal_path, load_job
 from snaptui.core.engine.liveness import close_job
 from snaptui.core.engine.locks import DomainLock
 from snaptui.core.engine.neighbour import lower_job_priority
@@ -52,9 +51,10 @@ def _wait_for_start(job_id: str) -> tuple[bool, str | None]:
 
 def main(argv: list[str]) -> int:
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    job_id = argv[1]
-    if not re.fullmatch(r"[0-9A-Za-z][0-9A-Za-z-]*", job_id):
-        print(f"job_main: bad job id {job_id!r}", file=sys.stderr)
+    try:
+        job_id = check_job_id(argv[1] if len(argv) > 1 else "")
+    except BadInput as err:
+        print(f"job_main: {err}", file=sys.stderr)
         return 2
     auth_state = None
     if argv[2:] == ["--wait"]:

@@ -30,6 +30,8 @@ from snaptui.core.engine.journal import (
     jobs_dir,
     journal_path,
     load_job,
+    open_regular,
+    parse_line,
 )
 from snaptui.core.engine.liveness import INLINE, close_job, mark_active, pid_runs_job
 from snaptui.core.engine.locks import DomainLock
@@ -40,8 +42,10 @@ from snaptui.core.engine.reservations import release as release_reservation
 from snaptui.core.engine.runner import Step
 from snaptui.core.engine.workflows import build_steps
 from snaptui.core.errors import BadInput, NotFound, SnaptuiError
+from snaptui.core.hosts import refuse_remote_disks
 from snaptui.core.image_store import ImageStore
-from snaptui.core.libvirt_host import LibvirtHost
+from snaptui.core.libvirt_host import LibvirtHost, default_uri
+from snaptui.core.priority import DEFAULT_PRIORITY, spawn_prefix
 
 
 async def prepare(request: SnapshotRequest, host: LibvirtHost | None = None,
@@ -58,6 +62,7 @@ async def prepare_with_store(request: SnapshotRequest, host: LibvirtHost | None 
     """``prepare`` (for job ``job_id``, see JobProcess), also returning the image store the
     preflight checked (authenticated); the job's scratch stays reserved (``hold_scratch``)
     until it ends, or until the process that prepared it exits without launching it."""
+    refuse_remote_disks(default_uri(request.uri) if host is None else host.uri)
     own_host = host is None
     host = host or LibvirtHost(request.uri).connect()
     try:
@@ -98,14 +103,16 @@ class JobProcess:
     again; that secret goes through the pipe only, never into a file or argv. ``discard`` (or
     this process ending) closes the pipe: an unused process exits, no journal ever named it."""
 
-    def __init__(self, job_id: str) -> None:
+    def __init__(self, job_id: str, priority: str = DEFAULT_PRIORITY) -> None:
         self.job_id = job_id
         # Its output goes to the job's log from the start (an import error is kept); an unused
         # process removes the empty log again.
         fd = os.open(job_log_path(job_id), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         try:
             self._proc: subprocess.Popen[bytes] | None = subprocess.Popen(  # noqa: S603
-                [*JOB_MAIN, job_id, "--wait"], stdin=subprocess.PIPE, stdout=fd, stderr=fd,
+                # at the job's priority from its first instruction (core/priority.py)
+                [*spawn_prefix(priority), *JOB_MAIN, job_id, "--wait"],
+                stdin=subprocess.PIPE, stdout=fd, stderr=fd,
                 start_new_session=True, close_fds=True,
             )
         finally:
@@ -144,7 +151,7 @@ def launch(plan: Plan, request: SnapshotRequest, steps: list[Step],
         write_header(plan, request, steps).close()
         if process is not None and process.job_id == plan.job_id and process.start(auth_state):
             return plan.job_id
-        if not JobProcess(plan.job_id).start(auth_state):
+        if not JobProcess(plan.job_id, plan.priority).start(auth_state):
             raise SnaptuiError(f"job {plan.job_id}: the job process did not start")
     except BaseException:
         release_reservation(plan.job_id)  # a long-lived launcher (the dashboard) holds none
@@ -231,19 +238,18 @@ def follow(job_id: str, *, poll_s: float = 0.1, timeout_s: float | None = None,
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     pid: int | None = None
     quiet_since = time.monotonic()
-    with open(path, encoding="utf-8") as handle:
-        pending = ""
+    with open_regular(path) as handle:  # bytes: a line torn inside a character is skipped
+        pending = b""
         while True:
             chunk = handle.readline()
             if chunk:
                 quiet_since = time.monotonic()
                 pending += chunk
-                if not pending.endswith("\n"):
+                if not pending.endswith(b"\n"):
                     continue
-                line, pending = pending, ""
-                try:
-                    event = json.loads(line)
-                except json.JSONDecodeError:
+                line, pending = pending, b""
+                event = parse_line(line)
+                if event is None:
                     continue
                 if event.get("event") == "pid":
                     pid = event.get("pid")

@@ -7,28 +7,50 @@ SIGKILL loses at most a progress line.
 
 from __future__ import annotations
 
+import errno
 import json
+import logging
+import math
 import os
-import threading
+import re
+import stat
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from snaptui.core.engine.facts import Fact
+from snaptui.core.engine.journal_writer import JournalWriter as JournalWriter  # re-exported
 from snaptui.core.engine.states import TERMINAL, JobStatus, StepState
-from snaptui.core.errors import SnaptuiError
+from snaptui.core.errors import BadInput, SnaptuiError
 from snaptui.core.paths import private_dir, state_dir
+
+log = logging.getLogger(__name__)
 
 TERMINAL_EVENTS = tuple(str(s) for s in JobStatus if s in TERMINAL)  # their event names
 # The journal's format, written in the header. A journal without one (written before formats
 # were numbered) is format 1; a higher one is a newer snaptui's and is left alone.
 JOURNAL_FORMAT = 1
+# A job id names files (journal, log, active marker) and travels in argv: letters, digits and
+# dashes only (preflight makes ``YYYYmmdd-HHMMSS-hex6``), never a path.
+JOB_ID_RE = re.compile(r"[0-9A-Za-z][0-9A-Za-z-]{0,63}")
+# A last line without its newline is a writer mid-line for this long; older, it is torn.
+TORN_AFTER_S = 2.0
 
 
 class JournalError(SnaptuiError, ValueError):
     """A journal this snaptui cannot read (a newer format, or a header without a plan)."""
+
+
+def check_job_id(job_id: str) -> str:
+    """``job_id`` when it is one snaptui could have made; else BadInput (exit 2) in one line.
+    Every job id from the operator, argv or a file name passes here before it names a file."""
+    if not isinstance(job_id, str) or not JOB_ID_RE.fullmatch(job_id):
+        shown = repr(job_id)[:80]
+        raise BadInput(f"bad job id {shown}: a job id is letters, digits and dashes "
+                       "(e.g. 20260101-120000-a1b2c3)")
+    return job_id
 
 
 def jobs_dir() -> Path:
@@ -36,44 +58,62 @@ def jobs_dir() -> Path:
 
 
 def journal_path(job_id: str) -> Path:
-    return jobs_dir() / f"{job_id}.jsonl"
+    return jobs_dir() / f"{check_job_id(job_id)}.jsonl"
 
 
-class JournalWriter:
-    """Appends events to one job's journal; thread-safe (progress comes from worker threads)."""
+_warned: set[tuple[str, str]] = set()  # (journal, what): each problem is said once a process
 
-    def __init__(self, path: Path):
-        self.path = path
-        self._lock = threading.Lock()
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        self._file = os.fdopen(fd, "a", encoding="utf-8")
 
-    def append(self, event: str, *, sync: bool = True, **fields: Any) -> dict[str, Any]:
-        record = {"t": round(time.time(), 3), "event": event, **fields}
-        line = json.dumps(record, default=str, ensure_ascii=False)
-        with self._lock:
-            self._file.write(line + "\n")
-            self._file.flush()
-            if sync:
-                os.fsync(self._file.fileno())
-        return record
+def _warn_once(path: Path, what: str, message: str) -> None:
+    if (str(path), what) not in _warned:
+        _warned.add((str(path), what))
+        log.warning("journal %s: %s", path.name, message)
 
-    def close(self) -> None:
-        with self._lock:
-            self._file.close()
+
+def parse_line(raw: bytes) -> dict[str, Any] | None:
+    """One journal line as its event, or None when it is not one (undecodable, not JSON, not
+    an object)."""
+    try:
+        event = json.loads(raw.decode("utf-8"))
+    except ValueError:  # UnicodeDecodeError and JSONDecodeError both are
+        return None
+    return event if isinstance(event, dict) else None
+
+
+def open_regular(path: Path) -> BinaryIO:
+    """``path`` opened for reading when it is a regular file; else OSError (a FIFO would
+    block its reader forever, a device is no journal). Opened non-blocking, then checked."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def read_events(path: Path) -> list[dict[str, Any]]:
-    """All complete events of a journal (a torn last line from a crash is ignored)."""
+    """All complete events of a journal. A torn last line (a crash or a full disk cut it, even
+    inside a UTF-8 character) and undecodable lines are skipped, and said once (a warning)."""
     events = []
-    with open(path, encoding="utf-8") as handle:
-        for line in handle:
-            if not line.endswith("\n"):
+    bad = 0
+    with open_regular(path) as handle:
+        for raw in handle:
+            if not raw.endswith(b"\n"):
+                # a writer mid-line, unless the line was left like this a while ago
+                if time.time() - os.fstat(handle.fileno()).st_mtime > TORN_AFTER_S:
+                    _warn_once(path, "torn", "ignored its torn last line (cut off by a "
+                               "crash or a full disk)")
                 break
-            try:
-                events.append(json.loads(line))
-            except json.JSONDecodeError:
+            event = parse_line(raw)
+            if event is None:
+                bad += 1
                 continue
+            events.append(event)
+    if bad:
+        _warn_once(path, "bad", f"ignored {bad} unreadable line(s)")
     return events
 
 
@@ -143,11 +183,11 @@ class JobRecord:
     @property
     def downtime_s(self) -> float | None:
         if "downtime_s" in self.result:
-            return self.result["downtime_s"]
-        stopped = self.facts.get(Fact.GUEST_STOPPED_AT)
+            return _number(self.result["downtime_s"])
+        stopped = _number(self.facts.get(Fact.GUEST_STOPPED_AT))
         if stopped is None:
             return None
-        resumed = self.facts.get(Fact.GUEST_RESUMED_AT) or self.finished or time.time()
+        resumed = _number(self.facts.get(Fact.GUEST_RESUMED_AT)) or self.finished or time.time()
         return max(0.0, resumed - stopped)
 
     def to_json(self) -> dict[str, Any]:
@@ -180,52 +220,94 @@ def format_problem(job_id: str, header: dict[str, Any]) -> str | None:
             f"1 to {JOURNAL_FORMAT}; use the snaptui that started the job")
 
 
+def _number(value: Any) -> float | None:
+    """A finite number from an event, or None (events may come from another host)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+# A progress event's numbers, and the largest each may be (an ETA past this is no ETA).
+PROGRESS_BOUNDS = {"done": 2.0 ** 63, "total": 2.0 ** 63, "read": 2.0 ** 63, "rate": 2.0 ** 63,
+                   "eta_s": 1e9}
+
+
+def _progress(ev: dict[str, Any]) -> dict[str, Any]:
+    """A progress event's fields; a number out of range or of the wrong type is left out."""
+    progress = {}
+    for key, value in ev.items():
+        if key in ("event", "step"):
+            continue
+        if key in PROGRESS_BOUNDS:
+            number = _number(value)
+            if number is None or not 0 <= number <= PROGRESS_BOUNDS[key]:
+                continue
+        elif key == "unit" and not isinstance(value, str):
+            continue
+        progress[key] = value
+    return progress
+
+
 def fold(job_id: str, path: Path, events: list[dict[str, Any]]) -> JobRecord:
-    """Replay events into a JobRecord; an unknown format stops at the header (format_error)."""
+    """Replay events into a JobRecord; an unknown format stops at the header (format_error).
+    Any event is taken without raising (a remote host's or a damaged journal's): a field of
+    the wrong type counts as missing."""
     job = JobRecord(job_id=job_id, path=path, events=len(events))
     for ev in events:
         if not isinstance(ev, dict):
             continue
         kind = ev.get("event")
-        t = ev.get("t")
+        t = _number(ev.get("t"))
         step = job.step(str(ev.get("step"))) if "step" in ev else None
         if kind == "job":
             job.format_error = format_problem(job_id, ev)
             if job.format_error:
                 job.error = job.format_error
                 return job
-            job.plan = ev.get("plan") or {}
-            job.request = ev.get("request") or {}
+            job.plan = _dict(ev.get("plan"))
+            job.request = _dict(ev.get("request"))
+            steps = ev.get("steps")
             job.steps = [StepRecord(str(s.get("name", "?")), str(s.get("title") or s.get("name")))
-                         for s in ev.get("steps") or [] if isinstance(s, dict)]
+                         for s in (steps if isinstance(steps, list) else [])
+                         if isinstance(s, dict)]
             job.started = t
             job.status = JobStatus.PENDING
         elif kind == "pid":
-            job.pid = ev.get("pid")
+            pid = ev.get("pid")
+            job.pid = pid if isinstance(pid, int) and not isinstance(pid, bool) and pid > 0 \
+                else None
             job.status = JobStatus.RUNNING
-        elif kind == "fact" and "key" in ev:
+        elif kind == "fact" and isinstance(ev.get("key"), str):
             job.facts[ev["key"]] = ev.get("value")
         elif kind == "note":
-            job.notes.append(ev.get("text", ""))
+            job.notes.append(str(ev.get("text", "")))
         elif step is not None and kind == "step_started":
             step.state, step.started = StepState.RUNNING, t
         elif step is not None and kind == "progress":
-            step.progress = {k: v for k, v in ev.items() if k not in ("event", "step")}
+            step.progress = _progress(ev)
         elif step is not None and kind == "step_finished":
             step.state, step.finished = StepState.DONE, t
         elif step is not None and kind == "step_failed":
-            step.state, step.finished, step.error = StepState.FAILED, t, ev.get("error")
+            step.state, step.finished, step.error = StepState.FAILED, t, _text(ev.get("error"))
         elif step is not None and kind == "undo_started":
             step.state = StepState.UNDOING
         elif step is not None and kind == "step_undone":
             step.state = StepState.UNDONE
         elif step is not None and kind == "undo_failed":
-            step.state, step.error = StepState.UNDO_FAILED, ev.get("error")
+            step.state, step.error = StepState.UNDO_FAILED, _text(ev.get("error"))
         elif kind == "recovering":
             job.recovered = True
         elif kind in TERMINAL_EVENTS:
             job.status, job.finished = JobStatus(kind), t
-            job.error = ev.get("error")
+            job.error = _text(ev.get("error"))
             job.result = {k: v for k, v in ev.items() if k not in ("t", "event")}
     return job
 
@@ -235,8 +317,24 @@ def load_job(job_id: str) -> JobRecord:
     return fold(job_id, path, read_events(path))
 
 
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
 def iter_jobs() -> Iterator[JobRecord]:
-    """Every job in the journal directory, newest first."""
-    paths = sorted(jobs_dir().glob("*.jsonl"), key=lambda p: p.stat().st_mtime, reverse=True)
+    """Every job in the journal directory, newest first; a file that is not a job's journal
+    (a name no job has, a directory, unreadable) is skipped and said once."""
+    paths = sorted(jobs_dir().glob("*.jsonl"), key=_mtime, reverse=True)
     for path in paths:
-        yield fold(path.stem, path, read_events(path))
+        if not JOB_ID_RE.fullmatch(path.stem):
+            _warn_once(path, "name", "skipped: not named like a job")
+            continue
+        try:
+            events = read_events(path)
+        except OSError as err:
+            _warn_once(path, "unreadable", f"skipped: {err.strerror or err}")
+            continue
+        yield fold(path.stem, path, events)

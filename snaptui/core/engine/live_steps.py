@@ -17,6 +17,7 @@ from snaptui.core.engine.context import JobContext
 from snaptui.core.engine.disk_steps import convert_action, remove_output, unlink_quietly
 from snaptui.core.engine.facts import DiskFact, Fact
 from snaptui.core.engine.neighbour import block_copy_params
+from snaptui.core.engine.owned_jobs import foreign_block_job, foreign_domain_job
 from snaptui.core.engine.plan import DiskPlan, Plan
 from snaptui.core.engine.runner import Action, StepFn
 from snaptui.core.errors import HypervisorError
@@ -54,16 +55,25 @@ def remove_delta(disk: DiskPlan) -> Action:
 
 def _remove_delta(disk: DiskPlan) -> StepFn:
     async def run(ctx: JobContext) -> None:
-        await asyncio.to_thread(_abort_job_if_any, ctx, disk.target)
+        await asyncio.to_thread(_abort_job_if_any, ctx, disk)
         unlink_quietly(disk.delta_path)
         ctx.forget(DiskFact.DELTA.of(disk.target))
     return run
 
 
-def _abort_job_if_any(ctx: JobContext, target: str) -> None:
+def _abort_job_if_any(ctx: JobContext, disk: DiskPlan) -> None:
+    """Abort the block job on the disk when it copies to this plan's delta; a block job of
+    someone else's (a migration, a blockcommit) is left running, and noted."""
     dom = ctx.domain()
+    target = disk.target
     try:
-        if dom.isActive() and dom.blockJobInfo(target, 0):
+        if not dom.isActive():
+            return
+        foreign = foreign_block_job(dom, target, disk.delta_path)
+        if foreign is not None:
+            ctx.note(foreign)
+            return
+        if dom.blockJobInfo(target, 0):
             dom.blockJobAbort(target, 0)
     except libvirt.libvirtError as err:
         if "does not have an active block job" not in (err.get_error_message() or ""):
@@ -108,7 +118,7 @@ def block_copy(disk: DiskPlan) -> Action:
             await asyncio.sleep(POLL_S)
 
     async def undo(ctx: JobContext) -> None:
-        await asyncio.to_thread(_abort_job_if_any, ctx, disk.target)
+        await asyncio.to_thread(_abort_job_if_any, ctx, disk)
         ctx.forget(DiskFact.BLOCK_JOB.of(disk.target))
     return Action(run, undo)
 
@@ -116,7 +126,7 @@ def block_copy(disk: DiskPlan) -> Action:
 def abort_copy(disk: DiskPlan) -> Action:
     """blockJobAbort without pivot: the guest keeps its disk, the delta holds the copy."""
     async def run(ctx: JobContext) -> None:
-        await asyncio.to_thread(_abort_job_if_any, ctx, disk.target)
+        await asyncio.to_thread(_abort_job_if_any, ctx, disk)
         ctx.forget(DiskFact.BLOCK_JOB.of(disk.target))
     return Action(run)
 
@@ -153,9 +163,17 @@ def _backup_xml(plan: Plan, disks: list[DiskPlan], all_targets: list[str]) -> st
     return f"<domainbackup mode='push'><disks>{''.join(parts)}</disks></domainbackup>"
 
 
-def _abort_backup_if_any(ctx: JobContext) -> None:
+def _abort_backup_if_any(ctx: JobContext, disks: list[DiskPlan]) -> None:
+    """Abort the guest's backup job when it writes this plan's backup files; any other
+    domain job (the operator's backup, a migration) is left running, and noted."""
     dom = ctx.domain()
-    if dom.isActive() and dom.jobInfo()[0] != libvirt.VIR_DOMAIN_JOB_NONE:
+    if not dom.isActive():
+        return
+    foreign = foreign_domain_job(dom, [str(d.backup_path) for d in disks if d.backup_path])
+    if foreign is not None:
+        ctx.note(foreign)
+        return
+    if dom.jobInfo()[0] != libvirt.VIR_DOMAIN_JOB_NONE:
         try:
             dom.abortJob()
         except libvirt.libvirtError as err:
@@ -208,7 +226,7 @@ def backup_disks(disks: list[DiskPlan], all_targets: list[str]) -> Action:
 
     async def undo(ctx: JobContext) -> None:
         await quiesce.thaw_guest(ctx)  # killed while frozen: recover thaws here
-        await asyncio.to_thread(_abort_backup_if_any, ctx)
+        await asyncio.to_thread(_abort_backup_if_any, ctx, disks)
         ctx.forget(Fact.BACKUP_JOB)
         for disk in disks:
             unlink_quietly(disk.backup_path)

@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from snaptui.core.engine.journal import JournalWriter, jobs_dir, load_job
+from snaptui.core.engine.journal import JournalWriter, check_job_id, jobs_dir, load_job
 from snaptui.core.paths import private_dir
 
 if TYPE_CHECKING:
@@ -25,18 +25,20 @@ def active_dir() -> Path:
 
 
 def mark_active(job_id: str) -> None:
-    (active_dir() / job_id).touch(mode=0o600)
+    (active_dir() / check_job_id(job_id)).touch(mode=0o600)
 
 
 def clear_active(job_id: str) -> None:
-    (active_dir() / job_id).unlink(missing_ok=True)
+    (active_dir() / check_job_id(job_id)).unlink(missing_ok=True)
 
 
 def close_job(job_id: str, journal: JournalWriter) -> None:
     """The job reached its end: close the journal; drop its active marker unless an undo
-    failed (then ``recover`` retries that undo later, e.g. once Glance answers again)."""
+    failed (then ``recover`` retries that undo later, e.g. once Glance answers again) or its
+    end could not be written (a full disk: ``recover`` ends it)."""
     journal.close()
-    if not load_job(job_id).undo_failed:
+    job = load_job(job_id)
+    if job.terminal and not job.undo_failed:
         clear_active(job_id)
     INLINE.pop(job_id, None)
 

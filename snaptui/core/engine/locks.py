@@ -34,8 +34,11 @@ class DomainLock:
             os.close(fd)
             raise BadInput(f"{domain_name or 'the domain'} already has a snapshot job running "
                            f"({holder or 'another process'})") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"job {self.owner} pid {os.getpid()}\n".encode(), 0)
+        try:  # who holds it, for the message of a refused job; a full disk leaves it unsaid
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"job {self.owner} pid {os.getpid()}\n".encode(), 0)
+        except OSError:
+            pass
         self._fd = fd
         return self
 

@@ -15,7 +15,7 @@ import libvirt
 from snaptui.core.engine.plan import Plan
 from snaptui.core.errors import BadInput
 from snaptui.core.priority import PRIORITIES, apply_priority
-from snaptui.core.throttle import RateLimiter
+from snaptui.core.throttle import MAX_RATE, RateLimiter
 
 
 def neighbour_fields(priority: str, bwlimit: int | None) -> dict[str, Any]:
@@ -23,9 +23,9 @@ def neighbour_fields(priority: str, bwlimit: int | None) -> dict[str, Any]:
     if priority not in PRIORITIES:
         raise BadInput(f"unknown priority {priority!r} (one of {', '.join(PRIORITIES)})")
     if bwlimit is not None and (isinstance(bwlimit, bool) or not isinstance(bwlimit, int)
-                                or bwlimit <= 0):
-        raise BadInput(f"--bwlimit must be a positive number of bytes per second, not "
-                       f"{bwlimit!r}")
+                                or not 0 < bwlimit <= MAX_RATE):
+        raise BadInput(f"--bwlimit must be a positive number of bytes per second up to "
+                       f"{MAX_RATE}, not {str(bwlimit)[:40]!r}")
     return {"priority": priority, "bwlimit": bwlimit}
 
 

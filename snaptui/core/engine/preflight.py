@@ -32,6 +32,7 @@ from snaptui.core.engine.plan import (
 from snaptui.core.engine.preflight_quiesce import quiesce_and_verify
 from snaptui.core.engine.preflight_stream import choose_stream, socket_path
 from snaptui.core.engine.reservations import reserve
+from snaptui.core.engine.state_space import check_state_space
 from snaptui.core.errors import BadInput, NotFound, QemuImgError
 from snaptui.core.image_store import ImageStore
 from snaptui.core.libvirt_host import LibvirtHost
@@ -326,6 +327,7 @@ async def preflight(request: SnapshotRequest, host: LibvirtHost,
             cow_path=str(scratch / f"{base}.cow.qcow2") if stream else None,
         ))
     check_space(scratch, needed, "the extracted image")
+    check_state_space(scratch, needed)  # the journal's room too (issue 23)
     keep_dir = None
     if request.keep_local:
         keep_dir = Path(request.keep_local) if len(disks) > 1 else Path(request.keep_local).parent

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from typing import Any
@@ -14,6 +15,9 @@ from snaptui.core.libvirt_host import LibvirtHost
 from snaptui.core.models import DomainInfo, DomainState
 from snaptui.core.paths import scratch_dir
 
+# A boot check that has not answered in a day never will (and nan or inf never times out).
+MAX_VERIFY_TIMEOUT_S = 24 * 3600.0
+
 
 def check_verify_options(console: str | None, timeout: float, accel: str | None) -> None:
     """BadInput for a verify option that cannot work (also used by ``snaptui verify``)."""
@@ -22,8 +26,10 @@ def check_verify_options(console: str | None, timeout: float, accel: str | None)
             re.compile(console)
         except re.error as err:
             raise BadInput(f"--verify-console: not a regular expression ({err})") from None
-    if not timeout or timeout <= 0:
-        raise BadInput("--verify-timeout must be more than 0 seconds")
+    if (isinstance(timeout, bool) or not isinstance(timeout, int | float)
+            or not math.isfinite(timeout) or not 0 < timeout <= MAX_VERIFY_TIMEOUT_S):
+        raise BadInput(f"--verify-timeout must be more than 0 seconds and at most "
+                       f"{MAX_VERIFY_TIMEOUT_S:.0f}, not {str(timeout)[:40]}")
     if accel is not None and accel not in VERIFY_ACCELS:
         raise BadInput(f"--verify-accel must be one of {', '.join(VERIFY_ACCELS)}")
     if accel == "kvm" and not os.path.exists("/dev/kvm"):

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import logging
 import os
 import shutil
 import time
@@ -25,11 +26,13 @@ from typing import Any
 
 import humanize
 
-from snaptui.core.engine.journal import journal_path, load_job
+from snaptui.core.engine.journal import JOB_ID_RE, journal_path, load_job
 from snaptui.core.engine.liveness import pid_runs_job
 from snaptui.core.errors import BadInput, SnaptuiError
 from snaptui.core.paths import private_dir, state_dir
 from snaptui.core.settings import MAX_CONCURRENT_KEY, config_path, max_concurrent_jobs
+
+log = logging.getLogger(__name__)
 
 RESERVATIONS = "reservations.json"
 JOB_MAIN_MODULE = b"snaptui.core.engine.job_main"
@@ -92,6 +95,8 @@ def _job_processes() -> set[str]:
 
 
 def _live(job_id: str, entry: dict[str, Any], job_processes: set[str]) -> bool:
+    if not JOB_ID_RE.fullmatch(job_id):
+        return False  # no job of ours is named so: drop the entry
     launcher_runs = bool(entry.get("pid")) and _start_time(entry["pid"]) == entry.get("start")
     journal = journal_path(job_id)
     if not journal.exists():
@@ -160,9 +165,14 @@ def reserve(job_id: str, domain: str, scratch: Path, needed: int,
 
 
 def release(job_id: str) -> None:
-    """Drop the job's reservation (its end, or a dry run's preflight)."""
-    with _locked() as entries:
-        entries.pop(job_id, None)
+    """Drop the job's reservation (its end, or a dry run's preflight). On a full disk it
+    stays in the file, where it counts no more once its job has ended."""
+    try:
+        with _locked() as entries:
+            entries.pop(job_id, None)
+    except OSError as err:
+        log.warning("could not release the scratch reservation of job %s: %s", job_id,
+                    err.strerror or err)
 
 
 def reserved() -> dict[str, dict[str, Any]]:

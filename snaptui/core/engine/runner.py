@@ -122,7 +122,8 @@ def _connection_lost(exc: BaseException) -> bool:
 async def _undo(ctx: JobContext, step: Step) -> None:
     """Run one undo; while libvirtd is restarting, reconnect and try again (undo is idempotent)."""
     assert step.undo is not None
-    deadline = time.monotonic() + UNDO_RETRY_S
+    deadline = time.monotonic() + (UNDO_RETRY_S if ctx.undo_retry_s is None
+                                   else ctx.undo_retry_s)
     delay = 0.5
     while True:
         try:
@@ -138,25 +139,35 @@ async def _undo(ctx: JobContext, step: Step) -> None:
 
 
 async def rollback(ctx: JobContext, started: Sequence[Step]) -> list[str]:
-    """Undo started steps in reverse; every undo runs even if an earlier one fails."""
+    """Undo started steps in reverse; every undo runs even if an earlier one fails, and even
+    when the journal cannot be written (a full disk): the guest's restart never waits on it.
+    What could not be journaled is redone by ``recover`` later (every undo is idempotent)."""
     problems = []
-    for step in reversed(started):
-        if step.undo is None:
-            continue
-        ctx.current_step = step.name
-        ctx.journal.append("undo_started", step=step.name)
-        _audit(ctx, step, "started", undo=True)
-        try:
-            await _undo(ctx, step)
-        except Exception as exc:  # keep undoing: the guest's restart is the last and most vital
-            message = describe_error(exc)
-            problems.append(f"{step.name}: {message}")
-            ctx.journal.append("undo_failed", step=step.name, error=message)
-            _audit(ctx, step, "failed", undo=True, error=message)
-            log.exception("undo of %s failed", step.name)
-        else:
-            ctx.journal.append("step_undone", step=step.name)
-            _audit(ctx, step, "undone", undo=True)
+    journal = ctx.journal
+    ctx.undoing = True
+    try:
+        for step in reversed(started):
+            if step.undo is None:
+                continue
+            ctx.current_step = step.name
+            journal.try_append("undo_started", step=step.name)
+            failed_before = ctx.audited_undo_failures.get(step.name)
+            if failed_before is None:  # a retry of an audited failure is no news yet
+                _audit(ctx, step, "started", undo=True)
+            try:
+                await _undo(ctx, step)
+            except Exception as exc:  # keep undoing: the guest's restart is the most vital
+                message = describe_error(exc)
+                problems.append(f"{step.name}: {message}")
+                journal.try_append("undo_failed", step=step.name, error=message)
+                if message != failed_before:
+                    _audit(ctx, step, "failed", undo=True, error=message)
+                log.exception("undo of %s failed", step.name)
+            else:
+                journal.try_append("step_undone", step=step.name)
+                _audit(ctx, step, "undone", undo=True)
+    finally:
+        ctx.undoing = False
     return problems
 
 
@@ -184,15 +195,16 @@ async def run_steps(ctx: JobContext, steps: Sequence[Step],
             exc, JobCancelled | asyncio.CancelledError | KeyboardInterrupt)
         message = (ctx.cancel_reason or "cancelled by the operator") if cancelled \
             else describe_error(exc)
-        if ctx.current_step is not None:
-            ctx.journal.append("step_failed", step=ctx.current_step, error=message)
+        if ctx.current_step is not None:  # a full disk may refuse it: the undo runs anyway
+            ctx.journal.try_append("step_failed", step=ctx.current_step, error=message)
             if started and started[-1].name == ctx.current_step:
                 _audit(ctx, started[-1], "failed", error=message)
         problems = await asyncio.shield(rollback(ctx, started))
         extra: dict[str, Any] = {"undo_problems": problems} if problems else {}
         by_operator = cancelled and ctx.cancel_reason is None
-        ctx.journal.append("cancelled" if by_operator else "failed", error=message,
-                           downtime_s=downtime(ctx), **extra)
+        # Unwritten, the job stays active and recover ends it (its undos are idempotent).
+        ctx.journal.try_append("cancelled" if by_operator else "failed", error=message,
+                               downtime_s=downtime(ctx), **extra)
         if not isinstance(exc, Exception | asyncio.CancelledError):
             raise
         return False

@@ -5,6 +5,9 @@ Built from a Plan alone (``build_steps``), so ``recover`` rebuilds the same step
 
 from __future__ import annotations
 
+import asyncio
+
+from snaptui.core import nbd_export
 from snaptui.core.engine import disk_steps as disk
 from snaptui.core.engine import guest_steps as guest
 from snaptui.core.engine import live_steps as live
@@ -12,10 +15,12 @@ from snaptui.core.engine import quiesce_steps as quiesce
 from snaptui.core.engine import stream_steps as streamed
 from snaptui.core.engine import upload_steps as upload
 from snaptui.core.engine import verify_steps as verify
-from snaptui.core.engine.facts import DiskFact
+from snaptui.core.engine.context import JobContext
+from snaptui.core.engine.facts import DiskFact, Fact
 from snaptui.core.engine.neighbour import virsh_bandwidth_args
+from snaptui.core.engine.owned_jobs import foreign_domain_job
 from snaptui.core.engine.plan import DiskPlan, Mode, Plan
-from snaptui.core.engine.runner import Step
+from snaptui.core.engine.runner import Action, Step
 
 
 def _cmd(*argv: object) -> tuple[str, ...]:
@@ -147,7 +152,8 @@ def _stream(plan: Plan, all_targets: list[str]) -> list[Step]:
     assert plan.nbd_socket
     name, sock = plan.domain_name, plan.nbd_socket
     steps = [Step("export", "Export disks over NBD (libvirt backup, pull mode)",
-                  streamed.export(all_targets), interruptible=False, destructive=True,
+                  _own_export_only(streamed.export(all_targets)), interruptible=False,
+                  destructive=True,
                   equivalent=_cmd("virsh", "backup-begin", name, "backup-pull.xml",
                                   "--reuse-external"))]
     for d in plan.disks:
@@ -163,6 +169,31 @@ def _stream(plan: Plan, all_targets: list[str]) -> list[Step]:
                       interruptible=False, destructive=True,
                       equivalent=_cmd("virsh", "domjobabort", name)))
     return steps
+
+
+def _own_export_only(action: Action) -> Action:
+    """The export's undo ends the domain's backup job only when it is this job's (its scratch
+    files are the plan's CoW files): an operator's backup begun since is left, and noted;
+    this job's own files are removed either way."""
+    assert action.undo is not None
+    own_undo = action.undo
+
+    def foreign(ctx: JobContext) -> str | None:
+        dom = ctx.domain()
+        if not dom.isActive():
+            return None
+        return foreign_domain_job(dom, [str(d.cow_path) for d in ctx.plan.disks if d.cow_path])
+
+    async def undo(ctx: JobContext) -> None:
+        why = await asyncio.to_thread(foreign, ctx)
+        if why is None:
+            await own_undo(ctx)
+            return
+        ctx.note(why)
+        await quiesce.thaw_guest(ctx)
+        await asyncio.to_thread(nbd_export.remove_files, streamed.export_paths(ctx.plan))
+        ctx.forget(Fact.BACKUP_JOB)
+    return Action(action.run, undo, action.argv)
 
 
 def _image_step(plan: Plan, d: DiskPlan) -> Step:
