@@ -59,7 +59,8 @@ def test_snapshot_of_a_running_guest_with_no_settings(operator_env, make_domain,
     owner = qemu_users.ownership(disk)
     assert owner[0] == qemu_users.qemu_process_uid(lab.name)
     # reading a disk QEMU owns changes nothing
-    for argv in (("info", lab.name, "--json"), ("domains", "--json")):
+    for argv in (("info", lab.name, "--json"), ("domains", "--json"),
+                 ("cleanup", "--dry-run", "--json", "--only", "internal,scratch")):
         proc = _cli(operator_env, *argv)
         assert proc.returncode == 0, proc.stderr
         assert qemu_users.ownership(disk) == owner

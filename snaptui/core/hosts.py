@@ -32,10 +32,7 @@ class HostSpec:
     @property
     def transport(self) -> str:
         """The URI scheme's transport: "ssh" for qemu+ssh://, "" for a local URI."""
-        if not self.uri:
-            return ""
-        scheme = urlsplit(self.uri).scheme
-        return scheme.partition("+")[2]
+        return uri_transport(self.uri)
 
     @property
     def remote(self) -> bool:
@@ -51,6 +48,11 @@ class HostSpec:
 
 
 LOCAL_TRANSPORTS = ("", "unix")
+
+
+def uri_transport(uri: str | None) -> str:
+    """A libvirt URI's transport: "ssh" for qemu+ssh://, "" for qemu:///system."""
+    return urlsplit(uri).scheme.partition("+")[2] if uri else ""
 
 
 def refuse_remote_disks(uri: str | None) -> None:

@@ -34,6 +34,7 @@ from snaptui.core.engine.preflight_stream import choose_stream, socket_path
 from snaptui.core.engine.reservations import reserve
 from snaptui.core.engine.state_space import check_state_space
 from snaptui.core.errors import BadInput, NotFound, QemuImgError
+from snaptui.core.hosts import uri_transport
 from snaptui.core.image_store import ImageStore
 from snaptui.core.libvirt_host import LibvirtHost
 from snaptui.core.models import DiskInfo, DomainInfo, DomainState, ImageFileInfo
@@ -99,7 +100,10 @@ def available_modes(info: DomainInfo, host: LibvirtHost,
 
 
 def qemu_scratch_blocked(host: LibvirtHost, info: DomainInfo) -> str | None:
-    """Why QEMU (as libvirt runs it for this domain) cannot use the scratch dir, or None."""
+    """Why QEMU (as libvirt runs it for this domain) cannot use the scratch dir, or None.
+    A host reached over SSH runs its jobs through its own snaptui, which checks its own."""
+    if uri_transport(host.uri) == "ssh":
+        return None
     return qemu_access.unreachable(scratch_dir(), host.qemu_identity(info.uuid))
 
 
