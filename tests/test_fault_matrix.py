@@ -39,6 +39,7 @@ from typing import Any
 
 import libvirt
 import pytest
+from fault_seam import snaptui_faults as faults
 from fault_tools import (
     MID_STEP_BWLIMIT,
     STATE_NAMES,
@@ -60,7 +61,6 @@ from fault_tools import (
 )
 from glance_proxy import CREATE, FAULT_CLOUD, UPLOAD, ProxiedCloud, Rule, start_proxied_cloud
 
-from snaptui.core import faults
 from snaptui.core.engine.jobs import cancel_job, get_job, job_log_path, launch, prepare
 from snaptui.core.engine.plan import DiskPlan, Mode, Plan, SnapshotRequest
 from snaptui.core.engine.recover import recover
@@ -269,7 +269,7 @@ class Injector:
             scratch = self.stack.enter_context(tmpfs(small, "96M", 0o711))
             self.monkeypatch.setenv("SNAPTUI_SCRATCH_DIR", str(scratch))
         if c.kind in AGENT_FAULTS:
-            self.monkeypatch.setenv(faults.ENV, AGENT_FAULTS[c.kind])
+            faults.install_in(self.monkeypatch, AGENT_FAULTS[c.kind])
         call = QEMU_IMG_CALL.get(c.kind)
         if call and (c.kind, c.fault) not in MID_STEP and (
                 c.fault != "enospc" or c.kind == "convert"):

@@ -1,4 +1,4 @@
-"""libvirt calls that fail in restart, freeze, abort and thaw (``SNAPTUI_FAULT``, core/faults.py).
+"""libvirt calls that fail in restart, freeze, abort and thaw (``SNAPTUI_FAULT``, tests/fault_seam).
 
 The real lab cannot be made to refuse these on demand: libvirtd restores a managed save and
 aborts a block job whenever asked, and the lab's guests have no agent, so a freeze never
@@ -16,9 +16,9 @@ from pathlib import Path
 
 import libvirt
 import pytest
+from fault_seam import snaptui_faults as faults
 from fault_tools import assert_lab_clean, capture, journal_events
 
-from snaptui.core import faults
 from snaptui.core.engine.jobs import follow, get_job, launch, prepare
 from snaptui.core.engine.plan import Mode, SnapshotRequest
 from snaptui.core.image_library import ImageLibrary
@@ -26,7 +26,7 @@ from snaptui.core.image_library import ImageLibrary
 
 def run_job(lab, tmp_path: Path, mode: Mode, monkeypatch: pytest.MonkeyPatch,
             fault: str) -> tuple[str, dict]:
-    monkeypatch.setenv(faults.ENV, fault)  # inherited by the detached job process
+    faults.install_in(monkeypatch, fault)  # inherited by the detached job process
     request = SnapshotRequest(domain=lab.name, name=f"snaptui-test-injected-{mode}", mode=mode,
                               destination="library", library_dir=str(tmp_path / "lib"))
     plan, steps = asyncio.run(prepare(request))

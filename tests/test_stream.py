@@ -234,12 +234,11 @@ def test_quiesce_freezes_around_backup_begin_only(make_domain, store, own_images
     """--quiesce auto: frozen just before the export begins and thawed right after it, inside
     the export step (the lab's guests have no agent: the freeze and thaw are made to succeed
     with SNAPTUI_FAULT, as in tests/test_injected_faults.py)."""
+    from fault_seam import snaptui_faults as faults
     from fault_tools import journal_events
 
-    from snaptui.core import faults
-
     lab = make_domain(state="running")
-    monkeypatch.setenv(faults.ENV, "export:fsFreeze=ok,export:fsThaw=ok")
+    faults.install_in(monkeypatch, "export:fsFreeze=ok,export:fsThaw=ok")
     request = SnapshotRequest(domain=lab.name, name=NAME, out_format="raw",
                               destination="glance")
     job_id, last, _ = run_watched(request, lab.dom)

@@ -27,6 +27,10 @@ class NotFound(BadInput):
     """A domain, disk, path or image that does not exist."""
 
 
+class DomainBusy(BadInput):
+    """Another snaptui job (or recover, or cleanup) holds the domain's lock."""
+
+
 class QemuImgError(SnaptuiError):
     """qemu-img failed; the message is qemu-img's own."""
 

@@ -21,7 +21,7 @@ from snaptui.core.cleanup.context import open_files
 from snaptui.core.cleanup.findings import Finding, Kind, RemovalResult, allocated_total
 from snaptui.core.engine.journal import iter_jobs
 from snaptui.core.engine.locks import DomainLock
-from snaptui.core.errors import BadInput, NotFound, SnaptuiError
+from snaptui.core.errors import BadInput, DomainBusy, NotFound, SnaptuiError
 from snaptui.core.libvirt_host import error_message
 
 if TYPE_CHECKING:
@@ -46,7 +46,7 @@ def _domain_locked(finding: Finding) -> Iterator[None]:
     lock = DomainLock(uuid, f"cleanup pid {os.getpid()}")
     try:
         lock.acquire(finding.domain or "")
-    except BadInput as err:
+    except DomainBusy as err:
         raise Refused(str(err)) from None
     try:
         yield

@@ -13,13 +13,16 @@ from typing import TYPE_CHECKING, Any
 from snaptui.core.engine.facts import FactKey
 from snaptui.core.engine.journal import JournalWriter
 from snaptui.core.engine.plan import Plan
-from snaptui.core.faults import wrap_domain
 
 if TYPE_CHECKING:
     from snaptui.core.image_store import ImageStore
     from snaptui.core.libvirt_host import LibvirtHost
 
 log = logging.getLogger(__name__)
+
+# Functions (domain, current step name) -> domain object that a test installs in a job process
+# to inject faults libvirt cannot be made to produce (tests/fault_seam/); empty in production.
+DOMAIN_WRAPPERS: list[Callable[[Any, Callable[[], str | None]], Any]] = []
 
 PROGRESS_INTERVAL_S = 0.2  # at most 5 journal lines a second per step, at least 2 while it moves
 
@@ -76,8 +79,12 @@ class JobContext:
             pass
 
     def domain(self):
-        """The libvirt domain object of this job (looked up by uuid; see core/faults.py)."""
-        return wrap_domain(self.host.lookup(self.plan.domain_uuid), lambda: self.current_step)
+        """The libvirt domain object of this job (looked up by uuid), through any wrapper a
+        test installed (``DOMAIN_WRAPPERS``)."""
+        dom = self.host.lookup(self.plan.domain_uuid)
+        for wrap in DOMAIN_WRAPPERS:
+            dom = wrap(dom, lambda: self.current_step)
+        return dom
 
     @property
     def cancel_event(self) -> asyncio.Event:

@@ -20,7 +20,7 @@ from snaptui.core.engine.locks import DomainLock
 from snaptui.core.engine.neighbour import lower_job_priority
 from snaptui.core.engine.plan import Plan
 from snaptui.core.engine.reservations import release
-from snaptui.core.errors import BadInput, SnaptuiError
+from snaptui.core.errors import BadInput, DomainBusy, SnaptuiError
 
 
 async def _run(ctx) -> bool:
@@ -85,7 +85,7 @@ def _locked_run(job_id: str, plan: Plan, auth_state: str | None, priority_note: 
     lock = DomainLock(plan.domain_uuid, job_id)
     try:
         lock.acquire(plan.domain_name)
-    except BadInput as err:
+    except DomainBusy as err:
         return _not_started(job_id, str(err))
     try:
         if load_job(job_id).terminal:  # recover finished it while we waited for the lock

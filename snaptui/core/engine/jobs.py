@@ -41,7 +41,7 @@ from snaptui.core.engine.recover import recover_job
 from snaptui.core.engine.reservations import release as release_reservation
 from snaptui.core.engine.runner import Step
 from snaptui.core.engine.workflows import build_steps
-from snaptui.core.errors import BadInput, NotFound, SnaptuiError
+from snaptui.core.errors import BadInput, DomainBusy, NotFound, SnaptuiError
 from snaptui.core.hosts import refuse_remote_disks
 from snaptui.core.image_store import ImageStore
 from snaptui.core.libvirt_host import LibvirtHost, default_uri
@@ -183,7 +183,7 @@ def run_inline(plan: Plan, request: SnapshotRequest, steps: list[Step], *,
         lock = DomainLock(plan.domain_uuid, plan.job_id)
         try:
             lock.acquire(plan.domain_name)
-        except BadInput as err:
+        except DomainBusy as err:
             journal.append("failed", error=str(err))
             close_job(plan.job_id, journal)
             release_reservation(plan.job_id)

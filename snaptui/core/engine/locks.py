@@ -9,7 +9,7 @@ import fcntl
 import os
 from pathlib import Path
 
-from snaptui.core.errors import BadInput
+from snaptui.core.errors import DomainBusy
 from snaptui.core.paths import private_dir, state_dir
 
 
@@ -32,7 +32,7 @@ class DomainLock:
         except BlockingIOError:
             holder = os.pread(fd, 200, 0).decode(errors="replace").strip()
             os.close(fd)
-            raise BadInput(f"{domain_name or 'the domain'} already has a snapshot job running "
+            raise DomainBusy(f"{domain_name or 'the domain'} already has a snapshot job running "
                            f"({holder or 'another process'})") from None
         try:  # who holds it, for the message of a refused job; a full disk leaves it unsaid
             os.ftruncate(fd, 0)

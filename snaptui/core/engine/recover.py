@@ -25,7 +25,7 @@ from snaptui.core.engine.plan import Plan
 from snaptui.core.engine.runner import downtime, rollback
 from snaptui.core.engine.states import StepState
 from snaptui.core.engine.workflows import build_steps
-from snaptui.core.errors import BadInput
+from snaptui.core.errors import DomainBusy
 from snaptui.core.libvirt_host import LibvirtHost
 
 log = logging.getLogger(__name__)
@@ -114,7 +114,7 @@ def recover_job(job: JobRecord) -> str:
     lock = DomainLock(plan.domain_uuid, f"recover {job.job_id}")
     try:
         lock.acquire(plan.domain_name)
-    except BadInput:
+    except DomainBusy:
         return "skipped: domain is locked by a live job"
     try:
         job = load_job(job.job_id)
@@ -171,7 +171,7 @@ def retry_failed_undos(job: JobRecord) -> str:
     lock = DomainLock(plan.domain_uuid, f"recover {job.job_id}")
     try:
         lock.acquire(plan.domain_name)
-    except BadInput:
+    except DomainBusy:
         return "skipped: domain is locked by a live job"
     try:
         job = load_job(job.job_id)

@@ -1,11 +1,16 @@
-"""Test-only fault injection into a job's libvirt domain calls (``SNAPTUI_FAULT``).
+"""Fault injection into a job's libvirt domain calls (``SNAPTUI_FAULT``), for tests only.
+
+Not part of snaptui: ``sitecustomize.py`` beside this file installs it into a job process
+started with this directory on ``PYTHONPATH`` (``install_in`` does both), through the
+production seam ``snaptui.core.engine.context.DOMAIN_WRAPPERS``, which is empty otherwise.
 
 Some failures cannot be made to happen for real in the lab: libvirtd will not refuse to restart a
 guest from its managed save image, nor refuse ``blockJobAbort``, on demand; and the lab's guests
 have no OS, so no guest agent: ``fsFreeze`` always fails, ``fsThaw`` is never reached. The tests
 of those rollback paths (tests/test_injected_faults.py) set ``SNAPTUI_FAULT`` before launching
-a job; the job process inherits it and ``JobContext.domain()`` wraps the libvirt domain in a
-proxy that intercepts the named calls. Every other call goes to libvirt unchanged.
+a job; the job process inherits it and ``JobContext.domain()`` passes the libvirt domain
+through the installed wrapper, a proxy that intercepts the named calls. Every other call goes
+to libvirt unchanged.
 
 Format: ``SNAPTUI_FAULT="STEP:METHOD[=ACTION][,STEP:METHOD[=ACTION]...]"``
 
@@ -16,7 +21,7 @@ Format: ``SNAPTUI_FAULT="STEP:METHOD[=ACTION][,STEP:METHOD[=ACTION]...]"``
   calling libvirt; ``ok`` returns 0 without calling libvirt (a freeze "succeeds" on a guest
   that has no agent, so that the thaw is reached).
 
-Never set outside tests: unset (or empty), ``wrap_domain`` returns libvirt's own object.
+Unset (or empty), ``wrap_domain`` returns libvirt's own object.
 """
 
 from __future__ import annotations
@@ -24,11 +29,14 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import libvirt
+import pytest
 
 ENV = "SNAPTUI_FAULT"
+SEAM_DIR = Path(__file__).resolve().parent
 ACTIONS = ("fail", "ok")
 
 
@@ -96,3 +104,19 @@ def wrap_domain(dom: libvirt.virDomain, current_step: Callable[[], str | None]) 
     """``dom`` itself, or a ``FaultyDomain`` when ``SNAPTUI_FAULT`` names faults."""
     faults = parse(os.environ.get(ENV, ""))
     return FaultyDomain(dom, faults, current_step) if faults else dom
+
+
+def install() -> None:
+    """Wrap every job domain of this process (called by sitecustomize when ENV is set)."""
+    from snaptui.core.engine import context
+
+    if wrap_domain not in context.DOMAIN_WRAPPERS:
+        context.DOMAIN_WRAPPERS.append(wrap_domain)
+
+
+def install_in(monkeypatch: pytest.MonkeyPatch, spec: str) -> None:
+    """Jobs launched by this test inherit ``spec`` and load this module at start-up."""
+    parse(spec)  # a malformed spec fails the test here, not in the job
+    monkeypatch.setenv(ENV, spec)
+    path = os.environ.get("PYTHONPATH")
+    monkeypatch.setenv("PYTHONPATH", f"{SEAM_DIR}{os.pathsep}{path}" if path else str(SEAM_DIR))
