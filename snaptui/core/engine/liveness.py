@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from snaptui.core.engine.job_processes import pid_names_job
 from snaptui.core.engine.journal import JournalWriter, check_job_id, jobs_dir, load_job
 from snaptui.core.paths import private_dir
 
@@ -49,8 +50,4 @@ def pid_runs_job(pid: int | None, job_id: str) -> bool:
         return False
     if pid == os.getpid():
         return job_id in INLINE
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return False
-    return job_id.encode() in cmdline
+    return pid_names_job(pid, job_id)
