@@ -21,9 +21,9 @@ from snaptui.core.fleet import Fleet
 from snaptui.core.hosts import LOCAL_NAME, HostSpec
 from snaptui.core.image_store import ImageStore
 from snaptui.core.libvirt_host import LibvirtHost
+from snaptui.core.settings import Settings
 from snaptui.ui import messages
 from snaptui.ui.commands import SnaptuiCommands
-from snaptui.ui.config import UiConfig
 from snaptui.ui.main_screen import IMAGE_REFRESH_S, MainScreen
 from snaptui.ui.themes import DEFAULT_THEME
 from snaptui.ui.worker_failures import is_failure, report_failure
@@ -55,7 +55,7 @@ class SnaptuiApp(App[int]):
     def __init__(self, *, store: ImageStore, host: LibvirtHost | None = None,
                  fleet: Fleet | None = None, watcher_factory: WatcherFactory | None = None,
                  demo: bool = False,
-                 config: UiConfig | None = None, themes: Sequence[Theme] = (),
+                 config: Settings | None = None, themes: Sequence[Theme] = (),
                  theme: str | None = None, image_refresh_s: float = IMAGE_REFRESH_S,
                  cloud: str | None = None, library: str | None = None,
                  demo_speed: float = 0.0, glance_available: bool | None = None) -> None:
@@ -76,7 +76,7 @@ class SnaptuiApp(App[int]):
                                  else glance_available)
         self.demo = demo
         self.demo_speed = demo_speed  # demo jobs paced like a real host at this speed (0: not)
-        self.config = config or UiConfig()
+        self.config = config or Settings()
         self.image_refresh_s = image_refresh_s
         self._watcher_factory = watcher_factory
         # host → its running watcher (None: the factory has none for that host)
@@ -207,7 +207,7 @@ class SnaptuiApp(App[int]):
         if theme.name != self.config.theme:
             self.config.theme = theme.name
             try:
-                self.config.save()
+                self.config.save_dashboard()
             except (OSError, SnaptuiError) as err:
                 self.notify(f"cannot save config: {err}", severity="warning", markup=False)
 
