@@ -25,6 +25,7 @@ from snaptui.core.image_store import (
     HashingReader,
     ImageSettings,
     ProgressCallback,
+    add_image,
     validate_formats,
     validate_image_id,
     validate_properties,
@@ -189,16 +190,9 @@ class ImageLibrary:
         cancel: threading.Event | None = None,
     ) -> ImageRecord:
         """Create + copy; on any failure or cancel nothing of the image is left."""
-        if not Path(path).is_file():
-            raise NotFound(f"no such file: {path}")
-        record = self.create(name, disk_format, container_format, properties)
-        try:
-            self.upload(record.id, Path(path), on_progress, cancel)
-        except BaseException:
-            with contextlib.suppress(SnaptuiError, OSError):
-                self.delete(record.id)
-            raise
-        return self.show(record.id)
+        return add_image(self, path, name=name, disk_format=disk_format,
+                         container_format=container_format, properties=properties,
+                         on_progress=on_progress, cancel=cancel)
 
     def delete(self, image_id: str) -> None:
         """Remove the image's data file, any partial copy and its sidecar (sidecar last)."""
