@@ -13,6 +13,7 @@ from textual import on, work
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
+from textual.signal import Signal
 from textual.theme import Theme
 from textual.worker import Worker
 
@@ -66,6 +67,8 @@ class SnaptuiApp(App[int]):
             fleet = Fleet.of([(HostSpec(LOCAL_NAME, host.uri), host)])
         self.fleet = fleet
         self.remote_jobs: dict[str, messages.RemoteJobUpdated] = {}  # HOST:JOB -> latest
+        # Published for each update; the Jobs screen subscribes while it is shown.
+        self.remote_job_updates: Signal[messages.RemoteJobUpdated] = Signal(self, "remote-jobs")
         self.store = store
         # What the app was started with (-c/--os-cloud/--library): every job it launches
         # goes to the same hypervisors, cloud and library, whatever the environment says.
@@ -183,11 +186,7 @@ class SnaptuiApp(App[int]):
         self.remote_jobs[message.key] = message
         if message.note:
             self.notify(message.note, severity="warning", markup=False)
-        from snaptui.ui.jobs_screen import JobsScreen
-
-        for screen in self.screen_stack:
-            if isinstance(screen, JobsScreen):
-                screen.post_message(messages.RemoteJobUpdated(message.host, message.record))
+        self.remote_job_updates.publish(message)
 
     def on_job_finished(self, message: messages.JobFinished) -> None:
         self.main.job_finished(message.job_id)
