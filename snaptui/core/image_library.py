@@ -31,7 +31,7 @@ from snaptui.core.image_store import (
     validate_properties,
 )
 from snaptui.core.models import ImageRecord
-from snaptui.core.paths import private_dir
+from snaptui.core.paths import private_dir, sync_dir
 from snaptui.core.throttle import RateLimiter
 
 log = logging.getLogger(__name__)
@@ -249,11 +249,7 @@ class ImageLibrary:
             raise
 
     def _fsync_dir(self) -> None:
-        fd = os.open(self.directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        sync_dir(self.directory)
 
     def _record(self, meta: dict[str, Any]) -> ImageRecord:
         data = self._data_path(meta["id"], meta["disk_format"])

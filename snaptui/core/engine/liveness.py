@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from snaptui.core.engine.job_processes import pid_names_job
 from snaptui.core.engine.journal import JournalWriter, check_job_id, jobs_dir, load_job
-from snaptui.core.paths import private_dir
+from snaptui.core.paths import private_dir, sync_dir
 
 if TYPE_CHECKING:
     from snaptui.core.engine.context import JobContext
@@ -27,6 +27,7 @@ def active_dir() -> Path:
 
 def mark_active(job_id: str) -> None:
     (active_dir() / check_job_id(job_id)).touch(mode=0o600)
+    sync_dir(active_dir())  # after a power cut, recover must still find the job
 
 
 def clear_active(job_id: str) -> None:

@@ -30,7 +30,7 @@ from snaptui.core.engine.job_processes import job_processes
 from snaptui.core.engine.journal import JOB_ID_RE, journal_path, load_job
 from snaptui.core.engine.liveness import pid_runs_job
 from snaptui.core.errors import BadInput, SnaptuiError
-from snaptui.core.paths import private_dir, state_dir
+from snaptui.core.paths import private_dir, state_dir, sync_dir
 from snaptui.core.settings import MAX_CONCURRENT_KEY, config_path, max_concurrent_jobs
 
 log = logging.getLogger(__name__)
@@ -65,7 +65,10 @@ def _locked() -> Iterator[dict[str, dict[str, Any]]]:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w", encoding="utf-8") as out:
                 json.dump(entries, out, indent=1, sort_keys=True)
+                out.flush()
+                os.fsync(out.fileno())
             os.replace(tmp, path)
+            sync_dir(path.parent)
     finally:
         os.close(lock_fd)  # releases the flock
 
