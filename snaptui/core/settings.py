@@ -117,6 +117,8 @@ def read_toml(path: Path) -> dict[str, Any]:
         return {}
     except OSError as err:
         raise BadInput(f"cannot read config {path}: {err.strerror}") from None
+    except UnicodeDecodeError as err:
+        raise BadInput(f"config {path}: not UTF-8 text (byte {err.start})") from None
     try:
         return tomllib.loads(raw)
     except tomllib.TOMLDecodeError as err:
