@@ -8,7 +8,7 @@ import pytest
 
 from snaptui.core.errors import BadInput
 from snaptui.core.hosts import HostSpec, name_from_uri, pick_host, resolve_hosts, ssh_target
-from snaptui.core.settings import load_engine_settings
+from snaptui.core.settings import load_settings
 
 SSH_URI = "qemu+ssh://root@127.0.0.1:2222/system?keyfile=/k/id&no_verify=1"
 
@@ -16,7 +16,7 @@ SSH_URI = "qemu+ssh://root@127.0.0.1:2222/system?keyfile=/k/id&no_verify=1"
 def _settings(tmp_path: Path, text: str):
     path = tmp_path / "config.toml"
     path.write_text(text)
-    return load_engine_settings(path)
+    return load_settings(path)
 
 
 def test_names_from_uris() -> None:

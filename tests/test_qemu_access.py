@@ -103,3 +103,18 @@ def test_socket_dir_is_private_unless_qemu_is_someone_else(tmp_path: Path) -> No
     link.symlink_to(tmp_path)
     with pytest.raises(BadInput, match="is not a directory"):
         qemu_access.make_socket_dir(link, qemu_access.ROOT)
+
+
+def test_socket_dir_lets_only_qemus_group_in(host_dirs) -> None:
+    """With QEMU as another user, the NBD socket's directory is 0770 with QEMU's group: QEMU
+    can create its socket there, nobody else can enter, whatever mode QEMU gives the socket
+    before snaptui tightens it. (chown to another group needs root, as snaptui runs.)"""
+    if os.geteuid() != 0:
+        pytest.fail("run as root, as snaptui runs (chgrp to QEMU's group)")
+    qemu = QemuIdentity(64055, 54322, frozenset({54322}))
+    directory = qemu_access.socket_dir(host_dirs.scratch(), "20260101-000000-cccccc")
+    qemu_access.make_socket_dir(directory, qemu)
+    st = directory.stat()
+    assert (st.st_uid, st.st_gid, st.st_mode & 0o777) == (0, 54322, 0o770)
+    assert qemu_access.blocker(directory, qemu, create=True) is None
+    assert qemu_access.blocker(directory, STRANGER) is not None

@@ -23,8 +23,7 @@ from snaptui.core.engine.reservations import release, reserve, reserved
 from snaptui.core.errors import BadInput
 from snaptui.core.libvirt_host import LibvirtHost
 from snaptui.core.paths import config_dir
-from snaptui.core.settings import max_concurrent_jobs
-from snaptui.ui.config import load_config
+from snaptui.core.settings import load_settings, max_concurrent_jobs
 
 MIB = 1024 * 1024
 
@@ -173,7 +172,7 @@ def test_the_limit_comes_from_config(make_domain, tmp_path, libvirt_uri):
     config.mkdir(parents=True, exist_ok=True)
     (config / "config.toml").write_text("theme = \"nord\"\n[jobs]\nmax_concurrent = 1\n")
     assert max_concurrent_jobs() == 1
-    assert load_config(config / "config.toml").theme == "nord"  # the dashboard reads it too
+    assert load_settings(config / "config.toml").theme == "nord"  # the dashboard reads it too
     labs = [make_domain(state="shut off") for _ in range(2)]
     first = new_job_id()
     preflight(request_for(labs[0], tmp_path), libvirt_uri, first)

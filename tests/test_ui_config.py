@@ -15,8 +15,8 @@ from ui_pilot import settle, wait_for
 
 from snaptui.core.errors import BadInput
 from snaptui.core.paths import config_dir
+from snaptui.core.settings import Settings, load_settings
 from snaptui.ui.app import SnaptuiApp
-from snaptui.ui.config import UiConfig, load_config
 from snaptui.ui.launch import build_app
 
 OPERATOR_CONFIG = """\
@@ -55,7 +55,7 @@ async def test_theme_key_keeps_the_operators_comments(tmp_path):
     saved = path.read_text()
     assert saved == OPERATOR_CONFIG.replace('"snaptui-dark"', f'"{chosen}"')
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
-    config = load_config(path, SnaptuiApp.binding_ids())
+    config = load_settings(path, SnaptuiApp.binding_ids())
     assert config.theme == chosen and config.keymap == {"snapshot": "S", "jobs": "j,f2"}
 
 
@@ -70,7 +70,7 @@ async def test_theme_key_adds_the_theme_to_a_config_without_one(tmp_path):
         await pilot.pause()
     saved = path.read_text()
     assert "# only keys here" in saved and 'snapshot = "S"  # mine' in saved
-    assert load_config(path, SnaptuiApp.binding_ids()).theme == app.theme
+    assert load_settings(path, SnaptuiApp.binding_ids()).theme == app.theme
 
 
 async def test_a_config_broken_while_running_is_not_overwritten(tmp_path):
@@ -92,5 +92,5 @@ def test_save_keeps_a_keymap_edited_into_a_non_table(tmp_path):
     text = 'keymap = "S"  # not a table any more\n'
     path.write_text(text)
     with pytest.raises(BadInput, match="'keymap' must be a table"):
-        UiConfig(theme="snaptui-light", keymap={"snapshot": "S"}, path=path).save()
+        Settings(theme="snaptui-light", keymap={"snapshot": "S"}, path=path).save_dashboard()
     assert path.read_text() == text

@@ -22,9 +22,9 @@ from snaptui.core.fleet import key_of
 from snaptui.core.image_library import ImageLibrary
 from snaptui.core.libvirt_host import LibvirtHost
 from snaptui.core.paths import config_dir
+from snaptui.core.settings import load_settings
 from snaptui.ui import main_screen
 from snaptui.ui.app import SnaptuiApp
-from snaptui.ui.config import load_config
 from snaptui.ui.help_screen import HelpScreen
 from snaptui.ui.jobs_screen import JobsScreen
 from snaptui.ui.launch import build_app
@@ -240,7 +240,7 @@ async def test_theme_cycles_and_is_remembered(demo_app: SnaptuiApp) -> None:
         await pilot.press("t")
         await pilot.pause()
         assert demo_app.theme == "snaptui-light"
-    assert load_config(config_dir() / "config.toml").theme == "snaptui-light"
+    assert load_settings(config_dir() / "config.toml").theme == "snaptui-light"
 
 
 async def test_every_cycled_theme_renders(demo_app: SnaptuiApp) -> None:

@@ -28,9 +28,9 @@ LOCAL_ONLY_FLAGS = ("--remote-cloud",)
 
 def hosts_of(args: argparse.Namespace) -> list[HostSpec]:
     """This run's hosts (``-c`` URIs, else ``[[hosts]]``, else the default host)."""
-    from snaptui.core.settings import load_engine_settings
+    from snaptui.core.settings import load_settings
 
-    return resolve_hosts(getattr(args, "uris", None) or None, load_engine_settings())
+    return resolve_hosts(getattr(args, "uris", None) or None, load_settings())
 
 
 def is_fleet(hosts: Sequence[HostSpec]) -> bool:

@@ -104,8 +104,8 @@ def _open_config() -> OpenStackConfig:
 def cloud_configured(cloud: str | None = None) -> bool:
     """True when a cloud is chosen: ``cloud`` given, OS_CLOUD set, OS_* auth variables set, or
     a clouds.yaml with exactly one cloud (the same default the openstack CLI picks)."""
-    if cloud:
-        return True
+    if cloud or os.environ.get("OS_CLOUD"):
+        return True  # a named cloud: loading it says what is wrong, never a silent fallback
     try:
         config = OpenStackConfig()
     except (sdk_exc.ConfigException, OSError):
@@ -124,6 +124,11 @@ def load_session(cloud: str | None = None, *, insecure: bool | None = None) -> C
     if insecure is None:
         insecure = insecure_requested()
     config = _open_config()
+    named = cloud or os.environ.get("OS_CLOUD")
+    if named and named not in config.get_cloud_names():
+        known = ", ".join(sorted(n for n in config.get_cloud_names() if n != _NO_CLOUD))
+        where = config.config_filename or "no clouds.yaml found"
+        raise BadInput(f"unknown cloud {named!r} ({where}; known: {known or 'none'})")
     if not cloud and config.default_cloud in (None, _NO_CLOUD):
         names = [n for n in config.get_cloud_names() if n != _NO_CLOUD]
         if names:
@@ -147,6 +152,9 @@ def load_session(cloud: str | None = None, *, insecure: bool | None = None) -> C
         raise CloudError(f"cloud {cloud or config.default_cloud}: missing {missing}") from None
     except ksa_exc.ClientException as err:
         raise CloudError(f"cloud {cloud or config.default_cloud}: {err}") from None
+    except (AttributeError, TypeError, ValueError) as err:  # an entry that is no mapping
+        raise BadInput(f"cloud {cloud or config.default_cloud} in {config.config_filename}: "
+                       f"not a cloud entry ({err})") from None
 
     auth: dict[str, Any] = region.config.get("auth") or {}
     name = region.name or cloud or str(config.default_cloud)

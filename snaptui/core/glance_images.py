@@ -33,6 +33,8 @@ from snaptui.core.image_store import (
     ImageSettings,
     ProgressCallback,
     UploadCancelled,
+    add_image,
+    delete_after_failure,
     validate_formats,
     validate_properties,
 )
@@ -207,7 +209,7 @@ class GlanceImages:
         except Exception as err:
             error = self._error(err, f"adding project {project_id} as a member of image "
                                 f"{image_id}", image_id=image_id)
-            self._delete_after_failure(image_id, error)
+            delete_after_failure(self, image_id, error)
             raise error from None
 
     def set_protected(self, image_id: str, protected: bool) -> None:
@@ -365,27 +367,9 @@ class GlanceImages:
         cancel: threading.Event | None = None,
     ) -> ImageRecord:
         """Create + upload + verify; on any failure or cancel the image is deleted again."""
-        if not Path(path).is_file():
-            raise NotFound(f"no such file: {path}")
-        record = self.create(name, disk_format, container_format, properties)
-        try:
-            self.upload(record.id, Path(path), on_progress, cancel)
-            return self.show(record.id)
-        except BaseException as err:
-            self._delete_after_failure(record.id, err)
-            raise
-
-    def _delete_after_failure(self, image_id: str, err: BaseException) -> None:
-        try:
-            self.delete(image_id)
-        except NotFound:
-            pass
-        except SnaptuiError as delete_err:
-            reason = err if isinstance(err, SnaptuiError) else type(err).__name__
-            raise CloudError(
-                f"{reason}; image {image_id} may be left in {self.cloud.name} "
-                f"(delete failed: {delete_err}); snaptui recover retries the delete"
-            ) from err
+        return add_image(self, path, name=name, disk_format=disk_format,
+                         container_format=container_format, properties=properties,
+                         on_progress=on_progress, cancel=cancel)
 
     def delete(self, image_id: str) -> None:
         """Delete the image (any status); NotFound when it does not exist.

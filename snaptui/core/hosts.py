@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from urllib.parse import parse_qs, urlsplit
 
 from snaptui.core.errors import BadInput
-from snaptui.core.settings import EngineSettings, HostEntry, valid_host_name
+from snaptui.core.settings import HostEntry, Settings, valid_host_name
 
 LOCAL_NAME = "local"
 DEFAULT_REMOTE_COMMAND = ("snaptui",)
@@ -117,7 +117,7 @@ def _spec(entry: HostEntry) -> HostSpec:
                     snaptui=entry.snaptui or DEFAULT_REMOTE_COMMAND)
 
 
-def resolve_hosts(uris: Sequence[str] | None, settings: EngineSettings | None = None
+def resolve_hosts(uris: Sequence[str] | None, settings: Settings | None = None
                   ) -> list[HostSpec]:
     """The hosts of this run: ``-c`` URIs (in order, duplicates once), else ``[[hosts]]``,
     else the default host."""

@@ -25,12 +25,13 @@ from snaptui.core.image_store import (
     HashingReader,
     ImageSettings,
     ProgressCallback,
+    add_image,
     validate_formats,
     validate_image_id,
     validate_properties,
 )
 from snaptui.core.models import ImageRecord
-from snaptui.core.paths import private_dir
+from snaptui.core.paths import private_dir, sync_dir
 from snaptui.core.throttle import RateLimiter
 
 log = logging.getLogger(__name__)
@@ -189,16 +190,9 @@ class ImageLibrary:
         cancel: threading.Event | None = None,
     ) -> ImageRecord:
         """Create + copy; on any failure or cancel nothing of the image is left."""
-        if not Path(path).is_file():
-            raise NotFound(f"no such file: {path}")
-        record = self.create(name, disk_format, container_format, properties)
-        try:
-            self.upload(record.id, Path(path), on_progress, cancel)
-        except BaseException:
-            with contextlib.suppress(SnaptuiError, OSError):
-                self.delete(record.id)
-            raise
-        return self.show(record.id)
+        return add_image(self, path, name=name, disk_format=disk_format,
+                         container_format=container_format, properties=properties,
+                         on_progress=on_progress, cancel=cancel)
 
     def delete(self, image_id: str) -> None:
         """Remove the image's data file, any partial copy and its sidecar (sidecar last)."""
@@ -255,11 +249,7 @@ class ImageLibrary:
             raise
 
     def _fsync_dir(self) -> None:
-        fd = os.open(self.directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        sync_dir(self.directory)
 
     def _record(self, meta: dict[str, Any]) -> ImageRecord:
         data = self._data_path(meta["id"], meta["disk_format"])

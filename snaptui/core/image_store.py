@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol, runtime_checkable
 
-from snaptui.core.errors import BadInput, SnaptuiError
+from snaptui.core.errors import BadInput, NotFound, SnaptuiError
 from snaptui.core.models import ImageRecord
 from snaptui.core.throttle import RateLimiter
 
@@ -152,6 +152,36 @@ class ImageStore(Protocol):
     def set_properties(self, image_id: str, properties: dict[str, str]) -> None:
         """Add or change properties of an existing image."""
         ...
+
+
+def add_image(store: ImageStore, path: Path, *, name: str, disk_format: str,
+              container_format: str = "bare", properties: dict[str, str] | None = None,
+              on_progress: ProgressCallback | None = None,
+              cancel: threading.Event | None = None) -> ImageRecord:
+    """Create + upload (+ the store's own verification) for either store; on any failure or
+    cancel the half-made image is deleted again, and a delete that fails too is said."""
+    if not Path(path).is_file():
+        raise NotFound(f"no such file: {path}")
+    record = store.create(name, disk_format, container_format, properties or {})
+    try:
+        store.upload(record.id, Path(path), on_progress, cancel)
+        return store.show(record.id)
+    except BaseException as err:
+        delete_after_failure(store, record.id, err)
+        raise
+
+
+def delete_after_failure(store: ImageStore, image_id: str, err: BaseException) -> None:
+    """Delete the half-made image ``err`` left; if that fails too, one error says both."""
+    try:
+        store.delete(image_id)
+    except NotFound:
+        pass
+    except (SnaptuiError, OSError) as delete_err:
+        reason = err if isinstance(err, SnaptuiError) else type(err).__name__
+        raise SnaptuiError(f"{reason}; image {image_id} may be left in {store.location} "
+                           f"(delete failed: {delete_err}); snaptui recover retries the "
+                           "delete") from err
 
 
 class ProgressMeter:

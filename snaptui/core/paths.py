@@ -131,6 +131,21 @@ def scratch_dir() -> Path:
     return private_dir(chosen, "scratch directory", mode=0o711)
 
 
+def sync_dir(directory: Path) -> None:
+    """fsync a directory, so a file just created or renamed in it survives a power cut (a
+    journal or marker that vanished would hide a job from recover). Best effort."""
+    try:
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 def create_private_file(path: Path) -> Path:
     """Create an empty file readable only by its owner (0600), failing if it exists."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

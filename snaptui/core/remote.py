@@ -19,6 +19,7 @@ A secret (the operator's Keystone login) is written to the remote process's stdi
 from __future__ import annotations
 
 import json
+import logging
 import shlex
 import subprocess
 import threading
@@ -28,6 +29,8 @@ from typing import IO, Any
 
 from snaptui.core.errors import SnaptuiError
 from snaptui.core.hosts import HostSpec
+
+log = logging.getLogger(__name__)
 
 PROTOCOL = 1  # bumped when the remote commands or their JSON change incompatibly
 SSH = "ssh"
@@ -91,6 +94,21 @@ def ssh_options(host: HostSpec) -> list[str]:
         if not target.known_hosts:  # accept any key, remember none
             opts += ["-o", "UserKnownHostsFile=/dev/null"]
     return opts
+
+
+_WARNED_UNVERIFIED: set[str] = set()
+
+
+def warn_if_unverified(host: HostSpec) -> None:
+    """Say once per host that a login is about to go to a host whose key SSH does not check
+    (``no_verify=1`` in its URI): whoever answers on that address would get the token."""
+    target = host.ssh
+    if target is None or not target.no_verify or host.name in _WARNED_UNVERIFIED:
+        return
+    _WARNED_UNVERIFIED.add(host.name)
+    log.warning("%s: its URI has no_verify=1, so SSH does not check the host's key and your "
+                "Keystone token goes to whoever answers; add the key to known_hosts and drop "
+                "no_verify", host.name)
 
 
 def ssh_argv(host: HostSpec, remote_argv: Sequence[str]) -> list[str]:
@@ -161,6 +179,8 @@ class RemoteCall:
     def __init__(self, host: HostSpec, args: Sequence[str], *,
                  stdin_line: str | None = None) -> None:
         self.host = host
+        if stdin_line is not None:
+            warn_if_unverified(host)
         self.argv = ssh_argv(host, snaptui_argv(host, args))
         self.returncode: int | None = None
         self.not_objects = 0  # items of the answer that were no JSON object (dropped)
@@ -281,6 +301,8 @@ def run_passthrough(host: HostSpec, args: Sequence[str], *, stdin_line: str | No
     import sys
 
     argv = ssh_argv(host, snaptui_argv(host, args))
+    if stdin_line is not None:
+        warn_if_unverified(host)
     proc = subprocess.run(  # noqa: S603 - an argv list, no shell
         argv, input=(stdin_line.rstrip("\n") + "\n") if stdin_line is not None else "",
         stdout=stdout, stderr=subprocess.PIPE, text=True, encoding="utf-8",

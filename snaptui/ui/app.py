@@ -13,6 +13,7 @@ from textual import on, work
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
+from textual.signal import Signal
 from textual.theme import Theme
 from textual.worker import Worker
 
@@ -21,9 +22,9 @@ from snaptui.core.fleet import Fleet
 from snaptui.core.hosts import LOCAL_NAME, HostSpec
 from snaptui.core.image_store import ImageStore
 from snaptui.core.libvirt_host import LibvirtHost
+from snaptui.core.settings import Settings
 from snaptui.ui import messages
 from snaptui.ui.commands import SnaptuiCommands
-from snaptui.ui.config import UiConfig
 from snaptui.ui.main_screen import IMAGE_REFRESH_S, MainScreen
 from snaptui.ui.themes import DEFAULT_THEME
 from snaptui.ui.worker_failures import is_failure, report_failure
@@ -55,7 +56,7 @@ class SnaptuiApp(App[int]):
     def __init__(self, *, store: ImageStore, host: LibvirtHost | None = None,
                  fleet: Fleet | None = None, watcher_factory: WatcherFactory | None = None,
                  demo: bool = False,
-                 config: UiConfig | None = None, themes: Sequence[Theme] = (),
+                 config: Settings | None = None, themes: Sequence[Theme] = (),
                  theme: str | None = None, image_refresh_s: float = IMAGE_REFRESH_S,
                  cloud: str | None = None, library: str | None = None,
                  demo_speed: float = 0.0, glance_available: bool | None = None) -> None:
@@ -66,6 +67,8 @@ class SnaptuiApp(App[int]):
             fleet = Fleet.of([(HostSpec(LOCAL_NAME, host.uri), host)])
         self.fleet = fleet
         self.remote_jobs: dict[str, messages.RemoteJobUpdated] = {}  # HOST:JOB -> latest
+        # Published for each update; the Jobs screen subscribes while it is shown.
+        self.remote_job_updates: Signal[messages.RemoteJobUpdated] = Signal(self, "remote-jobs")
         self.store = store
         # What the app was started with (-c/--os-cloud/--library): every job it launches
         # goes to the same hypervisors, cloud and library, whatever the environment says.
@@ -76,7 +79,7 @@ class SnaptuiApp(App[int]):
                                  else glance_available)
         self.demo = demo
         self.demo_speed = demo_speed  # demo jobs paced like a real host at this speed (0: not)
-        self.config = config or UiConfig()
+        self.config = config or Settings()
         self.image_refresh_s = image_refresh_s
         self._watcher_factory = watcher_factory
         # host → its running watcher (None: the factory has none for that host)
@@ -183,11 +186,7 @@ class SnaptuiApp(App[int]):
         self.remote_jobs[message.key] = message
         if message.note:
             self.notify(message.note, severity="warning", markup=False)
-        from snaptui.ui.jobs_screen import JobsScreen
-
-        for screen in self.screen_stack:
-            if isinstance(screen, JobsScreen):
-                screen.post_message(messages.RemoteJobUpdated(message.host, message.record))
+        self.remote_job_updates.publish(message)
 
     def on_job_finished(self, message: messages.JobFinished) -> None:
         self.main.job_finished(message.job_id)
@@ -207,7 +206,7 @@ class SnaptuiApp(App[int]):
         if theme.name != self.config.theme:
             self.config.theme = theme.name
             try:
-                self.config.save()
+                self.config.save_dashboard()
             except (OSError, SnaptuiError) as err:
                 self.notify(f"cannot save config: {err}", severity="warning", markup=False)
 

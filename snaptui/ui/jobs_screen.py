@@ -220,12 +220,18 @@ class JobsScreen(ForwardsWorkerFailures, Screen):
             self.query_one(widget).display = False
         table.focus()
         for update in getattr(self.app, "remote_jobs", {}).values():  # a bare host app: none
-            self.on_remote_job_updated(update)
+            self.show_remote_job(update)
+        updates = getattr(self.app, "remote_job_updates", None)
+        if updates is not None:
+            updates.subscribe(self, self.show_remote_job)
         self.poll_jobs()
         self.set_interval(1.0, self._tick)
 
     def on_unmount(self) -> None:
         self._wake.set()  # let the poller see its cancellation at once
+        updates = getattr(self.app, "remote_job_updates", None)
+        if updates is not None:
+            updates.unsubscribe(self)
 
     # -- polling -----------------------------------------------------------------------------
 
@@ -314,8 +320,8 @@ class JobsScreen(ForwardsWorkerFailures, Screen):
         if self.selected_id in changed or self.selected_id in message.gone:
             self.show_selected()
 
-    def on_remote_job_updated(self, message: RemoteJobUpdated) -> None:
-        """A job on a fleet host (the app forwards its updates): a row named HOST:JOB."""
+    def show_remote_job(self, message: RemoteJobUpdated) -> None:
+        """A job on a fleet host (the app's ``remote_job_updates``): a row named HOST:JOB."""
         key = message.key
         if self.pick_remote and key not in self.remote:
             self.job_id, self.pick_remote = key, False  # the job just launched there

@@ -15,7 +15,6 @@ from snaptui.core.fleet import Fleet
 from snaptui.core.hosts import HostSpec, resolve_hosts
 from snaptui.core.paths import config_dir
 from snaptui.core.store_factory import open_store, resolve_destination
-from snaptui.ui.config import CONFIG_NAME, load_config
 from snaptui.ui.themes import check_theme_name, load_themes, shipped_theme_dir
 
 log = logging.getLogger(__name__)
@@ -51,21 +50,20 @@ def build_app(args: argparse.Namespace, *, demo_base: Path | None = None):  # ->
     The demo is its own host ("demo"); ``--demo -c URI`` adds hosts beside it.
     """
     from snaptui.core.domain_events import DomainEventWatcher
-    from snaptui.core.settings import load_engine_settings
+    from snaptui.core.settings import load_settings
     from snaptui.ui.app import SnaptuiApp
 
     speed = demo_speed(args)
-    config = load_config(config_dir() / CONFIG_NAME, SnaptuiApp.binding_ids())
+    settings = load_settings(binding_ids=SnaptuiApp.binding_ids())
     themes = load_themes([shipped_theme_dir(), config_dir() / "themes"])
     theme = None
     if getattr(args, "theme", None):
         theme = check_theme_name(args.theme, {t.name for t in themes} | set(BUILTIN_THEMES))
-        config.theme = theme  # chosen on the command line: remembered
-        config.save()
+        settings.theme = theme  # chosen on the command line: remembered
+        settings.save_dashboard()
     watcher_factory = None
     library: str | None
     glance_available = False
-    settings = load_engine_settings()
     if getattr(args, "demo", False):
         from snaptui.core.demo_lab import build_demo_lab
         from snaptui.core.engine.recover import recover
@@ -107,7 +105,7 @@ def build_app(args: argparse.Namespace, *, demo_base: Path | None = None):  # ->
         fleet.close()
         raise
     return SnaptuiApp(fleet=fleet, store=store, watcher_factory=watcher_factory,
-                      demo=bool(getattr(args, "demo", False)), config=config, themes=themes,
+                      demo=bool(getattr(args, "demo", False)), config=settings, themes=themes,
                       demo_speed=speed,
                       theme=theme, cloud=getattr(args, "cloud", None), library=library,
                       glance_available=glance_available)

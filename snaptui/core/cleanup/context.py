@@ -87,40 +87,20 @@ def read_jobs(now: float) -> LiveJobs:
     return live
 
 
-JOB_MAIN = b"snaptui.core.engine.job_main"
-
-
-def _runs_as_us(proc: Path) -> bool:
-    """The process's real, effective, saved and filesystem uids are all ours: anything else
-    (another local user) could name any state dir in its environment."""
-    for line in (proc / "status").read_text().splitlines():
-        if line.startswith("Uid:"):
-            return set(line.split()[1:]) == {str(os.geteuid())}
-    return False
-
-
 def host_job_processes() -> list[tuple[str, int, Path]]:
     """Snapshot job processes running on this host under any state dir, as this snaptui's
     uid: (job id, pid, journal path). A look-alike of another user is not trusted (its argv
     and environment are its own to choose); other SNAPTUI_STATE_DIRs have journals we never
     list."""
-    from snaptui.core.engine.journal import JOB_ID_RE
+    from snaptui.core.engine.job_processes import environ, job_processes
     from snaptui.core.paths import state_dir
 
     found = []
-    for proc in Path("/proc").glob("[0-9]*"):
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            argv = (proc / "cmdline").read_bytes().split(b"\0")
-            if JOB_MAIN not in argv or not _runs_as_us(proc):
-                continue
-            job_id = argv[argv.index(JOB_MAIN) + 1].decode()
-            if not JOB_ID_RE.fullmatch(job_id):
-                continue  # not a job id: its argv names no journal
-            env = dict(line.split(b"=", 1) for line in
-                       (proc / "environ").read_bytes().split(b"\0") if b"=" in line)
-            state = env.get(b"SNAPTUI_STATE_DIR")
+    for job in job_processes(ours_only=True):
+        state = environ(job.pid).get(b"SNAPTUI_STATE_DIR")
+        with contextlib.suppress(UnicodeDecodeError):
             base = Path(state.decode()) if state else state_dir()
-            found.append((job_id, int(proc.name), base / "jobs" / f"{job_id}.jsonl"))
+            found.append((job.job_id, job.pid, base / "jobs" / f"{job.job_id}.jsonl"))
     return found
 
 

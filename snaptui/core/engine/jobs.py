@@ -13,7 +13,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from snaptui.core.engine.execute import StepsWrapper, execute, make_context
+from snaptui.core.engine.job_processes import job_main_argv
 from snaptui.core.engine.journal import (
     JOURNAL_FORMAT,
     TERMINAL_EVENTS,
@@ -90,7 +90,6 @@ def write_header(plan: Plan, request: SnapshotRequest, steps: list[Step]) -> Jou
     return journal
 
 
-JOB_MAIN = [sys.executable, "-m", "snaptui.core.engine.job_main"]
 
 
 class JobProcess:
@@ -111,7 +110,7 @@ class JobProcess:
         try:
             self._proc: subprocess.Popen[bytes] | None = subprocess.Popen(  # noqa: S603
                 # at the job's priority from its first instruction (core/priority.py)
-                [*spawn_prefix(priority), *JOB_MAIN, job_id, "--wait"],
+                [*spawn_prefix(priority), *job_main_argv(job_id, "--wait")],
                 stdin=subprocess.PIPE, stdout=fd, stderr=fd,
                 start_new_session=True, close_fds=True,
             )

@@ -24,6 +24,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from snaptui.core.paths import sync_dir
+
 log = logging.getLogger(__name__)
 
 RESERVE_BYTES = 64 * 1024  # ~300 records: more than any rollback writes
@@ -61,7 +63,10 @@ class JournalWriter:
     def __init__(self, path: Path):
         self.path = path
         self._lock = threading.Lock()
+        existed = path.exists()
         self._fd: int | None = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
+        if not existed:
+            sync_dir(path.parent)  # the new journal's name is durable, not just its lines
         self._torn = False  # the last record was cut: the next one starts a line of its own
         self._reserved_to = 0  # the reserve reaches this offset
         self._low = False  # the reserve could not be renewed: progress lines are dropped

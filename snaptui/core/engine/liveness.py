@@ -10,8 +10,9 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from snaptui.core.engine.job_processes import pid_names_job
 from snaptui.core.engine.journal import JournalWriter, check_job_id, jobs_dir, load_job
-from snaptui.core.paths import private_dir
+from snaptui.core.paths import private_dir, sync_dir
 
 if TYPE_CHECKING:
     from snaptui.core.engine.context import JobContext
@@ -26,6 +27,7 @@ def active_dir() -> Path:
 
 def mark_active(job_id: str) -> None:
     (active_dir() / check_job_id(job_id)).touch(mode=0o600)
+    sync_dir(active_dir())  # after a power cut, recover must still find the job
 
 
 def clear_active(job_id: str) -> None:
@@ -49,8 +51,4 @@ def pid_runs_job(pid: int | None, job_id: str) -> bool:
         return False
     if pid == os.getpid():
         return job_id in INLINE
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return False
-    return job_id.encode() in cmdline
+    return pid_names_job(pid, job_id)

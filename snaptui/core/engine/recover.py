@@ -13,11 +13,11 @@ import os
 import signal
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 from snaptui.core.engine.context import JobContext
 from snaptui.core.engine.execute import make_context, summarize
+from snaptui.core.engine.job_processes import pid_names_job, session_members
 from snaptui.core.engine.journal import JobRecord, JournalWriter, load_job
 from snaptui.core.engine.liveness import active_dir, clear_active, pid_runs_job
 from snaptui.core.engine.locks import DomainLock
@@ -83,16 +83,14 @@ def _skip_if_libvirtd_down(plan: Plan) -> str | None:
 def stop_leftovers(job: JobRecord, timeout: float = 10.0) -> None:
     """SIGKILL what the dead job left running in its session (a qemu-img still holding the
     disk's lock would make the guest's restart fail) and wait until it is gone."""
-    if not job.pid:
+    leader = job.pid
+    if not leader:
         return
 
-    def left_by_job(proc: Path) -> bool:
-        with contextlib.suppress(OSError, ValueError):
-            return (int(proc.name) != os.getpid() and os.getsid(int(proc.name)) == job.pid
-                    and job.job_id.encode() in (proc / "cmdline").read_bytes())
-        return False
+    def left_by_job() -> list[int]:
+        return [pid for pid in session_members(leader) if pid_names_job(pid, job.job_id)]
     deadline = time.monotonic() + timeout
-    while (left := [int(p.name) for p in Path("/proc").glob("[0-9]*") if left_by_job(p)]):
+    while (left := left_by_job()):
         for pid in left:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)

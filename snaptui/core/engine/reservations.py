@@ -26,16 +26,16 @@ from typing import Any
 
 import humanize
 
+from snaptui.core.engine.job_processes import job_processes
 from snaptui.core.engine.journal import JOB_ID_RE, journal_path, load_job
 from snaptui.core.engine.liveness import pid_runs_job
 from snaptui.core.errors import BadInput, SnaptuiError
-from snaptui.core.paths import private_dir, state_dir
+from snaptui.core.paths import private_dir, state_dir, sync_dir
 from snaptui.core.settings import MAX_CONCURRENT_KEY, config_path, max_concurrent_jobs
 
 log = logging.getLogger(__name__)
 
 RESERVATIONS = "reservations.json"
-JOB_MAIN_MODULE = b"snaptui.core.engine.job_main"
 # A launched job whose process has not yet shown up (between the journal's header and the
 # spawn) still counts this long after the journal was last written, while its launcher runs.
 LAUNCH_GRACE_S = 30.0
@@ -65,7 +65,10 @@ def _locked() -> Iterator[dict[str, dict[str, Any]]]:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w", encoding="utf-8") as out:
                 json.dump(entries, out, indent=1, sort_keys=True)
+                out.flush()
+                os.fsync(out.fileno())
             os.replace(tmp, path)
+            sync_dir(path.parent)
     finally:
         os.close(lock_fd)  # releases the flock
 
@@ -80,18 +83,8 @@ def _start_time(pid: int) -> str | None:
 
 
 def _job_processes() -> set[str]:
-    """Job ids of the running ``job_main`` processes (their argv names the job)."""
-    found = set()
-    for proc in Path("/proc").glob("[0-9]*"):
-        try:
-            argv = (proc / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if JOB_MAIN_MODULE in argv:
-            at = argv.index(JOB_MAIN_MODULE) + 1
-            if at < len(argv):
-                found.add(argv[at].decode(errors="replace"))
-    return found
+    """Job ids of the running job processes (core/engine/job_processes.py)."""
+    return {found.job_id for found in job_processes()}
 
 
 def _live(job_id: str, entry: dict[str, Any], job_processes: set[str]) -> bool:
