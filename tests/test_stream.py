@@ -257,7 +257,7 @@ def test_progress_text_of_a_stream_says_sent_and_read():
 
     text = progress_text({"done": 1 << 30, "total": 2 << 30, "unit": "bytes", "read": 512 << 20,
                           "rate": 100 << 20, "eta_s": 10.0})
-    assert text == "1.0 GiB / 2.0 GiB sent, 512.0 MiB read · 100.0 MiB/s · ETA 10 seconds"
+    assert text == "1.0 GiB / 2.0 GiB sent, 512 MiB read · 100 MiB/s · ETA 10.0 s"
 
 
 def test_cleanup_knows_a_dead_jobs_cow_scratch(tmp_path):

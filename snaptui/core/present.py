@@ -142,7 +142,7 @@ class StateLook(NamedTuple):
     colour: str  # a dashboard theme variable (success, warning, ...)
 
 
-STATE_LOOK: dict[DomainState, StateLook] = {
+STATE_LOOK: dict[str, StateLook] = {
     DomainState.RUNNING: StateLook("▶", "running", "success"),
     DomainState.PAUSED: StateLook("‖", "paused", "warning"),
     DomainState.SHUTOFF: StateLook("■", "shutoff", "foreground-muted"),

@@ -143,7 +143,7 @@ async def _domain_findings(ctx: ScanContext, dom: DomainInfo) -> AsyncIterator[F
     managed = await asyncio.to_thread(libvirt_internal_snapshots, vdom)
     seen_managed: dict[str, list[tuple[str, str, InternalSnapshot]]] = {}
     for disk in dom.disks:
-        if not disk.path or disk.device != "disk" or disk.format not in ("qcow2", None):
+        if not disk.path or not disk.taken_by_snapshot or disk.format not in ("qcow2", None):
             continue
         if not os.path.exists(disk.path) or not is_qcow2(disk.path):
             continue

@@ -169,7 +169,7 @@ async def plan_metadata(request: SnapshotRequest, info: DomainInfo, store: Image
                                                     getattr(store, "user_id", None)))
     operator = operator_metadata(request)
     derived = hardware if request.derive else None
-    root = next((d.target for d in info.disks if d.device == "disk"), None)
+    root = next((d.target for d in info.snapshot_disks), None)
     flavor_root = info.nova.flavor_disk_gb if info.nova else None
     for d in disks:
         d.min_disk = min_disk_gib(d.virtual_size, base,
