@@ -284,7 +284,7 @@ def test_cli_says_streamed(make_domain, store, own_images):
     own_images.extend(ids)
     assert result.returncode == 0, result.stderr
     assert f"{lab.name}  mode backup (streamed)  done" in result.stdout
-    assert "allocated → streamed 64.0 MiB; guest downtime 0.00 s" in result.stdout
+    assert "allocated → streamed 64.0 MiB; guest downtime 0.0 s" in result.stdout
     assert len(ids) == 1 and ids[0] in result.stdout
     # piped: the live view's last frame ends its line, the outcome starts its own
     assert any(line.startswith(f"image '{NAME}' id ") for line in result.stdout.splitlines()), \
