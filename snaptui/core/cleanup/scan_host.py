@@ -93,7 +93,8 @@ def _managed_save(ctx: ScanContext, dom: DomainInfo) -> Finding:
     age = file_age_s(path, ctx.now) if path else None
     refused = _busy(ctx, dom)
     saver, whose = _saver(ctx, dom, None if age is None else ctx.now - age)
-    words = (f"saved {duration_text(age)} ago and never restarted; removing it discards the "
+    when = "at an unknown time" if age is None else f"{duration_text(age)} ago"
+    words = (f"saved {when} and never restarted; removing it discards the "
              "guest's saved memory (its next start is a cold boot)")
     if refused:
         safe, reason = False, f"{refused}; {words}"
