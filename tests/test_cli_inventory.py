@@ -84,10 +84,10 @@ def test_domains_lists_created_domains(make_domain) -> None:
     table = snaptui("domains")
     assert table.returncode == 0, table.stderr
     rows = {line.split()[0]: line for line in table.stdout.splitlines() if line.strip()}
-    assert "► running" in rows[running.name]
+    assert "▶ running" in rows[running.name]
     assert "■ shut off" in rows[off.name]
     assert "vda:qcow2, vdb:qcow2" in rows[off.name]
-    assert "128.0 MiB" in rows[off.name]
+    assert "128 MiB" in rows[off.name]
 
 
 # ---------------------------------------------------------------- images
@@ -199,7 +199,7 @@ def test_info_of_a_running_domain(make_domain) -> None:
 
     table = snaptui("info", f"{lab.name}:vda")
     assert table.returncode == 0, table.stderr
-    assert lab.name in table.stdout and "► running" in table.stdout
+    assert lab.name in table.stdout and "▶ running" in table.stdout
     assert str(lab.disk_path("vda")) in table.stdout and "vdb" not in table.stdout
 
 

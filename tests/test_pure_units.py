@@ -1,36 +1,18 @@
-"""Pure functions, no lab and no subprocess: durations, ages, kinds, sizes for people, and the
+"""Pure functions, no lab and no subprocess: cleanup kinds, progress for people, and the
 job journal's JSON round-trip (written, torn by a crash, folded back into a JobRecord)."""
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import stat
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from snaptui.cli.audit import parse_since
-from snaptui.cli.output import human_size, size_with_bytes
-from snaptui.core.cleanup.findings import ALL_KINDS, Kind, parse_duration, parse_kinds
+from snaptui.core.cleanup.findings import ALL_KINDS, Kind, parse_kinds
 from snaptui.core.engine.journal import JournalWriter, fold, read_events
 from snaptui.core.errors import BadInput
-
-
-@pytest.mark.parametrize(("text", "seconds"), [
-    ("90", 90), ("90s", 90), ("30m", 1800), ("2h", 7200), ("1d12h", 129600),
-    ("1w", 604800), (" 1 d 2 h ", 93600), ("1.5h", 5400), ("0", 0), ("2H", 7200),
-])
-def test_parse_duration(text: str, seconds: float) -> None:
-    assert parse_duration(text) == seconds
-
-
-@pytest.mark.parametrize("text", ["", "   ", "h", "1y", "-1h", "1h-", "1h x", "1..5h"])
-def test_parse_duration_refuses_what_is_not_a_duration(text: str) -> None:
-    with pytest.raises(BadInput, match="not a duration"):
-        parse_duration(text)
 
 
 def test_parse_kinds() -> None:
@@ -41,28 +23,6 @@ def test_parse_kinds() -> None:
     with pytest.raises(BadInput, match="unknown kind 'snapshots'") as caught:
         parse_kinds("internal,snapshots")
     assert "internal,scratch,managed-save" in str(caught.value)  # the known ones, in order
-
-
-def test_parse_since_ages_and_dates() -> None:
-    before = datetime.now(UTC)
-    age = parse_since("12h")
-    assert before - timedelta(hours=12, seconds=5) <= age <= datetime.now(UTC) - timedelta(hours=12)
-    assert parse_since("2025-01-31") == datetime(2025, 1, 31, tzinfo=UTC)
-    assert parse_since("2025-01-31T10:00Z") == datetime(2025, 1, 31, 10, tzinfo=UTC)
-    plus2 = parse_since("2025-01-31T10:00+02:00")
-    assert plus2 == datetime(2025, 1, 31, 8, tzinfo=UTC)
-    for bad in ("yesterday", "12y", "2025-13-01"):
-        with pytest.raises(argparse.ArgumentTypeError, match="neither an ISO date"):
-            parse_since(bad)
-
-
-def test_sizes_for_people() -> None:
-    assert human_size(None) == "-"
-    assert human_size(0) == "0 Bytes"
-    assert human_size(64 << 20) == "64.0 MiB"
-    assert human_size(3 << 29) == "1.5 GiB"
-    assert size_with_bytes(64 << 20) == "64.0 MiB (67108864 bytes)"
-    assert size_with_bytes(None) == "-"
 
 
 def test_journal_round_trip_survives_a_torn_last_line(tmp_path: Path) -> None:
@@ -108,4 +68,4 @@ def test_progress_text_is_one_format_for_cli_and_dashboard():
 
     assert progress_text({"done": 45, "unit": "%"}) == "45.0 %"
     text = progress_text({"done": 300 * 2**20, "total": 2**30, "rate": 100 * 2**20, "eta_s": 7})
-    assert text == "300.0 MiB / 1.0 GiB · 100.0 MiB/s · ETA 7 seconds"
+    assert text == "300 MiB / 1.0 GiB · 100 MiB/s · ETA 7.0 s"

@@ -256,7 +256,7 @@ def test_progress_text_of_a_stream_says_sent_and_read():
 
     text = progress_text({"done": 1 << 30, "total": 2 << 30, "unit": "bytes", "read": 512 << 20,
                           "rate": 100 << 20, "eta_s": 10.0})
-    assert text == "1.0 GiB / 2.0 GiB sent, 512.0 MiB read · 100.0 MiB/s · ETA 10 seconds"
+    assert text == "1.0 GiB / 2.0 GiB sent, 512 MiB read · 100 MiB/s · ETA 10.0 s"
 
 
 def test_cleanup_knows_a_dead_jobs_cow_scratch(tmp_path):
@@ -283,7 +283,7 @@ def test_cli_says_streamed(make_domain, store, own_images):
     own_images.extend(ids)
     assert result.returncode == 0, result.stderr
     assert f"{lab.name}  mode backup (streamed)  done" in result.stdout
-    assert "allocated → streamed 64.0 MiB; guest downtime 0.00 s" in result.stdout
+    assert "allocated → streamed 64.0 MiB; guest downtime 0.0 s" in result.stdout
     assert len(ids) == 1 and ids[0] in result.stdout
     # piped: the live view's last frame ends its line, the outcome starts its own
     assert any(line.startswith(f"image '{NAME}' id ") for line in result.stdout.splitlines()), \

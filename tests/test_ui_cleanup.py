@@ -427,7 +427,7 @@ async def test_fixed_findings_choose_and_remove(tmp_path: Path) -> None:
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), 5, "confirm")
         assert "Remove 4 leftovers?" in screen_text(app)
         await pilot.pause(0.1)
-        assert "133.0 MiB + 2 of unknown size" in screen_text(app), screen_text(app)
+        assert "133 MiB + 2 of unknown size" in screen_text(app), screen_text(app)
         await pilot.press("y")
         await wait_for(pilot, lambda: len(screen.selection.results) == 4, 10, "results")
         await wait_for(pilot, lambda: not screen.removing, 5, "the end")

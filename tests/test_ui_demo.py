@@ -66,7 +66,7 @@ async def test_a_paced_demo_job_shows_progress_before_it_completes(tmp_path: Pat
             assert any("/s" in t and "ETA" in t for t in seen), seen  # copy: rate and ETA
             assert {"save", "convert:vda", "upload:vda"} <= steps_seen
             text = screen_text(app)
-            assert "guest downtime" in text and "guest downtime -" not in text
+            assert "guest downtime" in text and "guest downtime —" not in text
     finally:
         app.host.close()
 

@@ -98,7 +98,7 @@ async def test_cold_snapshot_followed_to_done(make_domain, host, tmp_path):
             assert f"✔ {step.title}" in text
         assert "✔ done" in text and "Size comparison" in text
         assert "source disk virtual" in text and "64.0 MiB" in text
-        assert "guest downtime" in text and "guest downtime -" not in text
+        assert "guest downtime" in text and "guest downtime —" not in text
         assert "auto chose" not in text and "cold mode as requested" in text
         # The log is one key away.
         await pilot.press("l")
@@ -284,8 +284,8 @@ async def test_running_step_progress_and_lost_job():
         await pilot.pause(0.1)
         assert screen.query_one("#job-progress-row").display
         text = screen_text(app)
-        assert "300.0 MiB / 1.0 GiB" in text and "100.0 MiB/s" in text
-        assert "ETA 7 seconds" in text and "29%" in text
+        assert "300 MiB / 1.0 GiB" in text and "100 MiB/s" in text
+        assert "ETA" in text and "7.4 s" in text and "29%" in text  # wrapped at 80 columns
         assert "guest downtime 8." in text
         assert app.screen.check_action("cancel_job", ()) is True
         # pid 1 is alive but is not this job's process: the job is lost.

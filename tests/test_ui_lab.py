@@ -197,7 +197,7 @@ async def test_cold_snapshot_from_the_dashboard(make_domain, dashboard, glance) 
         for step in job.steps:
             assert f"✔ {step.title}" in text
         assert "Size comparison" in text and "uploaded" in text
-        assert "guest downtime -" not in text
+        assert "guest downtime —" not in text
         assert set(states) - {libvirt.VIR_DOMAIN_RUNNING}, "cold stopped the guest a while"
         assert screen.check_action("cancel_job", ()) is None  # nothing left to cancel
         # The job went to the dashboard's cloud, not OS_CLOUD's.

@@ -129,7 +129,7 @@ async def test_detail_follows_the_cursor_and_reads_disks_once_it_rests(
         assert rested.name in detail_text(demo_app) and "reading…" in detail_text(demo_app)
         assert read == []  # nothing read while the cursor moved
         await settle(pilot, demo_app)
-        disks = [d for d in rested.disks if d.device == "disk" and d.path]
+        disks = [d for d in rested.snapshot_disks if d.path]
         assert sorted(read) == sorted(d.path for d in disks)
         text = detail_text(demo_app)
         assert "reading…" not in text

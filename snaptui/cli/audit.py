@@ -3,45 +3,41 @@
 from __future__ import annotations
 
 import argparse
-import re
 from datetime import UTC, datetime, timedelta
 
 from snaptui.cli.output import note, print_json, print_table, table
 from snaptui.core.audit import audit_path, read
 from snaptui.core.errors import BadInput
-
-_RELATIVE = re.compile(r"^(\d+)\s*([smhd])$")
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+from snaptui.core.present import DURATION_EXAMPLES, parse_duration, parse_iso
 
 
 def register(sub: argparse._SubParsersAction, common) -> None:
     p = sub.add_parser("audit", help="who did what destructive action to which guest and image")
     common(p)
     p.add_argument("--json", action="store_true", help="one JSON list of records")
-    p.add_argument("--since", metavar="WHEN", type=parse_since,
+    p.add_argument("--since", metavar="WHEN",
                    help="only records from WHEN on: an ISO date/time (UTC unless it says) or "
-                        "an age like 30m, 12h, 7d")
+                        f"an age like {DURATION_EXAMPLES}")
     p.set_defaults(handler=run_audit)
 
 
 def parse_since(text: str) -> datetime:
-    """``2025-01-31``, ``2025-01-31T10:00``, ``...+02:00`` or ``90m``/``12h``/``7d`` ago."""
-    text = text.strip()
-    match = _RELATIVE.match(text)
-    if match:
-        delta = timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
-        return datetime.now(UTC) - delta
+    """``2025-01-31``, ``2025-01-31T10:00``, ``...+02:00``, or an age (``90m``, ``1d12h``,
+    ``1w``: ``--older-than``'s grammar) before now; BadInput for anything else."""
+    when = parse_iso(text.strip())
+    if when is not None:
+        return when
     try:
-        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is neither an ISO date/time nor an age like 12h") from None
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
+        age_s = parse_duration(text)
+    except BadInput:
+        raise BadInput(f"--since: {text!r} is neither an ISO date/time nor an age like "
+                       f"{DURATION_EXAMPLES}") from None
+    return datetime.now(UTC) - timedelta(seconds=age_s)
 
 
 def run_audit(args: argparse.Namespace) -> int:
     try:
-        records = list(read(args.since))
+        records = list(read(parse_since(args.since) if args.since is not None else None))
     except OSError as err:
         raise BadInput(f"cannot read the audit log {audit_path()}: {err.strerror}") from None
     if args.json:

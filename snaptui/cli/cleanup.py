@@ -17,7 +17,6 @@ from rich.text import Text
 
 from snaptui.cli.output import (
     console,
-    human_size,
     line,
     note,
     plain,
@@ -32,13 +31,13 @@ from snaptui.core.cleanup import (
     RemovalResult,
     ScanProgress,
     ScanReport,
-    parse_duration,
     parse_kinds,
     preselected,
     remove_all,
     scan,
 )
 from snaptui.core.errors import BadInput
+from snaptui.core.present import DURATION_EXAMPLES, parse_duration, size_text
 
 Common = Callable[[argparse.ArgumentParser], None]
 # images too: whether a snapshot's instance still exists is a question for the host.
@@ -61,8 +60,8 @@ def register(sub: argparse._SubParsersAction, common: Common) -> None:
                    help="comma-separated kinds: " + ",".join(k.value for k in Kind))
     p.add_argument("--scan", metavar="DIR", action="append", default=[],
                    help="also look for qcow2 leftovers under DIR (repeatable)")
-    p.add_argument("--older-than", metavar="DURATION", default="24h",
-                   help="pre-select leftovers at least this old (90s, 30m, 2h, 1d; "
+    p.add_argument("--older-than", metavar="DURATION",
+                   help=f"pre-select leftovers at least this old ({DURATION_EXAMPLES}; "
                         "default 24h)")
     p.add_argument("--key", metavar="KEY", action="append", default=[],
                    help="act on exactly this finding (its key from --json), even one not "
@@ -158,7 +157,7 @@ def _print_list(report: ScanReport, selected: set[str]) -> None:
     for f in report.findings:
         mark = Text("yes", style="green") if f.key in selected else \
             Text("no", style="bright_black")
-        rows.add_row(str(f.kind), f.location, human_size(f.size), mark, f.reason)
+        rows.add_row(str(f.kind), f.location, size_text(f.size), mark, f.reason)
     print_table(rows)
 
 
@@ -168,7 +167,7 @@ def _total(findings: list[Finding]) -> int:
 
 def _confirm(chosen: list[Finding]) -> bool:
     prompt = (f"Remove {len(chosen)} selected leftover{'s' if len(chosen) != 1 else ''} "
-              f"({human_size(_total(chosen))} reclaimable)? [y/N] ")
+              f"({size_text(_total(chosen))} reclaimable)? [y/N] ")
     try:
         sys.stderr.write(prompt)
         sys.stderr.flush()
@@ -182,7 +181,7 @@ def _report_results(results: list[RemovalResult], by_key: dict[str, Finding]) ->
     for r in results:
         where = by_key[r.key].location if r.key in by_key else r.key
         if r.ok:
-            note(f"removed {where}: {human_size(r.reclaimed)} reclaimed")
+            note(f"removed {where}: {size_text(r.reclaimed)} reclaimed")
         else:
             note(f"snaptui: not removed: {where}: {r.reason}")
 
@@ -199,7 +198,8 @@ def run_cleanup(args: argparse.Namespace) -> int:
     if routed is not None:
         return routed
     only = parse_kinds(args.only)
-    older_than_s = parse_duration(args.older_than) if args.older_than else DEFAULT_OLDER_THAN_S
+    older_than_s = (DEFAULT_OLDER_THAN_S if args.older_than is None
+                    else parse_duration(args.older_than, "--older-than"))
     if args.include_unowned and not args.domain:
         # Naming the domains keeps "every unowned snapshot on the host" from being one typo
         # away; their leftovers are somebody's, and what they held is not coming back.
@@ -223,7 +223,7 @@ def run_cleanup(args: argparse.Namespace) -> int:
         if not args.json:
             _print_list(report, selected)
             note(f"{len(chosen)} selected of {len(report.findings)} found; "
-                 f"{human_size(_total(chosen))} reclaimable")
+                 f"{size_text(_total(chosen))} reclaimable")
         if args.dry_run:
             results = asyncio.run(remove_all(chosen, host, store, dry_run=True))
             if not args.json:
@@ -258,5 +258,5 @@ def run_cleanup(args: argparse.Namespace) -> int:
         _report_results(results, report.by_key())
         if results:
             note(f"{len(results) - len(failed)} removed, {len(failed)} not; "
-                 f"{human_size(reclaimed)} reclaimed (measured)")
+                 f"{size_text(reclaimed)} reclaimed (measured)")
     return 1 if failed else 0

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -170,11 +169,12 @@ def run_jobs_fleet(args: argparse.Namespace, hosts: Sequence[HostSpec]) -> int:
         output.print_json(rows)
         return 1 if problems else 0
     from snaptui.core.engine.states import look
+    from snaptui.core.present import local_time_text
 
     grid = output.table("host", "job", "domain", "mode", "status", "started", "image")
     for row in rows:
         glyph, style = look(row.get("status", "?"))
-        started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(row.get("started") or 0))
+        started = local_time_text(row.get("started"))
         grid.add_row(row["host"], row.get("job_id", "?"), row.get("domain", "?"),
                      row.get("mode", "?"), Text(f"{glyph} {row.get('status')}", style=style),
                      started, str(row.get("image_name") or ""))

@@ -19,13 +19,10 @@ from rich.text import Text
 
 from snaptui.cli.output import (
     grid,
-    human_size,
     note,
     plain,
     print_json,
     print_table,
-    size_with_bytes,
-    state_text,
     table,
     warn,
 )
@@ -39,6 +36,7 @@ from snaptui.core.errors import (
     SnaptuiError,
 )
 from snaptui.core.models import DiskInfo, DomainInfo, ImageFileInfo, ImageRecord
+from snaptui.core.present import date_text, size_text, size_with_bytes, state_text
 
 Common = Callable[[argparse.ArgumentParser], None]
 
@@ -126,8 +124,8 @@ def run_domains(args: argparse.Namespace) -> int:
     rows = table(*(("host", *columns) if len(hosts) > 1 else columns))
     for h, d in listed:
         cells: list[Any] = [d.name, state_text(d.state), str(d.vcpus),
-                            human_size(d.memory_kib * 1024), _disks_label(d),
-                            human_size(sizes[h, d.uuid])]
+                            size_text(d.memory_kib * 1024), _disks_label(d),
+                            size_text(sizes[h, d.uuid])]
         rows.add_row(*([h, *cells] if len(hosts) > 1 else cells))
     print_table(rows)
     return 1 if failed else 0
@@ -137,7 +135,7 @@ def run_domains(args: argparse.Namespace) -> int:
 
 
 def _created(record: ImageRecord) -> str:
-    return (record.created_at or "-")[:19].replace("T", " ")
+    return date_text(record.created_at)
 
 
 def run_images(args: argparse.Namespace) -> int:
@@ -162,7 +160,7 @@ def run_images(args: argparse.Namespace) -> int:
     rows = table("name", "id", "status", "format", "size", "created", "snapshot", "instance")
     for r in records:
         fmt = "/".join(x for x in (r.disk_format, r.container_format) if x) or "-"
-        rows.add_row(r.name or "-", r.id, r.status, fmt, human_size(r.size), _created(r),
+        rows.add_row(r.name or "-", r.id, r.status, fmt, size_text(r.size), _created(r),
                      "yes" if r.is_snapshot else "no", r.instance_uuid or "-")
     print_table(rows)
     if not records:
@@ -285,15 +283,15 @@ def _render_image(image: ImageFileInfo, target: str | None = None) -> Group:
     if image.corrupt is not None:
         facts.add_row("corrupt", Text("YES", style="bold red") if image.corrupt else "no")
     if image.cluster_size:
-        facts.add_row("cluster size", human_size(image.cluster_size))
-    chain = " → ".join(f"{b.path} ({b.format}, {human_size(b.actual_size)})"
+        facts.add_row("cluster size", size_text(image.cluster_size))
+    chain = " → ".join(f"{b.path} ({b.format}, {size_text(b.actual_size)})"
                        for b in image.backing_chain)
     facts.add_row("backing chain", chain or "none")
     parts: list[Any] = [head, facts]
     if image.snapshots:
         snaps = table("id", "name", "date", "vm size", title=None)
         for s in image.snapshots:
-            snaps.add_row(s.id, s.name, s.date, human_size(s.vm_size))
+            snaps.add_row(s.id, s.name, s.date, size_text(s.vm_size))
         parts += [Text("internal snapshots", style="dim"), snaps]
     else:
         facts.add_row("snapshots", "none")

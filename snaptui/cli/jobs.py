@@ -7,7 +7,6 @@ streams a job's events until it ends (how the other side re-attaches after a los
 from __future__ import annotations
 
 import argparse
-import time
 
 from rich.text import Text
 
@@ -16,6 +15,7 @@ from snaptui.cli.output import line, note, print_json, print_table, table
 from snaptui.core.engine.jobs import cancel_job, list_jobs
 from snaptui.core.engine.recover import recover
 from snaptui.core.engine.states import look
+from snaptui.core.present import duration_text, local_time_text
 
 
 def register(sub: argparse._SubParsersAction, common) -> None:
@@ -50,8 +50,8 @@ def run_jobs(args: argparse.Namespace) -> int:
         return 0
     rows = table("job", "domain", "mode", "status", "started", "downtime", "image")
     for job in jobs:
-        started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(job.started or 0))
-        down = f"{job.downtime_s:.2f} s" if job.downtime_s is not None else "-"
+        started = local_time_text(job.started)
+        down = duration_text(job.downtime_s)
         glyph, style = look(job.status)
         rows.add_row(job.job_id, job.domain, job.mode, Text(f"{glyph} {job.status}", style=style),
                      started, down,

@@ -1,6 +1,6 @@
-"""Printing helpers shared by the CLI commands: humanized sizes, rich tables, JSON, state glyphs.
+"""Printing helpers shared by the CLI commands: rich tables, JSON, lines for people.
 
-Sizes are bytes in JSON and ``humanize.naturalsize(binary=True)`` for people. Tables go to stdout;
+Sizes are bytes in JSON and ``core/present.py``'s ``size_text`` for people. Tables go to stdout;
 notes for people (headers, hints) go to stderr so that stdout stays parseable.
 
 Names, ids, paths and messages come from outside (an operator's ``--name``, a guest's disk, a
@@ -18,7 +18,6 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
-import humanize
 from rich.console import Console, RenderableType
 from rich.live import Live
 from rich.protocol import is_renderable
@@ -26,38 +25,8 @@ from rich.style import Style
 from rich.table import Table
 from rich.text import Text
 
-from snaptui.core.models import DomainState
-
 # Width used when stdout is not a terminal (pipes, tests): wide enough that rows never wrap.
 PIPE_WIDTH = 240
-
-# Glyphs from the WGL4 / Latin-1 repertoire (render on the Linux console and 16-colour
-# terminals; no emoji, which many terminals draw double-width or not at all).
-_STATE_STYLE: dict[DomainState, tuple[str, str]] = {
-    DomainState.RUNNING: ("►", "green"),
-    DomainState.PAUSED: ("‖", "yellow"),
-    DomainState.SHUTOFF: ("■", "bright_black"),
-    DomainState.SAVED: ("◘", "cyan"),
-    DomainState.CRASHED: ("×", "red"),
-    DomainState.SHUTDOWN: ("▼", "yellow"),
-    DomainState.BLOCKED: ("○", "magenta"),
-    DomainState.PMSUSPENDED: ("◊", "blue"),
-    DomainState.NOSTATE: ("?", "red"),
-}
-
-
-def human_size(size: int | None) -> str:
-    """Bytes for people (``1.5 GiB``); ``-`` when unknown."""
-    if size is None:
-        return "-"
-    return humanize.naturalsize(size, binary=True)
-
-
-def size_with_bytes(size: int | None) -> str:
-    """Humanized size followed by the exact byte count, e.g. ``64.0 MiB (67108864 bytes)``."""
-    if size is None:
-        return "-"
-    return f"{human_size(size)} ({size} bytes)"
 
 
 # C0 controls but tab and newline, DEL, C1 controls (0x9b is CSI on its own) and the bidi
@@ -96,12 +65,6 @@ def _cell(cell: RenderableType | None) -> RenderableType | None:
 def grid(**options: Any) -> Table:
     """``Table.grid`` whose cells are plain text (a ``SafeTable``)."""
     return SafeTable.grid(**options)
-
-
-def state_text(state: DomainState) -> Text:
-    """A domain state as a coloured glyph and its word, e.g. ``► running``."""
-    glyph, style = _STATE_STYLE.get(state, ("?", "red"))
-    return Text(f"{glyph} {state}", style=style)
 
 
 def console(*, stderr: bool = False) -> Console:

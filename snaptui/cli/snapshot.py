@@ -7,7 +7,6 @@ import asyncio
 import time
 from typing import Any
 
-import humanize
 from rich.console import Console, Group
 from rich.progress_bar import ProgressBar
 from rich.text import Text
@@ -35,6 +34,7 @@ from snaptui.core.engine.recover import recover_job
 from snaptui.core.engine.states import JobStatus, StepState, look, progress_text
 from snaptui.core.image_properties import parse_properties
 from snaptui.core.image_store import VISIBILITIES
+from snaptui.core.present import duration_text, size_text
 
 
 def register(sub: argparse._SubParsersAction, common) -> None:
@@ -311,7 +311,7 @@ def _render(job: JobRecord) -> Group:
             bar = ProgressBar(total=total or 100, completed=done if total else 0, width=28)
             detail = progress_text(step.progress)
         elif step.started and step.finished:
-            detail = f"{step.finished - step.started:.1f} s"
+            detail = duration_text(step.finished - step.started)
         elif step.error:
             detail = step.error
         table.add_row(glyph, step.title, bar, detail)
@@ -345,13 +345,10 @@ def _print_outcome(console: Console, job: JobRecord) -> int:
                                     output.plain(f": {job.error}")))
         return 1
     res = job.result
-    down = res.get("downtime_s") or 0.0
+    down = duration_text(res.get("downtime_s") or 0.0)
     for image in res.get("images", []):
         sizes = image["sizes"]
-
-        def h(n: int | None) -> str:
-            return humanize.naturalsize(n, binary=True) if n is not None else "-"
-
+        h = size_text
         console.print(Text.assemble(
             output.plain(f"image {image['name']!r}", "green"),
             output.plain(
@@ -359,6 +356,6 @@ def _print_outcome(console: Console, job: JobRecord) -> int:
                 f"source {h(sizes['source_virtual'])} virtual / {h(sizes['source_actual'])} "
                 + (f"allocated → output {h(sizes['output_actual'])} allocated, uploaded "
                    if sizes.get("output_actual") is not None else "allocated → streamed ")
-                + f"{h(sizes['uploaded'])}; guest downtime {down:.2f} s"),
+                + f"{h(sizes['uploaded'])}; guest downtime {down}"),
         ))
     return 0

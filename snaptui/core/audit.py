@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from snaptui.core.paths import private_dir, state_dir
+from snaptui.core.present import parse_iso
 
 log = logging.getLogger(__name__)
 
@@ -106,11 +107,7 @@ def read(since: datetime | None = None) -> Iterator[dict[str, Any]]:
             except json.JSONDecodeError:
                 continue
             if since is not None:
-                try:
-                    when = datetime.fromisoformat(str(entry.get("time", "")).replace("Z",
-                                                                                     "+00:00"))
-                except ValueError:
-                    continue
-                if when < since:
+                when = parse_iso(str(entry.get("time", "")))
+                if when is None or when < since:
                     continue
             yield entry

@@ -18,7 +18,7 @@ DESTINATIONS = ("glance", "library")
 
 def snapshot_disks(info: DomainInfo) -> list[DiskInfo]:
     """The disks a snapshot can take: ``device='disk'`` (not CD-ROMs, floppies or LUNs)."""
-    return [d for d in info.disks if d.device == "disk"]
+    return list(info.snapshot_disks)
 
 
 def auto_mode(info: DomainInfo, reasons: dict[Mode, str | None]) -> tuple[Mode, str]:

@@ -47,6 +47,11 @@ class DiskInfo:
     source_type: str = "file"
     readonly: bool = False
 
+    @property
+    def taken_by_snapshot(self) -> bool:
+        """A snapshot takes ``device='disk'`` only: never a CD-ROM, floppy or LUN."""
+        return self.device == "disk"
+
 
 @dataclass(frozen=True)
 class DomainInfo:
@@ -64,11 +69,15 @@ class DomainInfo:
     nova: NovaMetadata | None = None  # <nova:instance>: the domain is a Nova instance
     host: str = ""  # the fleet host it was listed on (core/fleet.py); "" outside a fleet
 
+    @property
+    def snapshot_disks(self) -> tuple[DiskInfo, ...]:
+        """The disks a snapshot takes, in the domain XML's order."""
+        return tuple(d for d in self.disks if d.taken_by_snapshot)
+
     def disk(self, target: str | None = None) -> DiskInfo | None:
-        """The disk with that target, or the first writable disk device when target is None."""
-        disks = [d for d in self.disks if d.device == "disk"]
+        """The disk with that target, or the first disk a snapshot takes when target is None."""
         if target is None:
-            return disks[0] if disks else None
+            return next(iter(self.snapshot_disks), None)
         return next((d for d in self.disks if d.target == target), None)
 
     def to_json(self) -> dict[str, Any]:

@@ -37,14 +37,13 @@ from snaptui.core.cleanup import (
     iter_findings,
     remove,
 )
-from snaptui.core.cleanup.findings import human_age
 from snaptui.core.cleanup.selection import Selection
+from snaptui.core.present import duration_text, size_text
 from snaptui.ui.cleanup_table import (
     CleanupTable,
     build_rows,
     confirm_lines,
     detail_lines,
-    human,
     kind_of_group,
     summary_text,
 )
@@ -65,7 +64,7 @@ OLDER_THAN_STEPS = (DEFAULT_OLDER_THAN_S, 3600.0, 0.0, 7 * 86400.0)
 
 
 def older_than_label(seconds: float) -> str:
-    return "any age" if seconds <= 0 else f"older than {human_age(seconds)}"
+    return "any age" if seconds <= 0 else f"older than {duration_text(seconds)}"
 
 
 # -- messages from the workers (posted from their threads) ----------------------------------------
@@ -305,7 +304,7 @@ class CleanupScreen(ForwardsWorkerFailures, Screen):
         self.refresh_bindings()
         counts = self.selection.outcomes()
         self.notify(f"{counts['removed']} removed, {counts['refused']} refused, "
-                    f"{counts['failed']} failed · {human(self.selection.reclaimed)} reclaimed",
+                    f"{counts['failed']} failed · {size_text(self.selection.reclaimed)} reclaimed",
                     title="Cleanup", severity="information" if counts["removed"] and not
                     (counts["refused"] or counts["failed"]) else "warning")
 
@@ -448,7 +447,7 @@ class CleanupScreen(ForwardsWorkerFailures, Screen):
         if not chosen or self.scanning or self.removing:
             return
         totals = Selection.totals(chosen)
-        size = human(totals.size) + (f" + {totals.unknown} of unknown size" if totals.unknown
+        size = size_text(totals.size) + (f" + {totals.unknown} of unknown size" if totals.unknown
                                      else "")
         plural = "s" if len(chosen) != 1 else ""
         self.app.push_screen(

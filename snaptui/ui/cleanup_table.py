@@ -8,13 +8,12 @@ import os
 import re
 from collections.abc import Callable
 
-import humanize
 from rich.style import Style
 from rich.text import Text
 
 from snaptui.core.cleanup.findings import Finding, Kind, RemovalResult
 from snaptui.core.cleanup.selection import KIND_ORDER, Selection, Totals, outcome
-from snaptui.ui.domains_pane import short_size
+from snaptui.core.present import UNKNOWN, size_text
 from snaptui.ui.keyed_table import ColumnSpec, KeyedTable, Row
 
 KIND_TITLE: dict[Kind, str] = {
@@ -72,14 +71,10 @@ def kind_of_group(key: str) -> Kind | None:
 
 
 def size_of(totals: Totals) -> str:
-    """'1.2 GiB', '1.2 GiB+' when some sizes are unknown, '?' when none is known."""
+    """'1.2 GiB', '1.2 GiB+' when some sizes are unknown, '—' when none is known."""
     if totals.count and totals.unknown == totals.count:
-        return "?"
-    return short_size(totals.size) + ("+" if totals.unknown else "")
-
-
-def human(size: int) -> str:
-    return humanize.naturalsize(size, binary=True, format="%.1f")
+        return UNKNOWN
+    return size_text(totals.size) + ("+" if totals.unknown else "")
 
 
 def status_of(finding: Finding, result: RemovalResult | None, busy: str | None,
@@ -92,7 +87,7 @@ def status_of(finding: Finding, result: RemovalResult | None, busy: str | None,
     if result is not None:
         word = outcome(result)
         if word == "removed":
-            return Text(f"✔ {short_size(result.reclaimed)}", style=style("success"))
+            return Text(f"✔ {size_text(result.reclaimed)}", style=style("success"))
         return Text(f"✘ {word}", style=style("error"))
     if finding.refused:
         return Text("refused", style=style("error"))
@@ -133,7 +128,7 @@ def build_rows(selection: Selection, busy: dict[str, str], style: StyleOf) -> di
             result = selection.results.get(finding.key)
             rows[finding.key] = (
                 mark_of(selection, finding), Text(row_label(finding)),
-                short_size(finding.size) if finding.size is not None else "?",
+                size_text(finding.size),
                 status_of(finding, result, busy.get(finding.key), style),
                 Text(result.reason if result is not None and not result.ok and result.reason
                      else finding.reason, style=style("text-muted")),
@@ -171,14 +166,14 @@ def detail_lines(selection: Selection, key: str | None) -> Text:
         return Text("")
     text = Text(finding.location, style="bold")
     if finding.size is not None:
-        text.append(f"  {human(finding.size)}")
+        text.append(f"  {size_text(finding.size)}")
     text.append(f"\n{finding.reason}")
     result = selection.results.get(key)
     if result is not None:
         word = outcome(result)
         if result.ok:
-            text.append(f"\n✔ removed ({result.action}): {human(result.reclaimed)} reclaimed "
-                        f"(measured {human(result.before)} → {human(result.after)})",
+            text.append(f"\n✔ removed ({result.action}): {size_text(result.reclaimed)} reclaimed "
+                        f"(measured {size_text(result.before)} → {size_text(result.after)})",
                         style="green")
         else:
             reason = result.reason or ""
@@ -200,7 +195,7 @@ def summary_text(selection: Selection, problems: list[str], style: StyleOf) -> T
         chosen = Selection.totals(selection.selected())
         text = Text(f"{found} found · {chosen.count} chosen")
         if chosen.count:
-            text.append(f" · {human(chosen.size)} reclaimable")
+            text.append(f" · {size_text(chosen.size)} reclaimable")
         if chosen.unknown:
             text.append(f" (+{chosen.unknown} of unknown size)")
     if selection.results:
@@ -208,7 +203,7 @@ def summary_text(selection: Selection, problems: list[str], style: StyleOf) -> T
         text.append("\n")
         text.append(f"{counts['removed']} removed", style=style("success"))
         text.append(f", {counts['refused']} refused, {counts['failed']} failed · "
-                    f"{human(selection.reclaimed)} reclaimed (measured)")
+                    f"{size_text(selection.reclaimed)} reclaimed (measured)")
     if problems:
         text.append(f"\n⚠ {len(problems)} scanner{'s' if len(problems) != 1 else ''} failed: "
                     + "; ".join(problems), style=style("warning"))
@@ -221,7 +216,7 @@ def confirm_lines(findings: list[Finding], limit: int = 8, width: int = 62) -> l
     lines = []
     room = width - 22
     for finding in findings[:limit]:
-        size = short_size(finding.size) if finding.size is not None else "?"
+        size = size_text(finding.size)
         where = row_label(finding)
         if len(where) > room:
             where = "…" + where[-(room - 1):]

@@ -14,7 +14,7 @@ from textual.visual import Visual
 
 from snaptui.core.fleet import key_of
 from snaptui.core.models import DomainInfo, ImageFileInfo, ImageRecord
-from snaptui.ui.domains_pane import STATE_LOOK, short_date, size_text
+from snaptui.core.present import date_text, size_text, state_look
 from snaptui.ui.scrolling import set_virtual_size
 
 PLACEHOLDER = "Select a domain or an image."
@@ -31,9 +31,9 @@ def _sizes(info: ImageFileInfo) -> str:
 
 
 def domain_header(info: DomainInfo) -> str:
-    glyph, variable = STATE_LOOK.get(info.state, ("?", "text-muted"))
+    look = state_look(info.state)
     memory = size_text(info.memory_kib * 1024)
-    return (f"[b $accent]{_e(info.name)}[/]  [${variable}]{glyph} {_e(info.state)}[/]  "
+    return (f"[b $accent]{_e(info.name)}[/]  [${look.colour}]{look.glyph} {_e(info.state)}[/]  "
             f"[$text-muted]{info.vcpus} vCPU · {memory} · {info.uuid}[/]")
 
 
@@ -58,7 +58,7 @@ def disk_lines(target: str, path: str | None, info: ImageFileInfo | BaseExceptio
         lines.append(f"  └ backing {_e(info.backing_file)}")
     if info.snapshots:
         lines.append(f"  [$warning]{len(info.snapshots)} internal snapshot(s):[/]")
-        lines += [f"    {_e(s.id)} [b]{_e(s.name)}[/b]  {_e(short_date(s.date))}"
+        lines += [f"    {_e(s.id)} [b]{_e(s.name)}[/b]  {_e(date_text(s.date))}"
                   f"  vm-state {size_text(s.vm_size)}" for s in info.snapshots]
     else:
         lines.append("  internal snapshots: none")
@@ -70,10 +70,9 @@ def domain_lines(info: DomainInfo,
     """Markup lines describing a domain and its disks (``disks``: target → qemu-img info)."""
     lines = [domain_header(info)]
     lines += nova_lines(info)
-    for disk in info.disks:
-        if disk.device == "disk":
-            lines += disk_lines(disk.target, disk.path, disks.get(disk.target))
-    if not any(d.device == "disk" for d in info.disks):
+    for disk in info.snapshot_disks:
+        lines += disk_lines(disk.target, disk.path, disks.get(disk.target))
+    if not info.snapshot_disks:
         lines.append("[$text-muted]no disks[/]")
     return lines
 
@@ -120,7 +119,7 @@ def image_lines(image: ImageRecord, domain_name: str | None,
     lines = [f"[b $accent]{_e(image.name)}[/]  {kind}  [$text-muted]{image.id}[/]",
              f"status [b]{_e(image.status)}[/b] · {_e(image.disk_format or '—')}/"
              f"{_e(image.container_format or '—')} · size [b]{size_text(image.size)}[/b] · "
-             f"created {_e(short_date(image.created_at))}"]
+             f"created {_e(date_text(image.created_at))}"]
     if image.instance_uuid:
         owner = f"{_e(domain_name)} " if domain_name else ""
         lines.append(f"instance {owner}[$text-muted]{image.instance_uuid}[/]")
@@ -174,8 +173,7 @@ class DetailPane(ScrollView, can_focus=False):
         While some disk is still loading the scrollable height does not shrink: the short
         "reading…" view between two domains would otherwise take the scrollbar away and give
         it back (two layouts)."""
-        loading = any(disks.get(d.target) is None for d in info.disks
-                      if d.device == "disk" and d.path)
+        loading = any(disks.get(d.target) is None for d in info.snapshot_disks if d.path)
         name = f"{info.host}:{info.name}" if self.show_host and info.host else info.name
         lines = domain_lines(info, disks)
         if self.show_host and info.host:

@@ -6,62 +6,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-import humanize
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.content import Content
 from textual.widgets import Static
 
-from snaptui.core.choices import snapshot_disks
 from snaptui.core.fleet import key_of
-from snaptui.core.models import DomainInfo, DomainState
+from snaptui.core.models import DomainInfo
+from snaptui.core.present import date_text, size_text, state_look
 from snaptui.ui.table_pane import ColumnSpec, Row, TablePane
 
 HOST_WIDTH = (4, 12)  # the Host column: as wide as the longest host name, within these
-
-# Short state words (at most 7 letters) so the State column stays narrow beside its glyph.
-STATE_WORD: dict[DomainState, str] = {
-    DomainState.SHUTOFF: "shutoff", DomainState.SHUTDOWN: "halting",
-    DomainState.PMSUSPENDED: "asleep", DomainState.NOSTATE: "unknown",
-}
-
-# glyph, theme colour variable
-STATE_LOOK: dict[DomainState, tuple[str, str]] = {
-    DomainState.RUNNING: ("▶", "success"),
-    DomainState.PAUSED: ("‖", "warning"),
-    DomainState.SHUTOFF: ("■", "foreground-muted"),
-    DomainState.SAVED: ("◆", "secondary"),
-    DomainState.CRASHED: ("✖", "error"),
-    DomainState.SHUTDOWN: ("▼", "warning"),
-    DomainState.BLOCKED: ("◌", "warning"),
-    DomainState.PMSUSPENDED: ("☾", "secondary"),
-    DomainState.NOSTATE: ("?", "foreground-muted"),
-}
-
-
-def size_text(size: int | None) -> str:
-    """Humanized binary size, '—' when unknown."""
-    return "—" if size is None else humanize.naturalsize(size, binary=True, format="%.1f")
-
-
-def short_size(size: int | None) -> str:
-    """At most 8 cells for a table: '29.5 MiB', '512 MiB', '900 B'; '—' when unknown."""
-    if size is None:
-        return "—"
-    number, _, unit = humanize.naturalsize(size, binary=True, format="%.1f").partition(" ")
-    if unit in ("Byte", "Bytes"):
-        return f"{size} B"
-    if len(number) > 4:  # 512.0 → 512: the tenth does not matter at that size
-        number = f"{float(number):.0f}"
-    return f"{number} {unit}"
-
-
-def short_date(iso: str | None) -> str:
-    """'2025-05-12 07:15' from an ISO 8601 timestamp; '—' when there is none."""
-    if not iso:
-        return "—"
-    return iso.replace("T", " ")[:16]
-
 
 @dataclass(frozen=True)
 class DomainExtras:
@@ -110,17 +65,16 @@ class DomainsPane(TablePane):
 
     def format_cell(self, column: str, value: Any) -> Any:
         if column == "state":
-            glyph, variable = STATE_LOOK.get(value, ("?", "foreground-muted"))
-            word = STATE_WORD.get(value, str(value))
-            return Text(f"{glyph} {word}", style=self.theme_style(variable))
+            look = state_look(value)
+            return Text(f"{look.glyph} {look.word}", style=self.theme_style(look.colour))
         if column == "alloc":
-            return Text(short_size(value), justify="right")
+            return Text(size_text(value), justify="right")
         if column == "disks":
             return Text(str(value), justify="right")
         if column == "snaps":
             return Text(str(value) if value else "·", justify="right")
         if column == "last":
-            return short_date(value)[:10]
+            return date_text(value)[:10]
         if column == "host":
             return Text(value, style=self.theme_style("secondary"), overflow="ellipsis")
         return super().format_cell(column, value)
@@ -168,7 +122,7 @@ class DomainsPane(TablePane):
             if not self.matches(d.name, d.uuid, d.state, d.nova and d.nova.name, d.host):
                 continue
             extra = self.extras.get(key, DomainExtras())
-            disks = len(snapshot_disks(d))
+            disks = len(d.snapshot_disks)
             # A Nova instance by its Nova name (libvirt's instance-0000002a is in the detail)
             name = f"nova:{d.nova.name}" if d.nova and d.nova.name else d.name
             row: Row = (name, d.state, extra.allocated, extra.snapshots, extra.last_snapshot,

@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 from rich.text import Text
 
 from snaptui.core.models import ImageRecord
-from snaptui.ui.domains_pane import short_date, short_size
+from snaptui.core.present import date_text, size_text
 from snaptui.ui.table_pane import ColumnSpec, Row, TablePane
 
 STATUS_LOOK = {"active": "success", "queued": "warning", "saving": "warning",
@@ -69,9 +69,9 @@ class ImagesPane(TablePane):
             look = STATUS_LOOK.get(value, "foreground-muted")
             return Text(str(value), style=self.theme_style(look), overflow="ellipsis")
         if column == "size":
-            return Text(short_size(value), justify="right")
+            return Text(size_text(value), justify="right")
         if column == "created":
-            return short_date(value)[:10]
+            return date_text(value)[:10]
         if column == "snap":
             return (Text("yes", style=self.theme_style("accent")) if value
                     else Text("no", style=self.theme_style("foreground-muted")))

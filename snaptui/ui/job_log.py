@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 from textual import work
@@ -15,6 +14,7 @@ from textual.widgets import Log, Static
 from textual.worker import Worker, WorkerState
 
 from snaptui.core.engine.journal import jobs_dir, journal_path, read_events
+from snaptui.core.present import clock_text
 from snaptui.ui.worker_failures import ForwardsWorkerFailures, failure_text
 
 SKIP = {"t", "event", "step"}
@@ -22,7 +22,7 @@ SKIP = {"t", "event", "step"}
 
 def describe_event(event: dict[str, Any]) -> str:
     """One readable line for a journal event (progress lines are summarised, not dumped)."""
-    stamp = time.strftime("%H:%M:%S", time.localtime(event.get("t", 0)))
+    stamp = clock_text(event.get("t", 0))
     kind = event.get("event", "?")
     step = f" [{event['step']}]" if event.get("step") else ""
     if kind == "job":

@@ -39,6 +39,7 @@ from snaptui.core.engine.plan import Plan
 from snaptui.core.engine.states import JobStatus, StepState, look, progress_text
 from snaptui.core.engine.workflows import build_steps
 from snaptui.core.errors import SnaptuiError
+from snaptui.core.present import UNKNOWN, clock_text, duration_text
 from snaptui.ui.confirm import ConfirmScreen
 from snaptui.ui.footer import BindingsFooter
 from snaptui.ui.job_log import JobLogScreen
@@ -60,20 +61,9 @@ class Started(str):
     ts: float
 
     def __new__(cls, ts: float | None) -> Started:
-        text = time.strftime("%H:%M:%S", time.localtime(ts)) if ts else "-"
-        cell = super().__new__(cls, text)
+        cell = super().__new__(cls, clock_text(ts))
         cell.ts = ts or 0.0
         return cell
-
-
-def seconds(s: float | None) -> str:
-    """'12.3 s' under a minute, '4m 05s' or '1h 02m' above."""
-    if s is None:
-        return "-"
-    if s < 60:
-        return f"{s:.1f} s"
-    m, sec = divmod(int(s), 60)
-    return f"{m}m {sec:02d}s" if m < 60 else f"{m // 60}h {m % 60:02d}m"
 
 
 def status_of(job: JobRecord, lost: bool = False) -> JobStatus:
@@ -115,9 +105,9 @@ def _step_detail(step: StepRecord, now: float) -> Text:
     if step.error and step.state in (StepState.FAILED, StepState.UNDO_FAILED):
         return Text(step.error[:40], style="red")
     if step.started and step.finished:
-        return Text(seconds(step.finished - step.started), style="dim")
+        return Text(duration_text(step.finished - step.started), style="dim")
     if step.state == StepState.RUNNING and step.started:
-        return Text(seconds(now - step.started))
+        return Text(duration_text(now - step.started))
     undoing = step.state in (StepState.UNDONE, StepState.UNDOING)
     return Text(step.state if undoing else "", style="dim")
 
@@ -130,8 +120,8 @@ def render_header(job: JobRecord, now: float, lost: bool) -> RenderableType:
         Text.assemble((f"job {job.job_id}", "bold")),
         Text.assemble((job.domain, "bold"), f"  {job.mode} → {dest}  ",
                       state_text(status)),
-        Text(f"elapsed {seconds(end - job.started) if job.started else '-'} · "
-             f"guest downtime {seconds(job.downtime_s) if job.downtime_s is not None else '-'}"),
+        Text(f"elapsed {duration_text(end - job.started) if job.started else UNKNOWN} · "
+             f"guest downtime {duration_text(job.downtime_s)}"),
     ]
     if job.request.get("name"):
         lines.insert(1, Text(f"image {job.request['name']}", style="dim"))

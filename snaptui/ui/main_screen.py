@@ -233,8 +233,7 @@ class MainScreen(ForwardsWorkerFailures, Screen):
                                        for d in info.disks})
         if delay_s:
             await asyncio.sleep(delay_s)
-        disks = [(d.target, d.path, d.format) for d in info.disks
-                 if d.device == "disk" and d.path]
+        disks = [(d.target, d.path, d.format) for d in info.snapshot_disks if d.path]
         results = await asyncio.gather(
             *(qemu_img.info(path, force_share=info.state.is_active, fmt=fmt)
               for _, path, fmt in disks if path), return_exceptions=True)

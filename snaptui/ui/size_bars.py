@@ -10,13 +10,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import humanize
 from rich.console import RenderableType
 from rich.style import Style
 from rich.table import Table
 from rich.text import Text
 from textual.reactive import reactive
 from textual.widget import Widget
+
+from snaptui.core.present import UNKNOWN, size_text
 
 # (item, metric, key in the result's ``sizes``); the extracted image keeps the source's virtual
 # size (qemu-img convert never resizes), so that row repeats the source's number.
@@ -35,11 +36,6 @@ METRIC_W, RATIO_W = 9, 4
 WIDE = 56  # from this width on, full item names and wider numbers
 
 
-def human(n: int | float | None) -> str:
-    """Binary humanized size, '-' when unknown."""
-    return "-" if n is None else humanize.naturalsize(n, binary=True, format="%.1f")
-
-
 def bar(value: float, maximum: float, width: int) -> str:
     """A left-aligned bar of ``width`` cells with eighth-cell precision."""
     if width <= 0:
@@ -56,7 +52,7 @@ def bar(value: float, maximum: float, width: int) -> str:
 
 def ratio(value: int | float | None, base: int | float | None) -> str:
     if value is None or not base:
-        return "-"
+        return UNKNOWN
     pct = 100.0 * value / base
     return f"{pct:.0f}%" if pct >= 1 or pct == 0 else "<1%"
 
@@ -87,7 +83,7 @@ def render_sizes(sizes: dict[str, Any], width: int = 60, title: str | None = Non
         table.add_row(
             Text(item if wide else SHORT.get(item, item), style="bold"), metric,
             Text(bar(value or 0, maximum, bar_w), style=styles.get(kind, "")),
-            human(value), ratio(value, base),
+            size_text(value), ratio(value, base),
         )
     return table
 

@@ -27,7 +27,6 @@ from snaptui.core.cleanup.findings import (
     RemovalResult,
     ScanProgress,
     ScanReport,
-    parse_duration,
     parse_kinds,
 )
 from snaptui.core.cleanup.remove import remove, remove_all
@@ -45,7 +44,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ALL_KINDS", "DEFAULT_OLDER_THAN_S", "Finding", "Kind", "ProgressCallback", "RemovalResult",
     "ScanProgress",
-    "ScanReport", "iter_findings", "parse_duration", "parse_kinds", "preselected", "remove",
+    "ScanReport", "iter_findings", "parse_kinds", "preselected", "remove",
     "remove_all", "scan",
 ]
 

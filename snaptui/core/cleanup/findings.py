@@ -143,25 +143,6 @@ def parse_kinds(text: str | None) -> frozenset[Kind]:
     return frozenset(kinds) or ALL_KINDS
 
 
-_DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw]?)")
-_UNIT_S = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
-
-def parse_duration(text: str) -> float:
-    """``90s``, ``30m``, ``2h``, ``1d12h``, ``1w`` or plain seconds -> seconds."""
-    compact = text.strip().lower().replace(" ", "")
-    pos, total = 0, 0.0
-    while pos < len(compact):
-        match = _DURATION_RE.match(compact, pos)
-        if not match or match.end() == pos:
-            break
-        total += float(match.group(1)) * _UNIT_S[match.group(2)]
-        pos = match.end()
-    if not compact or pos != len(compact):
-        raise BadInput(f"not a duration: {text!r} (e.g. 90s, 30m, 2h, 1d)")
-    return total
-
-
 def allocated(path: str | os.PathLike[str]) -> int:
     """Bytes the file occupies on its filesystem (st_blocks), 0 when it does not exist."""
     try:
@@ -181,19 +162,6 @@ def file_age_s(path: str | os.PathLike[str], now: float) -> float | None:
         return None
 
 
-def iso_age_s(stamp: str | None, now: float) -> float | None:
-    """Age of an ISO 8601 time (Glance's ``created_at``, qemu-img's snapshot date)."""
-    if not stamp:
-        return None
-    try:
-        when = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, now - when.timestamp())
-
-
 def job_id_age_s(job_id: str, now: float) -> float | None:
     """Age of a job from the UTC time its id starts with."""
     try:
@@ -201,16 +169,6 @@ def job_id_age_s(job_id: str, now: float) -> float | None:
     except ValueError:
         return None
     return max(0.0, now - when.timestamp())
-
-
-def human_age(seconds: float | None) -> str:
-    """``3 h``, ``2 d``; ``?`` when unknown."""
-    if seconds is None:
-        return "?"
-    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
-        if seconds >= size:
-            return f"{seconds / size:.0f} {unit}"
-    return f"{seconds:.0f} s"
 
 
 def command(*argv: str) -> str:

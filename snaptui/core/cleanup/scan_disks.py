@@ -29,12 +29,11 @@ from snaptui.core.cleanup.findings import (
     allocated,
     command,
     file_age_s,
-    human_age,
-    iso_age_s,
 )
 from snaptui.core.engine.locks import domain_lock_holder
 from snaptui.core.errors import SnaptuiError
 from snaptui.core.models import DomainInfo, ImageFileInfo, InternalSnapshot
+from snaptui.core.present import duration_text, iso_age_s
 
 QCOW2_MAGIC = b"QFI\xfb"
 
@@ -103,17 +102,17 @@ def _judge(ctx: ScanContext, name: str, date: str, refused: str | None,
         if refused:
             return Verdict(False, f"{refused}; {words}", label, unowned=True)
         if not ctx.old_enough(age):
-            return Verdict(False, f"{words}, only {human_age(age)} old (--older-than)", label,
+            return Verdict(False, f"{words}, only {duration_text(age)} old (--older-than)", label,
                            unowned=True)
-        return Verdict(False, f"{words} ({human_age(age)} old): kept unless chosen explicitly "
+        return Verdict(False, f"{words} ({duration_text(age)} old): kept unless chosen explicitly "
                        "or with --domain and --include-unowned", label, unowned=True,
                        unowned_ok=True)
     if job in ctx.jobs.job_ids:
         return Verdict(False, f"snaptui job {job} is still running", "snaptui")
     if not ctx.old_enough(age):
-        why = f"left by snaptui job {job}, but only {human_age(age)} old (--older-than)"
+        why = f"left by snaptui job {job}, but only {duration_text(age)} old (--older-than)"
     else:
-        why = f"left by snaptui job {job}, which is no longer running ({human_age(age)} old)"
+        why = f"left by snaptui job {job}, which is no longer running ({duration_text(age)} old)"
         if refused is None:
             return Verdict(True, why, "snaptui")
     return Verdict(False, f"{refused}; {why}" if refused else why, "snaptui")
@@ -144,7 +143,7 @@ async def _domain_findings(ctx: ScanContext, dom: DomainInfo) -> AsyncIterator[F
     managed = await asyncio.to_thread(libvirt_internal_snapshots, vdom)
     seen_managed: dict[str, list[tuple[str, str, InternalSnapshot]]] = {}
     for disk in dom.disks:
-        if not disk.path or disk.device != "disk" or disk.format not in ("qcow2", None):
+        if not disk.path or not disk.taken_by_snapshot or disk.format not in ("qcow2", None):
             continue
         if not os.path.exists(disk.path) or not is_qcow2(disk.path):
             continue
@@ -237,13 +236,13 @@ def _stray_delta(ctx: ScanContext, path: str, image: ImageFileInfo,
     if refused:
         safe, reason = False, f"{refused}; {base}"
     elif not ctx.old_enough(age):
-        safe, reason = False, f"{base}; only {human_age(age)} old (--older-than)"
+        safe, reason = False, f"{base}; only {duration_text(age)} old (--older-than)"
     elif not looks_own:
         safe, unowned_ok = False, True
-        reason = (f"{base}; not named like a snaptui delta ({human_age(age)} old): kept unless "
+        reason = (f"{base}; not named like a snaptui delta ({duration_text(age)} old): kept unless "
                   "chosen explicitly or with --domain and --include-unowned")
     else:
-        safe, reason = True, f"leftover delta: {base} ({human_age(age)} old)"
+        safe, reason = True, f"leftover delta: {base} ({duration_text(age)} old)"
     if not looks_own and not unowned_ok:
         reason += "; not named like a snaptui delta"
     return Finding(

@@ -22,12 +22,12 @@ from snaptui.core.cleanup.findings import (
     allocated,
     command,
     file_age_s,
-    human_age,
 )
 from snaptui.core.engine.locks import domain_lock_holder
 from snaptui.core.engine.owned_jobs import block_job_destination
 from snaptui.core.errors import SnaptuiError
 from snaptui.core.models import DomainInfo
+from snaptui.core.present import duration_text
 from snaptui.core.verify_boot import VERIFY_PREFIX
 
 # Facts a workflow records when it makes a persistent domain transient (Nova's block copy way).
@@ -93,14 +93,15 @@ def _managed_save(ctx: ScanContext, dom: DomainInfo) -> Finding:
     age = file_age_s(path, ctx.now) if path else None
     refused = _busy(ctx, dom)
     saver, whose = _saver(ctx, dom, None if age is None else ctx.now - age)
-    words = (f"saved {human_age(age)} ago and never restarted; removing it discards the "
+    when = "at an unknown time" if age is None else f"{duration_text(age)} ago"
+    words = (f"saved {when} and never restarted; removing it discards the "
              "guest's saved memory (its next start is a cold boot)")
     if refused:
         safe, reason = False, f"{refused}; {words}"
     elif saver is None:
         safe, reason = False, f"{words}; {whose}: kept unless chosen"
     elif not ctx.old_enough(age):
-        safe, reason = False, f"{words}; only {human_age(age)} old (--older-than)"
+        safe, reason = False, f"{words}; only {duration_text(age)} old (--older-than)"
     else:
         safe, reason = True, f"{words}; {whose}"
     return Finding(

@@ -15,11 +15,10 @@ from snaptui.core.cleanup.findings import (
     Finding,
     Kind,
     command,
-    human_age,
-    iso_age_s,
 )
 from snaptui.core.image_store import ImageStore
 from snaptui.core.models import ImageRecord
+from snaptui.core.present import duration_text, iso_age_s
 
 STUCK_STATUSES = ("queued", "saving")
 
@@ -77,7 +76,7 @@ def _judge(ctx: ScanContext, store: ImageStore, image: ImageRecord,
            domain_uuids: set[str]) -> Finding | None:
     age = iso_age_s(image.created_at, ctx.now)
     if image.status in STUCK_STATUSES:
-        stuck = f"{image.status} for {human_age(age)}"
+        stuck = f"{image.status} for {duration_text(age)}"
         if image.id in ctx.jobs.image_ids:
             why = "a snaptui job still uploading it"
             return _finding(ctx, store, image, False, f"{stuck}; {why}", why)

@@ -18,9 +18,9 @@ from snaptui.core.cleanup.findings import (
     allocated,
     command,
     file_age_s,
-    human_age,
 )
 from snaptui.core.paths import scratch_dir
+from snaptui.core.present import duration_text
 from snaptui.core.qemu_access import SOCKET_DIR_SUFFIX
 
 SOCKET_DIR_RE = re.compile(rf"^(?P<job>{JOB_ID_RE}){re.escape(SOCKET_DIR_SUFFIX)}$")
@@ -43,10 +43,10 @@ def _judge(ctx: ScanContext, path: str, job: str | None, what: str) -> tuple[boo
         return False, f"{what} of snaptui job {job}, which is still running", \
             f"snaptui job {job} is still running"
     if not ctx.old_enough(age):
-        return False, f"{what} of ended job {job}, but only {human_age(age)} old " \
+        return False, f"{what} of ended job {job}, but only {duration_text(age)} old " \
             "(--older-than)", None
     return True, f"{what} of snaptui job {job}, which is no longer running " \
-        f"({human_age(age)} old)", None
+        f"({duration_text(age)} old)", None
 
 
 async def scan_scratch(ctx: ScanContext) -> AsyncIterator[Finding]:

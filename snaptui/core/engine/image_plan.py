@@ -14,8 +14,6 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import humanize
-
 from snaptui.core.domain_hardware import DomainHardware, parse_hardware
 from snaptui.core.engine.plan import DiskPlan, Mode, SnapshotRequest
 from snaptui.core.errors import BadInput, NotFound, SnaptuiError
@@ -37,6 +35,7 @@ from snaptui.core.nova_instance import (
     downtime_warning,
     stop_refusal,
 )
+from snaptui.core.present import size_text
 
 SYSTEM_SAVE_DIR = Path("/var/lib/libvirt/qemu/save")  # libvirt's qemu.conf save_image_dir
 
@@ -76,8 +75,8 @@ def check_save_space(info: DomainInfo, directory: Path | None) -> None:
     free = os.statvfs(existing).f_bavail * os.statvfs(existing).f_frsize
     if needed > free:
         raise BadInput(f"not enough space in {existing} for the managed save of {info.name} "
-                       f"(about its RAM): need {humanize.naturalsize(needed, binary=True)}, "
-                       f"{humanize.naturalsize(free, binary=True)} free")
+                       f"(about its RAM): need {size_text(needed)}, "
+                       f"{size_text(free)} free")
 
 
 def save_refusal(info: DomainInfo, hardware: DomainHardware | None, mode: Mode) -> str | None:
@@ -170,7 +169,7 @@ async def plan_metadata(request: SnapshotRequest, info: DomainInfo, store: Image
                                                     getattr(store, "user_id", None)))
     operator = operator_metadata(request)
     derived = hardware if request.derive else None
-    root = next((d.target for d in info.disks if d.device == "disk"), None)
+    root = next((d.target for d in info.snapshot_disks), None)
     flavor_root = info.nova.flavor_disk_gb if info.nova else None
     for d in disks:
         d.min_disk = min_disk_gib(d.virtual_size, base,

@@ -72,7 +72,7 @@ def validate_glance_name(name: str) -> str:
 def available_modes(info: DomainInfo, host: LibvirtHost,
                     disks: list[DiskInfo] | None = None) -> dict[Mode, str | None]:
     """Each mode with None when it can run on this domain, else the reason it cannot."""
-    disks = disks if disks is not None else [d for d in info.disks if d.device == "disk"]
+    disks = disks if disks is not None else list(info.snapshot_disks)
     active = info.state in (DomainState.RUNNING, DomainState.PAUSED)
     reasons: dict[Mode, str | None] = {m: None for m in Mode}
     not_qcow2 = [d.target for d in disks if d.format != "qcow2"]
@@ -118,12 +118,12 @@ def resolve_mode(requested: Mode, reasons: dict[Mode, str | None],
 
 
 def _pick_disks(info: DomainInfo, request: SnapshotRequest) -> list[DiskInfo]:
-    disks = [d for d in info.disks if d.device == "disk"]
+    disks = list(info.snapshot_disks)
     if request.all_disks:
         chosen = disks
     else:
         disk = info.disk(request.disk)
-        if disk is None or disk.device != "disk":
+        if disk is None or not disk.taken_by_snapshot:
             have = ", ".join(d.target for d in disks) or "none"
             what = f"no disk {request.disk}" if request.disk else "no disk"
             raise NotFound(f"domain {info.name} has {what} (disks: {have})")
@@ -354,7 +354,7 @@ async def preflight(request: SnapshotRequest, host: LibvirtHost,
         keep_local=request.keep_local,
         snapshot_name=f"snaptui-{job_id}" if mode == Mode.INTERNAL else None,
         base_image_ref=base_ref, host=socket.gethostname(), disks=disk_plans,
-        domain_targets=[d.target for d in info.disks if d.device == "disk"],
+        domain_targets=[d.target for d in info.snapshot_disks],
         image_settings=settings, downtime_limit_s=downtime_limit,
         notes=meta_notes + notes + notes_stream,
         nova_instance=meta_notes[0] if info.nova is not None else None,

@@ -24,13 +24,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import humanize
-
 from snaptui.core.engine.job_processes import job_processes
 from snaptui.core.engine.journal import JOB_ID_RE, journal_path, load_job
 from snaptui.core.engine.liveness import pid_runs_job
 from snaptui.core.errors import BadInput, SnaptuiError
 from snaptui.core.paths import private_dir, state_dir, sync_dir
+from snaptui.core.present import size_text
 from snaptui.core.settings import MAX_CONCURRENT_KEY, config_path, max_concurrent_jobs
 
 log = logging.getLogger(__name__)
@@ -121,10 +120,6 @@ def _used(job_id: str, entry: dict[str, Any]) -> int:
     return used
 
 
-def _size(n: int) -> str:
-    return humanize.naturalsize(n, binary=True)
-
-
 def reserve(job_id: str, domain: str, scratch: Path, needed: int,
             limit: int | None = None, *, hold: bool = True) -> None:
     """Check the host's job limit and the scratch space left by the other live jobs, and
@@ -146,9 +141,9 @@ def reserve(job_id: str, domain: str, scratch: Path, needed: int,
                    for j, e in others.items() if e.get("dev") == device}
         free = shutil.disk_usage(scratch).free
         if needed > free - sum(claimed.values()):
-            held = ", ".join(f"{j} {_size(n)}" for j, n in sorted(claimed.items()) if n)
+            held = ", ".join(f"{j} {size_text(n)}" for j, n in sorted(claimed.items()) if n)
             raise BadInput(f"not enough space in {scratch} for the extracted image: need "
-                           f"{_size(needed)}, {_size(free)} free"
+                           f"{size_text(needed)}, {size_text(free)} free"
                            + (f" of which running jobs reserved {held}" if held else ""))
         if not hold:
             return

@@ -12,10 +12,9 @@ import os
 import shutil
 from pathlib import Path
 
-import humanize
-
 from snaptui.core.errors import BadInput
 from snaptui.core.paths import state_dir
+from snaptui.core.present import size_text
 
 STATE_ROOM = 16 << 20  # journals, logs and audit records of many jobs; far more than one needs
 
@@ -35,9 +34,9 @@ def check_state_space(scratch: Path, scratch_needed: int) -> None:
     needed = STATE_ROOM + (scratch_needed if shared else 0)
     if needed <= free:
         return
-    besides = (f" besides {humanize.naturalsize(scratch_needed, binary=True)} for the "
+    besides = (f" besides {size_text(scratch_needed)} for the "
                f"extracted image in {scratch}" if shared else "")
     raise BadInput(f"not enough space in the state dir {state} for the journal: need "
-                   f"{humanize.naturalsize(STATE_ROOM, binary=True)}{besides}, "
-                   f"{humanize.naturalsize(free, binary=True)} free"
+                   f"{size_text(STATE_ROOM)}{besides}, "
+                   f"{size_text(free)} free"
                    + ("; set SNAPTUI_SCRATCH_DIR to another filesystem" if shared else ""))

@@ -8,11 +8,10 @@ colour (a Rich style string, no Rich import needed) used by the CLI and the dash
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import timedelta
 from enum import StrEnum
 from typing import Any
 
-import humanize
+from snaptui.core.present import duration_text, size_text
 
 
 class StepState(StrEnum):
@@ -70,20 +69,20 @@ def look(state: str) -> tuple[str, str]:
 
 def progress_text(p: Mapping[str, Any]) -> str:
     """A step's progress for people, the same in the CLI and the dashboard:
-    '45.0 %' or '1.2 GiB / 4.0 GiB · 98.0 MiB/s · ETA 30 seconds'."""
+    '45.0 %' or '1.2 GiB / 4.0 GiB · 98.0 MiB/s · ETA 30.0 s'."""
     done, total, unit = p.get("done") or 0, p.get("total"), p.get("unit")
     if unit == "%":
         text = f"{done:.1f} %"
     elif unit == "s":  # a wait with a deadline (the verify boot)
         text = f"{done:.0f} s" + (f" of {total:.0f} s" if total else "")
     else:
-        text = humanize.naturalsize(done, binary=True)
+        text = size_text(done)
         if total:
-            text += f" / {humanize.naturalsize(total, binary=True)}"
+            text += f" / {size_text(total)}"
         if p.get("read") is not None:  # a streamed disk: sent of total, and read over NBD
-            text += f" sent, {humanize.naturalsize(p['read'], binary=True)} read"
+            text += f" sent, {size_text(p['read'])} read"
     if p.get("rate"):
-        text += f" · {humanize.naturalsize(p['rate'], binary=True)}/s"
+        text += f" · {size_text(p['rate'])}/s"
     if p.get("eta_s") is not None:
-        text += f" · ETA {humanize.naturaldelta(timedelta(seconds=p['eta_s']))}"
+        text += f" · ETA {duration_text(p['eta_s'])}"
     return text
