@@ -23,8 +23,7 @@ from snaptui.core.nova_instance import (
 )
 from snaptui.ui.form_widgets import Choices, FormCheckbox
 
-ALLOW_HINT = (f"lets cold/internal stop it: snaptui restarts it after {DOWNTIME_BUDGET_S:.0f} s "
-              f"down, before Nova's {NOVA_SYNC_DELAY_S:.0f} s power-state sync stops it")
+ALLOW_HINT = f"guard: aborted at {DOWNTIME_BUDGET_S:.0f} s down"
 NOVA_SHORT = "a Nova instance: Nova's power-state sync would stop it (allow Nova downtime)"
 STREAM_HINT = "auto will stream: a pull-mode backup read over NBD into Glance (no copy)"
 
@@ -63,8 +62,8 @@ class ModePicker(Vertical):
                           id="mode")
         yield Static("", id="mode-hint", markup=False)
         if self.domain.nova is not None:
-            yield Static(describe(self.domain.nova) + ": cold and internal would let Nova "
-                         "stop it", id="nova", markup=False)
+            yield Static(f"{describe(self.domain.nova)}: Nova powers it off when it stays "
+                         f"down {NOVA_SYNC_DELAY_S:.0f} s", id="nova", markup=False)
         if self.nova_guarded:
             with Horizontal(classes="row"):
                 yield Label("", classes="label")
