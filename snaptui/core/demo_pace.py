@@ -55,6 +55,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from snaptui.core.demo_lab import DOMAINS
 from snaptui.core.engine.context import PROGRESS_INTERVAL_S, JobContext
@@ -191,6 +192,34 @@ def pace_note(plan: Plan, speed: float) -> str:
     """The job's note that says what the demo's times stand for."""
     held = ", ".join(f"{d.target} {data_bytes(d) / GIB:.1f} GiB" for d in plan.disks)
     return f"demo: paced like a real host at speed {speed:g}, as if the guest held {held} of data"
+
+
+def demo_sizes(plan: Plan, disk: DiskPlan) -> dict[str, int]:
+    """The size comparison of a paced job: the sizes its times stand for (the data a real
+    guest's disk holds, and what a real convert and upload of it give), not the sample's."""
+    data, output = data_bytes(disk), output_bytes(plan, disk)
+    raw_source = disk.source_format == "raw"
+    return {"source_virtual": disk.virtual_size, "source_actual": data,
+            "source_apparent": disk.virtual_size if raw_source else data,
+            "output_actual": output,
+            "output_apparent": disk.virtual_size if plan.out_format == "raw" else output,
+            "uploaded": output}
+
+
+def paced_summary(ctx: JobContext, result: dict[str, Any]) -> dict[str, Any]:
+    """The ``done`` event of a paced job: one set of sizes on the jobs screen, the ones the
+    pacing used, each image marked ``demo`` (the files hold only a sample of them)."""
+    plan = ctx.plan
+    for image in result.get("images", []):
+        disk = next((d for d in plan.disks if d.target == image.get("target")), None)
+        if disk is not None:
+            image["sizes"] = demo_sizes(plan, disk)
+            image["demo"] = (f"demo sizes: as if {disk.target} held "
+                             f"{data_bytes(disk) / GIB:.1f} GiB of data (the file holds a sample)")
+    if result.get("images"):
+        result["sizes"] = result["images"][0]["sizes"]
+    result["demo_sizes"] = True
+    return result
 
 
 def _paced_run(step: Step, speed: float, *, first: bool) -> StepFn:

@@ -16,7 +16,7 @@ from pathlib import Path
 from textual.message import Message
 
 from snaptui.core.demo_backup import simulate_backup
-from snaptui.core.demo_pace import pace_steps
+from snaptui.core.demo_pace import pace_steps, paced_summary
 from snaptui.core.engine.jobs import (
     follow,
     launch,
@@ -124,8 +124,10 @@ async def start_snapshot(request: SnapshotRequest, host: LibvirtHost,
         def wrap(steps: Sequence[Step]) -> list[Step]:
             return pace_steps(simulate_backup(steps), speed=demo_speed)
 
+        # Paced on a real guest's sizes: the size comparison shows those, marked demo.
+        summary = paced_summary if demo_speed > 0 else None
         return await asyncio.to_thread(run_inline, plan, request, steps, host=host, store=store,
-                                       wrap_steps=wrap)
+                                       wrap_steps=wrap, wrap_summary=summary)
     return await asyncio.to_thread(launch, plan, request, steps,  # resuming this login
                                    auth_state=store_auth_state(checked))
 
