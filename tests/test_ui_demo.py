@@ -67,6 +67,14 @@ async def test_a_paced_demo_job_shows_progress_before_it_completes(tmp_path: Pat
             assert {"save", "convert:vda", "upload:vda"} <= steps_seen
             text = screen_text(app)
             assert "guest downtime" in text and "guest downtime —" not in text
+            # One set of sizes: the pace note's, in the size comparison too, marked demo.
+            job = screen.selected
+            assert job is not None
+            assert any("as if the guest held vda 2.5 GiB" in n for n in job.notes), job.notes
+            await wait_for(pilot, lambda: "demo sizes: as if vda held 2.5 GiB"
+                           in screen_text(app), 5, "the demo's size comparison")
+            uploaded = job.result["images"][0]["sizes"]["uploaded"]
+            assert uploaded == int(2.5 * 1024 ** 3), job.result
     finally:
         app.host.close()
 

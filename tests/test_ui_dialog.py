@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import pytest
 from textual.app import App
-from textual.widgets import Checkbox, Input, Label, RadioButton, Static
+from textual.widgets import Button, Checkbox, Input, Label, RadioButton, Static
+from ui_pilot import screen_text
 
+from snaptui.core.domain_xml import NovaMetadata
+from snaptui.core.engine.mode_decision import ModeFacts
 from snaptui.core.engine.plan import Mode, SnapshotRequest
 from snaptui.core.engine.preflight import available_modes
 from snaptui.core.libvirt_host import LibvirtHost
@@ -250,12 +254,12 @@ async def test_auto_hint_says_when_the_guest_will_stream(blocked):
             return str(app.dialog.query_one("#mode-hint", Static).render())
 
         if blocked:
-            assert hint() == "auto will use live"
+            assert hint().startswith("auto will use live")
             return
         assert hint().startswith("auto will stream")
         app.dialog.query_one("#verify", Checkbox).value = True
         await pilot.pause()
-        assert hint() == "auto will use live"
+        assert hint().startswith("auto will use live")
         app.dialog.query_one("#verify", Checkbox).value = False
         await pilot.pause()
         assert hint().startswith("auto will stream")
@@ -290,3 +294,69 @@ async def test_host_load_reaches_the_request_and_a_bad_rate_stays():
         await pilot.pause()
         assert isinstance(app.result, SnapshotRequest)
         assert (app.result.priority, app.result.bwlimit) == ("idle", 50 << 20)
+
+
+def nova_domain() -> DomainInfo:
+    nova = NovaMetadata("http://openstack.org/xmlns/libvirt/nova/1.1", name="k8s-worker-3",
+                        owner_project="platform", flavor="m1.medium")
+    return replace(domain(ndisks=1), name="instance-0000002a", nova=nova)
+
+
+async def test_no_mode_possible_disables_snapshot_until_nova_downtime_is_allowed():
+    """A running Nova instance on a host that can do neither live nor backup: preflight would
+    refuse every mode, so the dialog says so in one line (and what would make one possible)
+    and Snapshot is disabled; allowing Nova downtime makes auto cold, under the 12 s guard,
+    which the stop confirmation names."""
+    app = DialogHost(SnapshotDialog(nova_domain(), modes(), "library", "/srv/library"))
+    async with app.run_test(size=(100, 40)) as pilot:
+        await pilot.pause()
+        dialog = app.dialog
+        hint = str(dialog.query_one("#mode-hint", Static).render())
+        assert hint.startswith("No mode can run") and "Allowing Nova downtime" in hint
+        assert "auto will use" not in hint
+        assert dialog.query_one("#submit", Button).disabled
+        assert all(b.disabled for b in dialog.query("#mode RadioButton").results(RadioButton))
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert app.screen is dialog and app.result is NO_RESULT  # nothing is asked
+        allow = dialog.query_one("#allow-nova", Checkbox)
+        allow.focus()
+        await pilot.press("space")  # keyboard: the choice is reachable and toggles
+        await pilot.pause()
+        assert allow.value and not dialog.query_one("#submit", Button).disabled
+        hint = str(dialog.query_one("#mode-hint", Static).render())
+        assert hint.startswith("auto will use cold")
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmScreen)
+        assert "Nova downtime guard" in screen_text(app) and "12 s" in screen_text(app)
+        await pilot.press("enter")
+        await pilot.pause()
+    assert isinstance(app.result, SnapshotRequest)
+    assert app.result.allow_nova_downtime and app.result.mode == Mode.AUTO
+
+
+async def test_the_hint_follows_preflight_as_the_disk_changes():
+    """Facts from the host, reasons per chosen disk: internal needs qcow2 on the disks taken,
+    so choosing the raw disk takes internal away and back (mode_decision.mode_reasons)."""
+    disks = (DiskInfo("vda", "/srv/disks/a.qcow2", "qcow2", "virtio"),
+             DiskInfo("vdb", "/srv/disks/b.img", "raw", "virtio"))
+    info = replace(domain(DomainState.SHUTOFF), disks=disks)
+    facts = ModeFacts(driver="TEST", block_copy=False, backup=False)
+    app = DialogHost(SnapshotDialog(info, facts, "library", "/srv/library"))
+    async with app.run_test(size=(100, 40)) as pilot:
+        await pilot.pause()
+        dialog = app.dialog
+
+        def internal() -> RadioButton:
+            return next(b for b in dialog.query("#mode RadioButton").results(RadioButton)
+                        if b.name == "internal")
+
+        assert not internal().disabled
+        vdb = next(b for b in dialog.query("#disk RadioButton").results(RadioButton)
+                   if b.name == "vdb")
+        vdb.value = True
+        await pilot.pause()
+        assert internal().disabled and "qcow2" in str(internal().label)
+        assert str(dialog.query_one("#mode-hint", Static).render()).startswith(
+            "auto will use cold")

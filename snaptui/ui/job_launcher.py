@@ -9,14 +9,14 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
-from functools import partial
 from pathlib import Path
 
 from textual.message import Message
 
-from snaptui.core.demo_pace import pace_steps
+from snaptui.core.demo_backup import simulate_backup
+from snaptui.core.demo_pace import pace_steps, paced_summary
 from snaptui.core.engine.jobs import (
     follow,
     launch,
@@ -25,6 +25,7 @@ from snaptui.core.engine.jobs import (
     store_auth_state,
 )
 from snaptui.core.engine.plan import SnapshotRequest
+from snaptui.core.engine.runner import Step
 from snaptui.core.errors import BadInput
 from snaptui.core.hosts import HostSpec
 from snaptui.core.image_store import ImageStore
@@ -119,10 +120,14 @@ async def start_snapshot(request: SnapshotRequest, host: LibvirtHost,
         return asyncio.run(prepare_with_store(request, host, store))
 
     plan, steps, checked = await asyncio.to_thread(preflight)
-    if host.is_test_driver:
-        wrap = partial(pace_steps, speed=demo_speed) if demo_speed > 0 else None
+    if host.is_test_driver:  # the demo: its backup simulated, its steps paced
+        def wrap(steps: Sequence[Step]) -> list[Step]:
+            return pace_steps(simulate_backup(steps), speed=demo_speed)
+
+        # Paced on a real guest's sizes: the size comparison shows those, marked demo.
+        summary = paced_summary if demo_speed > 0 else None
         return await asyncio.to_thread(run_inline, plan, request, steps, host=host, store=store,
-                                       wrap_steps=wrap)
+                                       wrap_steps=wrap, wrap_summary=summary)
     return await asyncio.to_thread(launch, plan, request, steps,  # resuming this login
                                    auth_state=store_auth_state(checked))
 

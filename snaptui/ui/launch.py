@@ -6,6 +6,7 @@ import argparse
 import logging
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from textual.theme import BUILTIN_THEMES
@@ -13,6 +14,7 @@ from textual.theme import BUILTIN_THEMES
 from snaptui.core.errors import BadInput
 from snaptui.core.fleet import Fleet
 from snaptui.core.hosts import HostSpec, resolve_hosts
+from snaptui.core.libvirt_host import LibvirtHost
 from snaptui.core.paths import config_dir
 from snaptui.core.store_factory import open_store, resolve_destination
 from snaptui.ui.themes import check_theme_name, load_themes, shipped_theme_dir
@@ -39,6 +41,14 @@ def uri_list(args: argparse.Namespace) -> list[str]:
     if not uri:
         return []
     return [uri] if isinstance(uri, str) else [u for u in uri if u]
+
+
+def _demo_connect(demo_uri: str | None) -> Callable[[HostSpec], LibvirtHost]:
+    """The fleet's connections: the demo lab's simulates push-mode backup (core/demo_backup.py),
+    so its Nova instance is snapshotted as on a compute node, never stopped."""
+    from snaptui.core.demo_backup import DemoHost
+
+    return lambda spec: DemoHost(spec.uri) if spec.uri == demo_uri else LibvirtHost(spec.uri)
 
 
 def build_app(args: argparse.Namespace, *, demo_base: Path | None = None):  # -> SnaptuiApp
@@ -96,7 +106,8 @@ def build_app(args: argparse.Namespace, *, demo_base: Path | None = None):  # ->
         def watcher_factory(spec, callback):  # type: ignore[no-redef]
             return DomainEventWatcher(spec.uri, callback)
 
-    fleet = Fleet(hosts)
+    fleet = Fleet(hosts, connect=_demo_connect(hosts[0].uri) if getattr(args, "demo", False)
+                  else None)
     if len(fleet) == 1:
         fleet.first.libvirt.connect()
     try:

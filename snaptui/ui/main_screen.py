@@ -35,6 +35,7 @@ from snaptui.ui.keyed_table import KeyedTable
 from snaptui.ui.worker_failures import FAILURE_TITLES, ForwardsWorkerFailures
 
 if TYPE_CHECKING:
+    from snaptui.core.engine.mode_decision import ModeFacts
     from snaptui.core.engine.plan import SnapshotRequest
     from snaptui.ui.app import SnaptuiApp
 
@@ -353,26 +354,24 @@ class MainScreen(ForwardsWorkerFailures, Screen):
 
     @work(thread=True, exit_on_error=False, group="snapshot", description="check snapshot modes")
     def open_snapshot_dialog(self, key: str) -> None:
-        from snaptui.core.engine.preflight import available_modes
+        from snaptui.core.engine.mode_decision import mode_facts
         from snaptui.core.engine.preflight_stream import stream_blocked
 
         name, uuid = split_key(key)
         host = self.app.fleet[name]
         info = host.get_domain(uuid)  # fresh state: the dialog's modes depend on it
-        modes = available_modes(info, host.libvirt)
-        self.app.call_from_thread(self._push_snapshot_dialog, info, modes,
-                                  stream_blocked(host.spec, host.libvirt))
+        streams = stream_blocked(host.spec, host.libvirt)  # asked here, not on each change
+        facts = mode_facts(info, host.libvirt, stream_blocked=lambda: streams)
+        self.app.call_from_thread(self._push_snapshot_dialog, info, facts)
 
-    def _push_snapshot_dialog(self, info: DomainInfo, modes: dict,
-                              streams: str | None = "not checked") -> None:
+    def _push_snapshot_dialog(self, info: DomainInfo, facts: ModeFacts) -> None:
         from snaptui.ui.snapshot_dialog import SnapshotDialog
 
         app = self.app
         library = app.store.location if app.store.kind == "library" else app.library
         host = app.fleet[info.host]
-        dialog = SnapshotDialog(info, modes, app.store.kind, library, uri=host.libvirt.uri,
-                                cloud=app.cloud, glance_available=app.glance_available,
-                                stream_blocked=streams)
+        dialog = SnapshotDialog(info, facts, app.store.kind, library, uri=host.libvirt.uri,
+                                cloud=app.cloud, glance_available=app.glance_available)
         app.push_screen(dialog, partial(self._snapshot_chosen, host.name))
 
     def _snapshot_chosen(self, host: str, request: SnapshotRequest | None) -> None:

@@ -115,6 +115,9 @@ class SizeBars(Widget):
         multi = len(self.images) > 1
         for image in self.images:
             title = f"{image.get('target', '')}: {image.get('name', '')}" if multi else None
+            if image.get("demo"):  # the demo's pretend sizes say so
+                grid.add_row(Text(str(image["demo"]), style="italic dim", no_wrap=True,
+                                  overflow="ellipsis"))
             grid.add_row(render_sizes(image.get("sizes", {}), width, title, styles))
         if not self.images:
             grid.add_row(Text("no sizes recorded", style="dim"))
@@ -122,4 +125,5 @@ class SizeBars(Widget):
 
     def get_content_height(self, container: Any, viewport: Any, width: int) -> int:
         multi = len(self.images) > 1
-        return max(1, len(self.images) * (len(ROWS) + (1 if multi else 0)))
+        marks = sum(1 for image in self.images if image.get("demo"))
+        return max(1, len(self.images) * (len(ROWS) + (1 if multi else 0)) + marks)

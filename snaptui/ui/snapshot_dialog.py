@@ -1,13 +1,16 @@
 """The snapshot dialog (`s`): mode, disk, format, image name and destination, keyboard only.
 
 Dismisses with a SnapshotRequest, or None on Esc. Modes that stop the guest say so and ask for
-a second, explicit confirmation before the request is returned.
+a second, explicit confirmation before the request is returned. Which modes can run, what auto
+becomes and whether it streams are preflight's own answers (core/engine/mode_decision.py),
+asked again each time the form changes: the dialog never offers what preflight would refuse.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from textual import events
@@ -27,18 +30,20 @@ from textual.widgets import (
     TextArea,
 )
 
-from snaptui.core.choices import auto_mode, snapshot_disks
+from snaptui.core.choices import snapshot_disks
+from snaptui.core.engine import mode_decision
+from snaptui.core.engine.mode_decision import ModeDecision, ModeFacts, decide, mode_reasons
 from snaptui.core.engine.plan import QUIESCE_CHOICES, Mode, SnapshotRequest
 from snaptui.core.engine.preflight import validate_image_name
 from snaptui.core.errors import BadInput
 from snaptui.core.image_properties import OperatorMetadata, parse_properties, validate_operator
 from snaptui.core.image_store import VISIBILITIES
-from snaptui.core.models import DomainInfo, DomainState
-from snaptui.core.nova_instance import STOPPING_MODES, describe, stop_refusal
+from snaptui.core.models import DiskInfo, DomainInfo
 from snaptui.core.priority import DEFAULT_PRIORITY, PRIORITIES
 from snaptui.core.throttle import parse_rate
 from snaptui.ui.confirm import ConfirmScreen
 from snaptui.ui.form_widgets import Choices, FormCheckbox
+from snaptui.ui.mode_picker import ModePicker, guard_line
 
 ALL_DISKS = "__all__"
 BWLIMIT_HINT = "bytes/s, e.g. 50M (extraction and upload)"
@@ -52,15 +57,19 @@ def default_image_name(domain: str, now: float | None = None) -> str:
     return f"{domain}-{time.strftime('%Y%m%dT%H%M%SZ', stamp)}"
 
 
-def resolved_mode(mode: Mode, domain: DomainInfo, modes: dict[Mode, str | None]) -> Mode:
-    """The mode ``mode`` becomes: itself, or for ``auto`` what preflight will choose."""
-    return mode if mode != Mode.AUTO else auto_mode(domain, modes)[0]
+def _decision(mode: Mode, domain: DomainInfo, modes: dict[Mode, str | None]) -> ModeDecision:
+    request = SnapshotRequest(domain=domain.name, name="-", mode=mode, destination="library")
+    return decide(request, "library", domain, modes, ModeFacts())
+
+
+def resolved_mode(mode: Mode, domain: DomainInfo, modes: dict[Mode, str | None]) -> Mode | None:
+    """The mode ``mode`` becomes to the library (preflight's decision), None when refused."""
+    return _decision(mode, domain, modes).mode
 
 
 def stops_guest(mode: Mode, domain: DomainInfo, modes: dict[Mode, str | None]) -> bool:
     """True when the mode stops a running or paused guest while its disk is extracted."""
-    active = domain.state in (DomainState.RUNNING, DomainState.PAUSED)
-    return active and resolved_mode(mode, domain, modes) in (Mode.COLD, Mode.INTERNAL)
+    return mode_decision.stops_guest(_decision(mode, domain, modes), domain)
 
 
 class SnapshotDialog(ModalScreen[SnapshotRequest | None]):
@@ -105,16 +114,20 @@ class SnapshotDialog(ModalScreen[SnapshotRequest | None]):
         Binding("ctrl+s", "submit", "Snapshot", id="snapshot_dialog.submit"),
     ]
 
-    def __init__(self, domain: DomainInfo, modes: dict[Mode, str | None], destination: str,
-                 library_path: str | None, *, uri: str | None = None,
+    def __init__(self, domain: DomainInfo, modes: ModeFacts | dict[Mode, str | None],
+                 destination: str, library_path: str | None, *, uri: str | None = None,
                  cloud: str | None = None, glance_available: bool | None = None,
                  stream_blocked: str | None = "not checked") -> None:
+        """``modes``: the host's facts (mode_decision.mode_facts: the reasons follow the disk
+        chosen), or fixed reasons per mode (preflight.available_modes). ``stream_blocked``
+        (with fixed reasons): why the host cannot stream, None when it can."""
         super().__init__()
-        # Why this host cannot stream (core/nbd_export.py), None when it can: auto then streams
-        # a running guest to Glance (a pull-mode backup over NBD; engine/preflight_stream.py).
-        self.stream_blocked = stream_blocked
         self.domain = domain
-        self.modes = {m: modes.get(m) for m in Mode}
+        if isinstance(modes, ModeFacts):
+            self.facts, self.fixed_reasons = modes, None
+        else:
+            self.facts = ModeFacts(stream_blocked=lambda: stream_blocked)
+            self.fixed_reasons = {m: modes.get(m) for m in Mode}
         # The app's default destination (core.choices.resolve_destination); glance can also be
         # chosen when a cloud is configured though the default is the library (--library DIR).
         self.destination = destination
@@ -124,20 +137,16 @@ class SnapshotDialog(ModalScreen[SnapshotRequest | None]):
         self.uri = uri
         self.cloud = cloud
         self.disks = snapshot_disks(domain)
-        for mode in STOPPING_MODES:  # the dashboard never makes Nova stop an instance
-            self.modes[mode] = self.modes[mode] or _short_nova_refusal(domain, mode)
+        self._ready = False  # the form is composed and mounted: decisions read it
+        self.decision = self.decisions()[Mode.AUTO]
 
     # -- layout ------------------------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
-        first_mode = next((m for m in Mode if self.modes[m] is None), Mode.AUTO)
         with Vertical(id="dialog") as dialog:
             dialog.border_title = f"Snapshot {self.domain.name} ({self.domain.state})"
             with VerticalScroll(id="form", can_focus=False):
-                with Horizontal(classes="row"):
-                    yield Label("Mode", classes="label")
-                    yield Choices(*self._mode_buttons(first_mode), id="mode")
-                yield Static("", id="mode-hint", markup=False)
+                yield ModePicker(self.domain, self.decisions(), id="modes")
                 with Horizontal(classes="row"):
                     yield Label("Disk", classes="label")
                     yield Choices(*self._disk_buttons(), id="disk", classes="across")
@@ -165,9 +174,6 @@ class SnapshotDialog(ModalScreen[SnapshotRequest | None]):
 
     def _property_rows(self) -> ComposeResult:
         """The "Image properties" section (core/image_properties.py checks what it gives)."""
-        if self.domain.nova is not None:
-            yield Static(describe(self.domain.nova) + ": cold and internal would let Nova "
-                         "stop it", id="nova", markup=False)
         with Collapsible(title="Image properties", collapsed=True, id="props"):
             with Horizontal(classes="row"):
                 yield Label("Properties", classes="label")
@@ -225,19 +231,6 @@ class SnapshotDialog(ModalScreen[SnapshotRequest | None]):
         return {"quiesce": self.query_one("#quiesce", Choices).chosen or "auto",
                 "verify": self.query_one("#verify", FormCheckbox).value}
 
-    def _mode_buttons(self, first: Mode) -> list[RadioButton]:
-        buttons = []
-        for mode in Mode:
-            reason = self.modes[mode]
-            label = str(mode) if reason is None else f"{mode} (unavailable: {reason})"
-            button = RadioButton(label, value=mode == first, name=str(mode),
-                                 disabled=reason is not None)
-            if reason is not None:
-                button.add_class("-unavailable")
-                button.tooltip = reason
-            buttons.append(button)
-        return buttons
-
     def _disk_buttons(self) -> list[RadioButton]:
         buttons = [RadioButton(f"{d.target} ({d.format or '?'})", value=i == 0, name=d.target)
                    for i, d in enumerate(self.disks)]
@@ -260,6 +253,7 @@ class SnapshotDialog(ModalScreen[SnapshotRequest | None]):
         ]
 
     def on_mount(self) -> None:
+        self._ready = True
         self.query_one("#mode", Choices).focus()
         self._refresh_hints()
         self._fit_form()
@@ -274,33 +268,44 @@ class SnapshotDialog(ModalScreen[SnapshotRequest | None]):
 
     # -- state -------------------------------------------------------------------------------
 
-    def _auto_hint(self) -> str:
-        chosen, why = auto_mode(self.domain, self.modes)
-        if chosen == Mode.LIVE and self.modes[Mode.BACKUP] is None and \
-                self.stream_blocked is None and self._streams():
-            return "auto will stream: a pull-mode backup read over NBD into Glance (no copy)"
-        return "auto will use live" if chosen == Mode.LIVE else f"auto will use {chosen}: {why}"
+    def _chosen_disks(self) -> list[DiskInfo]:
+        """The disks the form takes now (the reasons of internal and live depend on them)."""
+        if not self._ready:  # the form's default: the first disk
+            return self.disks[:1]
+        disk = self.query_one("#disk", Choices).chosen
+        if disk == ALL_DISKS:
+            return self.disks
+        return [d for d in self.disks if d.target == disk]
 
-    def _streams(self) -> bool:
-        """The form's choices allow streaming (preflight_stream.stream_refusal's own rules)."""
-        destination = self.query_one("#destination", Choices).chosen or self.destination
-        fmt = self.query_one("#format", Choices).chosen or "qcow2"
-        compress = fmt == "qcow2" and self.query_one("#compress", FormCheckbox).value
-        return destination == "glance" and not compress and not self._checks()["verify"]
+    def _form_request(self, mode: Mode) -> SnapshotRequest:
+        """What decides the mode, as the form has it (before compose: its defaults)."""
+        if not self._ready:
+            return SnapshotRequest(domain=self.domain.name, name="-", mode=mode,
+                                   disk=self.disks[0].target if self.disks else None,
+                                   destination=self.destination)
+        return replace(self._base_request(), mode=mode)
+
+    def decisions(self) -> dict[Mode, ModeDecision]:
+        """Preflight's decision for each mode the form could ask for, the rest as it is."""
+        reasons = (self.fixed_reasons if self.fixed_reasons is not None
+                   else mode_reasons(self.domain, self._chosen_disks(), self.facts))
+        out = {}
+        for mode in Mode:
+            request = self._form_request(mode)
+            out[mode] = decide(request, request.destination or self.destination, self.domain,
+                               reasons, self.facts)
+        return out
 
     @property
     def mode(self) -> Mode:
-        return Mode(self.query_one("#mode", Choices).chosen or Mode.AUTO)
+        return self.query_one(ModePicker).mode
 
     def _refresh_hints(self) -> None:
-        mode = self.mode
-        hint = ""
-        if mode == Mode.AUTO:
-            hint = self._auto_hint()
-        self.query_one("#mode-hint", Static).update(hint)
-        warning = f"⚠ {mode} mode: {STOP_WARNING}" if self.stops_guest else ""
+        self.decision = self.query_one(ModePicker).show(self.decisions())
+        warning = f"⚠ {self.mode} mode: {STOP_WARNING}" if self.stops_guest else ""
         self.query_one("#stop-warning", Static).update(warning)
         self.query_one("#stop-warning").display = bool(warning)
+        self.query_one("#submit", Button).disabled = self.decision.mode is None
         raw = self.query_one("#format", Choices).chosen == "raw"
         compress = self.query_one("#compress", FormCheckbox)
         if raw:
@@ -309,7 +314,7 @@ class SnapshotDialog(ModalScreen[SnapshotRequest | None]):
 
     @property
     def stops_guest(self) -> bool:
-        return stops_guest(self.mode, self.domain, self.modes)
+        return mode_decision.stops_guest(self.decision, self.domain)
 
     def _name_error(self) -> str | None:
         try:
@@ -365,7 +370,7 @@ class SnapshotDialog(ModalScreen[SnapshotRequest | None]):
         self._refresh_hints()
 
     def on_checkbox_changed(self, event: Checkbox.Changed) -> None:
-        self._refresh_hints()  # compress and verify boot decide whether auto streams
+        self._refresh_hints()  # compress, verify boot and Nova downtime decide the mode
 
     def on_input_changed(self, event: Input.Changed) -> None:
         if event.input.id == "bwlimit":
@@ -384,15 +389,16 @@ class SnapshotDialog(ModalScreen[SnapshotRequest | None]):
         else:
             self.action_cancel()
 
-    def build_request(self) -> SnapshotRequest:
-        """The request the form describes now (the name is not validated here)."""
+    def _base_request(self) -> SnapshotRequest:
+        """The form's request without its metadata and load sections (never raises)."""
         disk = self.query_one("#disk", Choices).chosen
         destination = self.query_one("#destination", Choices).chosen or self.destination
         fmt = self.query_one("#format", Choices).chosen or "qcow2"
+        picker = self.query_one(ModePicker)
         return SnapshotRequest(
             domain=self.domain.name,
             name=self.query_one("#name", Input).value,
-            mode=self.mode,
+            mode=picker.mode,
             disk=None if disk in (None, "", ALL_DISKS) else disk,
             all_disks=disk == ALL_DISKS,
             out_format=fmt,
@@ -401,10 +407,13 @@ class SnapshotDialog(ModalScreen[SnapshotRequest | None]):
             uri=self.uri,
             cloud=self.cloud,
             library_dir=self.library_path if destination == "library" else None,
-            **self._metadata(),
+            allow_nova_downtime=picker.allow_nova_downtime,
             **self._checks(),
-            **self._load(),
         )
+
+    def build_request(self) -> SnapshotRequest:
+        """The request the form describes now (the name is not validated here)."""
+        return replace(self._base_request(), **self._metadata(), **self._load())
 
     # -- actions -----------------------------------------------------------------------------
 
@@ -412,6 +421,10 @@ class SnapshotDialog(ModalScreen[SnapshotRequest | None]):
         self.dismiss(None)
 
     def action_submit(self) -> None:
+        self._refresh_hints()
+        if self.decision.mode is None:  # the hint says why, and what would make one possible
+            self.app.bell()
+            return
         if self._show_name_error():
             self.query_one("#name", Input).focus()
             return
@@ -427,7 +440,9 @@ class SnapshotDialog(ModalScreen[SnapshotRequest | None]):
         if not self.stops_guest:
             self.dismiss(request)
             return
-        mode = resolved_mode(request.mode, self.domain, self.modes)
+        mode = self.decision.mode
+        guard = f" {guard_line()}" if request.allow_nova_downtime and \
+            self.domain.nova is not None else ""
 
         def confirmed(yes: bool | None) -> None:
             # Not a lambda returning dismiss()'s awaitable: the callback may run in this
@@ -439,7 +454,7 @@ class SnapshotDialog(ModalScreen[SnapshotRequest | None]):
             ConfirmScreen(
                 f"Stop {self.domain.name}?",
                 f"{mode} mode: {STOP_WARNING}. The guest is saved (managed save) and restarted "
-                "as it was once the image is extracted.",
+                f"as it was once the image is extracted.{guard}",
                 confirm_label="Stop guest and snapshot", cancel_label="Back",
             ),
             confirmed,
@@ -453,10 +468,3 @@ def _error_of(check: Callable[[], object]) -> str | None:
     except (BadInput, ValueError) as err:
         return str(err)
     return None
-
-
-def _short_nova_refusal(domain: DomainInfo, mode: Mode) -> str | None:
-    """Why the dialog does not offer a stopping mode on a running Nova instance."""
-    if stop_refusal(domain, mode) is None:
-        return None
-    return "a Nova instance: Nova's power-state sync would stop it (CLI: --allow-nova-downtime)"

@@ -82,13 +82,20 @@ def summarize(ctx: JobContext) -> dict[str, Any]:
 
 
 StepsWrapper = Callable[[Sequence[Step]], list[Step]]
+SummaryWrapper = Callable[[JobContext, dict[str, Any]], dict[str, Any]]
 
 
 async def execute(ctx: JobContext, on_ready: Callable[[JobContext], None] | None = None, *,
-                  wrap_steps: StepsWrapper | None = None) -> bool:
+                  wrap_steps: StepsWrapper | None = None,
+                  wrap_summary: SummaryWrapper | None = None) -> bool:
     """Run the plan's workflow in ``ctx``; True when the image(s) are done. ``wrap_steps``
-    changes how the steps run, not which (the demo's pacing)."""
+    changes how the steps run, not which (the demo's pacing); ``wrap_summary`` what the
+    ``done`` event says (the demo's sizes, marked as such)."""
     if on_ready is not None:
         on_ready(ctx)
     steps = build_steps(ctx.plan)
-    return await run_steps(ctx, wrap_steps(steps) if wrap_steps else steps, summarize)
+    def finish(done: JobContext) -> dict[str, Any]:
+        result = summarize(done)
+        return wrap_summary(done, result) if wrap_summary else result
+
+    return await run_steps(ctx, wrap_steps(steps) if wrap_steps else steps, finish)

@@ -97,9 +97,22 @@ def _restore(ctx: JobContext) -> str:
         if not dom.isActive():
             if not dom.hasManagedSaveImage(0):
                 return NOT_AS_LEFT
-            dom.createWithFlags(libvirt.VIR_DOMAIN_START_PAUSED)
+            _start_paused(dom)
             return "restarted paused"
     return "already " + original
+
+
+def _start_paused(dom) -> None:
+    """Start from the managed save, paused. libvirt's test driver (the demo) has no
+    START_PAUSED: there it starts and is paused at once (its guests run no code)."""
+    try:
+        dom.createWithFlags(libvirt.VIR_DOMAIN_START_PAUSED)
+    except libvirt.libvirtError as err:
+        if err.get_error_code() != libvirt.VIR_ERR_INVALID_ARG or \
+                dom.connect().getType().lower() != "test":
+            raise
+        dom.create()
+        dom.suspend()
 
 
 # Shut off without the managed save the job left: someone started it from the save and shut

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from snaptui.core.engine.execute import StepsWrapper, execute, make_context
+from snaptui.core.engine.execute import StepsWrapper, SummaryWrapper, execute, make_context
 from snaptui.core.engine.job_processes import job_main_argv
 from snaptui.core.engine.journal import (
     JOURNAL_FORMAT,
@@ -171,7 +171,8 @@ def job_log_path(job_id: str) -> Path:
 
 def run_inline(plan: Plan, request: SnapshotRequest, steps: list[Step], *,
                host: LibvirtHost, store: ImageStore | None = None,
-               wrap_steps: StepsWrapper | None = None) -> str:
+               wrap_steps: StepsWrapper | None = None,
+               wrap_summary: SummaryWrapper | None = None) -> str:
     """Run the job in a background thread of this process (demo's test:/// driver);
     ``wrap_steps`` changes how its steps run (the demo paces them like a real host)."""
     journal = write_header(plan, request, steps)
@@ -189,7 +190,7 @@ def run_inline(plan: Plan, request: SnapshotRequest, steps: list[Step], *,
             return
         journal.append("pid", pid=os.getpid(), inline=True)
         try:
-            asyncio.run(execute(ctx, wrap_steps=wrap_steps))
+            asyncio.run(execute(ctx, wrap_steps=wrap_steps, wrap_summary=wrap_summary))
         finally:
             lock.release()
             close_job(plan.job_id, journal)

@@ -14,12 +14,10 @@ import time
 import unicodedata
 from pathlib import Path
 
-import humanize
-
-from snaptui.core import qemu_access, qemu_img
-from snaptui.core.choices import auto_mode
+from snaptui.core import qemu_img
 from snaptui.core.engine import image_plan
 from snaptui.core.engine.locks import domain_lock_holder
+from snaptui.core.engine.mode_decision import SNAPSHOT_STATES, decide, mode_facts, mode_reasons
 from snaptui.core.engine.neighbour import neighbour_fields
 from snaptui.core.engine.plan import (
     OUTPUT_FORMATS,
@@ -30,15 +28,15 @@ from snaptui.core.engine.plan import (
     copy_is_output,
 )
 from snaptui.core.engine.preflight_quiesce import quiesce_and_verify
-from snaptui.core.engine.preflight_stream import choose_stream, socket_path
+from snaptui.core.engine.preflight_stream import socket_path
 from snaptui.core.engine.reservations import reserve
 from snaptui.core.engine.state_space import check_state_space
 from snaptui.core.errors import BadInput, NotFound, QemuImgError
-from snaptui.core.hosts import uri_transport
 from snaptui.core.image_store import ImageStore
 from snaptui.core.libvirt_host import LibvirtHost
 from snaptui.core.models import DiskInfo, DomainInfo, DomainState, ImageFileInfo
 from snaptui.core.paths import scratch_dir
+from snaptui.core.present import size_text
 from snaptui.core.store_factory import open_store, resolve_destination
 
 MAX_NAME = 255
@@ -71,50 +69,10 @@ def validate_glance_name(name: str) -> str:
 
 def available_modes(info: DomainInfo, host: LibvirtHost,
                     disks: list[DiskInfo] | None = None) -> dict[Mode, str | None]:
-    """Each mode with None when it can run on this domain, else the reason it cannot."""
+    """Each mode with None when it can run on this domain, else the reason it cannot (what
+    the host allows; Nova's guard is added by mode_decision.decide)."""
     disks = disks if disks is not None else list(info.snapshot_disks)
-    active = info.state in (DomainState.RUNNING, DomainState.PAUSED)
-    reasons: dict[Mode, str | None] = {m: None for m in Mode}
-    not_qcow2 = [d.target for d in disks if d.format != "qcow2"]
-    if not_qcow2:
-        reasons[Mode.INTERNAL] = f"internal snapshots need qcow2 ({', '.join(not_qcow2)} is not)"
-    not_file = [d.target for d in disks if d.source_type != "file"]
-    for mode, supported in ((Mode.LIVE, host.supports_block_copy),
-                            (Mode.BACKUP, host.supports_backup)):
-        if not supported:
-            reasons[mode] = f"the {host.conn.getType()} driver cannot do {mode} snapshots"
-        elif not active:
-            reasons[mode] = f"{mode} needs a running guest ({info.name} is {info.state})"
-        elif mode == Mode.LIVE and not_file:
-            reasons[mode] = f"live copy needs file-backed disks ({', '.join(not_file)} is not)"
-    if active and (reasons[Mode.LIVE] is None or reasons[Mode.BACKUP] is None):
-        # Both hand QEMU files in scratch (delta, backup target, CoW scratch, NBD socket).
-        blocked = qemu_scratch_blocked(host, info)
-        for mode in (Mode.LIVE, Mode.BACKUP):
-            reasons[mode] = reasons[mode] or blocked
-    if active:  # host or mediated devices: libvirt cannot save the guest (cold, internal)
-        hardware = image_plan.domain_hardware(host, info)
-        for mode in (Mode.COLD, Mode.INTERNAL):
-            reasons[mode] = reasons[mode] or image_plan.save_refusal(info, hardware, mode)
-    return reasons
-
-
-def qemu_scratch_blocked(host: LibvirtHost, info: DomainInfo) -> str | None:
-    """Why QEMU (as libvirt runs it for this domain) cannot use the scratch dir, or None.
-    A host reached over SSH runs its jobs through its own snaptui, which checks its own."""
-    if uri_transport(host.uri) == "ssh":
-        return None
-    return qemu_access.unreachable(scratch_dir(), host.qemu_identity(info.uuid))
-
-
-def resolve_mode(requested: Mode, reasons: dict[Mode, str | None],
-                 info: DomainInfo) -> tuple[Mode, str]:
-    if requested != Mode.AUTO:
-        if reasons[requested]:
-            raise BadInput(f"cannot use {requested} mode: {reasons[requested]}")
-        return requested, f"{requested} mode as requested"
-    mode, why = auto_mode(info, reasons)
-    return mode, f"auto chose {mode}: {why}"
+    return mode_reasons(info, disks, mode_facts(info, host))
 
 
 def _pick_disks(info: DomainInfo, request: SnapshotRequest) -> list[DiskInfo]:
@@ -159,8 +117,7 @@ def check_space(directory: Path, needed: int, what: str) -> None:
     free = shutil.disk_usage(directory).free
     if needed > free:
         raise BadInput(f"not enough space in {directory} for {what}: need "
-                       f"{humanize.naturalsize(needed, binary=True)}, "
-                       f"{humanize.naturalsize(free, binary=True)} free")
+                       f"{size_text(needed)}, {size_text(free)} free")
 
 
 def _lock_holders(path: str) -> list[str]:
@@ -275,8 +232,7 @@ async def preflight(request: SnapshotRequest, host: LibvirtHost,
     store_checked = asyncio.ensure_future(asyncio.to_thread(check_store, store))
     store_checked.add_done_callback(lambda f: f.cancelled() or f.exception())
     info = host.get_domain(request.domain)
-    if info.state not in (DomainState.RUNNING, DomainState.PAUSED, DomainState.SHUTOFF,
-                          DomainState.SAVED):
+    if info.state not in SNAPSHOT_STATES:
         raise BadInput(f"{info.name} is {info.state}; snapshots need it running, paused or off")
     holder = domain_lock_holder(info.uuid)
     if holder:
@@ -284,18 +240,16 @@ async def preflight(request: SnapshotRequest, host: LibvirtHost,
     disks = _pick_disks(info, request)
     job_id = job_id or new_job_id()
     scratch = scratch_dir()
-    reasons = available_modes(info, host, disks)
+    facts = mode_facts(info, host)
+    reasons = mode_reasons(info, disks, facts)
     nbd_socket = socket_path(scratch, job_id)
-    stream, not_streamed = choose_stream(request, destination, host, info, reasons[Mode.BACKUP],
-                                         nbd_socket)
-    if stream:
-        mode, reason = Mode.BACKUP, ("streamed: pull-mode backup over NBD straight to Glance "
-                                     "(no scratch copy, guest never paused)")
-        reason = f"{'auto chose' if request.stream == 'auto' else 'as requested:'} {reason}"
-        if info.nova is not None:
-            reason += "; it is a Nova instance, so the guest must not stop"
-    else:
-        mode, reason = resolve_mode(request.mode, reasons, info)
+    # One decision with the dashboard's dialog (core/engine/mode_decision.py): the mode, the
+    # stream, and Nova's guard on modes that stop the guest.
+    decision = decide(request, destination, info, reasons, facts, nbd_socket)
+    if decision.mode is None:
+        raise BadInput(decision.why)
+    mode, reason, stream = decision.mode, decision.why, decision.stream
+    not_streamed = decision.not_streamed
     if not_streamed and reasons[Mode.BACKUP] is None:  # could have streamed: say why not
         notes_stream = [f"not streamed: {not_streamed}"]
     else:

@@ -10,6 +10,7 @@ cold|internal|live``, or when streaming cannot work, is a one-line error, nothin
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from snaptui.core import nbd_export, qemu_access
@@ -49,9 +50,12 @@ def host_cannot_stream(host: LibvirtHost) -> str | None:
     return nbd_export.nbd_unavailable() or nbd_export.libvirt_unavailable(host.conn, host.uri)
 
 
-def stream_refusal(request: SnapshotRequest, destination: str, host: LibvirtHost,
-                   info: DomainInfo, backup_blocked: str | None, socket: str) -> str | None:
-    """None when these disks can be streamed, else why not (one short clause)."""
+def stream_refusal(request: SnapshotRequest, destination: str,
+                   host_blocked: Callable[[], str | None], info: DomainInfo,
+                   backup_blocked: str | None, socket: str | None) -> str | None:
+    """None when these disks can be streamed, else why not (one short clause).
+    ``host_blocked``: why the host cannot stream at all (asked last: it may call libvirt);
+    ``socket``: the job's NBD socket, None before the job has an id (the dialog)."""
     if info.state not in (DomainState.RUNNING, DomainState.PAUSED):
         return f"streaming needs a running guest ({info.name} is {info.state})"
     if backup_blocked:
@@ -66,16 +70,16 @@ def stream_refusal(request: SnapshotRequest, destination: str, host: LibvirtHost
         return "--verify boots the local image file (the copy path)"
     if request.out_format == "qcow2" and (why := qcow2_writer_unavailable()):
         return why
-    if why := host_cannot_stream(host):
+    if why := host_blocked():
         return why
-    if len(socket.encode()) > SOCKET_MAX:
+    if socket is not None and len(socket.encode()) > SOCKET_MAX:
         return f"the NBD socket path {socket} is longer than a unix socket allows"
     return None
 
 
-def choose_stream(request: SnapshotRequest, destination: str, host: LibvirtHost,
-                  info: DomainInfo, backup_blocked: str | None,
-                  socket: str) -> tuple[bool, str | None]:
+def choose_stream(request: SnapshotRequest, destination: str,
+                  host_blocked: Callable[[], str | None], info: DomainInfo,
+                  backup_blocked: str | None, socket: str | None) -> tuple[bool, str | None]:
     """(stream?, why not when auto did not): BadInput for ``--stream`` that cannot be."""
     if request.stream not in STREAM_CHOICES:
         raise BadInput(f"stream must be one of {', '.join(STREAM_CHOICES)}")
@@ -88,7 +92,7 @@ def choose_stream(request: SnapshotRequest, destination: str, host: LibvirtHost,
         return False, None
     if request.mode == Mode.BACKUP and request.stream == "auto":
         return False, None  # an explicit --mode backup keeps push mode unless --stream
-    why = stream_refusal(request, destination, host, info, backup_blocked, socket)
+    why = stream_refusal(request, destination, host_blocked, info, backup_blocked, socket)
     if why and request.stream == "on":
         raise BadInput(f"cannot stream: {why}; nothing was changed")
     return why is None, why
