@@ -10,7 +10,7 @@ half-compressible data, then per round: the throughput floor, and alternately th
 then snaptui's default for a running guest (``--mode auto``: streamed) for raw and qcow2.
 Reports medians and ratios (end to end, downtime from libvirt events, peak scratch, per-step
 throughput against the floor, progress updates/s) in benchmarks/results/bare_vs_snaptui.md and
-a summary at the end of README.md. Removes every domain, file and image it makes.
+a summary at the end of docs/benchmarks.md. Removes every domain, file and image it makes.
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ def upload_rate(rs: list[Run]) -> float | None:
 
 def render(args: argparse.Namespace, runs: dict[str, list[Run]], floors: list[dict[str, float]],
            meta: dict[str, str]) -> tuple[str, str]:
-    """The results file and the README summary."""
+    """The results file and the summary for docs/benchmarks.md."""
     def med(key: str, attr: str) -> float | None:
         return median(getattr(r, attr) for r in runs[key])
 
@@ -102,7 +102,7 @@ def render(args: argparse.Namespace, runs: dict[str, list[Run]], floors: list[di
         "",
         "Upload rate = image bytes / upload (or stream) step seconds. The bare sequence sends "
         "in glanceclient's 1 MiB pieces, snaptui in 256 KiB ones, which the lab's Glance "
-        "ingests faster (README \"Streaming\"); the streamed variants also hide the "
+        "ingests faster (docs/streaming.md); the streamed variants also hide the "
         "extraction under the upload and keep no scratch copy.",
     ]
     fl = {k: median(f[k] for f in floors) for k in floors[0]} if floors else {}
@@ -205,8 +205,8 @@ def render(args: argparse.Namespace, runs: dict[str, list[Run]], floors: list[di
         "",
         f"Latest ({meta['when']}, {args.size} qcow2 disk with {args.data} of data, "
         f"{args.runs} rounds, medians; full tables in "
-        "[benchmarks/results/bare_vs_snaptui.md](benchmarks/results/bare_vs_snaptui.md), "
-        "how to run in [benchmarks/README.md](benchmarks/README.md)):",
+        "[benchmarks/results/bare_vs_snaptui.md](../benchmarks/results/bare_vs_snaptui.md), "
+        "how to run in [benchmarks/README.md](../benchmarks/README.md)):",
         "",
         *summary,
         "",
@@ -248,7 +248,8 @@ def reconnect(lab: LabDomain) -> None:
 
 
 def update_readme(section: str) -> None:
-    path = REPO / "README.md"
+    """Replace the summary at the end of docs/benchmarks.md (its "## Benchmarks" section)."""
+    path = REPO / "docs" / "benchmarks.md"
     text = path.read_text()
     cut = text.find("\n## Benchmarks\n")
     if cut >= 0:
@@ -264,10 +265,10 @@ def main() -> int:
     parser.add_argument("--content", default="mixed", choices=["mixed", "random", "pattern"])
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: 256M disk, 128M data, 1 round; results to *-quick.md, "
-                             "README untouched")
+                             "docs/benchmarks.md untouched")
     parser.add_argument("--only", help="comma list of variant keys to run, e.g. 'bare cold raw'")
     parser.add_argument("--readme", action="store_true",
-                        help="with --only: still replace the README's summary")
+                        help="with --only: still replace docs/benchmarks.md's summary")
     args = parser.parse_args()
     if args.quick:
         args.size, args.data, args.runs = "256M", "128M", 1

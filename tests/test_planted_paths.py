@@ -1,4 +1,4 @@
-"""A shared scratch dir (the README allows ``SNAPTUI_SCRATCH_DIR=/var/tmp``) must not let another
+"""A shared scratch dir (docs/usage.md allows ``SNAPTUI_SCRATCH_DIR=/var/tmp``) must not let another
 user steer root's writes: every file snaptui creates is created O_EXCL, and the --keep-local copy
 is linked into place, never written through a link planted after preflight.
 

@@ -307,7 +307,7 @@ def test_chunk_reader_hands_whole_chunks_over_and_splits_the_rest():
 @pytest.mark.parametrize("streamed", [False, True], ids=["file", "stream"])
 def test_upload_is_sent_in_send_chunk_pieces(streamed):
     """glanceclient asks the reader for 1 MiB at a time; the reader hands out pieces of at
-    most SEND_CHUNK (Glance ingests those faster, README "Streaming"), complete and in order,
+    most SEND_CHUNK (Glance ingests those faster, docs/streaming.md), complete and in order,
     hashed as sent."""
     from snaptui.core.image_store import SEND_CHUNK, ChunkReader, HashingReader
 

@@ -73,7 +73,7 @@ def register(sub: argparse._SubParsersAction, common) -> None:
 
 
 def _register_image_metadata(p: argparse.ArgumentParser) -> None:
-    """The image's metadata (README: "Image properties") and Nova coexistence."""
+    """The image's metadata (docs/images.md) and Nova coexistence."""
     g = p.add_argument_group("image properties")
     g.add_argument("--property", dest="properties", action="append", default=[],
                    metavar="KEY=VALUE", help="set an image property (repeatable; any UTF-8)")
@@ -97,7 +97,7 @@ def _register_image_metadata(p: argparse.ArgumentParser) -> None:
 
 
 def _register_fleet_options(p: argparse.ArgumentParser) -> None:
-    """Remote jobs (README "Fleet"): DOMAIN may be HOST:DOMAIN; a qemu+ssh:// host runs it."""
+    """Remote jobs (docs/fleet.md): DOMAIN may be HOST:DOMAIN; a qemu+ssh:// host runs it."""
     p.add_argument("--remote-cloud", action="store_true",
                    help="on an SSH host: use that host's own clouds.yaml instead of sending "
                    "your Keystone login through the SSH channel")

@@ -13,7 +13,7 @@ label when it runs, else from the host's capabilities (``<secmodel><model>dac</m
 each directory on the way, as the kernel would for that uid, its group and the user's
 supplementary groups. snaptui's own files stay 0600: the scratch directory it creates is 0711
 (QEMU may enter it, nobody may list it), the NBD socket gets a per-job directory 0770 with
-QEMU's group. MAC (SELinux, AppArmor) is libvirt's to label; the README says what it needs.
+QEMU's group. MAC (SELinux, AppArmor) is libvirt's to label; docs/stock-hosts.md says what it needs.
 """
 
 from __future__ import annotations
