@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import os
 
-from snaptui.core.engine.plan import Mode
 from snaptui.core.errors import BadInput
-from snaptui.core.models import DiskInfo, DomainInfo, DomainState
+from snaptui.core.models import DiskInfo, DomainInfo, DomainState, Mode
 
 DESTINATIONS = ("glance", "library")
 

@@ -10,6 +10,16 @@ if TYPE_CHECKING:
     from snaptui.core.domain_xml import NovaMetadata
 
 
+
+class Mode(StrEnum):
+    """How a snapshot is taken (core/engine/workflows.py lists each one's steps)."""
+
+    AUTO = "auto"
+    COLD = "cold"
+    INTERNAL = "internal"
+    LIVE = "live"
+    BACKUP = "backup"
+
 class DomainState(StrEnum):
     """Power state as an operator says it (virsh wording); SAVED = shut off with managed save."""
 

@@ -7,10 +7,10 @@ and undo them after the job's process is gone.
 from __future__ import annotations
 
 from dataclasses import MISSING, asdict, dataclass, field, fields
-from enum import StrEnum
 from typing import Any, TypeVar
 
 from snaptui.core.errors import SnaptuiError
+from snaptui.core.models import Mode as Mode  # the modes are a base notion: re-exported
 
 T = TypeVar("T")
 
@@ -45,14 +45,6 @@ def _mode(data: Any, what: str) -> Mode:
         return Mode(str(value))
     except ValueError:
         raise PlanDataError(f"{what} has an unknown mode {value!r}") from None
-
-
-class Mode(StrEnum):
-    AUTO = "auto"
-    COLD = "cold"
-    INTERNAL = "internal"
-    LIVE = "live"
-    BACKUP = "backup"
 
 
 OUTPUT_FORMATS = ("raw", "qcow2")
