@@ -89,13 +89,13 @@ def _restore(ctx: JobContext) -> str:
             dom.resume()
             return "resumed"
         if not dom.isActive():
-            if not dom.hasManagedSaveImage(0):
+            if not dom.hasManagedSaveImage(0) and ctx.facts.get(Fact.GUEST_SAVED):
                 return NOT_AS_LEFT
-            dom.create()  # restores from the managed save image
+            dom.create()  # from the managed save image; without one, it died during the save
             return "restarted"
     elif original == "paused":
         if not dom.isActive():
-            if not dom.hasManagedSaveImage(0):
+            if not dom.hasManagedSaveImage(0) and ctx.facts.get(Fact.GUEST_SAVED):
                 return NOT_AS_LEFT
             _start_paused(dom)
             return "restarted paused"
@@ -115,8 +115,10 @@ def _start_paused(dom) -> None:
         dom.suspend()
 
 
-# Shut off without the managed save the job left: someone started it from the save and shut
-# it down since (or discarded the save) on purpose; snaptui does not override that.
+# Shut off without the managed save the job made: someone started it from the save and shut it
+# down since (or discarded the save) on purpose; snaptui does not override that. A guest that
+# went down while the save was still running (no save was made: it crashed, or was destroyed
+# under it) is started again, as it was before the job.
 NOT_AS_LEFT = "found shut off without its managed save (not as snaptui left it): left shut off"
 
 
