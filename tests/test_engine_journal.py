@@ -250,7 +250,7 @@ def test_dry_run_shows_the_convert_argv_that_runs(make_domain, tmp_path):
 def test_every_state_has_one_glyph_and_colour_for_cli_and_dashboard():
     from rich.text import Text
 
-    from snaptui.cli.snapshot import _render
+    from snaptui.cli.job_view import render_job
     from snaptui.core.engine.journal import JobRecord, StepRecord
     from snaptui.core.engine.states import UNKNOWN, StepState, look
     from snaptui.ui.jobs_screen import render_steps, state_text
@@ -259,7 +259,7 @@ def test_every_state_has_one_glyph_and_colour_for_cli_and_dashboard():
         assert look(state) != UNKNOWN, state
     assert look("from-a-newer-journal") == UNKNOWN
     job = JobRecord("j", Path("j.jsonl"), steps=[StepRecord(s, f"step {s}", s) for s in StepState])
-    cli_rows = _render(job).renderables[-1].columns[0]._cells
+    cli_rows = render_job(job).renderables[-1].columns[0]._cells
     ui_rows = render_steps(job, 0.0).columns[0]._cells
     for state, cli, ui in zip(StepState, cli_rows, ui_rows, strict=True):
         assert isinstance(cli, Text) and isinstance(ui, Text)

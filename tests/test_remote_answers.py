@@ -103,8 +103,8 @@ def test_bad_remote_rows_are_reported_and_the_good_ones_listed(tmp_path: Path, s
 def test_fold_takes_any_event(event: dict | list):
     """A remote job's events (RemoteFeed.record folds them) and a damaged journal: whatever
     the types, folding, the JSON row and the follow view never raise."""
+    from snaptui.cli.job_view import render_job
     from snaptui.cli.output import console
-    from snaptui.cli.snapshot import _render
 
     events = [{"event": "job", "plan": {"domain_name": "web1", "mode": "cold"},
                "steps": [{"name": "a", "title": "A"}], "t": 1.0},
@@ -114,7 +114,7 @@ def test_fold_takes_any_event(event: dict | list):
     with open(os.devnull, "w") as sink:
         view = console()
         view.file = sink
-        view.print(_render(job))
+        view.print(render_job(job))
     assert isinstance(job.domain, str) and isinstance(job.downtime_s, float | None)
 
 

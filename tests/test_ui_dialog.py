@@ -10,12 +10,11 @@ from textual.app import App
 from textual.widgets import Button, Checkbox, Input, Label, RadioButton, Static
 from ui_pilot import screen_text
 
-from snaptui.core.domain_xml import NovaMetadata
 from snaptui.core.engine.mode_decision import ModeFacts
 from snaptui.core.engine.plan import Mode, SnapshotRequest
 from snaptui.core.engine.preflight import available_modes
 from snaptui.core.libvirt_host import LibvirtHost
-from snaptui.core.models import DiskInfo, DomainInfo, DomainState
+from snaptui.core.models import DiskInfo, DomainInfo, DomainState, NovaMetadata
 from snaptui.ui import snapshot_dialog
 from snaptui.ui.confirm import ConfirmScreen
 from snaptui.ui.snapshot_dialog import SnapshotDialog

@@ -69,11 +69,11 @@ def _run_follow(args: argparse.Namespace) -> int:
         follower = RemoteFollower(host, args.json)
         follower.feed.job_id = job_id
         return follower.run(follow_remote_job(host, job_id))
-    from snaptui.cli.snapshot import _follow_json, _follow_rich
+    from snaptui.cli.job_view import follow_json, follow_rich
     from snaptui.core.engine.jobs import get_job
 
     get_job(job_id)  # one line when there is no such job
-    return _follow_json(job_id) if args.json else _follow_rich(job_id)
+    return follow_json(job_id) if args.json else follow_rich(job_id)
 
 
 def run_cancel(args: argparse.Namespace) -> int:

@@ -87,9 +87,9 @@ class RemoteFollower:
             if self.as_json:
                 output.json_line({**event, "host": self.host.name})
             elif live is not None:
-                from snaptui.cli.snapshot import _render
+                from snaptui.cli.job_view import render_job
 
-                live.update(_render(self.record()))
+                live.update(render_job(self.record()))
 
     def _cancel_on_interrupt(self, call: RemoteCall) -> Iterator[dict[str, Any]]:
         try:
@@ -116,8 +116,8 @@ class RemoteFollower:
         if self.as_json:
             return 0 if self.last.get("event") == "done" else 1
         job = self.record()
-        from snaptui.cli.snapshot import _print_outcome
+        from snaptui.cli.job_view import print_outcome
 
         if self.last.get("event") not in ("done", "failed", "cancelled"):
             return 1
-        return _print_outcome(output.console(), job)
+        return print_outcome(output.console(), job)

@@ -9,34 +9,11 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 
 from snaptui.core.errors import HypervisorError
-from snaptui.core.models import DiskInfo
+from snaptui.core.models import DiskInfo, NovaMetadata
 
 # Nova writes <nova:instance> under this namespace; the version suffix has been 1.0, 1.1 and 1.2,
 # and any later one keeps the <nova:root type= uuid=> shape, so match on the prefix.
 NOVA_NS_PREFIX = "http://openstack.org/xmlns/libvirt/nova/"
-
-
-@dataclass(frozen=True)
-class NovaMetadata:
-    """The parts of Nova's ``<nova:instance>`` metadata snaptui shows or copies into images."""
-
-    namespace: str
-    name: str | None = None
-    root_type: str | None = None  # "image" or "volume"
-    root_uuid: str | None = None
-    owner_user: str | None = None
-    owner_user_id: str | None = None
-    owner_project: str | None = None
-    owner_project_id: str | None = None
-    flavor: str | None = None
-    flavor_disk_gb: int | None = None  # <nova:flavor><nova:disk>: the root disk's size
-    flavor_memory_mb: int | None = None
-    flavor_vcpus: int | None = None
-
-    @property
-    def base_image_ref(self) -> str | None:
-        """The Glance image the instance booted from (None for boot-from-volume)."""
-        return self.root_uuid if self.root_type == "image" else None
 
 
 @dataclass(frozen=True)

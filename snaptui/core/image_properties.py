@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from snaptui.core.domain_hardware import DomainHardware
-from snaptui.core.domain_xml import NovaMetadata
 from snaptui.core.errors import BadInput
 from snaptui.core.image_store import VISIBILITIES, ImageSettings
+from snaptui.core.models import NovaMetadata
 
 GIB = 1024 ** 3
 # Glance keeps min_disk and min_ram in a 32-bit signed integer column.

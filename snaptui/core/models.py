@@ -4,11 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from snaptui.core.domain_xml import NovaMetadata
-
+from typing import Any
 
 
 class Mode(StrEnum):
@@ -19,6 +15,29 @@ class Mode(StrEnum):
     INTERNAL = "internal"
     LIVE = "live"
     BACKUP = "backup"
+
+
+@dataclass(frozen=True)
+class NovaMetadata:
+    """The parts of Nova's ``<nova:instance>`` metadata snaptui shows or copies into images."""
+
+    namespace: str
+    name: str | None = None
+    root_type: str | None = None  # "image" or "volume"
+    root_uuid: str | None = None
+    owner_user: str | None = None
+    owner_user_id: str | None = None
+    owner_project: str | None = None
+    owner_project_id: str | None = None
+    flavor: str | None = None
+    flavor_disk_gb: int | None = None  # <nova:flavor><nova:disk>: the root disk's size
+    flavor_memory_mb: int | None = None
+    flavor_vcpus: int | None = None
+
+    @property
+    def base_image_ref(self) -> str | None:
+        """The Glance image the instance booted from (None for boot-from-volume)."""
+        return self.root_uuid if self.root_type == "image" else None
 
 class DomainState(StrEnum):
     """Power state as an operator says it (virsh wording); SAVED = shut off with managed save."""

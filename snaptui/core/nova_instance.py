@@ -11,8 +11,7 @@ delay.
 
 from __future__ import annotations
 
-from snaptui.core.domain_xml import NovaMetadata
-from snaptui.core.models import DomainInfo, DomainState, Mode
+from snaptui.core.models import DomainInfo, DomainState, Mode, NovaMetadata
 
 NOVA_SYNC_DELAY_S = 15.0  # nova/virt/libvirt/host.py: STOPPED events wait this long
 RESTART_MARGIN_S = 3.0  # left for the restart from the managed save (0.2 s measured)
