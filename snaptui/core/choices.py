@@ -1,8 +1,7 @@
 """Rules the CLI and the dashboard must apply the same way: what ``auto`` mode becomes, how much
-a domain has allocated, and where images go when no destination is named.
-
-Each existed twice (preflight and the snapshot dialog; ``snaptui domains`` and the Domains pane;
-``snaptui images`` and the dashboard's launcher) and the copies had drifted apart.
+a domain has allocated, and where images go when no destination is named (preflight and the
+snapshot dialog, ``snaptui domains`` and the Domains pane, ``snaptui images`` and the
+dashboard's launcher all ask here).
 """
 
 from __future__ import annotations

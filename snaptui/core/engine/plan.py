@@ -80,17 +80,17 @@ class SnapshotRequest:
     base_image: str | None = None  # --base-image: the Glance image to inherit from
     derive: bool = True  # derive hw_* properties from the domain XML
     allow_nova_downtime: bool = False
-    # -- a good neighbour (issue 15): CPU/I/O priority and a bandwidth cap (bytes/s) --
+    # -- a good neighbour: CPU/I/O priority and a bandwidth cap (bytes/s) --
     priority: str = "low"  # normal | low | idle (core/priority.py)
     bwlimit: int | None = None
-    # -- quiesce and boot verification (issue 13) --
+    # -- quiesce and boot verification --
     quiesce: str = "auto"  # auto | require | off
     verify: bool = False
     verify_console: str | None = None  # regex on the serial console; else the agent's ping
     verify_timeout: float = 120.0
     verify_accel: str | None = None  # tcg | kvm; None: the source domain's type
     keep_unverified: bool = False
-    # -- streaming (issue 15): auto | on | off; "on" is the pull-mode form of backup mode --
+    # -- streaming: auto | on | off; "on" is the pull-mode form of backup mode --
     stream: str = "auto"
 
     def to_json(self) -> dict[str, Any]:
@@ -163,10 +163,10 @@ class Plan:
     nova_instance: str | None = None  # nova_instance.describe(), when the domain is one
     downtime_limit_s: float | None = None  # abort and restart the guest once down this long
     notes: list[str] = field(default_factory=list)  # preflight's warnings, shown to the operator
-    # -- a good neighbour (issue 15); an older plan ran at normal priority, uncapped --
+    # -- a good neighbour; a plan without these fields runs at normal priority, uncapped --
     priority: str = "normal"
     bwlimit: int | None = None
-    # -- quiesce and boot verification (issue 13); defaults are what older plans did --
+    # -- quiesce and boot verification; the defaults keep a plan without them as it was --
     quiesce: str = "auto"
     agent_answered: bool = False  # the guest agent answered guest-ping at preflight
     verify: bool = False
@@ -174,7 +174,7 @@ class Plan:
     verify_timeout: float = 120.0
     verify_accel: str | None = None
     keep_unverified: bool = False
-    # -- streaming (issue 15): backup mode in pull mode, NBD export read straight into Glance --
+    # -- streaming: backup mode in pull mode, NBD export read straight into Glance --
     stream: bool = False
     nbd_socket: str | None = None
 

@@ -285,7 +285,7 @@ async def preflight(request: SnapshotRequest, host: LibvirtHost,
             cow_path=str(scratch / f"{base}.cow.qcow2") if stream else None,
         ))
     check_space(scratch, needed, "the extracted image")
-    check_state_space(scratch, needed)  # the journal's room too (issue 23)
+    check_state_space(scratch, needed)  # the journal's room too
     keep_dir = None
     if request.keep_local:
         keep_dir = Path(request.keep_local) if len(disks) > 1 else Path(request.keep_local).parent
