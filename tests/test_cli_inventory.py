@@ -21,6 +21,7 @@ import yaml
 
 from snaptui.core.glance_images import GlanceImages
 from snaptui.core.image_library import ImageLibrary
+from snaptui.core.image_store import add_image
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -123,7 +124,7 @@ def test_images_lists_the_local_library(tmp_path: Path) -> None:
     library = ImageLibrary(tmp_path / "library")
     data = tmp_path / "disk.raw"
     data.write_bytes(b"\xab" * 3 * 1024 * 1024)
-    record = library.add(data, name="lib image", disk_format="raw",
+    record = add_image(library, data, name="lib image", disk_format="raw",
                          properties={"image_type": "snapshot"})
 
     listed = snaptui_json("images", "--library", str(library.directory))

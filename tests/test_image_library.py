@@ -13,7 +13,7 @@ import pytest
 
 from snaptui.core.errors import BadInput, NotFound
 from snaptui.core.image_library import ImageLibrary
-from snaptui.core.image_store import ImageStore, UploadCancelled, UploadProgress
+from snaptui.core.image_store import ImageStore, UploadCancelled, UploadProgress, add_image
 
 MiB = 1024 * 1024
 
@@ -55,7 +55,7 @@ def test_add_list_show_delete(library: ImageLibrary, tmp_path: Path) -> None:
     src = make_file(tmp_path / "disk.raw", 9 * MiB + 123)
     events: list[UploadProgress] = []
     props = {"image_type": "snapshot", "instance_uuid": "0b4f5c1e-9f2a-4f5e-8c55-1a2b3c4d5e6f"}
-    rec = library.add(src, name="snap one", disk_format="raw", properties=props,
+    rec = add_image(library, src, name="snap one", disk_format="raw", properties=props,
                       on_progress=events.append)
 
     assert rec.status == "active"
@@ -112,7 +112,7 @@ def test_create_then_upload_steps(library: ImageLibrary, tmp_path: Path) -> None
 ])
 def test_names_are_free_text(library: ImageLibrary, tmp_path: Path, name: str) -> None:
     src = make_file(tmp_path / "d.raw", MiB)
-    rec = library.add(src, name=name, disk_format="raw")
+    rec = add_image(library, src, name=name, disk_format="raw")
     assert library.show(rec.id).name == name
     assert sorted(os.listdir(library.directory)) == sorted([f"{rec.id}.raw", f"{rec.id}.json"])
     assert not Path("/tmp/pwned").exists()
@@ -130,13 +130,13 @@ def test_bad_ids_are_refused(library: ImageLibrary, bad: str) -> None:
 def test_bad_formats_and_properties(library: ImageLibrary, tmp_path: Path) -> None:
     src = make_file(tmp_path / "d.raw", MiB)
     with pytest.raises(BadInput, match="disk format"):
-        library.add(src, name="x", disk_format="../raw")
+        add_image(library, src, name="x", disk_format="../raw")
     with pytest.raises(BadInput, match="container format"):
-        library.add(src, name="x", disk_format="raw", container_format="zip")
+        add_image(library, src, name="x", disk_format="raw", container_format="zip")
     with pytest.raises(BadInput):
-        library.add(src, name="x", disk_format="raw", properties={"k": 1})  # type: ignore[dict-item]
+        add_image(library, src, name="x", disk_format="raw", properties={"k": 1})  # type: ignore[dict-item]
     with pytest.raises(NotFound):
-        library.add(tmp_path / "missing.raw", name="x", disk_format="raw")
+        add_image(library, tmp_path / "missing.raw", name="x", disk_format="raw")
     assert os.listdir(library.directory) == []
 
 
@@ -158,7 +158,7 @@ def test_cancel_leaves_nothing(library: ImageLibrary, tmp_path: Path) -> None:
     src = make_file(tmp_path / "d.raw", 64 * MiB)
     cancel = CancelAfterChunks(3)
     with pytest.raises(UploadCancelled):
-        library.add(src, name="cancelled", disk_format="raw", cancel=cancel)
+        add_image(library, src, name="cancelled", disk_format="raw", cancel=cancel)
     assert cancel.left < 0  # it stopped part-way, after 3 of 16 chunks
     assert os.listdir(library.directory) == []
 
@@ -178,7 +178,7 @@ def test_upload_failure_removes_partial(library: ImageLibrary, tmp_path: Path) -
 
 def test_unreadable_sidecars_are_skipped(library: ImageLibrary, tmp_path: Path,
                                          caplog: pytest.LogCaptureFixture) -> None:
-    good = library.add(make_file(tmp_path / "d.raw", MiB), name="good", disk_format="raw")
+    good = add_image(library, make_file(tmp_path / "d.raw", MiB), name="good", disk_format="raw")
     (library.directory / "6a1b0c52-3c3e-4c1e-9f55-4d2f1e0a9b77.json").write_text("{not json")
     (library.directory / "notes.json").write_text("{}")
     wrong = library.directory / "0d7b6ee1-1111-4222-8333-944455556666.json"
@@ -192,7 +192,7 @@ def test_big_copy_reports_progress_to_the_end(library: ImageLibrary, tmp_path: P
     """A 256 MiB add reports growing progress up to its size (speed is for benchmarks/)."""
     src = make_file(tmp_path / "big.raw", 256 * MiB)
     events: list[UploadProgress] = []
-    rec = library.add(src, name="throughput", disk_format="raw", on_progress=events.append)
+    rec = add_image(library, src, name="throughput", disk_format="raw", on_progress=events.append)
     assert rec.size == 256 * MiB
     sent = [e.sent for e in events]
     assert sent == sorted(sent) and sent[-1] == rec.size, sent

@@ -16,6 +16,7 @@ from pathlib import Path
 from snaptui.core import audit
 from snaptui.core.engine.journal import JournalWriter, journal_path
 from snaptui.core.image_library import ImageLibrary
+from snaptui.core.image_store import add_image
 
 REPO = Path(__file__).resolve().parent.parent
 NAMES = ("nightly [/daily]", "db[bold red]prod", "[link=http://x]click[/link]")
@@ -60,7 +61,7 @@ def test_images_shows_library_names_as_text(tmp_path: Path):
     blob.write_bytes(b"\0" * 4096)
     store = ImageLibrary(library)
     for name in NAMES:
-        store.add(blob, name=name, disk_format="raw")
+        add_image(store, blob, name=name, disk_format="raw")
     proc = snaptui("images", "--library", str(library))
     assert_shown(proc, *NAMES)
 

@@ -30,6 +30,7 @@ from snaptui.core.engine.plan import Mode, SnapshotRequest  # noqa: E402
 from snaptui.core.engine.recover import recover  # noqa: E402
 from snaptui.core.errors import BadInput  # noqa: E402
 from snaptui.core.image_library import ImageLibrary  # noqa: E402
+from snaptui.core.image_store import add_image
 
 guest_artefacts = lab_guests.guest_artefacts
 module_guests = lab_guests.module_guests
@@ -206,7 +207,7 @@ def test_snaptui_verify_boots_a_glance_image_and_marks_it(lab, tmp_path, store, 
     job_id, last = run(request(lab, tmp_path, "live", out_format="qcow2"))
     assert last["event"] == "done", last
     local = ImageLibrary(tmp_path / "lib").show(last["image_id"])
-    added = store.add(Path(local.location), name="snaptui-test-verify-glance",
+    added = add_image(store, Path(local.location), name="snaptui-test-verify-glance",
                       disk_format="qcow2", properties={"snaptui_domain": lab.name})
     own_images.append(added.id)
     from test_security import snaptui  # the CLI as an operator runs it

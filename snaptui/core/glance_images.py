@@ -33,7 +33,6 @@ from snaptui.core.image_store import (
     ImageSettings,
     ProgressCallback,
     UploadCancelled,
-    add_image,
     delete_after_failure,
     validate_formats,
     validate_properties,
@@ -355,21 +354,6 @@ class GlanceImages:
                 f"sha512 of the bytes sent {digest[:16]}..."
             )
 
-    def add(
-        self,
-        path: Path,
-        *,
-        name: str,
-        disk_format: str,
-        container_format: str = "bare",
-        properties: dict[str, str] | None = None,
-        on_progress: ProgressCallback | None = None,
-        cancel: threading.Event | None = None,
-    ) -> ImageRecord:
-        """Create + upload + verify; on any failure or cancel the image is deleted again."""
-        return add_image(self, path, name=name, disk_format=disk_format,
-                         container_format=container_format, properties=properties,
-                         on_progress=on_progress, cancel=cancel)
 
     def delete(self, image_id: str) -> None:
         """Delete the image (any status); NotFound when it does not exist.

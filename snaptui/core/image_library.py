@@ -25,7 +25,6 @@ from snaptui.core.image_store import (
     HashingReader,
     ImageSettings,
     ProgressCallback,
-    add_image,
     validate_formats,
     validate_image_id,
     validate_properties,
@@ -178,21 +177,6 @@ class ImageLibrary:
         meta["protected"] = bool(protected)
         self._write_sidecar(meta)
 
-    def add(
-        self,
-        path: Path,
-        *,
-        name: str,
-        disk_format: str,
-        container_format: str = "bare",
-        properties: dict[str, str] | None = None,
-        on_progress: ProgressCallback | None = None,
-        cancel: threading.Event | None = None,
-    ) -> ImageRecord:
-        """Create + copy; on any failure or cancel nothing of the image is left."""
-        return add_image(self, path, name=name, disk_format=disk_format,
-                         container_format=container_format, properties=properties,
-                         on_progress=on_progress, cancel=cancel)
 
     def delete(self, image_id: str) -> None:
         """Remove the image's data file, any partial copy and its sidecar (sidecar last)."""

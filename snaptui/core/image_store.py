@@ -127,19 +127,6 @@ class ImageStore(Protocol):
         """
         ...
 
-    def add(
-        self,
-        path: Path,
-        *,
-        name: str,
-        disk_format: str,
-        container_format: str = "bare",
-        properties: dict[str, str] | None = None,
-        on_progress: ProgressCallback | None = None,
-        cancel: threading.Event | None = None,
-    ) -> ImageRecord:
-        """Create + upload + verify; on any failure or cancel the half-made image is deleted."""
-        ...
 
     def set_protected(self, image_id: str, protected: bool) -> None:
         """Protect the image from deletion (Glance's ``protected``), or lift that."""
