@@ -27,7 +27,7 @@ from cleanup_fixtures import (
     snapshot_names,
 )
 from textual.pilot import Pilot
-from ui_pilot import screen_text, settle, wait_for
+from ui_pilot import screen_text, settle, wait_for, wait_palette_hit
 
 from snaptui.core.cleanup import Finding, Kind, RemovalResult, ScanProgress
 from snaptui.core.errors import NotFound
@@ -52,7 +52,7 @@ async def open_cleanup(pilot: Pilot, key: str = "C") -> CleanupScreen:
 
 async def scanned(pilot: Pilot, screen: CleanupScreen, timeout: float = 120) -> None:
     await wait_for(pilot, lambda: not screen.scanning, timeout, "the scan to end")
-    await pilot.pause(0.1)
+    await settle(pilot)
 
 
 async def cursor_to(pilot: Pilot, screen: CleanupScreen, key: str) -> None:
@@ -152,7 +152,7 @@ async def test_cleanup_on_the_lab(make_domain, store, own_images, dashboard) -> 
             await pilot.press("enter")
             await wait_for(pilot, lambda: dashboard.screen is screen, 5, "back from the modal")
             await wait_for(pilot, lambda: not screen.removing, 120, "the removals")
-            await pilot.pause(0.1)
+            await settle(pilot)
 
             results = screen.selection.results
             assert set(results) == set(mine.values())
@@ -301,7 +301,7 @@ async def test_keys_on_the_demo_lab(tmp_path: Path) -> None:
         await pilot.press("ctrl+p")
         await pilot.pause()
         await pilot.press(*"clean up left")
-        await pilot.pause(0.5)
+        await wait_palette_hit(pilot, "leftovers")
         await pilot.press("enter")
         await wait_for(pilot, lambda: isinstance(app.screen, CleanupScreen), 5, "palette")
         await scanned(pilot, app.screen)
@@ -426,8 +426,8 @@ async def test_fixed_findings_choose_and_remove(tmp_path: Path) -> None:
         await pilot.press("d")
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), 5, "confirm")
         assert "Remove 4 leftovers?" in screen_text(app)
-        await pilot.pause(0.1)
-        assert "133.0 MiB + 2 of unknown size" in screen_text(app), screen_text(app)
+        await wait_for(pilot, lambda: "133.0 MiB + 2 of unknown size" in screen_text(app), 5,
+                       "the sizes in the confirmation")
         await pilot.press("y")
         await wait_for(pilot, lambda: len(screen.selection.results) == 4, 10, "results")
         await wait_for(pilot, lambda: not screen.removing, 5, "the end")
@@ -456,7 +456,8 @@ def test_confirmation_snapshot(snap_compare) -> None:
     async def run_before(pilot: Pilot) -> None:
         await push_fixed(pilot)
         await pilot.press("d")
-        await pilot.pause(0.2)
+        await wait_for(pilot, lambda: "133.0 MiB + 2 of unknown size" in screen_text(pilot.app),
+                       5, "the confirmation drawn")
 
     assert snap_compare(make_demo_app(), terminal_size=(80, 24), run_before=run_before)
 

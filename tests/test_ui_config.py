@@ -11,7 +11,7 @@ import stat
 from pathlib import Path
 
 import pytest
-from ui_pilot import settle, wait_for
+from ui_pilot import Notes, settle, wait_for
 
 from snaptui.core.errors import BadInput
 from snaptui.core.paths import config_dir
@@ -76,13 +76,14 @@ async def test_theme_key_adds_the_theme_to_a_config_without_one(tmp_path):
 async def test_a_config_broken_while_running_is_not_overwritten(tmp_path):
     path = write_config(OPERATOR_CONFIG)
     app = demo_app(tmp_path)
-    async with app.run_test(size=(100, 30)) as pilot:
+    notes = Notes()
+    async with app.run_test(size=(100, 30), message_hook=notes) as pilot:
         await settle(pilot)
         broken = OPERATOR_CONFIG + "theme = [unclosed\n"  # edited by hand meanwhile
         path.write_text(broken)
         await pilot.press("t")
         await wait_for(pilot, lambda: any("cannot save config" in n.message
-                                          for n in app._notifications), 5, "the warning")
+                                          for n in notes.posted), 5, "the warning")
         assert app.screen is app.main
     assert path.read_text() == broken
 
