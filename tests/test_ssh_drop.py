@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shlex
 import shutil
 import signal
 import subprocess
+import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -32,13 +35,15 @@ from fault_tools import (
     wait_for,
     wait_gone,
     wait_terminal,
+    wait_until,
 )
 
 from snaptui.core.engine.journal import jobs_dir, load_job
 from snaptui.core.image_library import ImageLibrary
 
 REPO = Path(__file__).resolve().parent.parent
-SNAPTUI = REPO / ".venv" / "bin" / "snaptui"
+SNAPTUI = [sys.executable, "-m", "snaptui"]  # this checkout's (PYTHONPATH=REPO in the env)
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
 BIG = {"size": "1G", "seed": "768M"}  # converted at MID_STEP_RATE: ~6 s to drop the terminal
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
@@ -67,6 +72,65 @@ class Tmux:
     def screen(self) -> str:
         return self.run("capture-pane", "-p", "-t", "drop", check=False).stdout
 
+    def styled(self) -> str:
+        """The screen with its colours and attributes (SGR escapes): shows where focus is."""
+        return self.run("capture-pane", "-e", "-p", "-t", "drop", check=False).stdout
+
+    def cursor_row(self) -> int:
+        """The terminal cursor's row: Textual puts it in the focused Input (for IMEs)."""
+        return int(self.run("display-message", "-p", "-t", "drop", "#{cursor_y}").stdout)
+
+    def row_of(self, *texts: str) -> int | None:
+        """The first screen row that holds every one of ``texts``."""
+        return next((y for y, line in enumerate(self.screen().splitlines())
+                     if all(t in line for t in texts)), None)
+
+    def wait(self, predicate: Callable[[], object], timeout: float, what: str) -> None:
+        """``wait_until`` that shows the screen as it is when the wait fails."""
+        try:
+            wait_until(predicate, timeout, what, poll=0.05)
+        except AssertionError as e:
+            raise AssertionError(f"{e}\n{self.screen()}") from None
+
+    def label_box(self, label: str) -> str | None:
+        """The styled text of the dialog row holding ``label``, between the dialog's borders
+        (``█``): a field's label sits on its field's top border, so the field's focus style
+        shows here, and the main screen behind the dialog is left out."""
+        for line in self.styled().splitlines():
+            plain = ANSI.sub("", line)
+            if label not in plain:
+                continue
+            at = line.find(label)
+            if at < 0:  # the label is split by a style change: the whole row then
+                return line
+            start, end = line.rfind("█", 0, at), line.find("█", at)
+            return line[max(start, 0):end if end > 0 else len(line)]
+        return None
+
+    def press_and_wait(self, key: str, timeout: float = 10.0) -> None:
+        """Press ``key`` and wait until the screen shows its effect (anything restyled)."""
+        before = self.styled()
+        self.keys(key)
+        deadline = time.monotonic() + timeout
+        while self.styled() == before:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{key} changed nothing on the screen in {timeout} s:\n"
+                                     + self.screen())
+            time.sleep(0.05)
+
+    def focus_label(self, label: str, key: str = "Tab", presses: int = 30) -> None:
+        """Press ``key`` (one at a time, each after its effect shows) until the widget labelled
+        ``label`` is drawn focused: its row between the dialog's borders restyles. Finds the
+        field whatever the tab order (more fields may come); fails after ``presses``."""
+        blurred = self.label_box(label)
+        assert blurred is not None, f"{label!r} is not on the screen:\n{self.screen()}"
+        for _ in range(presses):
+            self.press_and_wait(key)
+            if self.label_box(label) != blurred:
+                return
+        raise AssertionError(f"{label!r} never took the focus in {presses} × {key}:\n"
+                             + self.screen())
+
     def pane_pid(self) -> int:
         return int(self.run("display-message", "-p", "-t", "drop", "#{pane_pid}").stdout)
 
@@ -86,7 +150,8 @@ class Tmux:
 
 @pytest.fixture
 def tmux(tmp_path: Path) -> Iterator[Tmux]:
-    env = dict(os.environ, TERM="xterm-256color", SNAPTUI_LIBRARY_DIR=str(tmp_path / "lib"))
+    env = dict(os.environ, TERM="xterm-256color", SNAPTUI_LIBRARY_DIR=str(tmp_path / "lib"),
+               PYTHONPATH=str(REPO))
     env.pop("OS_CLOUD", None)  # no cloud: images go to the library, Glance is not needed here
     (tmp_path / "clouds.yaml").write_text("clouds: {}\n")
     env["OS_CLIENT_CONFIG_FILE"] = str(tmp_path / "clouds.yaml")
@@ -97,14 +162,10 @@ def tmux(tmp_path: Path) -> Iterator[Tmux]:
 
 def only_job() -> str:
     """The one job this test's state dir holds, once its journal exists."""
-    deadline = time.monotonic() + 60
-    while True:
-        journals = list(jobs_dir().glob("*.jsonl"))
-        if journals:
-            assert len(journals) == 1, journals
-            return journals[0].stem
-        assert time.monotonic() < deadline, "no job was started"
-        time.sleep(0.1)
+    journals = wait_until(lambda: list(jobs_dir().glob("*.jsonl")), 60, "a job's journal",
+                          poll=0.1)
+    assert len(journals) == 1, journals
+    return journals[0].stem
 
 
 def after_the_drop(lab, before, job_id: str, tmux: Tmux, tmp_path: Path,
@@ -121,7 +182,7 @@ def after_the_drop(lab, before, job_id: str, tmux: Tmux, tmp_path: Path,
     assert STATE_NAMES[lab.dom.state()[0]] == "running"
     image = ImageLibrary(tmp_path / "lib").show(job.result["image_id"])
     assert image.status == "active"
-    proc = subprocess.run([str(SNAPTUI), "jobs", "--json"], env=tmux.env, capture_output=True,
+    proc = subprocess.run([*SNAPTUI, "jobs", "--json"], env=tmux.env, capture_output=True,
                           text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     listed = {j["job_id"]: j for j in json.loads(proc.stdout)}
@@ -144,24 +205,37 @@ def terminal_processes(leader: int) -> list[int]:
 def test_dashboard_in_tmux_killed_mid_convert(make_domain, tmux, tmp_path):
     lab = make_domain(state="running", **BIG)
     before = capture(lab)
-    tmux.start([str(SNAPTUI), "-c", lab.conn.getURI()])
+    tmux.start([*SNAPTUI, "-c", lab.conn.getURI()])
     tmux.wait_screen(lab.name, timeout=60)
+    # Each key waits for its effect on the screen before the next one: keys sent on timers
+    # once reached a field before the focus had. Widgets are found by their labels, not by
+    # counting tabs, so a field added to the dialog does not break the walk.
     tmux.keys("/")
     tmux.wait_screen("filter…")  # typed before the input has focus, letters are app keys
     tmux.type(lab.name)
-    tmux.keys("Enter")
-    time.sleep(1.0)
+    tmux.wait(lambda: re.search(r"\b1/\d+ match", tmux.screen()), 30, "the one match")
+    row = tmux.row_of(lab.name, "running")  # the domain's row in the table (not the filter)
+    assert row is not None, tmux.screen()
+    blurred_row = tmux.styled().splitlines()[row]
+    tmux.keys("Enter")  # the table takes the focus: its cursor row is drawn focused
+    tmux.wait(lambda: tmux.styled().splitlines()[row] != blurred_row, 10, "the table focused")
     tmux.keys("s")
     tmux.wait_screen(f"Snapshot {lab.name} (running)")
-    tmux.keys("Down")  # auto -> cold
+    tmux.keys("Down")  # auto -> cold (the dialog opens with the mode focused)
     tmux.wait_screen("cold mode: the guest will be stopped")
-    # The bandwidth cap, by keyboard: back from the mode past Snapshot and Cancel to the "Host
-    # load" title, open it, on to the bandwidth field past the priority.
-    tmux.keys("BTab", "BTab", "BTab", "Enter")
+    # The bandwidth cap, by keyboard: back to the "Host load" title, open it, on to the
+    # bandwidth field; the typed cap must show in that field's row before Enter submits.
+    tmux.focus_label("Host load", key="BTab")
+    tmux.keys("Enter")
     tmux.wait_screen("Bandwidth")
-    tmux.keys("Tab", "Tab")
+    tmux.focus_label("Bandwidth")
+    field = tmux.row_of("Bandwidth")
+    assert field is not None and tmux.cursor_row() in (field, field + 1, field + 2), \
+        "the terminal cursor is not in the bandwidth field"
     tmux.type(MID_STEP_RATE)
-    tmux.wait_screen(MID_STEP_RATE)
+    tmux.wait(lambda: any(MID_STEP_RATE in line for line in
+                          tmux.screen().splitlines()[field:field + 3]), 10,
+              f"{MID_STEP_RATE} in the bandwidth field")
     tmux.keys("Enter")  # submits the form from the field
     tmux.wait_screen(f"Stop {lab.name}?")
     tmux.keys("y")
@@ -181,7 +255,7 @@ def test_cli_snapshot_terminal_goes_away(make_domain, tmux, tmp_path, how):
     lab = make_domain(state="running", **BIG)
     before = capture(lab)
     tmux.start(["bash", "--norc", "-i"])
-    tmux.type(f"{SNAPTUI} snapshot {lab.name} --name snaptui-test-drop --mode cold "
+    tmux.type(f"{shlex.join(SNAPTUI)} snapshot {lab.name} --name snaptui-test-drop --mode cold "
               f"--to library --library {tmp_path / 'lib'} --bwlimit {MID_STEP_RATE}")
     tmux.keys("Enter")
     job_id = only_job()
