@@ -12,6 +12,7 @@ import threading
 
 import libvirt
 import pytest
+from cli_tools import snaptui
 from fault_tools import tmpfs, wait_gone, wait_until
 
 from snaptui.core.engine.jobs import prepare_with_store
@@ -26,11 +27,6 @@ from snaptui.core.settings import max_concurrent_jobs
 from snaptui.ui.config import load_config
 
 MIB = 1024 * 1024
-
-
-def snaptui(*args: str, timeout: float = 120, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "snaptui", *args], capture_output=True,
-                          text=True, timeout=timeout, **kwargs)
 
 
 def request_for(lab, tmp_path, **kw) -> SnapshotRequest:

@@ -3,25 +3,21 @@ progress, and a cancel shows the rollback running."""
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 from textual.widgets import Static
-from ui_pilot import screen_text, settle, wait_for
+from ui_pilot import demo_app, screen_text, settle, wait_for
 
 from snaptui.ui.app import SnaptuiApp
 from snaptui.ui.confirm import ConfirmScreen
 from snaptui.ui.jobs_screen import JobsScreen
-from snaptui.ui.launch import build_app
 from snaptui.ui.snapshot_dialog import SnapshotDialog
 
 SIZE = (120, 40)
 
 
 def paced_demo(tmp_path: Path, speed: float) -> SnaptuiApp:
-    args = argparse.Namespace(demo=True, uri=None, cloud=None, library=None, theme=None,
-                              demo_speed=speed)
-    return build_app(args, demo_base=tmp_path / "demo")
+    return demo_app(tmp_path / "demo", demo_speed=speed)
 
 
 async def start_from_the_dashboard(pilot, app: SnaptuiApp, domain: str) -> JobsScreen:

@@ -19,7 +19,7 @@ from fleet_tools import HOST as SSH_HOST
 from fleet_tools import Fleet as SshLab
 from fleet_tools import lab_ssh_env
 from libvirt_proxy import LibvirtProxy
-from ui_pilot import Notes, screen_text, settle, wait_for, wait_palette_hit
+from ui_pilot import Notes, demo_app, screen_text, settle, wait_for, wait_palette_hit
 
 from snaptui.core.domain_events import DomainEventWatcher
 from snaptui.core.engine.plan import Mode, SnapshotRequest
@@ -30,7 +30,7 @@ from snaptui.core.libvirt_host import LibvirtHost
 from snaptui.core.paths import config_dir
 from snaptui.ui.app import SnaptuiApp
 from snaptui.ui.jobs_screen import JobsScreen
-from snaptui.ui.launch import build_app, uri_list
+from snaptui.ui.launch import uri_list
 from snaptui.ui.snapshot_dialog import SnapshotDialog
 
 SIM_URI = "test:///default"  # libvirt's built-in test host: one domain, "test"
@@ -49,9 +49,7 @@ def name_sim_host() -> None:
 def fleet_demo_app(tmp_path: Path, *uris: str) -> SnaptuiApp:
     """``snaptui --demo -c URI…``: the demo lab as host "demo", plus ``uris``."""
     name_sim_host()
-    args = argparse.Namespace(demo=True, uri=list(uris) or None, cloud=None, library=None,
-                              theme=None, demo_speed=0)
-    return build_app(args, demo_base=tmp_path / "demo")
+    return demo_app(tmp_path / "demo", uri=list(uris) or None, demo_speed=0)
 
 
 def names_in_order(app: SnaptuiApp) -> list[tuple[str, str]]:

@@ -48,12 +48,6 @@ def job_status(screen: JobsScreen, job_id: str) -> str | None:
     return job.status if job else None
 
 
-@pytest.fixture
-def host(libvirt_uri):
-    with LibvirtHost(libvirt_uri).connect() as h:
-        yield h
-
-
 def scratch_files() -> list[Path]:
     return [p for p in scratch_dir().iterdir() if p.is_file()]
 

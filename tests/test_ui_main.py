@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from textual import events
 from textual.color import Color
-from ui_pilot import screen_text, settle, wait_for, wait_palette_hit
+from ui_pilot import demo_args, screen_text, settle, wait_for, wait_palette_hit
 
 from snaptui.core import qemu_img
 from snaptui.core.domain_events import DomainEventWatcher
@@ -33,15 +33,13 @@ from snaptui.ui.themes import load_themes, shipped_theme_dir
 SIZE = (80, 24)
 
 
-def demo_args(**overrides) -> argparse.Namespace:
-    values = {"demo": True, "uri": None, "cloud": None, "library": None, "theme": None,
-              "demo_speed": 0}  # as fast as it goes (test_ui_demo.py watches a paced one)
-    return argparse.Namespace(**{**values, **overrides})
+def fast_demo_args() -> argparse.Namespace:
+    return demo_args(demo_speed=0)  # as fast as it goes (test_ui_demo.py watches a paced one)
 
 
 @pytest.fixture
 def demo_app(tmp_path: Path) -> SnaptuiApp:
-    return build_app(demo_args(), demo_base=tmp_path / "demo")
+    return build_app(fast_demo_args(), demo_base=tmp_path / "demo")
 
 
 def state_cell(app: SnaptuiApp, uuid: str) -> str:
@@ -277,16 +275,16 @@ def test_theme_option_and_config_errors_are_clear(tmp_path: Path) -> None:
     config_dir().mkdir(parents=True, exist_ok=True)
     (config_dir() / "config.toml").write_text('[keymap]\nsnapshoot = "S"\n')
     with pytest.raises(BadInput, match="unknown binding id 'keymap.snapshoot'"):
-        build_app(demo_args(), demo_base=tmp_path / "demo")
+        build_app(fast_demo_args(), demo_base=tmp_path / "demo")
     (config_dir() / "config.toml").write_text('colour = "red"\n')
     with pytest.raises(BadInput, match="unknown key 'colour'"):
-        build_app(demo_args(), demo_base=tmp_path / "demo")
+        build_app(fast_demo_args(), demo_base=tmp_path / "demo")
 
 
 async def test_keymap_remaps_and_help_lists_it(tmp_path: Path) -> None:
     config_dir().mkdir(parents=True, exist_ok=True)
     (config_dir() / "config.toml").write_text('[keymap]\nonly_domain = "f6"\n')
-    app = build_app(demo_args(), demo_base=tmp_path / "demo")
+    app = build_app(fast_demo_args(), demo_base=tmp_path / "demo")
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
         await pilot.press("o")  # no longer bound
@@ -397,7 +395,7 @@ def footer_keys(screen) -> dict[str, bool]:
 @pytest.mark.parametrize("size", [(80, 24), (120, 40)], ids=["80x24", "120x40"])
 async def test_tables_fit_their_panes(tmp_path: Path, size) -> None:
     """No table is wider than its pane: lower-priority columns drop out at narrow widths."""
-    app = build_app(demo_args(), demo_base=tmp_path / "demo")
+    app = build_app(fast_demo_args(), demo_base=tmp_path / "demo")
     async with app.run_test(size=size) as pilot:
         await settle(pilot)
         for pane in (app.main.domains_pane, app.main.images_pane):

@@ -3,10 +3,12 @@ workers settle, wait for a condition (never for a fixed time)."""
 
 from __future__ import annotations
 
+import argparse
 import html
 import re
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from textual.app import App
 from textual.command import CommandList
@@ -15,10 +17,25 @@ from textual.notifications import Notification, Notify
 from textual.pilot import Pilot
 from textual.worker import WorkerCancelled
 
+from snaptui.ui.app import SnaptuiApp
+from snaptui.ui.launch import build_app
+
 # One run of text in the SVG that App.export_screenshot writes: its x (in pixels), its length
 # in pixels, the terminal line it sits on (from its clip path) and the escaped text.
 _SVG_TEXT = re.compile(r'<text class="[^"]*" x="([0-9.]+)" y="[^"]*" textLength="([0-9.]+)" '
                        r'clip-path="url\(#[^)]*-line-(\d+)\)">(.*?)</text>')
+
+
+def demo_args(**overrides: object) -> argparse.Namespace:
+    """The options of ``snaptui --demo`` (no cloud, no library, default theme), ``overrides``
+    laid over them (``uri=[...]`` for a fleet, ``demo_speed=0`` for as fast as it goes)."""
+    values = {"demo": True, "uri": None, "cloud": None, "library": None, "theme": None}
+    return argparse.Namespace(**{**values, **overrides})
+
+
+def demo_app(base: Path, **overrides: object) -> SnaptuiApp:
+    """The dashboard on its embedded demo lab, built under ``base`` as ``snaptui --demo``."""
+    return build_app(demo_args(**overrides), demo_base=base)
 
 
 def screen_text(app: App) -> str:
