@@ -43,7 +43,49 @@ from snaptui.core.image_library import ImageLibrary
 
 REPO = Path(__file__).resolve().parent.parent
 SNAPTUI = [sys.executable, "-m", "snaptui"]  # this checkout's (PYTHONPATH=REPO in the env)
-ANSI = re.compile(r"\x1b\[[0-9;]*m")
+SGR = re.compile(r"\x1b\[([0-9;]*)m")
+
+
+def styled_cells(line: str) -> list[tuple[str, tuple]]:
+    """One terminal row from ``tmux capture-pane -e`` as (character, (fg, bg, attributes))
+    cells: the style is the SGR state in force, however tmux chose to spell the changes."""
+    fg: tuple = ()
+    bg: tuple = ()
+    attrs: set[int] = set()
+    cells: list[tuple[str, tuple]] = []
+    pos = 0
+    for match in [*SGR.finditer(line), None]:
+        text = line[pos:match.start() if match else len(line)]
+        cells.extend((ch, (fg, bg, frozenset(attrs))) for ch in text)
+        if match is None:
+            break
+        pos = match.end()
+        codes = [int(c) if c else 0 for c in match.group(1).split(";")]
+        i = 0
+        while i < len(codes):
+            code = codes[i]
+            if code in (38, 48):  # 38;5;N or 38;2;R;G;B (and 48 for the background)
+                n = 3 if codes[i + 1:i + 2] == [5] else 5
+                value = tuple(codes[i + 1:i + n])
+                fg, bg = (value, bg) if code == 38 else (fg, value)
+                i += n
+                continue
+            if code == 0:
+                fg, bg, attrs = (), (), set()
+            elif 30 <= code <= 37 or 90 <= code <= 97:
+                fg = (code,)
+            elif code == 39:
+                fg = ()
+            elif 40 <= code <= 47 or 100 <= code <= 107:
+                bg = (code,)
+            elif code == 49:
+                bg = ()
+            elif 21 <= code <= 29:
+                attrs -= {code - 20, 1} if code == 22 else {code - 20}
+            else:
+                attrs.add(code)
+            i += 1
+    return cells
 BIG = {"size": "1G", "seed": "768M"}  # converted at MID_STEP_RATE: ~6 s to drop the terminal
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
@@ -92,19 +134,14 @@ class Tmux:
         except AssertionError as e:
             raise AssertionError(f"{e}\n{self.screen()}") from None
 
-    def label_box(self, label: str) -> str | None:
-        """The styled text of the dialog row holding ``label``, between the dialog's borders
-        (``█``): a field's label sits on its field's top border, so the field's focus style
-        shows here, and the main screen behind the dialog is left out."""
+    def text_cells(self, text: str) -> list[tuple[str, tuple]] | None:
+        """The cells of the first ``text`` on the screen, each with its colours and attributes
+        (only these cells: a scrollbar or the screen behind a dialog may restyle on their own)."""
         for line in self.styled().splitlines():
-            plain = ANSI.sub("", line)
-            if label not in plain:
-                continue
-            at = line.find(label)
-            if at < 0:  # the label is split by a style change: the whole row then
-                return line
-            start, end = line.rfind("█", 0, at), line.find("█", at)
-            return line[max(start, 0):end if end > 0 else len(line)]
+            cells = styled_cells(line)
+            at = "".join(ch for ch, _ in cells).find(text)
+            if at >= 0:
+                return cells[at:at + len(text)]
         return None
 
     def press_and_wait(self, key: str, timeout: float = 10.0) -> None:
@@ -118,31 +155,37 @@ class Tmux:
                                      + self.screen())
             time.sleep(0.05)
 
-    def focus_label(self, label: str, key: str = "Tab", presses: int = 30) -> None:
-        """Press ``key`` (one at a time, each after its effect shows) until the widget labelled
-        ``label`` is drawn focused: its row between the dialog's borders restyles. Finds the
-        field whatever the tab order (more fields may come); fails after ``presses``."""
-        blurred = self.label_box(label)
-        assert blurred is not None, f"{label!r} is not on the screen:\n{self.screen()}"
+    def focus_title(self, title: str, key: str = "Tab", presses: int = 30) -> None:
+        """Press ``key`` (one at a time, each after its effect shows) until the widget whose own
+        text is ``title`` (a collapsible's title, a button) is drawn focused: those cells
+        restyle. Found whatever the tab order (more fields may come); fails after ``presses``."""
+        blurred = self.text_cells(title)
+        assert blurred is not None, f"{title!r} is not on the screen:\n{self.screen()}"
         for _ in range(presses):
             self.press_and_wait(key)
-            if self.label_box(label) != blurred:
+            if self.text_cells(title) != blurred:
                 return
-        raise AssertionError(f"{label!r} never took the focus in {presses} × {key}:\n"
+        raise AssertionError(f"{title!r} never took the focus in {presses} × {key}:\n"
                              + self.screen())
+
+    def focus_input(self, label: str, key: str = "Tab", presses: int = 30) -> int:
+        """Press ``key`` (one at a time, each after its effect shows) until the terminal cursor
+        is in the input labelled ``label``: Textual puts the cursor in the focused input (for
+        IMEs). Not the label's style: labels restyle when focus enters or leaves their group.
+        Returns the input's first row (the label's); fails after ``presses``."""
+        for _ in range(presses):
+            self.press_and_wait(key)
+            row = self.row_of(label)
+            if row is not None and row <= self.cursor_row() <= row + 2:
+                return row
+        raise AssertionError(f"the {label!r} input never took the focus in {presses} × {key}:"
+                             f"\n{self.screen()}")
 
     def pane_pid(self) -> int:
         return int(self.run("display-message", "-p", "-t", "drop", "#{pane_pid}").stdout)
 
-    def wait_screen(self, text: str, timeout: float = 30.0) -> str:
-        deadline = time.monotonic() + timeout
-        while True:
-            screen = self.screen()
-            if text in screen:
-                return screen
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{text!r} not on the screen after {timeout} s:\n{screen}")
-            time.sleep(0.1)
+    def wait_screen(self, text: str, timeout: float = 30.0) -> None:
+        self.wait(lambda: text in self.screen(), timeout, f"{text!r} on the screen")
 
     def kill(self) -> None:
         self.run("kill-server", check=False)
@@ -216,22 +259,25 @@ def test_dashboard_in_tmux_killed_mid_convert(make_domain, tmux, tmp_path):
     tmux.wait(lambda: re.search(r"\b1/\d+ match", tmux.screen()), 30, "the one match")
     row = tmux.row_of(lab.name, "running")  # the domain's row in the table (not the filter)
     assert row is not None, tmux.screen()
-    blurred_row = tmux.styled().splitlines()[row]
+
+    def name_cells() -> list[tuple[str, tuple]]:
+        cells = styled_cells(tmux.styled().splitlines()[row])
+        at = "".join(ch for ch, _ in cells).find(lab.name)
+        return cells[at:at + len(lab.name)]
+
+    blurred = name_cells()
     tmux.keys("Enter")  # the table takes the focus: its cursor row is drawn focused
-    tmux.wait(lambda: tmux.styled().splitlines()[row] != blurred_row, 10, "the table focused")
+    tmux.wait(lambda: name_cells() != blurred, 10, "the table focused")
     tmux.keys("s")
     tmux.wait_screen(f"Snapshot {lab.name} (running)")
     tmux.keys("Down")  # auto -> cold (the dialog opens with the mode focused)
     tmux.wait_screen("cold mode: the guest will be stopped")
     # The bandwidth cap, by keyboard: back to the "Host load" title, open it, on to the
     # bandwidth field; the typed cap must show in that field's row before Enter submits.
-    tmux.focus_label("Host load", key="BTab")
+    tmux.focus_title("Host load", key="BTab")
     tmux.keys("Enter")
     tmux.wait_screen("Bandwidth")
-    tmux.focus_label("Bandwidth")
-    field = tmux.row_of("Bandwidth")
-    assert field is not None and tmux.cursor_row() in (field, field + 1, field + 2), \
-        "the terminal cursor is not in the bandwidth field"
+    field = tmux.focus_input("Bandwidth")
     tmux.type(MID_STEP_RATE)
     tmux.wait(lambda: any(MID_STEP_RATE in line for line in
                           tmux.screen().splitlines()[field:field + 3]), 10,
