@@ -204,3 +204,13 @@ def own_images(store) -> Iterator[list[str]]:
             store.delete(image_id)
         except NotFound:
             pass
+
+
+@pytest.fixture
+def host(libvirt_uri: str):
+    """A connection to the lab's libvirtd, closed after the test (a module with a ``host`` of
+    its own, the demo lab's say, overrides this one)."""
+    from snaptui.core.libvirt_host import LibvirtHost
+
+    with LibvirtHost(libvirt_uri) as connected:
+        yield connected

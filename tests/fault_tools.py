@@ -133,6 +133,19 @@ def fill(directory: Path, leave_free: int, name: str = "filler") -> Path:
     return path
 
 
+# -- waiting ------------------------------------------------------------------------------------
+
+def wait_until(predicate: Callable[[], Any], timeout: float, what: str, *,
+               poll: float = 0.02) -> Any:
+    """Poll ``predicate`` until it returns something true (returned); fail naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while not (value := predicate()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(poll)
+    return value
+
+
 # -- journal -----------------------------------------------------------------------------------
 
 def journal_events(job_id: str) -> list[dict[str, Any]]:
@@ -170,13 +183,8 @@ def step_running(name: str, *, min_done: float = 0.0) -> Callable[[JobRecord], b
 
 
 def wait_terminal(job_id: str, timeout: float = 120.0) -> JobRecord:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = get_job(job_id)
-        if job.terminal:
-            return job
-        time.sleep(0.05)
-    raise AssertionError(f"job {job_id} did not end within {timeout} s")
+    return wait_until(lambda: (job := get_job(job_id)).terminal and job, timeout,
+                      f"job {job_id} to end", poll=0.05)
 
 
 # -- processes ---------------------------------------------------------------------------------
@@ -191,12 +199,8 @@ def alive(pid: int) -> bool:
 
 
 def wait_gone(pids: list[int], timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while any(alive(p) for p in pids):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"processes still alive after {timeout} s: "
-                                 f"{[p for p in pids if alive(p)]}")
-        time.sleep(0.02)
+    """Wait until none of ``pids`` runs (a zombie counts as gone: it runs nothing)."""
+    wait_until(lambda: not any(alive(p) for p in pids), timeout, f"processes {pids} to end")
 
 
 def children(pid: int) -> list[int]:
@@ -237,10 +241,8 @@ def kill_job(job_id: str) -> int:
     wait_gone([job.pid])
     # The leader turns zombie before its other threads have exited and dropped the domain
     # lock; recover run in that instant would (rightly) skip the job as still locked.
-    deadline = time.monotonic() + 10
-    while domain_lock_holder(job.plan["domain_uuid"]):
-        assert time.monotonic() < deadline, "the killed job's domain lock was not released"
-        time.sleep(0.01)
+    wait_until(lambda: not domain_lock_holder(job.plan["domain_uuid"]), 10,
+               "the killed job's domain lock to be released", poll=0.01)
     return job.pid
 
 
@@ -293,11 +295,7 @@ def ensure_libvirtd(uri: str) -> None:
         return
     os.makedirs("/run/libvirt", exist_ok=True)
     subprocess.run(["libvirtd", "-d"], check=True, timeout=30)
-    deadline = time.monotonic() + 30
-    while not libvirtd_answers(uri):
-        if time.monotonic() > deadline:
-            raise AssertionError("libvirtd did not come back")
-        time.sleep(0.1)
+    wait_until(lambda: libvirtd_answers(uri), 30, "libvirtd to answer again", poll=0.1)
 
 
 # -- the lab-state checker ---------------------------------------------------------------------

@@ -14,8 +14,6 @@ import os
 import socket
 import struct
 import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,20 +22,13 @@ import libvirt
 import pytest
 import requests
 import yaml
+from cli_tools import snaptui
+from fault_tools import wait_until
 from lab_domains import TEST_PREFIX, domain_xml
 
 from snaptui.core.glance_images import GlanceImages
 from snaptui.core.image_library import ImageLibrary
 from snaptui.core.paths import state_dir
-
-REPO = Path(__file__).resolve().parent.parent
-
-
-def snaptui(*argv: str, env: dict[str, str] | None = None, timeout: float = 180,
-            ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "snaptui", *argv], capture_output=True,
-                          text=True, timeout=timeout, env={**os.environ, **(env or {})},
-                          cwd=REPO)
 
 
 def one_line_error(proc: subprocess.CompletedProcess[str], *words: str) -> str:
@@ -116,10 +107,8 @@ def storage_daemon(tmp_path: Path):
              "--export", "type=nbd,id=export0,node-name=disk0,writable=on"],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         procs.append(proc)
-        deadline = time.monotonic() + 10
-        while not sock.exists() and time.monotonic() < deadline:
-            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-            time.sleep(0.02)
+        wait_until(lambda: sock.exists() or proc.poll() is not None, 10, "the NBD socket")
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
         assert sock.exists()
         return proc
 

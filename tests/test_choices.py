@@ -27,7 +27,6 @@ from snaptui.core.engine.plan import Mode, SnapshotRequest
 from snaptui.core.engine.preflight import available_modes, preflight
 from snaptui.core.fleet import key_of
 from snaptui.core.image_library import ImageLibrary
-from snaptui.core.libvirt_host import LibvirtHost
 from snaptui.ui.app import SnaptuiApp
 from snaptui.ui.launch import build_app
 from snaptui.ui.snapshot_dialog import SnapshotDialog, resolved_mode
@@ -37,12 +36,6 @@ ISO_BYTES = 3 * 1024 * 1024
 
 def allocated(path: Path) -> int:
     return os.stat(path).st_blocks * 512
-
-
-@pytest.fixture
-def host(libvirt_uri):
-    with LibvirtHost(libvirt_uri).connect() as h:
-        yield h
 
 
 @pytest.fixture

@@ -33,6 +33,7 @@ from cleanup_fixtures import (
     sha256,
     snapshot_names,
 )
+from cli_tools import snaptui
 
 from snaptui.core import audit
 from snaptui.core.cleanup import Finding, Kind, ScanProgress, remove, remove_all, scan
@@ -253,11 +254,6 @@ def test_scan_finds_every_leftover_and_removes_only_the_safe(leftovers: Leftover
 # ---------------------------------------------------------------- the CLI
 
 
-def snaptui(*argv: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "snaptui", *argv], capture_output=True,
-                          text=True, timeout=120, input=stdin, cwd=REPO)
-
-
 def _own_json(made: Leftovers, data: dict) -> dict[str, dict]:
     by_key = {f["key"]: f for f in data["findings"]}
     return {label: by_key[key] for label, key in made.keys.items() if key in by_key}
@@ -321,7 +317,7 @@ def test_cli_dry_run_json_changes_nothing(small: Leftovers):
 
 
 def test_cli_refuses_without_yes_when_not_a_tty(small: Leftovers):
-    proc = snaptui("cleanup", "--older-than", "0", "--only", "scratch", stdin="y\n")
+    proc = snaptui("cleanup", "--older-than", "0", "--only", "scratch", input="y\n")
     assert proc.returncode == 2
     assert proc.stderr.splitlines() == [proc.stderr.strip()]
     assert "not on a terminal" in proc.stderr and "--yes" in proc.stderr

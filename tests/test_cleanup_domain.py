@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 
@@ -26,15 +24,9 @@ from cleanup_fixtures import (
     sha256,
     snapshot_names,
 )
+from cli_tools import snaptui
 
 from snaptui.core.paths import scratch_dir
-
-REPO = Path(__file__).resolve().parent.parent
-
-
-def snaptui(*argv: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "snaptui", *argv], capture_output=True,
-                          text=True, timeout=120, stdin=subprocess.DEVNULL, cwd=REPO)
 
 
 def _by_key(proc) -> dict[str, dict]:

@@ -12,11 +12,11 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from fault_tools import wait_until
 
 from snaptui.core.cleanup.context import host_job_processes
 from snaptui.core.engine.journal import JournalWriter
@@ -34,10 +34,8 @@ def fake_job(state: Path, *, user: str | None = None) -> subprocess.Popen[bytes]
         ["/usr/bin/python3", "-c", code, "snaptui.core.engine.job_main", JOB],
         stdin=subprocess.PIPE, env={"SNAPTUI_STATE_DIR": str(state), "PATH": "/usr/bin:/bin"},
         user=user, cwd="/")
-    deadline = time.monotonic() + 10
-    while JOB.encode() not in Path(f"/proc/{proc.pid}/cmdline").read_bytes():
-        assert time.monotonic() < deadline, "the look-alike process did not start"
-        time.sleep(0.01)
+    wait_until(lambda: JOB.encode() in Path(f"/proc/{proc.pid}/cmdline").read_bytes(), 10,
+               "the look-alike process to start", poll=0.01)
     return proc
 
 

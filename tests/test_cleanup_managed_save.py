@@ -10,24 +10,17 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 from cleanup_fixtures import backdate, job_id
+from cli_tools import snaptui
 
 from snaptui.core.engine.journal import JournalWriter, journal_path
 
-REPO = Path(__file__).resolve().parent.parent
 DAY = 24 * 3600.0
 pytestmark = pytest.mark.lab
-
-
-def snaptui(*argv: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "snaptui", *argv], capture_output=True,
-                          text=True, timeout=120, stdin=subprocess.DEVNULL, cwd=REPO)
 
 
 def old_job(lab, age_s: float, *, restarted: bool, end: str = "done") -> str:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import libvirt
 import pytest
+from cli_tools import snaptui
 
 from snaptui.cli import parse_args
 from snaptui.cli.snapshot import request_from_args
@@ -25,12 +26,6 @@ from snaptui.core.image_library import ImageLibrary
 from snaptui.core.paths import private_dir, state_dir
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def snaptui(*argv: str, env: dict[str, str] | None = None, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "snaptui", *argv], capture_output=True,
-                          text=True, timeout=180, env={**os.environ, **(env or {})}, cwd=REPO,
-                          **kwargs)
 
 
 def mode(path: Path) -> int:

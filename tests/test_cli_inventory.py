@@ -11,29 +11,17 @@ import os
 import socket
 import struct
 import subprocess
-import sys
 import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from cli_tools import snaptui
 
 from snaptui.core.glance_images import GlanceImages
 from snaptui.core.image_library import ImageLibrary
 from snaptui.core.image_store import add_image
-
-REPO = Path(__file__).resolve().parent.parent
-
-
-def snaptui(*argv: str, env: dict[str, str] | None = None, cwd: Path | None = None,
-            unset: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
-    """Run the real CLI; stdout/stderr captured as text."""
-    full = {k: v for k, v in os.environ.items() if k not in unset}
-    return subprocess.run(
-        [sys.executable, "-m", "snaptui", *argv], capture_output=True, text=True, timeout=60,
-        env={**full, **(env or {})}, cwd=cwd or REPO,
-    )
 
 
 def snaptui_json(*argv: str, **kwargs: Any) -> Any:

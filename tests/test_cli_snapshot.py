@@ -7,20 +7,15 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import libvirt
-from fault_tools import QemuImgFault
+from cli_tools import snaptui
+from fault_tools import QemuImgFault, wait_terminal, wait_until
 
 from snaptui.core.engine.journal import load_job
 from snaptui.core.image_library import ImageLibrary
 from snaptui.core.paths import scratch_dir
-
-
-def snaptui(*args: str, timeout: float = 120, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "snaptui", *args], capture_output=True,
-                          text=True, timeout=timeout, **kwargs)
 
 
 def test_snapshot_json_events_end_with_done(make_domain, tmp_path):
@@ -82,10 +77,8 @@ def test_bad_input_is_one_line_and_changes_nothing(make_domain, tmp_path):
         assert "Traceback" not in proc.stderr
     assert raw.dom.state()[0] == libvirt.VIR_DOMAIN_RUNNING
     # The job process started ahead of each refused job found its pipe closed and exited.
-    deadline = time.monotonic() + 10
-    while waiting_job_processes() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert waiting_job_processes() == []
+    wait_until(lambda: waiting_job_processes() == [], 10, "the unused job processes to exit",
+               poll=0.1)
     jobs = Path(os.environ["SNAPTUI_STATE_DIR"]) / "jobs"
     assert [p.name for p in jobs.glob("*.log")] == [], "unused job processes left their logs"
 
@@ -133,17 +126,11 @@ def test_job_survives_the_terminal_going_away(make_domain, tmp_path):
         stdout=subprocess.PIPE, text=True, start_new_session=True,
     )
     job_id = json.loads(cli.stdout.readline())["job_id"]
-    deadline = time.monotonic() + 30
-    while load_job(job_id).facts.get("guest_saved") is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert load_job(job_id).facts.get("guest_saved"), "the guest was not saved within 30 s"
+    wait_until(lambda: load_job(job_id).facts.get("guest_saved"), 30, "the guest saved",
+               poll=0.05)
     os.killpg(cli.pid, signal.SIGHUP)
     cli.wait(10)
-    deadline = time.monotonic() + 120
-    while not load_job(job_id).terminal and time.monotonic() < deadline:
-        time.sleep(0.2)
-    job = load_job(job_id)
-    assert job.terminal, f"job {job_id} still {job.status} after 120 s"
+    job = wait_terminal(job_id, timeout=120)
     assert job.status == "done", job.error
     assert lab.dom.state()[0] == libvirt.VIR_DOMAIN_RUNNING
     assert list(scratch_dir().iterdir()) == []
@@ -163,11 +150,7 @@ def test_cancel_from_the_cli_rolls_back(make_domain, tmp_path):
     assert load_job(job_id).step("convert:vda").state == "running"
     cancel = snaptui("cancel", job_id)
     assert cancel.returncode == 0, cancel.stderr
-    deadline = time.monotonic() + 60
-    while not load_job(job_id).terminal and time.monotonic() < deadline:
-        time.sleep(0.1)
-    job = load_job(job_id)
-    assert job.terminal, f"job {job_id} still {job.status}"
+    job = wait_terminal(job_id, timeout=60)
     assert job.status == "cancelled", (job.status, job.error)
     assert job.step("save").state == "undone"
     assert lab.dom.state()[0] == libvirt.VIR_DOMAIN_RUNNING

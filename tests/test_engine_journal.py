@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import libvirt
+from cli_tools import snaptui
 from fault_tools import REAL_QEMU_IMG, journal_events, wait_terminal
 
 from snaptui.core.engine.execute import make_context
@@ -30,11 +31,6 @@ from snaptui.core.image_library import ImageLibrary
 def request_for(lab, tmp_path: Path, mode: Mode = Mode.COLD) -> SnapshotRequest:
     return SnapshotRequest(domain=lab.name, name=f"snaptui-test-journal-{mode}", mode=mode,
                            destination="library", library_dir=str(tmp_path / "lib"))
-
-
-def snaptui(*args: str, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "snaptui", *args], capture_output=True,
-                          text=True, timeout=120, **kwargs)
 
 
 def job_main(job_id: str) -> subprocess.CompletedProcess:

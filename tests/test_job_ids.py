@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+from cli_tools import snaptui
 
 from snaptui.core.engine.journal import JournalWriter, check_job_id, iter_jobs, jobs_dir
 from snaptui.core.engine.liveness import active_dir
@@ -23,11 +24,6 @@ from snaptui.core.engine.recover import recover
 from snaptui.core.errors import BadInput
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def snaptui(*argv: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "snaptui", *argv], capture_output=True,
-                          text=True, timeout=120, env=dict(os.environ), cwd=REPO)
 
 
 def one_line_error(proc: subprocess.CompletedProcess[str], *words: str) -> str:

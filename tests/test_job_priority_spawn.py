@@ -3,11 +3,11 @@ Python's start-up and imports (~0.7 s) at nice 0 and lowered itself afterwards."
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import psutil
 import pytest
+from fault_tools import wait_until
 
 from snaptui.core.engine.jobs import JobProcess
 
@@ -18,11 +18,9 @@ def _python_started(pid: int) -> psutil.Process:
     """The process once it runs Python (after any exec of nice/ionice), still before its
     imports are done: it waits for the launcher's go on its stdin."""
     proc = psutil.Process(pid)
-    deadline = time.monotonic() + 10
-    while b"snaptui.core.engine.job_main" not in Path(f"/proc/{pid}/cmdline").read_bytes() \
-            or not Path(f"/proc/{pid}/exe").resolve().name.startswith("python"):
-        assert time.monotonic() < deadline, "the job process did not start"
-        time.sleep(0.005)
+    wait_until(lambda: b"snaptui.core.engine.job_main" in Path(f"/proc/{pid}/cmdline").read_bytes()
+               and Path(f"/proc/{pid}/exe").resolve().name.startswith("python"), 10,
+               "the job process to run Python", poll=0.005)
     return proc
 
 

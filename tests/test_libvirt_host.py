@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import os
 import queue
-import signal
-import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import libvirt
 import pytest
+from fault_tools import ensure_libvirtd, stop_libvirtd
 
 from snaptui.core.domain_events import DomainEvent, DomainEventWatcher, event_names
 from snaptui.core.domain_xml import parse_domain_xml
@@ -42,12 +41,6 @@ def test_default_uri_by_user(monkeypatch: pytest.MonkeyPatch, euid: int, expecte
 
 
 # -- listing and lookups -----------------------------------------------------------------------
-@pytest.fixture
-def host(libvirt_uri: str):
-    with LibvirtHost(libvirt_uri) as h:
-        yield h
-
-
 @pytest.mark.parametrize(("state", "expected", "saved"), [
     ("running", DomainState.RUNNING, False),
     ("paused", DomainState.PAUSED, False),
@@ -277,42 +270,6 @@ def test_watcher_bad_uri_raises() -> None:
     watcher.stop()
 
 
-def _libvirtd_answers(uri: str) -> bool:
-    proc = subprocess.run(["virsh", "-c", uri, "version"], capture_output=True, timeout=10)
-    return proc.returncode == 0
-
-
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
-def _restart_libvirtd(uri: str) -> None:
-    """SIGTERM the running libvirtd (by its pid file) and start it again; quick on purpose."""
-    pid = int(LIBVIRTD_PIDFILE.read_text().split()[0])
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + 15
-    while _alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not _alive(pid), "libvirtd did not exit on SIGTERM"
-
-
-def _ensure_libvirtd(uri: str) -> None:
-    if _libvirtd_answers(uri):
-        return
-    os.makedirs("/run/libvirt", exist_ok=True)
-    subprocess.run(["libvirtd", "-d"], check=True, timeout=30)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if _libvirtd_answers(uri):
-            return
-        time.sleep(0.1)
-    raise AssertionError("libvirtd did not come back")
-
-
 @pytest.mark.skipif(not LIBVIRTD_PIDFILE.exists(), reason="needs a local libvirtd to restart")
 def test_watcher_and_host_survive_libvirtd_restart(recorder: Recorder, host: LibvirtHost,
                                                    make_domain, libvirt_uri: str) -> None:
@@ -320,11 +277,11 @@ def test_watcher_and_host_survive_libvirtd_restart(recorder: Recorder, host: Lib
     recorder.wait_lifecycle(lab.name, "defined", "added")
     assert [d.name for d in host.list_domains() if d.name == lab.name] == [lab.name]
     try:
-        _restart_libvirtd(libvirt_uri)
+        stop_libvirtd()
         lost = recorder.wait_for(lambda e: e.kind == "disconnected", timeout=15)
         assert lost.event == "eof"
     finally:
-        _ensure_libvirtd(libvirt_uri)
+        ensure_libvirtd(libvirt_uri)
     recorder.wait_for(lambda e: e.kind == "reconnected", timeout=30)
     lab.conn = libvirt.open(libvirt_uri)  # the fixture's connection died with libvirtd
     assert recorder.watcher.connected  # type: ignore[attr-defined]

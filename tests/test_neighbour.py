@@ -7,12 +7,13 @@ import asyncio
 import json
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import libvirt
 import pytest
+from cli_tools import snaptui
+from fault_tools import wait_until
 
 from snaptui.core.engine.journal import load_job
 from snaptui.core.engine.plan import SnapshotRequest
@@ -22,11 +23,6 @@ from snaptui.core.libvirt_host import LibvirtHost
 from snaptui.core.paths import scratch_dir
 
 MIB = 1024 * 1024
-
-
-def snaptui(*args: str, timeout: float = 120, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "snaptui", *args], capture_output=True,
-                          text=True, timeout=timeout, **kwargs)
 
 
 def nice_of(pid: int) -> int:
@@ -50,16 +46,6 @@ def children_named(pid: int, comm: str) -> list[int]:
         if name == comm and int(stat.rsplit(")", 1)[1].split()[1]) == pid:
             found.append(int(proc.name))
     return found
-
-
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"{what} not seen within {timeout} s")
 
 
 def step_seconds(job_id: str, step: str) -> float:
@@ -87,8 +73,8 @@ def test_job_and_its_qemu_img_run_at_the_chosen_priority(make_domain, tmp_path, 
     proc = snaptui(*args)
     assert proc.returncode == 0, proc.stderr
     job_id = proc.stdout.strip()
-    pid = wait_for(lambda: load_job(job_id).pid, 30, "the job's pid")
-    child = wait_for(lambda: children_named(pid, "qemu-img"), 30, "the job's qemu-img")[0]
+    pid = wait_until(lambda: load_job(job_id).pid, 30, "the job's pid")
+    child = wait_until(lambda: children_named(pid, "qemu-img"), 30, "the job's qemu-img")[0]
     argv = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
     assert argv[1] == b"convert" and b"-r" in argv
     assert argv[argv.index(b"-r") + 1] == str(4 * MIB).encode()
@@ -100,7 +86,7 @@ def test_job_and_its_qemu_img_run_at_the_chosen_priority(make_domain, tmp_path, 
         assert (nice_of(one), ionice_of(one)) == expected, (priority, one)
     assert any(n.startswith(f"priority {priority}") for n in load_job(job_id).notes)
     assert snaptui("cancel", job_id).returncode == 0
-    wait_for(lambda: load_job(job_id).terminal, 60, "the job's end")
+    wait_until(lambda: load_job(job_id).terminal, 60, "the job's end")
     assert load_job(job_id).status == "cancelled"
     assert list(scratch_dir().iterdir()) == []
     assert reserved() == {}
@@ -146,10 +132,10 @@ def test_bwlimit_reaches_the_block_copy(make_domain, tmp_path):
         except libvirt.libvirtError:
             return None
 
-    info = wait_for(copy_info, 30, "the block copy")
+    info = wait_until(copy_info, 30, "the block copy")
     assert info["bandwidth"] == 2 * MIB
     assert snaptui("cancel", job_id).returncode == 0
-    wait_for(lambda: load_job(job_id).terminal, 60, "the job's end")
+    wait_until(lambda: load_job(job_id).terminal, 60, "the job's end")
     assert load_job(job_id).status == "cancelled"
     assert lab.dom.state()[0] == libvirt.VIR_DOMAIN_RUNNING
     assert not copy_info()
@@ -194,7 +180,7 @@ def test_dashboard_jobs_run_at_low_priority(make_domain, tmp_path, libvirt_uri):
         job_id = asyncio.run(start_snapshot(request, host, None))
     finally:
         host.close()
-    wait_for(lambda: load_job(job_id).terminal, 120, "the job's end")
+    wait_until(lambda: load_job(job_id).terminal, 120, "the job's end")
     job = load_job(job_id)
     assert job.status == "done", job.error
     assert job.plan["priority"] == "low"

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import libvirt
 import pytest
+from cli_tools import snaptui
 from lab_domains import TEST_PREFIX, make_disk
 
 from snaptui.core.engine.jobs import follow, launch, prepare
@@ -35,11 +34,6 @@ BASE_PROPERTIES = {
 }
 NOT_INHERITED = {k for k in BASE_PROPERTIES if k.startswith(("img_", "cinder_"))} | {
     "cache_in_nova", "bittorrent"}
-
-
-def snaptui(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "snaptui", *args], capture_output=True,
-                          text=True, timeout=timeout)
 
 
 @pytest.fixture(scope="module")

@@ -15,11 +15,11 @@ from __future__ import annotations
 import math
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import libvirt
 import pytest
+from cli_tools import snaptui
 
 from snaptui.core.engine.neighbour import neighbour_fields
 from snaptui.core.engine.preflight_quiesce import check_verify_options
@@ -28,13 +28,7 @@ from snaptui.core.image_properties import OperatorMetadata, validate_operator
 from snaptui.core.paths import state_dir
 from snaptui.core.throttle import MAX_RATE, parse_rate
 
-REPO = Path(__file__).resolve().parent.parent
 NO_IMAGE = "not a regular file or a block device"
-
-
-def snaptui(*argv: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "snaptui", *argv], capture_output=True,
-                          text=True, timeout=timeout, env=dict(os.environ), cwd=REPO)
 
 
 def one_line_error(proc: subprocess.CompletedProcess[str], *words: str) -> str:

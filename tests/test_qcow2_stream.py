@@ -17,12 +17,12 @@ import os
 import random
 import struct
 import subprocess
-import time
 import tracemalloc
 from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
+from fault_tools import wait_until
 from oslo_utils.imageutils import format_inspector
 
 from snaptui.core.qcow2_stream import MAX_READ, Extent, Qcow2Stream
@@ -362,11 +362,9 @@ def test_backing_chain_over_a_read_only_nbd_export(tmp_path: Path) -> None:
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
-        for _ in range(500):
-            if sock.exists():
-                break
-            assert server.poll() is None, "qemu-nbd exited"
-            time.sleep(0.01)
+        wait_until(lambda: sock.exists() or server.poll() is not None, 5, "qemu-nbd's socket",
+                   poll=0.01)
+        assert server.poll() is None, "qemu-nbd exited"
         url = f"nbd+unix:///?socket={sock}"
         extents = allocation_map(url, "raw")
         assert [e.data for e in extents] == [True, False, True, False, True, False, True]

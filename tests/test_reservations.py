@@ -9,11 +9,11 @@ import os
 import subprocess
 import sys
 import threading
-import time
 
 import libvirt
 import pytest
-from fault_tools import tmpfs
+from cli_tools import snaptui
+from fault_tools import tmpfs, wait_gone, wait_until
 
 from snaptui.core.engine.jobs import prepare_with_store
 from snaptui.core.engine.journal import JournalWriter, journal_path, load_job
@@ -26,11 +26,6 @@ from snaptui.core.paths import config_dir
 from snaptui.core.settings import load_settings, max_concurrent_jobs
 
 MIB = 1024 * 1024
-
-
-def snaptui(*args: str, timeout: float = 120, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "snaptui", *args], capture_output=True,
-                          text=True, timeout=timeout, **kwargs)
 
 
 def request_for(lab, tmp_path, **kw) -> SnapshotRequest:
@@ -160,9 +155,8 @@ def test_the_limit_refuses_a_third_job_while_two_run(make_domain, tmp_path):
     finally:
         for job_id in running:
             snaptui("cancel", job_id)
-    deadline = time.monotonic() + 60
-    while not all(load_job(j).terminal for j in running) and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_until(lambda: all(load_job(j).terminal for j in running), 60,
+               "the cancelled jobs to end", poll=0.1)
     assert all(load_job(j).status == "cancelled" for j in running)
     assert reserved() == {}  # each job released its own at its end
 
@@ -199,15 +193,11 @@ def test_a_killed_jobs_reservation_is_ignored(make_domain, tmp_path):
 
     lab = make_domain(state="shut off", size="64M", seed="32M")
     job_id = _detached_capped_job(lab, tmp_path)
-    deadline = time.monotonic() + 30
-    while load_job(job_id).pid is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    pid = load_job(job_id).pid
-    assert pid and set(reserved()) == {job_id}
+    pid = wait_until(lambda: load_job(job_id).pid, 30, "the job's pid in its journal")
+    assert set(reserved()) == {job_id}
     os.kill(pid, signal.SIGKILL)
-    deadline = time.monotonic() + 10
-    while os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline:
-        time.sleep(0.05)
+    # Gone means not running: a zombie (not yet reaped) keeps /proc/PID but runs nothing.
+    wait_gone([pid], timeout=10)
     assert not load_job(job_id).terminal
     assert reserved() == {}
     assert snaptui("recover").returncode == 0

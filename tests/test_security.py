@@ -12,8 +12,6 @@ import os
 import pwd
 import ssl
 import stat
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -23,24 +21,17 @@ import libvirt
 import pytest
 import requests
 import yaml
-from fault_tools import MID_STEP_RATE
+from cli_tools import snaptui
+from fault_tools import MID_STEP_RATE, step_running, wait_for, wait_terminal
 
 from snaptui.core import audit
 from snaptui.core.cloud_config import load_session
-from snaptui.core.engine.journal import load_job
 from snaptui.core.glance_images import GlanceImages
 from snaptui.core.paths import state_dir
 
 REPO = Path(__file__).resolve().parent.parent
 SHELL_CALLS = {"system", "popen", "getoutput", "getstatusoutput", "create_subprocess_shell",
                "spawnl", "spawnlp", "spawnv", "spawnvp"}
-
-
-def snaptui(*argv: str, env: dict[str, str] | None = None, timeout: float = 180,
-            ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "snaptui", *argv], capture_output=True,
-                          text=True, timeout=timeout, env={**os.environ, **(env or {})},
-                          cwd=REPO)
 
 
 def lab_auth() -> dict[str, str]:
@@ -380,19 +371,9 @@ def test_audit_records_rollback_as_undone(make_domain, tmp_path: Path) -> None:
                    "--detach", "--bwlimit", MID_STEP_RATE)  # still converting when cancelled
     assert proc.returncode == 0, proc.stderr
     job_id = proc.stdout.strip()
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        step = load_job(job_id).step("convert:vda")
-        if step is not None and step.state == "running":
-            break
-        time.sleep(0.02)
-    assert step is not None and step.state == "running", "the convert did not start within 60 s"
+    wait_for(job_id, step_running("convert:vda"), timeout=60, what="the convert running")
     assert snaptui("cancel", job_id).returncode == 0
-    deadline = time.monotonic() + 60
-    while not load_job(job_id).terminal and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert load_job(job_id).terminal, "the cancelled job did not end within 60 s"
-    assert load_job(job_id).status == "cancelled"
+    assert wait_terminal(job_id, timeout=60).status == "cancelled"
     actions = [(r["action"], r["result"]) for r in audit.read() if r["job_id"] == job_id]
     assert actions == [("save", "started"), ("save", "ok"), ("undo:save", "started"),
                        ("undo:save", "undone")], actions

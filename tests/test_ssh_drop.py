@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shlex
 import shutil
 import signal
 import subprocess
+import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -32,13 +35,57 @@ from fault_tools import (
     wait_for,
     wait_gone,
     wait_terminal,
+    wait_until,
 )
 
 from snaptui.core.engine.journal import jobs_dir, load_job
 from snaptui.core.image_library import ImageLibrary
 
 REPO = Path(__file__).resolve().parent.parent
-SNAPTUI = REPO / ".venv" / "bin" / "snaptui"
+SNAPTUI = [sys.executable, "-m", "snaptui"]  # this checkout's (PYTHONPATH=REPO in the env)
+SGR = re.compile(r"\x1b\[([0-9;]*)m")
+
+
+def styled_cells(line: str) -> list[tuple[str, tuple]]:
+    """One terminal row from ``tmux capture-pane -e`` as (character, (fg, bg, attributes))
+    cells: the style is the SGR state in force, however tmux chose to spell the changes."""
+    fg: tuple = ()
+    bg: tuple = ()
+    attrs: set[int] = set()
+    cells: list[tuple[str, tuple]] = []
+    pos = 0
+    for match in [*SGR.finditer(line), None]:
+        text = line[pos:match.start() if match else len(line)]
+        cells.extend((ch, (fg, bg, frozenset(attrs))) for ch in text)
+        if match is None:
+            break
+        pos = match.end()
+        codes = [int(c) if c else 0 for c in match.group(1).split(";")]
+        i = 0
+        while i < len(codes):
+            code = codes[i]
+            if code in (38, 48):  # 38;5;N or 38;2;R;G;B (and 48 for the background)
+                n = 3 if codes[i + 1:i + 2] == [5] else 5
+                value = tuple(codes[i + 1:i + n])
+                fg, bg = (value, bg) if code == 38 else (fg, value)
+                i += n
+                continue
+            if code == 0:
+                fg, bg, attrs = (), (), set()
+            elif 30 <= code <= 37 or 90 <= code <= 97:
+                fg = (code,)
+            elif code == 39:
+                fg = ()
+            elif 40 <= code <= 47 or 100 <= code <= 107:
+                bg = (code,)
+            elif code == 49:
+                bg = ()
+            elif 21 <= code <= 29:
+                attrs -= {code - 20, 1} if code == 22 else {code - 20}
+            else:
+                attrs.add(code)
+            i += 1
+    return cells
 BIG = {"size": "1G", "seed": "768M"}  # converted at MID_STEP_RATE: ~6 s to drop the terminal
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
@@ -67,18 +114,78 @@ class Tmux:
     def screen(self) -> str:
         return self.run("capture-pane", "-p", "-t", "drop", check=False).stdout
 
+    def styled(self) -> str:
+        """The screen with its colours and attributes (SGR escapes): shows where focus is."""
+        return self.run("capture-pane", "-e", "-p", "-t", "drop", check=False).stdout
+
+    def cursor_row(self) -> int:
+        """The terminal cursor's row: Textual puts it in the focused Input (for IMEs)."""
+        return int(self.run("display-message", "-p", "-t", "drop", "#{cursor_y}").stdout)
+
+    def row_of(self, *texts: str) -> int | None:
+        """The first screen row that holds every one of ``texts``."""
+        return next((y for y, line in enumerate(self.screen().splitlines())
+                     if all(t in line for t in texts)), None)
+
+    def wait(self, predicate: Callable[[], object], timeout: float, what: str) -> None:
+        """``wait_until`` that shows the screen as it is when the wait fails."""
+        try:
+            wait_until(predicate, timeout, what, poll=0.05)
+        except AssertionError as e:
+            raise AssertionError(f"{e}\n{self.screen()}") from None
+
+    def text_cells(self, text: str) -> list[tuple[str, tuple]] | None:
+        """The cells of the first ``text`` on the screen, each with its colours and attributes
+        (only these cells: a scrollbar or the screen behind a dialog may restyle on their own)."""
+        for line in self.styled().splitlines():
+            cells = styled_cells(line)
+            at = "".join(ch for ch, _ in cells).find(text)
+            if at >= 0:
+                return cells[at:at + len(text)]
+        return None
+
+    def press_and_wait(self, key: str, timeout: float = 10.0) -> None:
+        """Press ``key`` and wait until the screen shows its effect (anything restyled)."""
+        before = self.styled()
+        self.keys(key)
+        deadline = time.monotonic() + timeout
+        while self.styled() == before:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{key} changed nothing on the screen in {timeout} s:\n"
+                                     + self.screen())
+            time.sleep(0.05)
+
+    def focus_title(self, title: str, key: str = "Tab", presses: int = 30) -> None:
+        """Press ``key`` (one at a time, each after its effect shows) until the widget whose own
+        text is ``title`` (a collapsible's title, a button) is drawn focused: those cells
+        restyle. Found whatever the tab order (more fields may come); fails after ``presses``."""
+        blurred = self.text_cells(title)
+        assert blurred is not None, f"{title!r} is not on the screen:\n{self.screen()}"
+        for _ in range(presses):
+            self.press_and_wait(key)
+            if self.text_cells(title) != blurred:
+                return
+        raise AssertionError(f"{title!r} never took the focus in {presses} × {key}:\n"
+                             + self.screen())
+
+    def focus_input(self, label: str, key: str = "Tab", presses: int = 30) -> int:
+        """Press ``key`` (one at a time, each after its effect shows) until the terminal cursor
+        is in the input labelled ``label``: Textual puts the cursor in the focused input (for
+        IMEs). Not the label's style: labels restyle when focus enters or leaves their group.
+        Returns the input's first row (the label's); fails after ``presses``."""
+        for _ in range(presses):
+            self.press_and_wait(key)
+            row = self.row_of(label)
+            if row is not None and row <= self.cursor_row() <= row + 2:
+                return row
+        raise AssertionError(f"the {label!r} input never took the focus in {presses} × {key}:"
+                             f"\n{self.screen()}")
+
     def pane_pid(self) -> int:
         return int(self.run("display-message", "-p", "-t", "drop", "#{pane_pid}").stdout)
 
-    def wait_screen(self, text: str, timeout: float = 30.0) -> str:
-        deadline = time.monotonic() + timeout
-        while True:
-            screen = self.screen()
-            if text in screen:
-                return screen
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{text!r} not on the screen after {timeout} s:\n{screen}")
-            time.sleep(0.1)
+    def wait_screen(self, text: str, timeout: float = 30.0) -> None:
+        self.wait(lambda: text in self.screen(), timeout, f"{text!r} on the screen")
 
     def kill(self) -> None:
         self.run("kill-server", check=False)
@@ -86,7 +193,8 @@ class Tmux:
 
 @pytest.fixture
 def tmux(tmp_path: Path) -> Iterator[Tmux]:
-    env = dict(os.environ, TERM="xterm-256color", SNAPTUI_LIBRARY_DIR=str(tmp_path / "lib"))
+    env = dict(os.environ, TERM="xterm-256color", SNAPTUI_LIBRARY_DIR=str(tmp_path / "lib"),
+               PYTHONPATH=str(REPO))
     env.pop("OS_CLOUD", None)  # no cloud: images go to the library, Glance is not needed here
     (tmp_path / "clouds.yaml").write_text("clouds: {}\n")
     env["OS_CLIENT_CONFIG_FILE"] = str(tmp_path / "clouds.yaml")
@@ -97,14 +205,10 @@ def tmux(tmp_path: Path) -> Iterator[Tmux]:
 
 def only_job() -> str:
     """The one job this test's state dir holds, once its journal exists."""
-    deadline = time.monotonic() + 60
-    while True:
-        journals = list(jobs_dir().glob("*.jsonl"))
-        if journals:
-            assert len(journals) == 1, journals
-            return journals[0].stem
-        assert time.monotonic() < deadline, "no job was started"
-        time.sleep(0.1)
+    journals = wait_until(lambda: list(jobs_dir().glob("*.jsonl")), 60, "a job's journal",
+                          poll=0.1)
+    assert len(journals) == 1, journals
+    return journals[0].stem
 
 
 def after_the_drop(lab, before, job_id: str, tmux: Tmux, tmp_path: Path,
@@ -121,7 +225,7 @@ def after_the_drop(lab, before, job_id: str, tmux: Tmux, tmp_path: Path,
     assert STATE_NAMES[lab.dom.state()[0]] == "running"
     image = ImageLibrary(tmp_path / "lib").show(job.result["image_id"])
     assert image.status == "active"
-    proc = subprocess.run([str(SNAPTUI), "jobs", "--json"], env=tmux.env, capture_output=True,
+    proc = subprocess.run([*SNAPTUI, "jobs", "--json"], env=tmux.env, capture_output=True,
                           text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     listed = {j["job_id"]: j for j in json.loads(proc.stdout)}
@@ -144,24 +248,40 @@ def terminal_processes(leader: int) -> list[int]:
 def test_dashboard_in_tmux_killed_mid_convert(make_domain, tmux, tmp_path):
     lab = make_domain(state="running", **BIG)
     before = capture(lab)
-    tmux.start([str(SNAPTUI), "-c", lab.conn.getURI()])
+    tmux.start([*SNAPTUI, "-c", lab.conn.getURI()])
     tmux.wait_screen(lab.name, timeout=60)
+    # Each key waits for its effect on the screen before the next one: keys sent on timers
+    # once reached a field before the focus had. Widgets are found by their labels, not by
+    # counting tabs, so a field added to the dialog does not break the walk.
     tmux.keys("/")
     tmux.wait_screen("filter…")  # typed before the input has focus, letters are app keys
     tmux.type(lab.name)
-    tmux.keys("Enter")
-    time.sleep(1.0)
+    tmux.wait(lambda: re.search(r"\b1/\d+ match", tmux.screen()), 30, "the one match")
+    row = tmux.row_of(lab.name, "running")  # the domain's row in the table (not the filter)
+    assert row is not None, tmux.screen()
+
+    def name_cells() -> list[tuple[str, tuple]]:
+        cells = styled_cells(tmux.styled().splitlines()[row])
+        at = "".join(ch for ch, _ in cells).find(lab.name)
+        return cells[at:at + len(lab.name)]
+
+    blurred = name_cells()
+    tmux.keys("Enter")  # the table takes the focus: its cursor row is drawn focused
+    tmux.wait(lambda: name_cells() != blurred, 10, "the table focused")
     tmux.keys("s")
     tmux.wait_screen(f"Snapshot {lab.name} (running)")
-    tmux.keys("Down")  # auto -> cold
+    tmux.keys("Down")  # auto -> cold (the dialog opens with the mode focused)
     tmux.wait_screen("cold mode: the guest will be stopped")
-    # The bandwidth cap, by keyboard: back from the mode past Snapshot and Cancel to the "Host
-    # load" title, open it, on to the bandwidth field past the priority.
-    tmux.keys("BTab", "BTab", "BTab", "Enter")
+    # The bandwidth cap, by keyboard: back to the "Host load" title, open it, on to the
+    # bandwidth field; the typed cap must show in that field's row before Enter submits.
+    tmux.focus_title("Host load", key="BTab")
+    tmux.keys("Enter")
     tmux.wait_screen("Bandwidth")
-    tmux.keys("Tab", "Tab")
+    field = tmux.focus_input("Bandwidth")
     tmux.type(MID_STEP_RATE)
-    tmux.wait_screen(MID_STEP_RATE)
+    tmux.wait(lambda: any(MID_STEP_RATE in line for line in
+                          tmux.screen().splitlines()[field:field + 3]), 10,
+              f"{MID_STEP_RATE} in the bandwidth field")
     tmux.keys("Enter")  # submits the form from the field
     tmux.wait_screen(f"Stop {lab.name}?")
     tmux.keys("y")
@@ -181,7 +301,7 @@ def test_cli_snapshot_terminal_goes_away(make_domain, tmux, tmp_path, how):
     lab = make_domain(state="running", **BIG)
     before = capture(lab)
     tmux.start(["bash", "--norc", "-i"])
-    tmux.type(f"{SNAPTUI} snapshot {lab.name} --name snaptui-test-drop --mode cold "
+    tmux.type(f"{shlex.join(SNAPTUI)} snapshot {lab.name} --name snaptui-test-drop --mode cold "
               f"--to library --library {tmp_path / 'lib'} --bwlimit {MID_STEP_RATE}")
     tmux.keys("Enter")
     job_id = only_job()

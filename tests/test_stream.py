@@ -21,6 +21,7 @@ from pathlib import Path
 
 import libvirt
 import pytest
+from cli_tools import snaptui
 
 from snaptui.core.engine.jobs import follow, get_job, launch, prepare
 from snaptui.core.engine.plan import Mode, SnapshotRequest
@@ -154,11 +155,6 @@ def test_qcow2_streams_once_the_writer_is_there(make_domain, store, own_images, 
     with pytest.raises(BadInput, match="cannot stream: snaptui's qcow2 stream writer"):
         asyncio.run(prepare(SnapshotRequest(domain=lab.name, name=NAME, out_format="qcow2",
                                             destination="glance", stream="on")))
-
-
-def snaptui(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "snaptui", *args], capture_output=True,
-                          text=True, timeout=120)
 
 
 def test_dry_run_shows_the_pull_backup_and_nbd_commands(make_domain):

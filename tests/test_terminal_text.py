@@ -8,25 +8,19 @@ Real journal, library, audit log and image files in each test's own dirs; no lab
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
+
+from cli_tools import snaptui
 
 from snaptui.core import audit
 from snaptui.core.engine.journal import JournalWriter, journal_path
 from snaptui.core.image_library import ImageLibrary
 from snaptui.core.image_store import add_image
 
-REPO = Path(__file__).resolve().parent.parent
 NAMES = ("nightly [/daily]", "db[bold red]prod", "[link=http://x]click[/link]")
 HOSTILE = "web\x1b[2J\x1b]0;owned\x07\rx\u202e"  # clear screen, set title, CR, bidi override
 RAW = ("\x1b", "\x07", "\r", "\u202e")
-
-
-def snaptui(*argv: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "snaptui", *argv], capture_output=True,
-                          text=True, timeout=120, env=dict(os.environ), cwd=REPO)
 
 
 def assert_shown(proc: subprocess.CompletedProcess[str], *texts: str) -> None:

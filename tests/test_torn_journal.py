@@ -9,23 +9,17 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
+
+from cli_tools import snaptui
 
 from snaptui.core.engine.journal import JournalWriter, journal_path, load_job, read_events
 from snaptui.core.engine.liveness import active_dir, mark_active
 from snaptui.core.engine.plan import Mode, Plan
 from snaptui.core.engine.recover import recover
 
-REPO = Path(__file__).resolve().parent.parent
 TORN = b'{"event":"step","name":"caf\xc3'  # cut inside the two bytes of "é"
-
-
-def snaptui(*argv: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "snaptui", *argv], capture_output=True,
-                          text=True, timeout=120, env=dict(os.environ), cwd=REPO)
 
 
 def dead_job(job_id: str, *, ended: bool = False) -> Path:

@@ -9,7 +9,6 @@ before it deletes anything.
 
 from __future__ import annotations
 
-import argparse
 import os
 import tempfile
 import uuid
@@ -27,7 +26,7 @@ from cleanup_fixtures import (
     snapshot_names,
 )
 from textual.pilot import Pilot
-from ui_pilot import screen_text, settle, wait_for
+from ui_pilot import demo_app, demo_args, screen_text, settle, wait_for, wait_palette_hit
 
 from snaptui.core.cleanup import Finding, Kind, RemovalResult, ScanProgress
 from snaptui.core.errors import NotFound
@@ -52,7 +51,7 @@ async def open_cleanup(pilot: Pilot, key: str = "C") -> CleanupScreen:
 
 async def scanned(pilot: Pilot, screen: CleanupScreen, timeout: float = 120) -> None:
     await wait_for(pilot, lambda: not screen.scanning, timeout, "the scan to end")
-    await pilot.pause(0.1)
+    await settle(pilot)
 
 
 async def cursor_to(pilot: Pilot, screen: CleanupScreen, key: str) -> None:
@@ -62,11 +61,6 @@ async def cursor_to(pilot: Pilot, screen: CleanupScreen, key: str) -> None:
     await pilot.press(*(["down"] * steps if steps > 0 else ["up"] * -steps))
     await pilot.pause()
     assert table.selected_key == key
-
-
-def demo_args(**overrides) -> argparse.Namespace:
-    values = {"demo": True, "uri": None, "cloud": None, "library": None, "theme": None}
-    return argparse.Namespace(**{**values, **overrides})
 
 
 # -- the real lab ------------------------------------------------------------------------------
@@ -152,7 +146,7 @@ async def test_cleanup_on_the_lab(make_domain, store, own_images, dashboard) -> 
             await pilot.press("enter")
             await wait_for(pilot, lambda: dashboard.screen is screen, 5, "back from the modal")
             await wait_for(pilot, lambda: not screen.removing, 120, "the removals")
-            await pilot.pause(0.1)
+            await settle(pilot)
 
             results = screen.selection.results
             assert set(results) == set(mine.values())
@@ -257,7 +251,7 @@ async def test_domain_key_chooses_all_of_one_domains_findings(make_domain, dashb
 
 
 async def test_keys_on_the_demo_lab(tmp_path: Path) -> None:
-    app = build_app(demo_args(), demo_base=tmp_path / "demo")
+    app = demo_app(tmp_path / "demo")
     async with app.run_test(size=(80, 24)) as pilot:
         screen = await open_cleanup(pilot)
         found = screen.selection.findings
@@ -301,7 +295,7 @@ async def test_keys_on_the_demo_lab(tmp_path: Path) -> None:
         await pilot.press("ctrl+p")
         await pilot.pause()
         await pilot.press(*"clean up left")
-        await pilot.pause(0.5)
+        await wait_palette_hit(pilot, "leftovers")
         await pilot.press("enter")
         await wait_for(pilot, lambda: isinstance(app.screen, CleanupScreen), 5, "palette")
         await scanned(pilot, app.screen)
@@ -311,7 +305,7 @@ async def test_keys_on_the_demo_lab(tmp_path: Path) -> None:
 async def test_cleanup_key_remaps(tmp_path: Path) -> None:
     config_dir().mkdir(parents=True, exist_ok=True)
     (config_dir() / "config.toml").write_text('[keymap]\ncleanup = "f7"\n')
-    app = build_app(demo_args(), demo_base=tmp_path / "demo")
+    app = demo_app(tmp_path / "demo")
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot)
         await pilot.press("C")  # no longer bound
@@ -328,7 +322,7 @@ LAB_BASE = Path(tempfile.gettempdir()) / "snaptui-cleanup-snapshot-lab"
 
 
 def make_demo_app() -> SnaptuiApp:
-    return build_app(demo_args(), demo_base=LAB_BASE)
+    return demo_app(LAB_BASE)
 
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
@@ -418,7 +412,7 @@ async def push_fixed(pilot: Pilot) -> CleanupScreen:
 
 async def test_fixed_findings_choose_and_remove(tmp_path: Path) -> None:
     """Outcomes of every sort on their rows and in the summary (scan and removal given)."""
-    app = build_app(demo_args(), demo_base=tmp_path / "demo")
+    app = demo_app(tmp_path / "demo")
     async with app.run_test(size=(80, 24)) as pilot:
         screen = await push_fixed(pilot)
         chosen = {f.key for f in fixed_findings() if f.safe}
@@ -426,8 +420,8 @@ async def test_fixed_findings_choose_and_remove(tmp_path: Path) -> None:
         await pilot.press("d")
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), 5, "confirm")
         assert "Remove 4 leftovers?" in screen_text(app)
-        await pilot.pause(0.1)
-        assert "133 MiB + 2 of unknown size" in screen_text(app), screen_text(app)
+        await wait_for(pilot, lambda: "133 MiB + 2 of unknown size" in screen_text(app), 5,
+                       "the sizes in the confirmation")
         await pilot.press("y")
         await wait_for(pilot, lambda: len(screen.selection.results) == 4, 10, "results")
         await wait_for(pilot, lambda: not screen.removing, 5, "the end")
@@ -456,7 +450,8 @@ def test_confirmation_snapshot(snap_compare) -> None:
     async def run_before(pilot: Pilot) -> None:
         await push_fixed(pilot)
         await pilot.press("d")
-        await pilot.pause(0.2)
+        await wait_for(pilot, lambda: "133.0 MiB + 2 of unknown size" in screen_text(pilot.app),
+                       5, "the confirmation drawn")
 
     assert snap_compare(make_demo_app(), terminal_size=(80, 24), run_before=run_before)
 

@@ -5,19 +5,17 @@ Before, the file was rewritten from scratch (theme and keymap only): every comme
 
 from __future__ import annotations
 
-import argparse
 import os
 import stat
 from pathlib import Path
 
 import pytest
-from ui_pilot import settle, wait_for
+from ui_pilot import Notes, demo_app, settle, wait_for
 
 from snaptui.core.errors import BadInput
 from snaptui.core.paths import config_dir
 from snaptui.core.settings import Settings, load_settings
 from snaptui.ui.app import SnaptuiApp
-from snaptui.ui.launch import build_app
 
 OPERATOR_CONFIG = """\
 # snaptui settings for the night shift (ask Ana before changing)
@@ -30,11 +28,6 @@ jobs = "j,f2"  # f2 as on the old console
 """
 
 
-def demo_app(tmp_path: Path) -> SnaptuiApp:
-    args = argparse.Namespace(demo=True, uri=None, cloud=None, library=None, theme=None)
-    return build_app(args, demo_base=tmp_path / "demo")
-
-
 def write_config(text: str) -> Path:
     config_dir().mkdir(parents=True, exist_ok=True)
     path = config_dir() / "config.toml"
@@ -44,7 +37,7 @@ def write_config(text: str) -> Path:
 
 async def test_theme_key_keeps_the_operators_comments(tmp_path):
     path = write_config(OPERATOR_CONFIG)
-    app = demo_app(tmp_path)
+    app = demo_app(tmp_path / "demo")
     async with app.run_test(size=(100, 30)) as pilot:
         await settle(pilot)
         assert app.theme == "snaptui-dark"
@@ -62,7 +55,7 @@ async def test_theme_key_keeps_the_operators_comments(tmp_path):
 async def test_theme_key_adds_the_theme_to_a_config_without_one(tmp_path):
     text = "# only keys here\n[keymap]\nsnapshot = \"S\"  # mine\n"
     path = write_config(text)
-    app = demo_app(tmp_path)
+    app = demo_app(tmp_path / "demo")
     async with app.run_test(size=(100, 30)) as pilot:
         await settle(pilot)
         await pilot.press("t")
@@ -75,14 +68,15 @@ async def test_theme_key_adds_the_theme_to_a_config_without_one(tmp_path):
 
 async def test_a_config_broken_while_running_is_not_overwritten(tmp_path):
     path = write_config(OPERATOR_CONFIG)
-    app = demo_app(tmp_path)
-    async with app.run_test(size=(100, 30)) as pilot:
+    app = demo_app(tmp_path / "demo")
+    notes = Notes()
+    async with app.run_test(size=(100, 30), message_hook=notes) as pilot:
         await settle(pilot)
         broken = OPERATOR_CONFIG + "theme = [unclosed\n"  # edited by hand meanwhile
         path.write_text(broken)
         await pilot.press("t")
         await wait_for(pilot, lambda: any("cannot save config" in n.message
-                                          for n in app._notifications), 5, "the warning")
+                                          for n in notes.posted), 5, "the warning")
         assert app.screen is app.main
     assert path.read_text() == broken
 

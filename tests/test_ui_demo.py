@@ -3,24 +3,21 @@ progress, and a cancel shows the rollback running."""
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 from textual.widgets import Static
-from ui_pilot import screen_text, settle, wait_for
+from ui_pilot import demo_app, screen_text, settle, wait_for
 
 from snaptui.ui.app import SnaptuiApp
+from snaptui.ui.confirm import ConfirmScreen
 from snaptui.ui.jobs_screen import JobsScreen
-from snaptui.ui.launch import build_app
 from snaptui.ui.snapshot_dialog import SnapshotDialog
 
 SIZE = (120, 40)
 
 
 def paced_demo(tmp_path: Path, speed: float) -> SnaptuiApp:
-    args = argparse.Namespace(demo=True, uri=None, cloud=None, library=None, theme=None,
-                              demo_speed=speed)
-    return build_app(args, demo_base=tmp_path / "demo")
+    return demo_app(tmp_path / "demo", demo_speed=speed)
 
 
 async def start_from_the_dashboard(pilot, app: SnaptuiApp, domain: str) -> JobsScreen:
@@ -31,7 +28,8 @@ async def start_from_the_dashboard(pilot, app: SnaptuiApp, domain: str) -> JobsS
     await pilot.press("s")
     await wait_for(pilot, lambda: isinstance(app.screen, SnapshotDialog), 10, "the dialog")
     await pilot.press("ctrl+s")
-    await pilot.pause()
+    await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), 10,
+                   "the confirmation")
     await pilot.press("y")  # the guest will be stopped: confirm
     await wait_for(pilot, lambda: isinstance(app.screen, JobsScreen), 20, "the jobs screen")
     return app.screen
@@ -91,8 +89,8 @@ async def test_cancel_a_paced_demo_job_shows_the_rollback(tmp_path: Path) -> Non
 
             await wait_for(pilot, converting, 30, "the convert running")
             await pilot.press("c")
-            await pilot.pause(0.2)
-            assert "↩ Save guest state (managedSave)" in screen_text(app)
+            await wait_for(pilot, lambda: "↩ Save guest state (managedSave)" in screen_text(app),
+                           5, "the confirmation listing the undo")
             await pilot.press("enter")
             undoing: list[str] = []
 
@@ -108,7 +106,7 @@ async def test_cancel_a_paced_demo_job_shows_the_rollback(tmp_path: Path) -> Non
             job = screen.selected
             assert job is not None
             assert {s.name: s.state for s in job.steps}["save"] == "undone"
-            await pilot.pause(0.2)
-            assert "cancelled" in screen_text(app) and "↩" in screen_text(app)
+            await wait_for(pilot, lambda: "cancelled" in screen_text(app)
+                           and "↩" in screen_text(app), 5, "the cancelled job drawn")
     finally:
         app.host.close()

@@ -19,7 +19,7 @@ from fleet_tools import HOST as SSH_HOST
 from fleet_tools import Fleet as SshLab
 from fleet_tools import lab_ssh_env
 from libvirt_proxy import LibvirtProxy
-from ui_pilot import screen_text, settle, wait_for
+from ui_pilot import Notes, demo_app, screen_text, settle, wait_for, wait_palette_hit
 
 from snaptui.core.domain_events import DomainEventWatcher
 from snaptui.core.engine.plan import Mode, SnapshotRequest
@@ -30,7 +30,7 @@ from snaptui.core.libvirt_host import LibvirtHost
 from snaptui.core.paths import config_dir
 from snaptui.ui.app import SnaptuiApp
 from snaptui.ui.jobs_screen import JobsScreen
-from snaptui.ui.launch import build_app, uri_list
+from snaptui.ui.launch import uri_list
 from snaptui.ui.snapshot_dialog import SnapshotDialog
 
 SIM_URI = "test:///default"  # libvirt's built-in test host: one domain, "test"
@@ -49,9 +49,7 @@ def name_sim_host() -> None:
 def fleet_demo_app(tmp_path: Path, *uris: str) -> SnaptuiApp:
     """``snaptui --demo -c URI…``: the demo lab as host "demo", plus ``uris``."""
     name_sim_host()
-    args = argparse.Namespace(demo=True, uri=list(uris) or None, cloud=None, library=None,
-                              theme=None, demo_speed=0)
-    return build_app(args, demo_base=tmp_path / "demo")
+    return demo_app(tmp_path / "demo", uri=list(uris) or None, demo_speed=0)
 
 
 def names_in_order(app: SnaptuiApp) -> list[tuple[str, str]]:
@@ -129,7 +127,7 @@ async def test_palette_jumps_to_a_domain_named_with_its_host(tmp_path: Path) -> 
         await pilot.press("ctrl+p")
         await pilot.pause()
         await pilot.press(*"jump to domain sim:test")
-        await pilot.pause(0.5)
+        await wait_palette_hit(pilot, "sim:test")
         await pilot.press("enter")
         await settle(pilot)
         assert key_of(app.main.domains_pane.selected) == domain_key("sim", SIM_UUID)
@@ -138,7 +136,8 @@ async def test_palette_jumps_to_a_domain_named_with_its_host(tmp_path: Path) -> 
 
 async def test_a_down_host_is_shown_and_the_others_list(tmp_path: Path) -> None:
     app = fleet_demo_app(tmp_path, SIM_URI, DOWN_URI)
-    async with app.run_test(size=SIZE) as pilot:
+    notes = Notes()
+    async with app.run_test(size=SIZE, message_hook=notes) as pilot:
         await wait_for(pilot, lambda: app.main.domains_pane.down, 15, "the down host")
         await settle(pilot)
         pane = app.main.domains_pane
@@ -150,11 +149,11 @@ async def test_a_down_host_is_shown_and_the_others_list(tmp_path: Path) -> None:
         assert "✖ 127.0.0.1-1 down: unable to connect to server at" in text
         assert {h for h, _ in names_in_order(app)} == {"demo", "sim"}
         assert pane.border_subtitle == "8 · 1 down"
-        errors = [n for n in app._notifications if n.severity == "error"]
+        errors = notes.errors()
         assert len(errors) == 1 and errors[0].message.startswith("127.0.0.1-1: cannot connect")
         await pilot.press("r")  # still down: no second notification
         await settle(pilot)
-        assert len([n for n in app._notifications if n.severity == "error"]) == 1
+        assert len(notes.errors()) == 1
         assert pane.down and domain_key("sim", SIM_UUID) in pane.domains
 
 

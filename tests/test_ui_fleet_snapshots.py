@@ -10,20 +10,15 @@ whichever host answers first. Run under ``unshare -m`` with a private tmpfs on t
 
 from __future__ import annotations
 
-import argparse
-
 import pytest
 from test_ui_fleet import DOWN_URI, SIM_URI, name_sim_host
 from test_ui_snapshots import LAB_BASE, SIZES
-from ui_pilot import settle, wait_for
-
-from snaptui.ui.launch import build_app
+from ui_pilot import demo_app, settle, wait_for
 
 
 def make_fleet_app(*uris: str):
     name_sim_host()
-    args = argparse.Namespace(demo=True, uri=list(uris), cloud=None, library=None, theme=None)
-    return build_app(args, demo_base=LAB_BASE)
+    return demo_app(LAB_BASE, uri=list(uris))
 
 
 async def every_host_listed(pilot) -> None:

@@ -7,7 +7,6 @@ import asyncio
 import json
 import os
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import libvirt
@@ -15,6 +14,7 @@ import pytest
 from fault_tools import MID_STEP_BWLIMIT
 from textual.app import App
 from textual.pilot import Pilot
+from ui_pilot import Notes, screen_text, wait_for
 
 from snaptui.core.engine.jobs import follow, get_job, launch, prepare
 from snaptui.core.engine.journal import jobs_dir
@@ -26,7 +26,7 @@ from snaptui.core.paths import scratch_dir
 from snaptui.ui.confirm import ConfirmScreen
 from snaptui.ui.job_launcher import start_snapshot
 from snaptui.ui.job_log import JobLogScreen
-from snaptui.ui.jobs_screen import JobsScreen
+from snaptui.ui.jobs_screen import JobsPolled, JobsScreen
 from snaptui.ui.messages import JobFinished
 
 T0 = 1767225600.0  # 2026-01-01T00:00:00Z
@@ -43,30 +43,9 @@ class JobsHost(App):
         self.finished.append(message.job_id)
 
 
-def screen_text(app: App) -> str:
-    """What the terminal shows now, as plain text."""
-    return "\n".join(strip.text for strip in app.screen._compositor.render_strips())
-
-
-async def wait_for(pilot: Pilot, condition: Callable[[], bool], timeout: float = 60.0,
-                   what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}\n"
-                                 + screen_text(pilot.app))
-        await pilot.pause(0.05)
-
-
 def job_status(screen: JobsScreen, job_id: str) -> str | None:
     job = screen.jobs.get(job_id)
     return job.status if job else None
-
-
-@pytest.fixture
-def host(libvirt_uri):
-    with LibvirtHost(libvirt_uri).connect() as h:
-        yield h
 
 
 def scratch_files() -> list[Path]:
@@ -90,7 +69,7 @@ async def test_cold_snapshot_followed_to_done(make_domain, host, tmp_path):
         await wait_for(pilot, lambda: job_status(screen, job_id) == "done", 60, "the job done")
         await wait_for(pilot, lambda: screen.selected_id == job_id, 5, "the job selected")
         await wait_for(pilot, lambda: job_id in app.finished, 5, "JobFinished posted")
-        await pilot.pause(0.1)
+        await wait_for(pilot, lambda: "Size comparison" in screen_text(app), 5, "the summary")
         text = screen_text(app)
         steps = get_job(job_id).steps
         assert [s.state for s in steps] == ["done"] * len(steps)
@@ -103,11 +82,10 @@ async def test_cold_snapshot_followed_to_done(make_domain, host, tmp_path):
         # The log is one key away.
         await pilot.press("l")
         await wait_for(pilot, lambda: isinstance(app.screen, JobLogScreen), 5, "the log")
-        await pilot.pause(0.3)
-        assert "step_finished [convert:vda]" in screen_text(app)
+        await wait_for(pilot, lambda: "step_finished [convert:vda]" in screen_text(app), 5,
+                       "the convert step in the log")
         await pilot.press("escape")
-        await pilot.pause()
-        assert app.screen is screen
+        await wait_for(pilot, lambda: app.screen is screen, 5, "the jobs screen again")
     assert running(lab)
     assert [i.name for i in library.iter_images()] == ["ui cold test"]
     assert scratch_files() == []
@@ -137,7 +115,7 @@ async def test_cancel_rolls_back(make_domain, host, tmp_path):
         assert "↩ Save guest state (managedSave)" in confirm_text
         await pilot.press("enter")
         await wait_for(pilot, lambda: job_status(screen, job_id) == "cancelled", 60, "cancelled")
-        await pilot.pause(0.2)
+        await wait_for(pilot, lambda: "↩" in screen_text(app), 5, "the undone steps drawn")
         text = screen_text(app)
         assert "cancelled" in text and "↩" in text
     job = get_job(job_id)
@@ -160,17 +138,20 @@ async def test_job_started_from_cli_shows_up(make_domain, tmp_path):
     request = SnapshotRequest(domain=lab.name, name="from the cli", mode=Mode.AUTO,
                               destination="library", library_dir=str(tmp_path / "library"))
     app = JobsHost()
-    async with app.run_test(size=(80, 24)) as pilot:
+    notes = Notes()
+    async with app.run_test(size=(80, 24), message_hook=notes) as pilot:
         screen = JobsScreen()
         await app.push_screen(screen)
-        await pilot.pause(0.2)
-        assert screen.jobs == {}
+        # The first poll always reports: once it is handled the list is what the disk holds.
+        await wait_for(pilot, lambda: notes.seen(JobsPolled), 10, "the first poll")
+        await pilot.pause()
+        assert screen.jobs == {} and not screen.lost
         # The engine directly, as `snaptui snapshot` does: a detached job process.
         plan, steps = await prepare(request)
         job_id = await asyncio.to_thread(launch, plan, request, steps)
         await wait_for(pilot, lambda: job_id in screen.jobs, 10, "the CLI job listed")
         await wait_for(pilot, lambda: job_status(screen, job_id) == "done", 60, "done")
-        await pilot.pause(0.1)
+        await wait_for(pilot, lambda: "auto chose cold" in screen_text(app), 5, "the summary")
         assert screen.selected_id == job_id
         assert lab.name[:13] in screen_text(app)
         assert "auto chose cold" in screen_text(app)
@@ -240,7 +221,7 @@ async def _until_listed(pilot: Pilot) -> None:
     await wait_for(pilot, lambda: isinstance(pilot.app.screen, JobsScreen)
                    and len(pilot.app.screen.jobs) == 2
                    and pilot.app.screen.selected_id is not None, 10, "jobs listed")
-    await pilot.pause(0.1)
+    await wait_for(pilot, lambda: "db-server-01" in screen_text(pilot.app), 5, "both rows drawn")
 
 
 @pytest.mark.parametrize("size", [(80, 24), (120, 40)], ids=["80x24", "120x40"])
@@ -281,7 +262,7 @@ async def test_running_step_progress_and_lost_job():
         screen = JobsScreen("20260101-000000-aaaaaa")
         await app.push_screen(screen)
         await wait_for(pilot, lambda: screen.selected_id is not None, 5, "the job")
-        await pilot.pause(0.1)
+        await wait_for(pilot, lambda: "ETA 7 seconds" in screen_text(app), 5, "the progress")
         assert screen.query_one("#job-progress-row").display
         text = screen_text(app)
         assert "300 MiB / 1.0 GiB" in text and "100 MiB/s" in text
@@ -311,8 +292,8 @@ async def test_demo_lab_job_runs_inline(tmp_path):
             screen = JobsScreen(job_id)
             await app.push_screen(screen)
             await wait_for(pilot, lambda: job_status(screen, job_id) == "done", 60, "done")
-            await pilot.pause(0.1)
-            assert "auto chose cold" in screen_text(app)
+            await wait_for(pilot, lambda: "auto chose cold" in screen_text(app), 5,
+                           "the summary")
             assert get_job(job_id).pid == os.getpid()
             assert demo.get_domain("web-frontend").state == "running"
     added = [i for i in library.iter_images() if i.id not in before]

@@ -152,7 +152,7 @@ async def follow_to_done(pilot: Pilot, screen: JobsScreen, job_id: str,
 
     await wait_for(pilot, done, 180, "the job done", each=note)
     note()
-    await pilot.pause(0.2)
+    await wait_for(pilot, lambda: "✔ done" in screen_text(pilot.app), 5, "the job drawn done")
 
 
 async def image_listed(pilot: Pilot, app: SnaptuiApp, name: str):
@@ -270,11 +270,10 @@ async def test_cancel_from_the_jobs_screen_rolls_back(make_domain, dashboard, gl
             return job is not None and job.terminal
 
         await wait_for(pilot, ended, 120, "the job ended")
-        await pilot.pause(0.3)
         job = get_job(job_id)
         assert job.status == "cancelled", (job.status, job.error)
+        await wait_for(pilot, lambda: "↩ cancelled" in screen_text(app), 5, "the job drawn")
         text = screen_text(app)
-        assert "↩ cancelled" in text
         undoable = {s.name for s in build_steps(Plan.from_json(job.plan)) if s.undo is not None}
         for step in job.steps:
             if step.state == "undone":

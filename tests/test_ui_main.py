@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import time
 from pathlib import Path
 
 import pytest
 from textual import events
 from textual.color import Color
-from textual.worker import WorkerCancelled
-from ui_pilot import screen_text
+from ui_pilot import demo_args, screen_text, settle, wait_for, wait_palette_hit
 
 from snaptui.core import qemu_img
 from snaptui.core.domain_events import DomainEventWatcher
@@ -25,6 +23,7 @@ from snaptui.core.paths import config_dir
 from snaptui.core.settings import load_settings
 from snaptui.ui import main_screen
 from snaptui.ui.app import SnaptuiApp
+from snaptui.ui.confirm import ConfirmScreen
 from snaptui.ui.help_screen import HelpScreen
 from snaptui.ui.jobs_screen import JobsScreen
 from snaptui.ui.launch import build_app
@@ -34,25 +33,13 @@ from snaptui.ui.themes import load_themes, shipped_theme_dir
 SIZE = (80, 24)
 
 
-def demo_args(**overrides) -> argparse.Namespace:
-    values = {"demo": True, "uri": None, "cloud": None, "library": None, "theme": None,
-              "demo_speed": 0}  # as fast as it goes (test_ui_demo.py watches a paced one)
-    return argparse.Namespace(**{**values, **overrides})
+def fast_demo_args() -> argparse.Namespace:
+    return demo_args(demo_speed=0)  # as fast as it goes (test_ui_demo.py watches a paced one)
 
 
 @pytest.fixture
 def demo_app(tmp_path: Path) -> SnaptuiApp:
-    return build_app(demo_args(), demo_base=tmp_path / "demo")
-
-
-async def settle(pilot, app: SnaptuiApp, rounds: int = 3) -> None:
-    """Let workers finish and their results reach the screen."""
-    for _ in range(rounds):
-        try:
-            await app.workers.wait_for_complete()
-        except WorkerCancelled:  # an exclusive refresh replaced by a newer one
-            pass
-        await pilot.pause()
+    return build_app(fast_demo_args(), demo_base=tmp_path / "demo")
 
 
 def state_cell(app: SnaptuiApp, uuid: str) -> str:
@@ -66,7 +53,7 @@ def detail_text(app: SnaptuiApp) -> str:
 
 async def test_both_panes_populated_with_banner(demo_app: SnaptuiApp) -> None:
     async with demo_app.run_test(size=SIZE) as pilot:
-        await settle(pilot, demo_app)
+        await settle(pilot)
         main = demo_app.main
         assert main.domains_pane.table.row_count == 7
         assert main.images_pane.table.row_count == 3
@@ -82,20 +69,20 @@ async def test_both_panes_populated_with_banner(demo_app: SnaptuiApp) -> None:
 
 async def test_selecting_a_domain_fills_the_detail(demo_app: SnaptuiApp) -> None:
     async with demo_app.run_test(size=SIZE) as pilot:
-        await settle(pilot, demo_app)
+        await settle(pilot)
         assert "api-gateway" in detail_text(demo_app) and "vdb" in detail_text(demo_app)
         await pilot.press("down")  # db-primary: an overlay on a base image
-        await settle(pilot, demo_app)
+        await settle(pilot)
         text = detail_text(demo_app)
         assert "db-primary" in text and "backing" in text and "debian-12-base.qcow2" in text
         assert "virtual 60.0 GiB" in text
         for _ in range(4):  # staging-ci: leftover internal snapshots
             await pilot.press("down")
-        await settle(pilot, demo_app)
+        await settle(pilot)
         text = detail_text(demo_app)
         assert "2 internal snapshot(s)" in text and "before-upgrade" in text
         await pilot.press("tab")  # to the Images pane: the detail follows the image
-        await settle(pilot, demo_app)
+        await settle(pilot)
         image = demo_app.main.images_pane.selected
         assert image is not None
         assert demo_app.main.detail.showing == ("image", image.id)
@@ -118,7 +105,7 @@ async def test_detail_follows_the_cursor_and_reads_disks_once_it_rests(
 
     monkeypatch.setattr(qemu_img, "info", counted_info)
     async with demo_app.run_test(size=SIZE) as pilot:
-        await settle(pilot, demo_app)
+        await settle(pilot)
         main = demo_app.main
         read.clear()
         await pilot.press("down", "down", "down", "down", "down")  # on to staging-ci
@@ -128,7 +115,7 @@ async def test_detail_follows_the_cursor_and_reads_disks_once_it_rests(
         assert main.detail.showing == ("domain", key_of(rested))
         assert rested.name in detail_text(demo_app) and "reading…" in detail_text(demo_app)
         assert read == []  # nothing read while the cursor moved
-        await settle(pilot, demo_app)
+        await settle(pilot)
         disks = [d for d in rested.snapshot_disks if d.path]
         assert sorted(read) == sorted(d.path for d in disks)
         text = detail_text(demo_app)
@@ -145,7 +132,7 @@ async def test_detail_follows_the_cursor_and_reads_disks_once_it_rests(
         await pilot.pause()
         assert main.detail.showing == ("domain", key_of(main.domains_pane.selected))
         assert "reading…" in detail_text(demo_app)
-        await settle(pilot, demo_app)
+        await settle(pilot)
         assert "reading…" not in detail_text(demo_app)
 
 
@@ -153,27 +140,32 @@ async def test_reloading_the_shown_domain_keeps_its_disks_until_reread(
         demo_app: SnaptuiApp, monkeypatch: pytest.MonkeyPatch) -> None:
     """A libvirt event for the shown domain reloads it without flashing "reading…"."""
     async with demo_app.run_test(size=SIZE) as pilot:
-        await settle(pilot, demo_app)
+        await settle(pilot)
         main = demo_app.main
         info = main.domains_pane.selected
         assert "virtual " in detail_text(demo_app)
         real_info = qemu_img.info
+        asked: list[str] = []
+        release = asyncio.Event()
 
-        async def slow_info(path, **kwargs):
-            await asyncio.sleep(0.5)
+        async def held_info(path, **kwargs):
+            asked.append(path)
+            await release.wait()  # the reread is in flight until the test lets it go
             return await real_info(path, **kwargs)
 
-        monkeypatch.setattr(qemu_img, "info", slow_info)
+        monkeypatch.setattr(qemu_img, "info", held_info)
         main._apply_domain(info)
-        await pilot.pause(0.1)
+        await wait_for(pilot, lambda: asked, 5, "the reload to reread the disks")
+        await pilot.pause()
         assert "virtual " in detail_text(demo_app) and "reading…" not in detail_text(demo_app)
-        await settle(pilot, demo_app)
+        release.set()
+        await settle(pilot)
         assert "virtual " in detail_text(demo_app) and "reading…" not in detail_text(demo_app)
 
 
 async def test_filter_the_focused_pane(demo_app: SnaptuiApp) -> None:
     async with demo_app.run_test(size=SIZE) as pilot:
-        await settle(pilot, demo_app)
+        await settle(pilot)
         main = demo_app.main
         await pilot.press("slash", "d", "b")
         await pilot.pause()
@@ -192,18 +184,18 @@ async def test_filter_the_focused_pane(demo_app: SnaptuiApp) -> None:
 
 async def test_only_this_domains_images(demo_app: SnaptuiApp) -> None:
     async with demo_app.run_test(size=SIZE) as pilot:
-        await settle(pilot, demo_app)
+        await settle(pilot)
         images = demo_app.main.images_pane
         await pilot.press("o")  # api-gateway is selected
         await pilot.pause()
         assert images.table.row_count == 1
         assert "only api-gateway" in images.border_title
         await pilot.press("down")  # db-primary: its own snapshot image
-        await settle(pilot, demo_app)
+        await settle(pilot)
         assert [images.images[k].name for k in images.table.ordered_keys] == [
             "db-primary-pre-migration"]
         await pilot.press("down")  # legacy-raw has none
-        await settle(pilot, demo_app)
+        await settle(pilot)
         assert images.table.row_count == 0
         await pilot.press("o")
         await pilot.pause()
@@ -212,25 +204,25 @@ async def test_only_this_domains_images(demo_app: SnaptuiApp) -> None:
 
 async def test_a_nova_instance_is_shown_with_its_base_image(demo_app: SnaptuiApp) -> None:
     async with demo_app.run_test(size=SIZE) as pilot:
-        await settle(pilot, demo_app)
+        await settle(pilot)
         main = demo_app.main
         nova = next(d for d in main.domains_pane.domains.values() if d.nova is not None)
         assert main.domains_pane.table.cell_text(key_of(nova), "name") == "nova:k8s-worker-3"
         main.domains_pane.select(key_of(nova))
-        await settle(pilot, demo_app)
+        await settle(pilot)
         await pilot.press("o")  # only its images: none made yet, and the image it booted from
-        await settle(pilot, demo_app)
+        await settle(pilot)
         images = main.images_pane
         assert list(images.table.ordered_keys) == [nova.base_image_ref]
         assert "Nova instance k8s-worker-3" in main.detail.text
         images.select(str(nova.base_image_ref))
-        await settle(pilot, demo_app)
+        await settle(pilot)
         assert "debian-12" in main.detail.text
 
 
 async def test_theme_cycles_and_is_remembered(demo_app: SnaptuiApp) -> None:
     async with demo_app.run_test(size=SIZE) as pilot:
-        await settle(pilot, demo_app)
+        await settle(pilot)
         assert demo_app.theme == "snaptui-dark"
         assert {"snaptui-dark", "snaptui-light", "snaptui-hc16"} <= set(
             demo_app.available_themes)
@@ -247,7 +239,7 @@ async def test_every_cycled_theme_renders(demo_app: SnaptuiApp) -> None:
     """`t` reaches every theme of the cycle in order, and each one repaints the screen and
     the table in its own colours (the CSS variables and computed styles, not the name)."""
     async with demo_app.run_test(size=SIZE) as pilot:
-        await settle(pilot, demo_app)
+        await settle(pilot)
         cycle = demo_app.theme_cycle()
         assert demo_app.theme == cycle[0]
         looks = {}
@@ -283,18 +275,18 @@ def test_theme_option_and_config_errors_are_clear(tmp_path: Path) -> None:
     config_dir().mkdir(parents=True, exist_ok=True)
     (config_dir() / "config.toml").write_text('[keymap]\nsnapshoot = "S"\n')
     with pytest.raises(BadInput, match="unknown binding id 'keymap.snapshoot'"):
-        build_app(demo_args(), demo_base=tmp_path / "demo")
+        build_app(fast_demo_args(), demo_base=tmp_path / "demo")
     (config_dir() / "config.toml").write_text('colour = "red"\n')
     with pytest.raises(BadInput, match="unknown key 'colour'"):
-        build_app(demo_args(), demo_base=tmp_path / "demo")
+        build_app(fast_demo_args(), demo_base=tmp_path / "demo")
 
 
 async def test_keymap_remaps_and_help_lists_it(tmp_path: Path) -> None:
     config_dir().mkdir(parents=True, exist_ok=True)
     (config_dir() / "config.toml").write_text('[keymap]\nonly_domain = "f6"\n')
-    app = build_app(demo_args(), demo_base=tmp_path / "demo")
+    app = build_app(fast_demo_args(), demo_base=tmp_path / "demo")
     async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot, app)
+        await settle(pilot)
         await pilot.press("o")  # no longer bound
         await pilot.pause()
         assert app.main.images_pane.only_domain is None
@@ -314,13 +306,13 @@ async def test_keymap_remaps_and_help_lists_it(tmp_path: Path) -> None:
 
 async def test_palette_jumps_to_a_domain(demo_app: SnaptuiApp) -> None:
     async with demo_app.run_test(size=SIZE) as pilot:
-        await settle(pilot, demo_app)
+        await settle(pilot)
         await pilot.press("ctrl+p")
         await pilot.pause()
         await pilot.press(*"jump to domain web-f")
-        await pilot.pause(0.5)
+        await wait_palette_hit(pilot, "web-frontend")
         await pilot.press("enter")
-        await settle(pilot, demo_app)
+        await settle(pilot)
         assert demo_app.main.domains_pane.selected.name == "web-frontend"
         assert "web-frontend" in detail_text(demo_app)
 
@@ -328,17 +320,15 @@ async def test_palette_jumps_to_a_domain(demo_app: SnaptuiApp) -> None:
 async def test_finished_job_refreshes_images_and_domains(demo_app: SnaptuiApp) -> None:
     """A cold snapshot on the demo: the new image and the domain's snapshot count appear."""
     async with demo_app.run_test(size=SIZE) as pilot:
-        await settle(pilot, demo_app)
+        await settle(pilot)
         host, store = demo_app.host, demo_app.store
         request = SnapshotRequest(domain="web-frontend", name="web-frontend-ui-test",
                                   mode=Mode.COLD, destination="library")
         plan, steps = await prepare(request, host=host, store=store)
         job_id = run_inline(plan, request, steps, host=host, store=store)
         demo_app.main.follow_job(job_id)
-        deadline = time.monotonic() + 30
-        while demo_app.main.images_pane.table.row_count < 4 and time.monotonic() < deadline:
-            await asyncio.sleep(0.1)
-            await settle(pilot, demo_app, rounds=1)
+        await wait_for(pilot, lambda: demo_app.main.images_pane.table.row_count >= 4, 30,
+                       "the new image listed")
         assert demo_app.main.images_pane.table.row_count == 4
         web = next(d for d in demo_app.main.domains_pane.domains.values()
                    if d.name == "web-frontend")
@@ -356,21 +346,15 @@ async def test_real_lab_domain_state_follows_libvirt_events(make_domain, libvirt
                      themes=load_themes([shipped_theme_dir()]))
     try:
         async with app.run_test(size=SIZE) as pilot:
-            await settle(pilot, app)
+            await settle(pilot)
             assert state_cell(app, lab.uuid) == "▶ running"
             assert "Images — library" in app.main.images_pane.border_title
             await asyncio.to_thread(lab.dom.suspend)
-            deadline = time.monotonic() + 10
-            while state_cell(app, lab.uuid) != "‖ paused" and time.monotonic() < deadline:
-                await asyncio.sleep(0.05)
-                await settle(pilot, app, rounds=1)
-            assert state_cell(app, lab.uuid) == "‖ paused"
+            await wait_for(pilot, lambda: state_cell(app, lab.uuid) == "‖ paused", 10,
+                           "the row paused")
             await asyncio.to_thread(lab.dom.resume)
-            deadline = time.monotonic() + 10
-            while state_cell(app, lab.uuid) != "▶ running" and time.monotonic() < deadline:
-                await asyncio.sleep(0.05)
-                await settle(pilot, app, rounds=1)
-            assert state_cell(app, lab.uuid) == "▶ running"
+            await wait_for(pilot, lambda: state_cell(app, lab.uuid) == "▶ running", 10,
+                           "the row running again")
     finally:
         host.close()
 
@@ -378,24 +362,24 @@ async def test_real_lab_domain_state_follows_libvirt_events(make_domain, libvirt
 async def test_snapshot_from_the_dashboard_on_the_demo(demo_app: SnaptuiApp) -> None:
     """s → dialog → confirm → jobs screen; the finished job's image shows in the Images pane."""
     async with demo_app.run_test(size=(120, 40)) as pilot:
-        await settle(pilot, demo_app)
+        await settle(pilot)
         web = next(d for d in demo_app.main.domains_pane.domains.values()
                    if d.name == "web-frontend")
         demo_app.main.domains_pane.select(key_of(web))
         await pilot.press("s")
-        await settle(pilot, demo_app)
+        await settle(pilot)
         assert isinstance(demo_app.screen, SnapshotDialog)
         await pilot.press("ctrl+s")
-        await pilot.pause()
+        await wait_for(pilot, lambda: isinstance(demo_app.screen, ConfirmScreen), 10,
+                       "the confirmation")
         await pilot.press("y")  # the guest will be stopped: confirm
-        deadline = time.monotonic() + 30
-        while len(demo_app.main.images_pane.images) < 4 and time.monotonic() < deadline:
-            await pilot.pause(0.1)
-        assert len(demo_app.main.images_pane.images) == 4, "the new image never appeared"
+        await wait_for(pilot, lambda: len(demo_app.main.images_pane.images) >= 4, 30,
+                       "the new image")
+        assert len(demo_app.main.images_pane.images) == 4
         assert isinstance(demo_app.screen, JobsScreen)
         snaps = demo_app.main.domains_pane.table
-        while snaps.cell_text(key_of(web), "snaps") != "1" and time.monotonic() < deadline:
-            await pilot.pause(0.1)
+        await wait_for(pilot, lambda: snaps.cell_text(key_of(web), "snaps") == "1", 30,
+                       "the domain's snapshot count")
         new = [i for i in demo_app.main.images_pane.images.values() if "web-frontend" in i.name]
         assert len(new) == 1 and new[0].status == "active", new
         assert snaps.cell_text(key_of(web), "snaps") == "1", new[0].properties
@@ -411,9 +395,9 @@ def footer_keys(screen) -> dict[str, bool]:
 @pytest.mark.parametrize("size", [(80, 24), (120, 40)], ids=["80x24", "120x40"])
 async def test_tables_fit_their_panes(tmp_path: Path, size) -> None:
     """No table is wider than its pane: lower-priority columns drop out at narrow widths."""
-    app = build_app(demo_args(), demo_base=tmp_path / "demo")
+    app = build_app(fast_demo_args(), demo_base=tmp_path / "demo")
     async with app.run_test(size=size) as pilot:
-        await settle(pilot, app)
+        await settle(pilot)
         for pane in (app.main.domains_pane, app.main.images_pane):
             table = pane.table
             assert table.virtual_size.width <= table.size.width, (pane.id, table.shown_columns)
@@ -427,7 +411,7 @@ async def test_tables_fit_their_panes(tmp_path: Path, size) -> None:
 
 async def test_columns_follow_a_resize_rows_and_cursor_stay(demo_app: SnaptuiApp) -> None:
     async with demo_app.run_test(size=(160, 40)) as pilot:
-        await settle(pilot, demo_app)
+        await settle(pilot)
         domains, images = demo_app.main.domains_pane.table, demo_app.main.images_pane.table
         assert "disks" in domains.shown_columns and "snap" in images.shown_columns
         await pilot.press("down", "down")
@@ -435,7 +419,7 @@ async def test_columns_follow_a_resize_rows_and_cursor_stay(demo_app: SnaptuiApp
         order = images.ordered_keys
         rows_before = [domains.get_row_index(k) for k in domains.rows]
         await pilot.resize_terminal(80, 24)
-        await settle(pilot, demo_app)
+        await settle(pilot)
         assert domains.shown_columns == ["name", "state", "alloc"]
         assert domains.selected_key == selected
         assert [domains.get_row_index(k) for k in domains.rows] == rows_before
@@ -446,14 +430,14 @@ async def test_columns_follow_a_resize_rows_and_cursor_stay(demo_app: SnaptuiApp
         assert created == sorted(created, reverse=True)
         assert domains.cell_text(selected, "name") in screen_text(demo_app)
         await pilot.resize_terminal(120, 40)
-        await settle(pilot, demo_app)
+        await settle(pilot)
         assert "last" in domains.shown_columns and domains.selected_key == selected
         assert "Last snap" in screen_text(demo_app)
 
 
 async def test_footer_greys_out_what_needs_a_domain(demo_app: SnaptuiApp) -> None:
     async with demo_app.run_test(size=SIZE) as pilot:
-        await settle(pilot, demo_app)
+        await settle(pilot)
         main = demo_app.main
         assert footer_keys(main)["snapshot"] and footer_keys(main)["only_domain"]
         await pilot.press("slash", *"no-such-domain", "enter")  # filter kept, table focused
@@ -477,20 +461,20 @@ async def test_footer_keys_are_not_rebuilt_while_they_look_the_same(
     from textual.widgets._footer import FooterKey
 
     async with demo_app.run_test(size=SIZE) as pilot:
-        await settle(pilot, demo_app)
+        await settle(pilot)
         main = demo_app.main
         before = list(main.query(FooterKey))
         await pilot.press("down", "down", "tab", "down", "tab", "up")
-        await settle(pilot, demo_app)
+        await settle(pilot)
         assert list(main.query(FooterKey)) == before
         await pilot.press("slash", *"no-such-domain", "enter")  # nothing to snapshot: greyed
-        await settle(pilot, demo_app)
+        await settle(pilot)
         assert list(main.query(FooterKey)) != before and not footer_keys(main)["snapshot"]
 
 
 async def test_detail_text_can_be_selected_with_the_mouse(demo_app: SnaptuiApp) -> None:
     async with demo_app.run_test(size=(120, 40)) as pilot:
-        await settle(pilot, demo_app)
+        await settle(pilot)
         detail = demo_app.main.detail
         await pilot.mouse_down(detail, offset=(2, 2))  # from "vda" on the second line
         await pilot.hover(detail, offset=(30, 3))

@@ -7,22 +7,18 @@ fixture in conftest.py. Regenerate with ``pytest tests/test_ui_snapshots.py --sn
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 from pathlib import Path
 
 import pytest
-from ui_pilot import settle
-
-from snaptui.ui.launch import build_app
+from ui_pilot import demo_app, settle
 
 LAB_BASE = Path(tempfile.gettempdir()) / "snaptui-snapshot-lab"
 SIZES = [(80, 24), (120, 40)]
 
 
 def make_app():
-    args = argparse.Namespace(demo=True, uri=None, cloud=None, library=None, theme=None)
-    return build_app(args, demo_base=LAB_BASE)
+    return demo_app(LAB_BASE)
 
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")

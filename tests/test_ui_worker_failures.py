@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from test_ui_jobs import write_finished_job
 from textual.widgets import DataTable, Log
-from ui_pilot import screen_text, settle, wait_for
+from ui_pilot import Notes, screen_text, settle, wait_for
 
 from snaptui.core.image_library import ImageLibrary
 from snaptui.core.libvirt_host import LibvirtHost
@@ -51,20 +51,19 @@ def repair_state_dir(state: Path) -> None:
     state.mkdir(mode=0o700)
 
 
-def failures(app: SnaptuiApp, title: str) -> list:
-    return [n for n in app._notifications if n.title == title and n.severity == "error"]
 
 
 async def test_jobs_list_failure_is_shown_and_the_next_refresh_works(app):
     state = break_state_dir()
-    async with app.run_test(size=(100, 30)) as pilot:
+    notes = Notes()
+    async with app.run_test(size=(100, 30), message_hook=notes) as pilot:
         await settle(pilot)
         await pilot.press("j")
         await wait_for(pilot, lambda: isinstance(app.screen, JobsScreen), 5, "the jobs screen")
         screen = app.screen
         title = worker_failures.FAILURE_TITLES["jobs-poll"]
-        await wait_for(pilot, lambda: failures(app, title), 10, "the failure notification")
-        note = failures(app, title)[0]
+        await wait_for(pilot, lambda: notes.errors(title), 10, "the failure notification")
+        note = notes.errors(title)[0]
         assert "is not a directory" in note.message and "\n" not in note.message
         await wait_for(pilot, lambda: STALE_MARK in screen_text(app), 5, "the stale mark")
         assert screen.query_one(DataTable).border_subtitle == STALE_MARK
@@ -79,18 +78,22 @@ async def test_jobs_list_failure_is_shown_and_the_next_refresh_works(app):
         await wait_for(pilot, lambda: isinstance(app.screen, JobLogScreen), 5, "the log")
         await pilot.press("escape", "j")
         await wait_for(pilot, lambda: isinstance(app.screen, MainScreen), 5, "main screen")
-    assert app.return_code in (None, 0)
+        # Still running: the failures neither crashed the app nor made it quit (an exit with
+        # code 0 would have passed the old "return_code in (None, 0)").
+        assert app.is_running and app.return_code is None
+    assert app.return_code is None
 
 
 async def test_job_log_failure_is_shown_in_the_log_and_notified(app):
     job_id = write_finished_job()
     state = Path(os.environ["SNAPTUI_STATE_DIR"])
-    async with app.run_test(size=(100, 30)) as pilot:
+    notes = Notes()
+    async with app.run_test(size=(100, 30), message_hook=notes) as pilot:
         await settle(pilot)
         break_state_dir()
         await app.push_screen(JobLogScreen(job_id))
         title = worker_failures.FAILURE_TITLES["job-log"]
-        await wait_for(pilot, lambda: failures(app, title), 10, "the failure notification")
+        await wait_for(pilot, lambda: notes.errors(title), 10, "the failure notification")
         log = app.screen.query_one(Log)
         await wait_for(pilot, lambda: any("could not read the log" in line
                                           for line in log.lines), 5, "the line in the log")
@@ -105,17 +108,18 @@ async def test_main_screen_failure_is_notified_once(libvirt_uri, tmp_path, make_
     lab = make_domain(state="shut off")
     dead = LibvirtHost("qemu+unix:///system?socket=/nonexistent/libvirt-sock")
     app = SnaptuiApp(host=dead, store=ImageLibrary(tmp_path / "library"))
-    async with app.run_test(size=(100, 30)) as pilot:
+    notes = Notes()
+    async with app.run_test(size=(100, 30), message_hook=notes) as pilot:
         title = worker_failures.FAILURE_TITLES["domains"]
-        await wait_for(pilot, lambda: failures(app, title), 10, "the failure notification")
+        await wait_for(pilot, lambda: notes.errors(title), 10, "the failure notification")
         await settle(pilot)
-        assert len(failures(app, title)) == 1
-        assert "cannot connect" in failures(app, title)[0].message
+        assert len(notes.errors(title)) == 1
+        assert "cannot connect" in notes.errors(title)[0].message
         # The screen goes on: a refresh once libvirt answers lists the domains.
         app.host = LibvirtHost(libvirt_uri)
         await pilot.press("r")
         await wait_for(pilot, lambda: app.main.domains_pane.by_uuid(lab.uuid), 10, "domains")
-        assert len(failures(app, title)) == 1
+        assert len(notes.errors(title)) == 1
         app.host.close()
 
 

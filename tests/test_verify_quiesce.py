@@ -22,7 +22,14 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 import lab_guests  # noqa: E402
-from fault_tools import QemuImgFault, assert_lab_clean, capture, journal_events, kill_job  # noqa: E402
+from fault_tools import (  # noqa: E402
+    QemuImgFault,
+    assert_lab_clean,
+    capture,
+    journal_events,
+    kill_job,
+    wait_until,
+)
 from lab_guests import Guest, lab_guest_check  # noqa: E402
 
 from snaptui.core.engine.jobs import follow, get_job, launch, prepare  # noqa: E402
@@ -127,14 +134,15 @@ def hang_agent(guest: Guest, seconds: int) -> None:
     script = (f"kill -STOP $(cat /run/qemu-ga.pid); sleep {seconds}; "
               "kill -CONT $(cat /run/qemu-ga.pid)")
     guest.agent("guest-exec", {"path": "/bin/sh", "arg": ["-c", script]})
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:  # wait until it no longer answers
+
+    def silent() -> bool:
         try:
             guest.agent("guest-ping", timeout=1)
         except libvirt.libvirtError:
-            return
-        time.sleep(0.2)
-    raise AssertionError("the guest agent still answers after SIGSTOP")
+            return True
+        return False
+
+    wait_until(silent, 10, "the guest agent to stop answering after SIGSTOP", poll=0.2)
 
 
 # ---------------------------------------------------------------- every mode × format

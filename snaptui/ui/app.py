@@ -233,7 +233,9 @@ class SnaptuiApp(App[int]):
         for binding in [*MainScreen.BINDINGS, *self.BINDINGS]:
             if not isinstance(binding, Binding):
                 continue
-            keys = self._keymap.get(binding.id or "", binding.key)
+            # The config's keymap is what set_keymap was given (Textual keeps its own copy in
+            # a private attribute and offers no getter).
+            keys = self.config.keymap.get(binding.id or "", binding.key)
             shown = ", ".join(self.get_key_display(Binding(k.strip(), "")) for k in keys.split(","))
             help_text = MainScreen.ACTIONS_HELP.get(binding.id or "", binding.description)
             rows.append((shown, binding.id or "", help_text))
