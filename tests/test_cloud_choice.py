@@ -5,17 +5,16 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from cli_tools import snaptui
 
 
 def _snaptui(tmp_path: Path, *argv: str, **env: str) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith("OS_")}
-    base.update(HOME=str(tmp_path / "home"), **env)
-    return subprocess.run([sys.executable, "-m", "snaptui", *argv], capture_output=True,
-                          text=True, timeout=60, env=base)
+    """The CLI with no OS_* variables but ``env``'s, in a fresh home."""
+    return snaptui(*argv, env={"HOME": str(tmp_path / "home"), **env},
+                   unset=[k for k in os.environ if k.startswith("OS_")], timeout=60)
 
 
 def _one_line(proc: subprocess.CompletedProcess[str]) -> str:

@@ -14,12 +14,12 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import libvirt
 import pytest
 import qemu_users
+from cli_tools import snaptui
 from fault_tools import timeline
 
 from snaptui.core.engine.jobs import follow, launch, prepare
@@ -91,13 +91,13 @@ def test_scratch_qemu_cannot_enter_is_refused_before_the_guest_is_touched(
     monkeypatch.setenv("SNAPTUI_SCRATCH_DIR", str(private))
     xml, owner = lab.dom.XMLDesc(0), qemu_users.ownership(lab.disk_path())
     if qemu_user == "root":  # QEMU as root enters it: live is planned
-        proc = _cli("snapshot", lab.name, "--name", "snaptui-test-x", "--mode", "live",
+        proc = snaptui("snapshot", lab.name, "--name", "snaptui-test-x", "--mode", "live",
                     "--to", "glance", "--dry-run")
         assert proc.returncode == 0, proc.stderr
         return
     for args in (("--mode", "live"), ("--mode", "backup"), ("--stream",),
                  ("--mode", "cold", "--verify")):
-        proc = _cli("snapshot", lab.name, "--name", "snaptui-test-x", "--to", "glance", *args)
+        proc = snaptui("snapshot", lab.name, "--name", "snaptui-test-x", "--to", "glance", *args)
         lines = proc.stderr.strip().splitlines()
         assert proc.returncode == 2 and len(lines) == 1, (args, proc.stderr)
         assert f"QEMU ({qemu_user}:" in lines[0] and f"cannot enter {private}" in lines[0]
@@ -106,14 +106,10 @@ def test_scratch_qemu_cannot_enter_is_refused_before_the_guest_is_touched(
         assert qemu_users.ownership(lab.disk_path()) == owner
         assert list(private.iterdir()) == []
     # auto knows live and backup would fail this way: it falls back to cold and says why
-    proc = _cli("snapshot", lab.name, "--name", "snaptui-test-x", "--to", "glance", "--dry-run")
+    proc = snaptui("snapshot", lab.name, "--name", "snaptui-test-x", "--to", "glance", "--dry-run")
     assert proc.returncode == 0, proc.stderr
     assert "auto chose cold: QEMU (" in proc.stdout and f"cannot enter {private}" in proc.stdout
 
-
-def _cli(*argv: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "snaptui", *argv], capture_output=True,
-                          text=True, timeout=120, env=dict(os.environ))
 
 
 def test_lab_looks_like_a_stock_host() -> None:

@@ -9,13 +9,14 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
+from typing import Any
 
 import lab_guests
 import libvirt
 import pytest
 import qemu_users
+from cli_tools import snaptui
 
 from snaptui.core.paths import SYSTEM_SCRATCH
 
@@ -25,19 +26,14 @@ make_guest = lab_guests.make_guest
 
 
 @pytest.fixture
-def operator_env(tmp_path: Path) -> dict[str, str]:
-    """root's environment with a fresh home (its state dir inside, 0700) and no SNAPTUI_*."""
+def operator_env(tmp_path: Path) -> dict[str, Any]:
+    """How cli_tools.snaptui runs the CLI as root's shell would: a fresh home (its state dir
+    inside, 0700) and no SNAPTUI_* (or XDG_*) variables."""
     home = tmp_path / "home"
     home.mkdir(mode=0o700)
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("SNAPTUI_", "XDG_"))}
-    env["HOME"] = str(home)
-    return env
+    return {"env": {"HOME": str(home)},
+            "unset": [k for k in os.environ if k.startswith(("SNAPTUI_", "XDG_"))]}
 
-
-def _cli(env: dict[str, str], *argv: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "snaptui", *argv], capture_output=True,
-                          text=True, timeout=300, env=env)
 
 
 def _events(proc: subprocess.CompletedProcess[str]) -> tuple[str, dict]:
@@ -61,11 +57,11 @@ def test_snapshot_of_a_running_guest_with_no_settings(operator_env, make_domain,
     # reading a disk QEMU owns changes nothing
     for argv in (("info", lab.name, "--json"), ("domains", "--json"),
                  ("cleanup", "--dry-run", "--json", "--only", "internal,scratch")):
-        proc = _cli(operator_env, *argv)
+        proc = snaptui(*argv, **operator_env)
         assert proc.returncode == 0, proc.stderr
         assert qemu_users.ownership(disk) == owner
-    proc = _cli(operator_env, "snapshot", lab.name, "--name", f"snaptui-test-defaults-{mode}",
-                "--mode", mode, "--format", "raw", "--json")
+    proc = snaptui("snapshot", lab.name, "--name", f"snaptui-test-defaults-{mode}",
+                   "--mode", mode, "--format", "raw", "--json", **operator_env)
     job_id, result = _events(proc)
     own_images.extend(i["image_id"] for i in result.get("images", []))
     assert proc.returncode == 0 and result["event"] == "done", proc.stderr + str(result)
@@ -92,8 +88,9 @@ def test_real_guest_verified_with_no_settings(operator_env, make_guest, store, o
     guest.wait_userspace()
     owner = qemu_users.ownership(guest.spec.disk)
     kept = tmp_path / "kept.qcow2"
-    proc = _cli(operator_env, "snapshot", guest.name, "--name", "snaptui-test-defaults-verify",
-                "--mode", "live", "--verify", "--keep-local", str(kept), "--json")
+    proc = snaptui("snapshot", guest.name, "--name", "snaptui-test-defaults-verify",
+                   "--mode", "live", "--verify", "--keep-local", str(kept), "--json",
+                   **operator_env)
     job_id, result = _events(proc)
     own_images.extend(i["image_id"] for i in result.get("images", []))
     assert proc.returncode == 0 and result["event"] == "done", proc.stderr + str(result)
