@@ -1,11 +1,11 @@
 """libvirt calls that fail in restart, freeze, abort and thaw (``SNAPTUI_FAULT``, tests/fault_seam).
 
 The real lab cannot be made to refuse these on demand: libvirtd restores a managed save and
-aborts a block job whenever asked, and the lab's guests have no agent, so a freeze never
-succeeds and a thaw is never reached. ``SNAPTUI_FAULT`` makes the job process's domain object
-refuse one call in one step (or pretend a freeze/thaw worked); everything else is the real
-lab. Each test then runs the shared checker: the guest as before, no managed save image, no
-block job, no scratch file, no internal snapshot, the journal ended as the design says.
+aborts a block job whenever asked, and qemu-ga thaws whenever asked. ``SNAPTUI_FAULT`` makes the
+job process's domain object refuse one call in one step (or pretend a call worked); everything
+else is the real lab, a real guest with its agent for the thaw. Each test then checks the lab:
+the guest as before, no managed save image, no block job, no scratch file, no internal
+snapshot, the journal ended as the design says.
 The unit tests of the hook itself (parsing, the proxy on libvirt's test driver) are at the end.
 """
 
@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import lab_guests
 import libvirt
 import pytest
 from fault_seam import snaptui_faults as faults
@@ -22,6 +23,9 @@ from fault_tools import assert_lab_clean, capture, journal_events
 from snaptui.core.engine.jobs import follow, get_job, launch, prepare
 from snaptui.core.engine.plan import Mode, SnapshotRequest
 from snaptui.core.image_library import ImageLibrary
+
+guest_artefacts = lab_guests.guest_artefacts
+make_guest = lab_guests.make_guest
 
 
 def run_job(lab, tmp_path: Path, mode: Mode, monkeypatch: pytest.MonkeyPatch,
@@ -93,20 +97,20 @@ def test_failing_block_job_abort_rolls_back_with_no_block_job_left(
 
 
 def test_failing_thaw_is_retried_by_the_rollback_and_nothing_stays_frozen(
-        make_domain, tmp_path, monkeypatch):
-    lab = make_domain(state="running", size="64M", seed="16M")
-    before = capture(lab)
-    # The freeze "succeeds" (the lab's guests have no agent), the thaw step's fsThaw fails,
-    # the rollback's thaw (the freeze step's undo) is let through as a success.
-    job_id, last = run_job(lab, tmp_path, Mode.LIVE, monkeypatch,
-                           "freeze:fsFreeze=ok,thaw:fsThaw,freeze:fsThaw=ok")
+        make_guest, tmp_path, monkeypatch):
+    """A real guest with qemu-ga: the freeze is real; the thaw step's fsThaw is refused; the
+    rollback's thaw (the freeze step's undo, not injected) must leave the guest thawed."""
+    guest = make_guest(agent=True)
+    guest.wait_agent()
+    job_id, last = run_job(guest, tmp_path, Mode.LIVE, monkeypatch, "thaw:fsThaw")
     assert last["event"] == "failed", last
     job = get_job(job_id)
+    assert job.plan["quiesce"] == "auto" and job.step("freeze").state == "undone"
     assert job.step("thaw").state == "failed"
-    assert job.step("freeze").state == "undone"
-    assert "frozen" not in job.facts or job.facts["frozen"] is None
-    assert_lab_clean(lab, before, job_id, error_contains=("thaw", "injected fault"),
-                     library=tmp_path / "lib")
+    assert any("frozen" in n for n in notes(job_id)), notes(job_id)  # it really was frozen
+    assert not job.facts.get("frozen")
+    assert guest.agent("guest-fsfreeze-status") == "thawed"
+    assert guest.dom.state()[0] == libvirt.VIR_DOMAIN_RUNNING
 
 
 # -- the hook itself (no lab: libvirt's test driver) --------------------------------------------
