@@ -39,6 +39,7 @@ from snaptui.core import audit
 from snaptui.core.cleanup import Finding, Kind, ScanProgress, remove, remove_all, scan
 from snaptui.core.errors import NotFound
 from snaptui.core.glance_images import GlanceImages
+from snaptui.core.image_store import add_image
 from snaptui.core.libvirt_host import LibvirtHost
 from snaptui.core.paths import scratch_dir
 
@@ -143,7 +144,7 @@ def leftovers(make_domain, store: GlanceImages, own_images: list[str],
     made.keys["queued"] = f"images:glance:{queued.id}"
     blob = tmp_path / "active.raw"
     blob.write_bytes(b"\x5a" * 65536)
-    active = retrying(store.add, blob, name="snaptui-test-cleanup-active", disk_format="raw")
+    active = retrying(add_image, store, blob, name="snaptui-test-cleanup-active", disk_format="raw")
     own_images.append(active.id)
     made.images["active"] = active.id
     try:
@@ -515,11 +516,11 @@ def test_cli_images_flags_snapshots_of_missing_instances(make_domain, store, own
     lab = make_domain(state="shut off")
     blob = tmp_path / "img.raw"
     blob.write_bytes(b"\x11" * 65536)
-    gone = retrying(store.add, blob, name="snaptui-test-cleanup-orphan", disk_format="raw",
+    gone = retrying(add_image, store, blob, name="snaptui-test-cleanup-orphan", disk_format="raw",
                     properties={"image_type": "snapshot",
                                 "instance_uuid": str(uuid.uuid4())})
     own_images.append(gone.id)
-    here = retrying(store.add, blob, name="snaptui-test-cleanup-here", disk_format="raw",
+    here = retrying(add_image, store, blob, name="snaptui-test-cleanup-here", disk_format="raw",
                     properties={"image_type": "snapshot", "instance_uuid": lab.uuid})
     own_images.append(here.id)
     uploader = dead_job(str(uuid.uuid4()), "snaptui-test-cleanup-uploader")

@@ -22,7 +22,7 @@ import yaml
 from snaptui.core.cloud_config import cloud_configured, load_session
 from snaptui.core.errors import BadInput, CloudError, NotFound
 from snaptui.core.glance_images import GlanceImages
-from snaptui.core.image_store import ImageStore, UploadCancelled, UploadProgress
+from snaptui.core.image_store import ImageStore, UploadCancelled, UploadProgress, add_image
 
 MiB = 1024 * 1024
 
@@ -95,7 +95,7 @@ def test_upload_with_progress_and_checksum(glance: GlanceImages, prefix: str,
         times.append(time.monotonic())
 
     start = time.monotonic()
-    rec = glance.add(src, name=f"{prefix}upload", disk_format="raw", on_progress=on_progress)
+    rec = add_image(glance, src, name=f"{prefix}upload", disk_format="raw", on_progress=on_progress)
     elapsed = time.monotonic() - start
     print(f"glance add 32 MiB: {elapsed:.2f} s, {32 / elapsed:.0f} MiB/s, {len(events)} events")
 
@@ -130,7 +130,7 @@ def test_properties_round_trip(glance: GlanceImages, prefix: str, tmp_path: Path
         "snaptui_note": "quotes ' \" and $(not a command); ☃",
     }
     name = f"{prefix}props \"quoted\" $(x); ünïcode"
-    rec = glance.add(make_file(tmp_path / "d.raw", MiB), name=name, disk_format="raw",
+    rec = add_image(glance, make_file(tmp_path / "d.raw", MiB), name=name, disk_format="raw",
                      properties=props)
     shown = glance.show(rec.id)
     assert shown.name == name
@@ -141,7 +141,8 @@ def test_properties_round_trip(glance: GlanceImages, prefix: str, tmp_path: Path
 
 def test_delete_then_show_is_not_found(glance: GlanceImages, prefix: str,
                                        tmp_path: Path) -> None:
-    rec = glance.add(make_file(tmp_path / "d.raw", MiB), name=f"{prefix}del", disk_format="raw")
+    rec = add_image(glance, make_file(tmp_path / "d.raw", MiB), name=f"{prefix}del",
+                    disk_format="raw")
     glance.delete(rec.id)
     with pytest.raises(NotFound, match=rec.id):
         glance.show(rec.id)
@@ -154,7 +155,7 @@ def test_format_mismatch_is_refused_and_cleaned(glance: GlanceImages, prefix: st
     """Glance inspects the stream: raw bytes declared as qcow2 are refused; nothing is left."""
     src = make_file(tmp_path / "d.qcow2", 2 * MiB)
     with pytest.raises(CloudError) as info:
-        glance.add(src, name=f"{prefix}mismatch", disk_format="qcow2")
+        add_image(glance, src, name=f"{prefix}mismatch", disk_format="qcow2")
     print(info.value)
     assert "does not match" in str(info.value)
     assert names_with(glance, prefix) == []
@@ -169,11 +170,12 @@ def test_bad_input_is_refused_before_any_request(glance: GlanceImages, prefix: s
                                                  tmp_path: Path) -> None:
     src = make_file(tmp_path / "d.raw", MiB)
     with pytest.raises(BadInput):
-        glance.add(src, name=f"{prefix}x", disk_format="qcow3")
+        add_image(glance, src, name=f"{prefix}x", disk_format="qcow3")
     with pytest.raises(BadInput, match="own fields"):
-        glance.add(src, name=f"{prefix}x", disk_format="raw", properties={"status": "active"})
+        add_image(glance, src, name=f"{prefix}x", disk_format="raw",
+                  properties={"status": "active"})
     with pytest.raises(NotFound):
-        glance.add(tmp_path / "missing", name=f"{prefix}x", disk_format="raw")
+        add_image(glance, tmp_path / "missing", name=f"{prefix}x", disk_format="raw")
     assert names_with(glance, prefix) == []
 
 
@@ -188,7 +190,7 @@ def test_cancel_mid_upload_deletes_the_image(glance: GlanceImages, prefix: str,
         cancel.set()  # the first event (after ~0.1 s) cancels
 
     with pytest.raises(UploadCancelled):
-        glance.add(src, name=f"{prefix}cancel", disk_format="raw", on_progress=on_progress,
+        add_image(glance, src, name=f"{prefix}cancel", disk_format="raw", on_progress=on_progress,
                    cancel=cancel)
     assert sent and sent[0] < 128 * MiB
     assert names_with(glance, prefix) == []

@@ -21,3 +21,23 @@ def test_login_to_an_unverified_host_is_warned_once(caplog: pytest.LogCaptureFix
     [record] = caplog.records
     assert record.getMessage().startswith("hv-nv: its URI has no_verify=1")
     assert "Keystone token" in record.getMessage()
+
+
+async def test_the_dashboard_shows_core_warnings_as_notifications(tmp_path) -> None:
+    """In the dashboard a warning is a notification, never a line written over the screen."""
+    from ui_pilot import Notes, demo_app
+
+    from snaptui.ui.launch import NotifyHandler
+
+    app = demo_app(tmp_path)
+    notes = Notes()
+    async with app.run_test(message_hook=notes) as pilot:
+        logging.getLogger("snaptui.core.remote").addHandler(handler := NotifyHandler(app))
+        try:
+            remote.warn_if_unverified(HostSpec(name="hv-ui", uri="qemu+ssh://hv-ui/?no_verify=1"))
+            await pilot.pause()
+        finally:
+            logging.getLogger("snaptui.core.remote").removeHandler(handler)
+        texts = [n.message for n in notes.posted]
+        assert any(t.startswith("hv-ui: its URI has no_verify=1") for t in texts), texts
+    app.fleet.close()

@@ -9,6 +9,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from textual.app import App
 from textual.theme import BUILTIN_THEMES
 
 from snaptui.core.errors import BadInput
@@ -122,12 +123,38 @@ def build_app(args: argparse.Namespace, *, demo_base: Path | None = None):  # ->
                       glance_available=glance_available)
 
 
+class NotifyHandler(logging.Handler):
+    """While the dashboard runs, core's warnings (a login about to go to a host whose SSH key
+    is not checked, a scratch dir others can write into) are notifications: a line written to
+    stderr would land in the middle of the screen."""
+
+    def __init__(self, app: App) -> None:
+        super().__init__(logging.WARNING)
+        self.app = app
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - a bad log call must not break the dashboard
+            return
+        try:
+            self.app.call_from_thread(self.app.notify, message, severity="warning",
+                                      markup=False)
+        except RuntimeError:  # on the app's own thread (or it is not running)
+            if self.app.is_running:
+                self.app.notify(message, severity="warning", markup=False)
+
+
 def run_dashboard(args: argparse.Namespace) -> int:
     """Entry point for ``snaptui`` without a subcommand; returns the exit code."""
     app = build_app(args)
+    root = logging.getLogger()
+    stderr_handlers = root.handlers[:]
+    root.handlers = [NotifyHandler(app)]
     try:
         app.run()
     finally:
+        root.handlers = stderr_handlers
         app.fleet.close()
     if app.return_code:
         print(f"snaptui: dashboard exited with code {app.return_code}", file=sys.stderr)
