@@ -450,7 +450,7 @@ def test_confirmation_snapshot(snap_compare) -> None:
     async def run_before(pilot: Pilot) -> None:
         await push_fixed(pilot)
         await pilot.press("d")
-        await wait_for(pilot, lambda: "133.0 MiB + 2 of unknown size" in screen_text(pilot.app),
+        await wait_for(pilot, lambda: "133 MiB + 2 of unknown size" in screen_text(pilot.app),
                        5, "the confirmation drawn")
 
     assert snap_compare(make_demo_app(), terminal_size=(80, 24), run_before=run_before)
