@@ -137,12 +137,9 @@ class NotifyHandler(logging.Handler):
             message = record.getMessage()
         except Exception:  # noqa: BLE001 - a bad log call must not break the dashboard
             return
-        try:
-            self.app.call_from_thread(self.app.notify, message, severity="warning",
-                                      markup=False)
-        except RuntimeError:  # on the app's own thread (or it is not running)
-            if self.app.is_running:
-                self.app.notify(message, severity="warning", markup=False)
+        # notify only posts a message, which Textual queues thread-safely and never waits on
+        # (a worker logging while the app shuts down cannot hang on it)
+        self.app.notify(message, severity="warning", markup=False)
 
 
 def run_dashboard(args: argparse.Namespace) -> int:
