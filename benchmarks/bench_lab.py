@@ -112,7 +112,10 @@ def make_seeded_qcow2(path: Path, size: int, data: int, content: str) -> Path:
 
 def create_bench_domain(conn: libvirt.virConnect, workdir: Path, *, size: int, data: int,
                         content: str) -> LabDomain:
-    """A running ``snaptui-bench-*`` domain (no OS, SeaBIOS idles) on a seeded qcow2 disk."""
+    """A running ``snaptui-bench-*`` domain (no OS, SeaBIOS idles) on a seeded qcow2 disk.
+    ``workdir`` is opened to 0711: QEMU runs as libvirt-qemu, as on a stock host, and must
+    enter it (a TemporaryDirectory is 0700)."""
+    workdir.chmod(0o711)
     name = BENCH_PREFIX + uuid.uuid4().hex[:8]
     disk = make_seeded_qcow2(workdir / f"{name}-vda.qcow2", size, data, content)
     lab = LabDomain(conn, name, [("vda", disk, "qcow2")])

@@ -115,6 +115,8 @@ def snaptui_cli(variant: Variant, lab: LabDomain, state: Path, glance: Glance,
     evict(lab.disk_path())
     scratch = state / "scratch"
     scratch.mkdir(parents=True, exist_ok=True)
+    for directory in (state.parent, state, scratch):  # QEMU (libvirt-qemu) must enter scratch
+        directory.chmod(directory.stat().st_mode | 0o711)
     argv = [str(SNAPTUI), "snapshot", lab.name, "--name", f"snaptui-bench-{uuid.uuid4().hex[:6]}",
             "--mode", variant.mode, "--format", variant.out_format, "--to", "glance", "--json"]
     if variant.compress:

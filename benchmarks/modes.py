@@ -118,7 +118,8 @@ def main() -> int:
     args = parser.parse_args()
     conn = libvirt.open(os.environ.get("LIBVIRT_DEFAULT_URI"))
     rows = []
-    with tempfile.TemporaryDirectory(prefix="snaptui-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="snaptui-bench-", dir="/var/tmp") as tmp:
+        Path(tmp).chmod(0o711)  # QEMU runs as libvirt-qemu, as on a stock host: it must enter
         os.environ.setdefault("SNAPTUI_STATE_DIR", str(Path(tmp) / "state"))
         for mode in args.modes.split(","):
             rows.append(run_mode(conn, Path(tmp), mode, args.size, args.data, args.to))
