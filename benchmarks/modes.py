@@ -121,6 +121,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="snaptui-bench-", dir="/var/tmp") as tmp:
         Path(tmp).chmod(0o711)  # QEMU runs as libvirt-qemu, as on a stock host: it must enter
         os.environ.setdefault("SNAPTUI_STATE_DIR", str(Path(tmp) / "state"))
+        os.environ.setdefault("SNAPTUI_SCRATCH_DIR", str(Path(tmp) / "scratch"))  # 0711
         for mode in args.modes.split(","):
             rows.append(run_mode(conn, Path(tmp), mode, args.size, args.data, args.to))
             print(rows[-1], file=sys.stderr)
