@@ -298,9 +298,8 @@ def _snapshot_of(path: Path) -> tuple[int, int, int] | None:
 
 
 def _precreate(path: Path, exclusive: bool = False) -> bool:
-    """Create ``path`` 0600 so qemu-img writes into a private file; True when we created it.
-    ``exclusive``: a path that exists (a file, or a link planted in a shared dir) is refused
-    rather than written through."""
+    """Create ``path`` 0600 for qemu-img; True when we created it. ``exclusive``: an existing
+    path (a file, or a link planted in a shared dir) is refused, never written through."""
     if exclusive and os.path.lexists(path):
         raise BadInput(f"{path} exists already: snaptui writes only files it creates")
     if path.exists():
@@ -332,8 +331,7 @@ async def create(
     backing_file: str | Path | None = None,
     backing_format: str | None = None,
 ) -> None:
-    """``qemu-img create`` a new 0600 image (never over an existing path); size may be
-    omitted when a backing file gives it."""
+    """``qemu-img create`` a new 0600 image (never over an existing path)."""
     target = Path(os.path.abspath(path))
     argv = [qemu_img_binary(), "create", "-q", "-f", fmt]
     if backing_file is not None:
@@ -465,8 +463,7 @@ async def convert(
 
 async def run_convert(argv: list[str], *, on_progress: Callable[[float], None] | None = None,
                       cancel: asyncio.Event | None = None, exclusive: bool = False) -> None:
-    """Run a ``convert_argv`` list (its last item the output), as ``convert`` describes;
-    ``exclusive``: into a new file only."""
+    """Run a ``convert_argv`` list (last item: the output); ``exclusive``: a new file only."""
     target = Path(os.path.abspath(argv[-1]))
     if cancel is not None and cancel.is_set():
         raise asyncio.CancelledError(f"convert to {target} cancelled before it started")
