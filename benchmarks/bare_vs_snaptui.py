@@ -39,7 +39,7 @@ from bench_lab import (
 from bench_runs import Run, Variant, bare_cold, clean_dir, floor, snaptui_cli
 from lab_domains import LabDomain
 
-from snaptui.core.qemu_img import best_compression_type
+from snaptui.core.disk.qemu_img import best_compression_type
 
 RESULTS = REPO / "benchmarks" / "results"
 PAIRS = [("raw", False), ("qcow2", False), ("qcow2", True)]

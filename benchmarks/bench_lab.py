@@ -28,7 +28,7 @@ sys.path.insert(0, str(REPO / "tests"))
 
 from lab_domains import LabDomain, domain_xml  # noqa: E402
 
-from snaptui.core.domain_events import DomainEvent, DomainEventWatcher  # noqa: E402
+from snaptui.core.libvirt.events import DomainEvent, DomainEventWatcher  # noqa: E402
 
 # libvirt prints every error it raises to stderr unless a handler is registered; the
 # benchmarks catch and report the ones that matter ("no active block job" is expected).

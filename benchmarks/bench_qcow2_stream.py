@@ -1,4 +1,4 @@
-"""Throughput of snaptui's streaming qcow2 writer (snaptui/core/qcow2_stream.py) against
+"""Throughput of snaptui's streaming qcow2 writer (snaptui/core/disk/qcow2_stream.py) against
 ``qemu-img convert -O qcow2`` and a plain copy of the same data, on one raw source.
 
     .venv/bin/python benchmarks/bench_qcow2_stream.py           # 2 GiB disk, 1 GiB data, 3 rounds
@@ -38,7 +38,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from snaptui.core.qcow2_stream import MAX_READ, Extent, Qcow2Stream  # noqa: E402
+from snaptui.core.disk.qcow2_stream import MAX_READ, Extent, Qcow2Stream  # noqa: E402
 
 MiB = 1024 * 1024
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -26,11 +26,11 @@ sys.path.insert(0, str(REPO / "tests"))
 
 from lab_domains import create_domain  # noqa: E402
 
-from snaptui.core.domain_events import DomainEvent, DomainEventWatcher  # noqa: E402
 from snaptui.core.engine.jobs import follow, launch, prepare  # noqa: E402
 from snaptui.core.engine.plan import Mode, SnapshotRequest  # noqa: E402
+from snaptui.core.images.factory import open_store  # noqa: E402
+from snaptui.core.libvirt.events import DomainEvent, DomainEventWatcher  # noqa: E402
 from snaptui.core.paths import scratch_dir  # noqa: E402
-from snaptui.core.store_factory import open_store  # noqa: E402
 
 DOWN = {("suspended", None), ("stopped", None)}
 

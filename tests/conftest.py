@@ -187,7 +187,7 @@ def os_cloud(lab_env: dict[str, str]) -> str:
 @pytest.fixture
 def store(os_cloud: str):
     """The lab's Glance as an image store."""
-    from snaptui.core.glance_images import GlanceImages
+    from snaptui.core.images.glance import GlanceImages
 
     return GlanceImages.from_cloud(os_cloud)
 
@@ -210,7 +210,7 @@ def own_images(store) -> Iterator[list[str]]:
 def host(libvirt_uri: str):
     """A connection to the lab's libvirtd, closed after the test (a module with a ``host`` of
     its own, the demo lab's say, overrides this one)."""
-    from snaptui.core.libvirt_host import LibvirtHost
+    from snaptui.core.libvirt.host import LibvirtHost
 
     with LibvirtHost(libvirt_uri) as connected:
         yield connected

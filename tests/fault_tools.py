@@ -25,7 +25,7 @@ from snaptui.core.engine.journal import TERMINAL_EVENTS, JobRecord, jobs_dir, jo
 from snaptui.core.engine.journal import read_events as _read_events
 from snaptui.core.engine.locks import domain_lock_holder
 from snaptui.core.errors import NotFound
-from snaptui.core.image_library import ImageLibrary
+from snaptui.core.images.library import ImageLibrary
 from snaptui.core.paths import scratch_dir
 from snaptui.core.throttle import parse_rate
 

@@ -261,7 +261,7 @@ def start_proxied_cloud(directory: Path, lab_cloud: str | None = None) -> Proxie
     import yaml
     from openstack.config import OpenStackConfig
 
-    from snaptui.core.cloud_config import load_session
+    from snaptui.core.cloud.config import load_session
 
     glance_url = load_session(lab_cloud).endpoint("image").rstrip("/")
     config = OpenStackConfig()

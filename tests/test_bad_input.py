@@ -26,8 +26,8 @@ from cli_tools import snaptui
 from fault_tools import wait_until
 from lab_domains import TEST_PREFIX, domain_xml
 
-from snaptui.core.glance_images import GlanceImages
-from snaptui.core.image_library import ImageLibrary
+from snaptui.core.images.glance import GlanceImages
+from snaptui.core.images.library import ImageLibrary
 from snaptui.core.paths import state_dir
 
 

@@ -38,9 +38,9 @@ from cli_tools import snaptui
 from snaptui.core import audit
 from snaptui.core.cleanup import Finding, Kind, ScanProgress, remove, remove_all, scan
 from snaptui.core.errors import NotFound
-from snaptui.core.glance_images import GlanceImages
-from snaptui.core.image_store import add_image
-from snaptui.core.libvirt_host import LibvirtHost
+from snaptui.core.images.glance import GlanceImages
+from snaptui.core.images.store import add_image
+from snaptui.core.libvirt.host import LibvirtHost
 from snaptui.core.paths import scratch_dir
 
 REPO = Path(__file__).resolve().parent.parent
@@ -422,7 +422,7 @@ def test_transient_domain_with_journal_is_defined_again(make_domain):
 
 def test_leftover_verify_domain_is_destroyed_not_defined(conn, disk_dir):
     """A boot check whose job died before recover (snaptui-verify-<job>, transient)."""
-    from snaptui.core import verify_boot
+    from snaptui.core.verify import boot as verify_boot
 
     job_id = "20260101-000000-abcdef"
     files = verify_boot.VerifyFiles.for_prefix(disk_dir / f"{job_id}-vda")

@@ -22,7 +22,7 @@ from cli_tools import snaptui
 from snaptui.cli import parse_args
 from snaptui.cli.snapshot import request_from_args
 from snaptui.core.errors import BadInput
-from snaptui.core.image_library import ImageLibrary
+from snaptui.core.images.library import ImageLibrary
 from snaptui.core.paths import private_dir, state_dir
 
 REPO = Path(__file__).resolve().parent.parent

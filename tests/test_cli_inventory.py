@@ -19,9 +19,9 @@ import pytest
 import yaml
 from cli_tools import snaptui
 
-from snaptui.core.glance_images import GlanceImages
-from snaptui.core.image_library import ImageLibrary
-from snaptui.core.image_store import add_image
+from snaptui.core.images.glance import GlanceImages
+from snaptui.core.images.library import ImageLibrary
+from snaptui.core.images.store import add_image
 
 
 def snaptui_json(*argv: str, **kwargs: Any) -> Any:

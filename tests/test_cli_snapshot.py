@@ -14,7 +14,7 @@ from cli_tools import snaptui
 from fault_tools import QemuImgFault, wait_terminal, wait_until
 
 from snaptui.core.engine.journal import load_job
-from snaptui.core.image_library import ImageLibrary
+from snaptui.core.images.library import ImageLibrary
 from snaptui.core.paths import scratch_dir
 
 

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from snaptui.core import qemu_img
-from snaptui.core.demo_lab import DOMAINS, LIBRARY_IMAGES, build_demo_lab
+from snaptui.core.demo.lab import DOMAINS, LIBRARY_IMAGES, build_demo_lab
+from snaptui.core.disk import qemu_img
 from snaptui.core.engine.jobs import follow, get_job, prepare, run_inline
 from snaptui.core.engine.plan import Mode, SnapshotRequest
-from snaptui.core.engine.preflight import available_modes
-from snaptui.core.image_library import ImageLibrary
-from snaptui.core.libvirt_host import LibvirtHost
+from snaptui.core.engine.preflight.checks import available_modes
+from snaptui.core.images.library import ImageLibrary
+from snaptui.core.libvirt.host import LibvirtHost
 from snaptui.core.models import DomainState
 
 

@@ -12,15 +12,16 @@ from pathlib import Path
 
 import pytest
 
-from snaptui.core import audit, qemu_img
-from snaptui.core.demo_lab import build_demo_lab
-from snaptui.core.demo_pace import estimate_seconds, pace_steps, step_seconds
+from snaptui.core import audit
+from snaptui.core.demo.lab import build_demo_lab
+from snaptui.core.demo.pace import estimate_seconds, pace_steps, step_seconds
+from snaptui.core.disk import qemu_img
 from snaptui.core.engine.jobs import cancel_job, follow, get_job, prepare, run_inline
 from snaptui.core.engine.journal import jobs_dir, journal_path
 from snaptui.core.engine.plan import Mode, SnapshotRequest
 from snaptui.core.errors import BadInput
-from snaptui.core.image_library import ImageLibrary
-from snaptui.core.libvirt_host import LibvirtHost
+from snaptui.core.images.library import ImageLibrary
+from snaptui.core.libvirt.host import LibvirtHost
 from snaptui.core.models import DomainState
 from snaptui.core.paths import state_dir
 

@@ -40,8 +40,8 @@ from snaptui.core.engine.jobs import cancel_job, follow, get_job, launch, prepar
 from snaptui.core.engine.plan import Mode, SnapshotRequest
 from snaptui.core.engine.recover import recover
 from snaptui.core.errors import BadInput, NotFound
-from snaptui.core.glance_images import GlanceImages
-from snaptui.core.image_library import ImageLibrary
+from snaptui.core.images.glance import GlanceImages
+from snaptui.core.images.library import ImageLibrary
 
 BIG = {"size": "1G", "seed": "768M"}  # with PACED, ~6 s a step: time to act mid-step
 PACED = {"bwlimit": MID_STEP_BWLIMIT}

@@ -17,7 +17,6 @@ from cli_tools import snaptui
 from fault_tools import REAL_QEMU_IMG, journal_events, wait_terminal
 
 from snaptui.core.engine.execute import make_context
-from snaptui.core.engine.guest_steps import restore_guest, save_guest
 from snaptui.core.engine.jobs import launch, prepare, write_header
 from snaptui.core.engine.journal import JournalWriter, journal_path, load_job
 from snaptui.core.engine.liveness import active_dir
@@ -25,7 +24,8 @@ from snaptui.core.engine.locks import DomainLock
 from snaptui.core.engine.plan import Mode, SnapshotRequest
 from snaptui.core.engine.recover import recover, recover_job
 from snaptui.core.engine.states import JobStatus
-from snaptui.core.image_library import ImageLibrary
+from snaptui.core.engine.steps.guest import restore_guest, save_guest
+from snaptui.core.images.library import ImageLibrary
 
 
 def request_for(lab, tmp_path: Path, mode: Mode = Mode.COLD) -> SnapshotRequest:
@@ -249,7 +249,7 @@ def test_every_state_has_one_glyph_and_colour_for_cli_and_dashboard():
     from snaptui.cli.job_view import render_job
     from snaptui.core.engine.journal import JobRecord, StepRecord
     from snaptui.core.engine.states import UNKNOWN, StepState, look
-    from snaptui.ui.jobs_screen import render_steps, state_text
+    from snaptui.ui.screens.jobs_screen import render_steps, state_text
 
     for state in [*StepState, *JobStatus]:
         assert look(state) != UNKNOWN, state

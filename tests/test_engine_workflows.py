@@ -16,9 +16,9 @@ from lab_domains import TEST_PREFIX, LabDomain, domain_xml, make_disk
 
 from snaptui.core.engine.jobs import follow, get_job, launch, prepare
 from snaptui.core.engine.plan import Mode, SnapshotRequest
-from snaptui.core.image_library import ImageLibrary
+from snaptui.core.images.factory import open_store
+from snaptui.core.images.library import ImageLibrary
 from snaptui.core.paths import scratch_dir
-from snaptui.core.store_factory import open_store
 
 STATE_NAMES = {libvirt.VIR_DOMAIN_RUNNING: "running", libvirt.VIR_DOMAIN_PAUSED: "paused",
                libvirt.VIR_DOMAIN_SHUTOFF: "shut off"}

@@ -65,7 +65,7 @@ from snaptui.core.engine.jobs import cancel_job, get_job, job_log_path, launch, 
 from snaptui.core.engine.plan import DiskPlan, Mode, Plan, SnapshotRequest
 from snaptui.core.engine.recover import recover
 from snaptui.core.engine.workflows import build_steps
-from snaptui.core.glance_images import GlanceImages
+from snaptui.core.images.glance import GlanceImages
 
 ALL = ("cold", "internal", "live", "backup")
 # "stream": backup in pull mode, read over NBD straight into Glance (--stream, qcow2)

@@ -17,8 +17,8 @@ from fault_tools import MID_STEP_RATE, children
 from fleet_tools import HOST, PYTHON, Fleet, json_lines, lab_ssh_env, snaptui
 
 from snaptui.core.engine.journal import fold, read_events
-from snaptui.core.hosts import HostSpec
-from snaptui.core.remote import PROTOCOL, remote_command, remote_info, ssh_argv
+from snaptui.core.fleet.hosts import HostSpec
+from snaptui.core.fleet.ssh import PROTOCOL, remote_command, remote_info, ssh_argv
 
 pytestmark = pytest.mark.lab
 
@@ -175,7 +175,7 @@ def test_remote_snapshot_uses_the_forwarded_login_only(fleet: Fleet, make_domain
                                                        ) -> None:
     """The job runs and is journaled on lab2 (which has no cloud config); the image lands in
     Glance; the forwarded token is in no process's argv or environment and no file on lab2."""
-    probe = [*fleet.remote_command()[:-2], "-c", "from snaptui.core.cloud_config import "
+    probe = [*fleet.remote_command()[:-2], "-c", "from snaptui.core.cloud.config import "
              "cloud_configured as c; import os; print(c(), 'OS_CLOUD' in os.environ)"]
     lab2 = _lab2(fleet, probe)
     answer = subprocess.run(ssh_argv(lab2, probe), capture_output=True, text=True, timeout=60,
@@ -323,10 +323,10 @@ def test_cancel_and_info_forward_to_the_host(fleet: Fleet, make_domain) -> None:
 
 
 def test_core_api_launch_list_follow(fleet: Fleet, make_domain, store, own_images) -> None:
-    """What the dashboard calls (core/remote_jobs.py): launch detached with the login, list,
+    """What the dashboard calls (core/fleet/remote_jobs.py): launch detached with the login, list,
     re-attach; the image lands in Glance."""
     from snaptui.core.engine.plan import SnapshotRequest
-    from snaptui.core.remote_jobs import (
+    from snaptui.core.fleet.remote_jobs import (
         follow_remote_job,
         launch_remote_snapshot,
         list_remote_jobs,

@@ -1,4 +1,4 @@
-"""The fleet's inventory (core/fleet.py) on real hosts: the lab's libvirtd under two URIs, the
+"""The fleet's inventory (fleet/inventory.py) on real hosts: the lab's libvirtd under two URIs, the
 test driver, a port where nothing listens, and one that accepts and never answers."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from snaptui.core.fleet import Fleet, HostStatus, domain_key, key_of, split_key
-from snaptui.core.hosts import HostSpec
+from snaptui.core.fleet.hosts import HostSpec
+from snaptui.core.fleet.inventory import Fleet, HostStatus, domain_key, key_of, split_key
 
 DOWN_URI = "qemu+tcp://127.0.0.1:1/system"  # nothing listens on port 1
 TEST_UUID = "6695eb01-f6a4-8304-79aa-97f2502e193f"  # test:///default's one domain

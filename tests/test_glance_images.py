@@ -19,10 +19,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from snaptui.core.cloud_config import cloud_configured, load_session
+from snaptui.core.cloud.config import cloud_configured, load_session
 from snaptui.core.errors import BadInput, CloudError, NotFound
-from snaptui.core.glance_images import GlanceImages
-from snaptui.core.image_store import ImageStore, UploadCancelled, UploadProgress, add_image
+from snaptui.core.images.glance import GlanceImages
+from snaptui.core.images.store import ImageStore, UploadCancelled, UploadProgress, add_image
 
 MiB = 1024 * 1024
 

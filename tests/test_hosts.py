@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from snaptui.core.errors import BadInput
-from snaptui.core.hosts import HostSpec, name_from_uri, pick_host, resolve_hosts, ssh_target
+from snaptui.core.fleet.hosts import HostSpec, name_from_uri, pick_host, resolve_hosts, ssh_target
 from snaptui.core.settings import load_settings
 
 SSH_URI = "qemu+ssh://root@127.0.0.1:2222/system?keyfile=/k/id&no_verify=1"

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from snaptui.core.errors import BadInput, NotFound
-from snaptui.core.image_library import ImageLibrary
-from snaptui.core.image_store import ImageStore, UploadCancelled, UploadProgress, add_image
+from snaptui.core.images.library import ImageLibrary
+from snaptui.core.images.store import ImageStore, UploadCancelled, UploadProgress, add_image
 
 MiB = 1024 * 1024
 

@@ -7,13 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from snaptui.core.choices import auto_mode
-from snaptui.core.domain_hardware import parse_hardware
-from snaptui.core.domain_xml import parse_domain_xml
-from snaptui.core.engine.image_plan import check_save_space, save_refusal
 from snaptui.core.engine.plan import Mode
+from snaptui.core.engine.preflight.image_plan import check_save_space, save_refusal
+from snaptui.core.engine.preflight.mode_decision import auto_mode
 from snaptui.core.errors import BadInput
-from snaptui.core.image_properties import (
+from snaptui.core.images.properties import (
     BaseImage,
     OperatorMetadata,
     image_settings,
@@ -23,8 +21,10 @@ from snaptui.core.image_properties import (
     snapshot_properties,
     validate_operator,
 )
+from snaptui.core.libvirt.domain_xml import parse_domain_xml
+from snaptui.core.libvirt.hardware import parse_hardware
+from snaptui.core.libvirt.nova_instance import describe, stop_refusal
 from snaptui.core.models import DomainInfo, DomainState
-from snaptui.core.nova_instance import describe, stop_refusal
 
 GIB = 1024 ** 3
 NOVA = """<metadata><nova:instance xmlns:nova="http://openstack.org/xmlns/libvirt/nova/1.1">
@@ -240,7 +240,7 @@ def test_auto_picks_backup_for_a_nova_instance_live_cannot_copy():
 
 def test_detail_links_an_image_to_its_base_and_its_snapshots():
     from snaptui.core.models import ImageRecord
-    from snaptui.ui.detail_pane import image_links, nova_lines
+    from snaptui.ui.widgets.detail_pane import image_links, nova_lines
 
     base = ImageRecord("b-1", "debian-12", "active", "qcow2", "bare", 1, "2025-01-01")
     snaps = [ImageRecord(f"s-{i}", f"snap-{i}", "active", "qcow2", "bare", 1, f"2025-02-0{i}",

@@ -22,7 +22,7 @@ from fault_tools import assert_lab_clean, capture, journal_events
 
 from snaptui.core.engine.jobs import follow, get_job, launch, prepare
 from snaptui.core.engine.plan import Mode, SnapshotRequest
-from snaptui.core.image_library import ImageLibrary
+from snaptui.core.images.library import ImageLibrary
 
 guest_artefacts = lab_guests.guest_artefacts
 make_guest = lab_guests.make_guest

@@ -63,7 +63,7 @@ def test_the_validator_refuses_what_no_job_is_named(job_id: str):
 
 
 def test_the_validator_takes_the_ids_snaptui_makes():
-    from snaptui.core.engine.preflight import new_job_id
+    from snaptui.core.engine.preflight.checks import new_job_id
 
     job_id = new_job_id()
     assert check_job_id(job_id) == job_id

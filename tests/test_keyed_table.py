@@ -5,7 +5,7 @@ from __future__ import annotations
 from textual.app import App, ComposeResult
 from ui_pilot import screen_text
 
-from snaptui.ui.keyed_table import ColumnSpec, KeyedTable, visible_columns
+from snaptui.ui.widgets.keyed_table import ColumnSpec, KeyedTable, visible_columns
 
 COLUMNS = (ColumnSpec("Name", "name"), ColumnSpec("Size", "size", 6),
            ColumnSpec("Note", "note", 10, 30))

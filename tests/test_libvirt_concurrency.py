@@ -22,7 +22,7 @@ import threading
 
 import pytest
 
-from snaptui.core.libvirt_host import LibvirtHost
+from snaptui.core.libvirt.host import LibvirtHost
 
 THREADS = 12
 ROUNDS = 5

@@ -12,10 +12,10 @@ import libvirt
 import pytest
 from fault_tools import ensure_libvirtd, stop_libvirtd
 
-from snaptui.core.domain_events import DomainEvent, DomainEventWatcher, event_names
-from snaptui.core.domain_xml import parse_domain_xml
 from snaptui.core.errors import HypervisorError, NotFound
-from snaptui.core.libvirt_host import LibvirtHost, default_uri
+from snaptui.core.libvirt.domain_xml import parse_domain_xml
+from snaptui.core.libvirt.events import DomainEvent, DomainEventWatcher, event_names
+from snaptui.core.libvirt.host import LibvirtHost, default_uri
 from snaptui.core.models import DiskInfo, DomainState
 
 LIBVIRTD_PIDFILE = Path("/run/libvirtd.pid")

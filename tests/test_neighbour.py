@@ -18,8 +18,8 @@ from fault_tools import wait_until
 from snaptui.core.engine.journal import load_job
 from snaptui.core.engine.plan import SnapshotRequest
 from snaptui.core.engine.reservations import reserved
-from snaptui.core.image_library import ImageLibrary
-from snaptui.core.libvirt_host import LibvirtHost
+from snaptui.core.images.library import ImageLibrary
+from snaptui.core.libvirt.host import LibvirtHost
 from snaptui.core.paths import scratch_dir
 
 MIB = 1024 * 1024

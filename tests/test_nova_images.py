@@ -20,7 +20,7 @@ from lab_domains import TEST_PREFIX, make_disk
 
 from snaptui.core.engine.jobs import follow, launch, prepare
 from snaptui.core.engine.plan import Mode, SnapshotRequest
-from snaptui.core.glance_images import GlanceImages
+from snaptui.core.images.glance import GlanceImages
 
 OVMF_CODE = "/usr/share/OVMF/OVMF_CODE_4M.fd"
 OVMF_VARS = "/usr/share/OVMF/OVMF_VARS_4M.fd"
@@ -249,9 +249,9 @@ async def test_dashboard_dialog_refuses_stopping_a_nova_instance(nova_domain, li
     from test_ui_dialog import NO_RESULT, DialogHost
     from textual.widgets import Input, RadioButton, Static, TextArea
 
-    from snaptui.core.engine.preflight import available_modes
-    from snaptui.core.libvirt_host import LibvirtHost
-    from snaptui.ui.snapshot_dialog import SnapshotDialog
+    from snaptui.core.engine.preflight.checks import available_modes
+    from snaptui.core.libvirt.host import LibvirtHost
+    from snaptui.ui.screens.snapshot_dialog import SnapshotDialog
 
     dom = nova_domain(project=uuid.uuid4().hex, base=str(uuid.uuid4()), state="running")
     before = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
@@ -286,7 +286,7 @@ async def test_dashboard_dialog_refuses_stopping_a_nova_instance(nova_domain, li
 
 def test_library_sidecar_carries_the_same_properties_and_fields(
         nova_domain, base_image, tenant, tmp_path):
-    from snaptui.core.image_library import ImageLibrary
+    from snaptui.core.images.library import ImageLibrary
 
     dom = nova_domain(project=tenant, base=base_image, efi=True, agent=True)
     lib = tmp_path / "lib"

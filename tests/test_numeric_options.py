@@ -22,9 +22,9 @@ import pytest
 from cli_tools import snaptui
 
 from snaptui.core.engine.neighbour import neighbour_fields
-from snaptui.core.engine.preflight_quiesce import check_verify_options
+from snaptui.core.engine.preflight.quiesce import check_verify_options
 from snaptui.core.errors import BadInput
-from snaptui.core.image_properties import OperatorMetadata, validate_operator
+from snaptui.core.images.properties import OperatorMetadata, validate_operator
 from snaptui.core.paths import state_dir
 from snaptui.core.throttle import MAX_RATE, parse_rate
 

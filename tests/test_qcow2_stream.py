@@ -25,7 +25,7 @@ import pytest
 from fault_tools import wait_until
 from oslo_utils.imageutils import format_inspector
 
-from snaptui.core.qcow2_stream import MAX_READ, Extent, Qcow2Stream
+from snaptui.core.disk.qcow2_stream import MAX_READ, Extent, Qcow2Stream
 
 KiB = 1024
 MiB = 1024 * KiB

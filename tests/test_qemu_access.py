@@ -1,4 +1,4 @@
-"""core/qemu_access.py without the lab: labels, capabilities, and the kernel's DAC decision for
+"""libvirt/qemu_access.py without the lab: labels, capabilities, and the kernel's DAC decision for
 QEMU's uid/gid on each directory of a path."""
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from snaptui.core import qemu_access
 from snaptui.core.errors import BadInput
-from snaptui.core.qemu_access import QemuIdentity
+from snaptui.core.libvirt import qemu_access
+from snaptui.core.libvirt.qemu_access import QemuIdentity
 
 CAPS = """<capabilities><host>
   <secmodel><model>none</model><doi>0</doi></secmodel>

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from snaptui.core import qemu_img
+from snaptui.core.disk import qemu_img
 from snaptui.core.errors import NotFound, QemuImgError
 
 MiB = 1024 * 1024

@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 
 from snaptui.core.engine.journal import fold
-from snaptui.core.hosts import HostSpec
-from snaptui.core.remote import MAX_ANSWER, RemoteCall, RemoteError
+from snaptui.core.fleet.hosts import HostSpec
+from snaptui.core.fleet.ssh import MAX_ANSWER, RemoteCall, RemoteError
 
 REPO = Path(__file__).resolve().parent.parent
 GOOD = {"job_id": "20260101-000000-a1b2c3", "domain": "web1", "mode": "cold", "status": "done",
@@ -151,7 +151,7 @@ def test_a_huge_line_of_noise_is_skipped_and_the_answer_still_read(tmp_path: Pat
 def test_a_remote_job_event_names_a_job_only_with_a_job_id():
     """The job id a host announces is what re-attaching sends back and what is printed: one
     that is no job id is not adopted (the feed stays nameless rather than carry it)."""
-    from snaptui.core.remote_feed import RemoteFeed
+    from snaptui.core.fleet.feed import RemoteFeed
 
     host = HostSpec("lab2", "qemu+ssh://root@127.0.0.1/system")
     for bad in ("../../x\x1b[2J", 5, {"a": 1}, None):

@@ -6,14 +6,14 @@ import logging
 
 import pytest
 
-from snaptui.core import remote
-from snaptui.core.hosts import HostSpec
+from snaptui.core.fleet import ssh as remote
+from snaptui.core.fleet.hosts import HostSpec
 
 
 def test_login_to_an_unverified_host_is_warned_once(caplog: pytest.LogCaptureFixture) -> None:
     unverified = HostSpec(name="hv-nv", uri="qemu+ssh://root@hv-nv/system?no_verify=1")
     verified = HostSpec(name="hv-ok", uri="qemu+ssh://root@hv-ok/system")
-    with caplog.at_level(logging.WARNING, logger="snaptui.core.remote"):
+    with caplog.at_level(logging.WARNING, logger="snaptui.core.fleet.ssh"):
         remote.warn_if_unverified(verified)
         assert caplog.records == []
         remote.warn_if_unverified(unverified)
@@ -32,12 +32,12 @@ async def test_the_dashboard_shows_core_warnings_as_notifications(tmp_path) -> N
     app = demo_app(tmp_path)
     notes = Notes()
     async with app.run_test(message_hook=notes) as pilot:
-        logging.getLogger("snaptui.core.remote").addHandler(handler := NotifyHandler(app))
+        logging.getLogger("snaptui.core.fleet.ssh").addHandler(handler := NotifyHandler(app))
         try:
             remote.warn_if_unverified(HostSpec(name="hv-ui", uri="qemu+ssh://hv-ui/?no_verify=1"))
             await pilot.pause()
         finally:
-            logging.getLogger("snaptui.core.remote").removeHandler(handler)
+            logging.getLogger("snaptui.core.fleet.ssh").removeHandler(handler)
         texts = [n.message for n in notes.posted]
         assert any(t.startswith("hv-ui: its URI has no_verify=1") for t in texts), texts
     app.fleet.close()

@@ -1,4 +1,4 @@
-"""core/remote.py and core/remote_jobs.py without a lab: ssh options from the URI, the
+"""core/fleet/ssh.py and core/fleet/remote_jobs.py without a lab: ssh options from the URI, the
 remote snapshot's argv, what is forwarded, and how ssh's exits read (tests/test_fleet.py runs
 all of it through the lab's real sshd)."""
 
@@ -12,8 +12,9 @@ from snaptui.cli import parse_args
 from snaptui.cli.fleet import forwarded_argv
 from snaptui.cli.snapshot import request_from_args
 from snaptui.core.engine.plan import Mode, SnapshotRequest
-from snaptui.core.hosts import HostSpec
-from snaptui.core.remote import (
+from snaptui.core.fleet.hosts import HostSpec
+from snaptui.core.fleet.remote_jobs import host_local_uri, request_args
+from snaptui.core.fleet.ssh import (
     RemoteError,
     RemoteTooOld,
     SshLost,
@@ -22,7 +23,6 @@ from snaptui.core.remote import (
     remote_command,
     ssh_argv,
 )
-from snaptui.core.remote_jobs import host_local_uri, request_args
 
 HV = HostSpec("hv1", "qemu+ssh://ops@hv1.example:2200/system?keyfile=/k/id&known_hosts=/k/kh",
               ("/opt/snaptui/bin/snaptui",))
@@ -104,7 +104,7 @@ def test_a_finished_stream_is_no_failure() -> None:
 def test_an_older_snaptui_refuses_a_newer_protocol_in_one_line(capsys) -> None:
     """What a host's snaptui answers when this side needs more than it speaks (here: 99)."""
     from snaptui.cli import main
-    from snaptui.core.remote import PROTOCOL
+    from snaptui.core.fleet.ssh import PROTOCOL
 
     assert main(["--remote-protocol", "99", "jobs", "--json"]) == 2
     err = capsys.readouterr().err.strip()

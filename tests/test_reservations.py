@@ -18,10 +18,10 @@ from fault_tools import tmpfs, wait_gone, wait_until
 from snaptui.core.engine.jobs import prepare_with_store
 from snaptui.core.engine.journal import JournalWriter, journal_path, load_job
 from snaptui.core.engine.plan import Mode, SnapshotRequest
-from snaptui.core.engine.preflight import new_job_id
+from snaptui.core.engine.preflight.checks import new_job_id
 from snaptui.core.engine.reservations import release, reserve, reserved
 from snaptui.core.errors import BadInput
-from snaptui.core.libvirt_host import LibvirtHost
+from snaptui.core.libvirt.host import LibvirtHost
 from snaptui.core.paths import config_dir
 from snaptui.core.settings import load_settings, max_concurrent_jobs
 

@@ -25,8 +25,8 @@ from cli_tools import snaptui
 from fault_tools import MID_STEP_RATE, step_running, wait_for, wait_terminal
 
 from snaptui.core import audit
-from snaptui.core.cloud_config import load_session
-from snaptui.core.glance_images import GlanceImages
+from snaptui.core.cloud.config import load_session
+from snaptui.core.images.glance import GlanceImages
 from snaptui.core.paths import state_dir
 
 REPO = Path(__file__).resolve().parent.parent

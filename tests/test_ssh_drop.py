@@ -39,7 +39,7 @@ from fault_tools import (
 )
 
 from snaptui.core.engine.journal import jobs_dir, load_job
-from snaptui.core.image_library import ImageLibrary
+from snaptui.core.images.library import ImageLibrary
 
 REPO = Path(__file__).resolve().parent.parent
 SNAPTUI = [sys.executable, "-m", "snaptui"]  # this checkout's (PYTHONPATH=REPO in the env)

@@ -24,7 +24,7 @@ from fault_tools import timeline
 
 from snaptui.core.engine.jobs import follow, launch, prepare
 from snaptui.core.engine.plan import Mode, SnapshotRequest
-from snaptui.core.libvirt_host import LibvirtHost
+from snaptui.core.libvirt.host import LibvirtHost
 from snaptui.core.paths import scratch_dir
 
 MATRIX = [("stream", "raw"), ("stream", "qcow2"), ("live", "raw"), ("live", "qcow2"),

@@ -25,7 +25,7 @@ from cli_tools import snaptui
 
 from snaptui.core.engine.jobs import follow, get_job, launch, prepare
 from snaptui.core.engine.plan import Mode, SnapshotRequest
-from snaptui.core.engine.preflight_stream import qcow2_writer_unavailable
+from snaptui.core.engine.preflight.stream import qcow2_writer_unavailable
 from snaptui.core.errors import BadInput
 from snaptui.core.paths import scratch_dir
 
@@ -287,7 +287,7 @@ def test_cli_says_streamed(make_domain, store, own_images):
 
 
 def test_chunk_reader_hands_whole_chunks_over_and_splits_the_rest():
-    from snaptui.core.image_store import ChunkReader
+    from snaptui.core.images.store import ChunkReader
 
     big = bytes(range(256)) * 16
     reader = ChunkReader(iter([b"abc", big, b"", b"xy"]))
@@ -305,7 +305,7 @@ def test_upload_is_sent_in_send_chunk_pieces(streamed):
     """glanceclient asks the reader for 1 MiB at a time; the reader hands out pieces of at
     most SEND_CHUNK (Glance ingests those faster, docs/streaming.md), complete and in order,
     hashed as sent."""
-    from snaptui.core.image_store import SEND_CHUNK, ChunkReader, HashingReader
+    from snaptui.core.images.store import SEND_CHUNK, ChunkReader, HashingReader
 
     data = os.urandom(3 << 20) + b"tail"
     source = (ChunkReader(data[i:i + (1 << 20)] for i in range(0, len(data), 1 << 20))

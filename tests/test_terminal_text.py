@@ -15,8 +15,8 @@ from cli_tools import snaptui
 
 from snaptui.core import audit
 from snaptui.core.engine.journal import JournalWriter, journal_path
-from snaptui.core.image_library import ImageLibrary
-from snaptui.core.image_store import add_image
+from snaptui.core.images.library import ImageLibrary
+from snaptui.core.images.store import add_image
 
 NAMES = ("nightly [/daily]", "db[bold red]prod", "[link=http://x]click[/link]")
 HOSTILE = "web\x1b[2J\x1b]0;owned\x07\rx\u202e"  # clear screen, set title, CR, bidi override

@@ -1,5 +1,5 @@
 """The bandwidth cap: RATE's syntax and the token bucket (core/throttle.py), and the upload
-reader it throttles (core/image_store.py HashingReader)."""
+reader it throttles (core/images/store.py HashingReader)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import time
 import pytest
 
 from snaptui.core.errors import BadInput
-from snaptui.core.image_store import HashingReader
+from snaptui.core.images.store import HashingReader
 from snaptui.core.throttle import RateLimiter, format_rate, parse_rate
 
 MIB = 1024 * 1024

@@ -32,10 +32,10 @@ from snaptui.core.cleanup import Finding, Kind, RemovalResult, ScanProgress
 from snaptui.core.errors import NotFound
 from snaptui.core.paths import config_dir, scratch_dir
 from snaptui.ui.app import SnaptuiApp
-from snaptui.ui.cleanup_screen import CleanupScreen
-from snaptui.ui.confirm import ConfirmScreen
-from snaptui.ui.help_screen import HelpScreen
 from snaptui.ui.launch import build_app
+from snaptui.ui.screens.cleanup_screen import CleanupScreen
+from snaptui.ui.screens.confirm import ConfirmScreen
+from snaptui.ui.screens.help_screen import HelpScreen
 
 SIZES = [(80, 24), (120, 40)]
 

@@ -9,9 +9,9 @@ from textual.widgets import Static
 from ui_pilot import demo_app, screen_text, settle, wait_for
 
 from snaptui.ui.app import SnaptuiApp
-from snaptui.ui.confirm import ConfirmScreen
-from snaptui.ui.jobs_screen import JobsScreen
-from snaptui.ui.snapshot_dialog import SnapshotDialog
+from snaptui.ui.screens.confirm import ConfirmScreen
+from snaptui.ui.screens.jobs_screen import JobsScreen
+from snaptui.ui.screens.snapshot_dialog import SnapshotDialog
 
 SIZE = (120, 40)
 

@@ -12,14 +12,14 @@ import pytest
 from textual.widgets import Button, Checkbox, Static
 from ui_pilot import screen_text, settle, wait_for
 
-from snaptui.core.demo_lab import DOMAINS
+from snaptui.core.demo.lab import DOMAINS
 from snaptui.core.engine.plan import Mode
-from snaptui.ui import snapshot_dialog
 from snaptui.ui.app import SnaptuiApp
-from snaptui.ui.confirm import ConfirmScreen
-from snaptui.ui.jobs_screen import JobsScreen
 from snaptui.ui.launch import build_app
-from snaptui.ui.snapshot_dialog import SnapshotDialog
+from snaptui.ui.screens import snapshot_dialog
+from snaptui.ui.screens.confirm import ConfirmScreen
+from snaptui.ui.screens.jobs_screen import JobsScreen
+from snaptui.ui.screens.snapshot_dialog import SnapshotDialog
 
 SIZE = (120, 40)
 T0 = 1767225600.0  # 2026-01-01T00:00:00Z

@@ -10,14 +10,14 @@ from textual.app import App
 from textual.widgets import Button, Checkbox, Input, Label, RadioButton, Static
 from ui_pilot import screen_text
 
-from snaptui.core.engine.mode_decision import ModeFacts
 from snaptui.core.engine.plan import Mode, SnapshotRequest
-from snaptui.core.engine.preflight import available_modes
-from snaptui.core.libvirt_host import LibvirtHost
+from snaptui.core.engine.preflight.checks import available_modes
+from snaptui.core.engine.preflight.mode_decision import ModeFacts
+from snaptui.core.libvirt.host import LibvirtHost
 from snaptui.core.models import DiskInfo, DomainInfo, DomainState, NovaMetadata
-from snaptui.ui import snapshot_dialog
-from snaptui.ui.confirm import ConfirmScreen
-from snaptui.ui.snapshot_dialog import SnapshotDialog
+from snaptui.ui.screens import snapshot_dialog
+from snaptui.ui.screens.confirm import ConfirmScreen
+from snaptui.ui.screens.snapshot_dialog import SnapshotDialog
 
 SIZES = [(80, 24), (120, 40)]
 T0 = 1767225600.0  # 2026-01-01T00:00:00Z

@@ -21,17 +21,17 @@ from fleet_tools import lab_ssh_env
 from libvirt_proxy import LibvirtProxy
 from ui_pilot import Notes, demo_app, screen_text, settle, wait_for, wait_palette_hit
 
-from snaptui.core.domain_events import DomainEventWatcher
 from snaptui.core.engine.plan import Mode, SnapshotRequest
-from snaptui.core.fleet import Fleet, domain_key, key_of
-from snaptui.core.hosts import HostSpec
-from snaptui.core.image_library import ImageLibrary
-from snaptui.core.libvirt_host import LibvirtHost
+from snaptui.core.fleet.hosts import HostSpec
+from snaptui.core.fleet.inventory import Fleet, domain_key, key_of
+from snaptui.core.images.library import ImageLibrary
+from snaptui.core.libvirt.events import DomainEventWatcher
+from snaptui.core.libvirt.host import LibvirtHost
 from snaptui.core.paths import config_dir
 from snaptui.ui.app import SnaptuiApp
-from snaptui.ui.jobs_screen import JobsScreen
 from snaptui.ui.launch import uri_list
-from snaptui.ui.snapshot_dialog import SnapshotDialog
+from snaptui.ui.screens.jobs_screen import JobsScreen
+from snaptui.ui.screens.snapshot_dialog import SnapshotDialog
 
 SIM_URI = "test:///default"  # libvirt's built-in test host: one domain, "test"
 SIM_UUID = "6695eb01-f6a4-8304-79aa-97f2502e193f"

@@ -21,14 +21,14 @@ from snaptui.core.engine.jobs import follow, get_job, launch, prepare
 from snaptui.core.engine.journal import jobs_dir
 from snaptui.core.engine.plan import Mode, Plan, SnapshotRequest
 from snaptui.core.engine.workflows import build_steps
-from snaptui.core.image_library import ImageLibrary
-from snaptui.core.libvirt_host import LibvirtHost
+from snaptui.core.images.library import ImageLibrary
+from snaptui.core.libvirt.host import LibvirtHost
 from snaptui.core.paths import scratch_dir
-from snaptui.ui.confirm import ConfirmScreen
 from snaptui.ui.job_launcher import start_snapshot
-from snaptui.ui.job_log import JobLogScreen
-from snaptui.ui.jobs_screen import JobsPolled, JobsScreen
 from snaptui.ui.messages import JobFinished
+from snaptui.ui.screens.confirm import ConfirmScreen
+from snaptui.ui.screens.jobs_screen import JobsPolled, JobsScreen
+from snaptui.ui.widgets.job_log import JobLogScreen
 
 T0 = 1767225600.0  # 2026-01-01T00:00:00Z
 
@@ -280,7 +280,7 @@ async def test_running_step_progress_and_lost_job():
 
 async def test_demo_lab_job_runs_inline(tmp_path):
     """On libvirt's test:/// driver (the demo), start_snapshot runs the job in this process."""
-    from snaptui.core.demo_lab import build_demo_lab
+    from snaptui.core.demo.lab import build_demo_lab
 
     lab = build_demo_lab(tmp_path / "demo")
     library = ImageLibrary(lab.library_dir)
@@ -321,7 +321,7 @@ def test_the_apps_store_is_used_only_for_its_own_destination(tmp_path):
 
 def test_a_wait_with_a_deadline_shows_seconds():
     """The verify step reports the seconds it waited for the booting image, of its timeout."""
-    from snaptui.ui.jobs_screen import progress_text
+    from snaptui.ui.screens.jobs_screen import progress_text
 
     assert progress_text({"done": 7.4, "total": 120.0, "unit": "s"}) == "7 s of 120 s"
     assert progress_text({"done": 3, "total": None, "unit": "s"}) == "3 s"

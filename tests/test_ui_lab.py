@@ -30,13 +30,13 @@ from snaptui.core.engine.jobs import get_job
 from snaptui.core.engine.plan import Mode, Plan
 from snaptui.core.engine.workflows import build_steps
 from snaptui.core.errors import NotFound
-from snaptui.core.glance_images import GlanceImages
+from snaptui.core.images.glance import GlanceImages
 from snaptui.core.paths import scratch_dir
 from snaptui.ui.app import SnaptuiApp
-from snaptui.ui.confirm import ConfirmScreen
-from snaptui.ui.jobs_screen import JobsScreen
 from snaptui.ui.launch import build_app
-from snaptui.ui.snapshot_dialog import SnapshotDialog
+from snaptui.ui.screens.confirm import ConfirmScreen
+from snaptui.ui.screens.jobs_screen import JobsScreen
+from snaptui.ui.screens.snapshot_dialog import SnapshotDialog
 
 CLOUD = "snaptui-ui-lab"  # the lab's cloud under another name, given only as --os-cloud
 WRONG_CLOUD = "snaptui-ui-nowhere"  # what OS_CLOUD says: a Keystone that refuses connections

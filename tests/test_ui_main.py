@@ -11,23 +11,23 @@ from textual import events
 from textual.color import Color
 from ui_pilot import demo_args, screen_text, settle, wait_for, wait_palette_hit
 
-from snaptui.core import qemu_img
-from snaptui.core.domain_events import DomainEventWatcher
+from snaptui.core.disk import qemu_img
 from snaptui.core.engine.jobs import prepare, run_inline
 from snaptui.core.engine.plan import Mode, SnapshotRequest
 from snaptui.core.errors import BadInput
-from snaptui.core.fleet import key_of
-from snaptui.core.image_library import ImageLibrary
-from snaptui.core.libvirt_host import LibvirtHost
+from snaptui.core.fleet.inventory import key_of
+from snaptui.core.images.library import ImageLibrary
+from snaptui.core.libvirt.events import DomainEventWatcher
+from snaptui.core.libvirt.host import LibvirtHost
 from snaptui.core.paths import config_dir
 from snaptui.core.settings import load_settings
-from snaptui.ui import main_screen
 from snaptui.ui.app import SnaptuiApp
-from snaptui.ui.confirm import ConfirmScreen
-from snaptui.ui.help_screen import HelpScreen
-from snaptui.ui.jobs_screen import JobsScreen
 from snaptui.ui.launch import build_app
-from snaptui.ui.snapshot_dialog import SnapshotDialog
+from snaptui.ui.screens import main_screen
+from snaptui.ui.screens.confirm import ConfirmScreen
+from snaptui.ui.screens.help_screen import HelpScreen
+from snaptui.ui.screens.jobs_screen import JobsScreen
+from snaptui.ui.screens.snapshot_dialog import SnapshotDialog
 from snaptui.ui.themes import load_themes, shipped_theme_dir
 
 SIZE = (80, 24)

@@ -21,13 +21,13 @@ from test_ui_jobs import write_finished_job
 from textual.widgets import DataTable, Log
 from ui_pilot import Notes, screen_text, settle, wait_for
 
-from snaptui.core.image_library import ImageLibrary
-from snaptui.core.libvirt_host import LibvirtHost
+from snaptui.core.images.library import ImageLibrary
+from snaptui.core.libvirt.host import LibvirtHost
 from snaptui.ui import worker_failures
 from snaptui.ui.app import SnaptuiApp
-from snaptui.ui.job_log import JobLogScreen
-from snaptui.ui.jobs_screen import STALE_MARK, JobsScreen
-from snaptui.ui.main_screen import MainScreen
+from snaptui.ui.screens.jobs_screen import STALE_MARK, JobsScreen
+from snaptui.ui.screens.main_screen import MainScreen
+from snaptui.ui.widgets.job_log import JobLogScreen
 
 
 @pytest.fixture

@@ -23,7 +23,6 @@ import libvirt
 import pytest
 from host_dirs import SCRATCH_BASE
 
-from snaptui.core import qemu_access
 from snaptui.core.engine.execute import make_context
 from snaptui.core.engine.jobs import prepare, write_header
 from snaptui.core.engine.journal import JournalWriter, journal_path, load_job
@@ -31,6 +30,7 @@ from snaptui.core.engine.plan import Mode, SnapshotRequest
 from snaptui.core.engine.recover import recover
 from snaptui.core.engine.workflows import build_steps
 from snaptui.core.errors import BadInput
+from snaptui.core.libvirt import qemu_access
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -36,8 +36,8 @@ from snaptui.core.engine.jobs import follow, get_job, launch, prepare  # noqa: E
 from snaptui.core.engine.plan import Mode, SnapshotRequest  # noqa: E402
 from snaptui.core.engine.recover import recover  # noqa: E402
 from snaptui.core.errors import BadInput  # noqa: E402
-from snaptui.core.image_library import ImageLibrary  # noqa: E402
-from snaptui.core.image_store import add_image
+from snaptui.core.images.library import ImageLibrary  # noqa: E402
+from snaptui.core.images.store import add_image
 
 guest_artefacts = lab_guests.guest_artefacts
 module_guests = lab_guests.module_guests

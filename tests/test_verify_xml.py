@@ -1,4 +1,4 @@
-"""The verify domain's XML (core/verify_boot.py): what it copies from the source, what it never
+"""The verify domain's XML (core/verify/boot.py): what it copies from the source, what it never
 has (a network interface, the source's disk or variable store), and the accel rule."""
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from snaptui.core.cleanup.findings import SCRATCH_FILE_RE
-from snaptui.core.engine.preflight_quiesce import check_verify_options
+from snaptui.core.engine.preflight.quiesce import check_verify_options
 from snaptui.core.errors import BadInput
-from snaptui.core.verify_boot import VerifyFiles, destroy_domain, verify_xml
+from snaptui.core.verify.boot import VerifyFiles, destroy_domain, verify_xml
 
 SOURCE = """<domain type='kvm'>
   <name>web1</name><uuid>11111111-2222-3333-4444-555555555555</uuid>

@@ -61,8 +61,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def _security_setup(args: argparse.Namespace) -> None:
     """--insecure for this process and the jobs it starts; warn about exposed secrets."""
-    from snaptui.core.cloud_config import INSECURE_ENV
-    from snaptui.core.secrets_check import exposed_secret_warnings
+    from snaptui.core.cloud.config import INSECURE_ENV
+    from snaptui.core.cloud.secrets_check import exposed_secret_warnings
 
     if args.insecure:
         os.environ[INSECURE_ENV] = "1"
@@ -73,9 +73,9 @@ def _security_setup(args: argparse.Namespace) -> None:
 
 
 def _check_remote_protocol(args: argparse.Namespace) -> None:
-    """``--remote-protocol N``: another host's snaptui drives this one (core/remote.py) and
+    """``--remote-protocol N``: another host's snaptui drives this one (core/fleet/ssh.py) and
     needs protocol N; an older one here says so in one line (before anything runs)."""
-    from snaptui.core.remote import PROTOCOL, too_old_here
+    from snaptui.core.fleet.ssh import PROTOCOL, too_old_here
 
     wanted = getattr(args, "remote_protocol", None)
     if wanted is not None and wanted > PROTOCOL:

@@ -86,7 +86,7 @@ def register(sub: argparse._SubParsersAction, common: Common) -> None:
 def _open_host(args: argparse.Namespace, only: frozenset[Kind]) -> Any:
     if not (only & HOST_KINDS or args.scan or args.domain):
         return None
-    from snaptui.core.libvirt_host import LibvirtHost
+    from snaptui.core.libvirt.host import LibvirtHost
 
     return LibvirtHost(args.uri).connect()
 
@@ -94,12 +94,12 @@ def _open_host(args: argparse.Namespace, only: frozenset[Kind]) -> Any:
 def _open_store(args: argparse.Namespace, only: frozenset[Kind]) -> Any:
     if Kind.IMAGES not in only:
         return None
-    from snaptui.core.store_factory import open_store, resolve_destination
+    from snaptui.core.images.factory import open_store, resolve_destination
 
     if not getattr(args, "verbose", False):
         logging.getLogger("keystoneauth").setLevel(logging.ERROR)
     if args.auth_stdin:  # a fleet host's cleanup: the operator's login (cli/fleet.py)
-        from snaptui.core.forwarded_login import forwarded_store, read_auth_line
+        from snaptui.core.cloud.forwarded_login import forwarded_store, read_auth_line
 
         state = read_auth_line()
         if state:

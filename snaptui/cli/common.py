@@ -5,7 +5,7 @@ options are added to the top-level parser and to every subparser with ``default=
 a subparser never resets what was given before the command (argparse copies only what it saw),
 and the real defaults are filled in once after parsing.
 
-``-c URI`` may be given several times (a fleet, core/hosts.py): ``args.uris`` holds them all in
+``-c URI`` may be given several times (a fleet: fleet/hosts.py): ``args.uris`` holds them all in
 order (those before the command first: the subparser keeps its own list under another name, as
 argparse would otherwise replace the first list by the second), ``args.uri`` the first one (or
 None) for what works on one host.

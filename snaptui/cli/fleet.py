@@ -1,9 +1,9 @@
 """Commands on a fleet: which host a command is for, and forwarding it to snaptui over SSH.
 
 The hosts come from ``-c URI`` (repeatable), else ``[[hosts]]`` in config.toml, else the one
-default host (core/hosts.py). A command naming one domain or job takes ``HOST:NAME`` when there
+default host (fleet/hosts.py). A command naming one domain or job takes ``HOST:NAME`` when there
 are several hosts. On a ``qemu+ssh://`` host, ``snapshot`` (cli/remote_snapshot.py), ``info``,
-``cleanup``, ``jobs``, ``cancel`` and ``recover`` run as snaptui there (core/remote.py); on a
+``cleanup``, ``jobs``, ``cancel`` and ``recover`` run as snaptui there (core/fleet/ssh.py); on a
 local host they run here as always. ``jobs`` and ``recover`` cover every host, each row with
 its ``host``.
 """
@@ -20,7 +20,7 @@ from rich.text import Text
 
 from snaptui.cli import output
 from snaptui.core.errors import BadInput, SnaptuiError
-from snaptui.core.hosts import HostSpec, pick_host, resolve_hosts, split_host
+from snaptui.core.fleet.hosts import HostSpec, pick_host, resolve_hosts, split_host
 
 LOCAL_ONLY_FLAGS = ("--remote-cloud",)
 
@@ -50,7 +50,7 @@ def forwarded_argv(args: argparse.Namespace, host: HostSpec, old: str | None = N
     """The command line as typed, for ``host``: without our ``-c`` options and local-only
     flags, with ``-c`` of the host's own libvirt URI, and ``old`` (HOST:NAME) replaced by
     ``new``."""
-    from snaptui.core.remote_jobs import host_local_uri
+    from snaptui.core.fleet.remote_jobs import host_local_uri
 
     raw: list[str] = list(getattr(args, "argv", []))
     out: list[str] = []
@@ -85,7 +85,7 @@ def route_info(args: argparse.Namespace) -> int | None:
     if not host.remote:
         args.target = rest
         return None
-    from snaptui.core.remote import run_passthrough
+    from snaptui.core.fleet.ssh import run_passthrough
 
     return run_passthrough(host, forwarded_argv(args, host, args.target, rest))
 
@@ -110,7 +110,7 @@ def route_cleanup(args: argparse.Namespace) -> int | None:
         raise BadInput(f"{host.name}: cleanup over SSH cannot ask; add --dry-run to look or "
                        "--yes to remove the pre-selected leftovers")
     line, extra = login_line(args)
-    from snaptui.core.remote import run_passthrough
+    from snaptui.core.fleet.ssh import run_passthrough
 
     return run_passthrough(host, [*forwarded_argv(args, host), *extra], stdin_line=line)
 
@@ -119,13 +119,13 @@ def login_line(args: argparse.Namespace, destination: str | None = None
                ) -> tuple[str | None, list[str]]:
     """The operator's Keystone login for a remote command's stdin, and the flag that tells it
     to read it: (None, []) with --remote-cloud or when the destination is not Glance."""
-    from snaptui.core.choices import resolve_destination
+    from snaptui.core.images.factory import resolve_destination
 
     if getattr(args, "remote_cloud", False):
         return None, []
     if resolve_destination(destination, args.cloud, args.library) != "glance":
         return None, []
-    from snaptui.core.store_factory import open_store
+    from snaptui.core.images.factory import open_store
 
     store: Any = open_store("glance", cloud=args.cloud)
     store.cloud.authenticate()
@@ -144,7 +144,7 @@ def _local_job_rows() -> list[dict[str, Any]]:
 
 def fleet_job_rows(hosts: Sequence[HostSpec]) -> tuple[list[dict[str, Any]], list[str]]:
     """Every host's jobs (rows with ``host``), and a one-line problem per host that failed."""
-    from snaptui.core.remote_jobs import list_remote_jobs
+    from snaptui.core.fleet.remote_jobs import list_remote_jobs
 
     rows: list[dict[str, Any]] = []
     problems: list[str] = []
@@ -202,7 +202,7 @@ def job_host(args: argparse.Namespace, text: str) -> tuple[HostSpec | None, str]
 
 def run_recover_fleet(args: argparse.Namespace, hosts: Sequence[HostSpec]) -> int:
     from snaptui.core.engine.recover import recover
-    from snaptui.core.remote_jobs import recover_remote_jobs
+    from snaptui.core.fleet.remote_jobs import recover_remote_jobs
 
     rows: list[dict[str, Any]] = []
     failed = False

@@ -1,6 +1,6 @@
 """``snaptui remote-info --json``: what the other side of a fleet asks first.
 
-Prints ``{"protocol": N, "version": V}``; core/remote.py's ``remote_info`` compares N with its
+Prints ``{"protocol": N, "version": V}``; core/fleet/ssh.py's ``remote_info`` compares N with its
 own ``PROTOCOL`` and says in one line what to install when the host's snaptui is older.
 """
 
@@ -10,7 +10,7 @@ import argparse
 
 from snaptui import __version__
 from snaptui.cli.output import line, print_json
-from snaptui.core.remote import PROTOCOL
+from snaptui.core.fleet.ssh import PROTOCOL
 
 
 def register(sub: argparse._SubParsersAction, common) -> None:

@@ -26,7 +26,7 @@ from snaptui.cli.output import (
     table,
     warn,
 )
-from snaptui.core.choices import allocated_size
+from snaptui.core.disk.allocation import allocated_size
 from snaptui.core.errors import (
     BadInput,
     CloudError,
@@ -89,7 +89,7 @@ def _disks_label(info: DomainInfo) -> str:
 
 
 def _host_domains(uri: str | None) -> tuple[str, list[DomainInfo]]:
-    from snaptui.core.libvirt_host import LibvirtHost
+    from snaptui.core.libvirt.host import LibvirtHost
 
     with _one_line_errors(), LibvirtHost(uri) as host:
         return host.uri, host.list_domains()
@@ -140,7 +140,7 @@ def _created(record: ImageRecord) -> str:
 
 def run_images(args: argparse.Namespace) -> int:
     """List the images of Glance when a cloud is configured, else of the local library."""
-    from snaptui.core.store_factory import open_store, resolve_destination
+    from snaptui.core.images.factory import open_store, resolve_destination
 
     library = getattr(args, "library", None)
     if not getattr(args, "verbose", False):
@@ -177,7 +177,7 @@ def _is_path(argument: str) -> bool:
 
 async def _path_info(path: str, fmt: str | None, force_share: bool) -> ImageFileInfo:
     """qemu-img info; a file locked by a running guest is re-read read-only with -U."""
-    from snaptui.core import qemu_img
+    from snaptui.core.disk import qemu_img
 
     if os.path.isdir(path):
         raise BadInput(f"{path} is a directory, not an image file")
@@ -197,7 +197,7 @@ async def _path_info(path: str, fmt: str | None, force_share: bool) -> ImageFile
 
 def _domain_disks(argument: str, uri: str | None) -> tuple[DomainInfo, list[DiskInfo]]:
     """The domain named by ``DOMAIN[:TARGET]`` and the disks to inspect."""
-    from snaptui.core.libvirt_host import LibvirtHost
+    from snaptui.core.libvirt.host import LibvirtHost
 
     name, sep, target = argument.rpartition(":")
     if not sep:

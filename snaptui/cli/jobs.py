@@ -64,7 +64,7 @@ def _run_follow(args: argparse.Namespace) -> int:
     host, job_id = fleet.job_host(args, args.follow)
     if host is not None:
         from snaptui.cli.remote_snapshot import RemoteFollower
-        from snaptui.core.remote_jobs import follow_remote_job
+        from snaptui.core.fleet.remote_jobs import follow_remote_job
 
         follower = RemoteFollower(host, args.json)
         follower.feed.job_id = job_id
@@ -79,7 +79,7 @@ def _run_follow(args: argparse.Namespace) -> int:
 def run_cancel(args: argparse.Namespace) -> int:
     host, job_id = fleet.job_host(args, args.job_id)
     if host is not None:
-        from snaptui.core.remote_jobs import cancel_remote_job
+        from snaptui.core.fleet.remote_jobs import cancel_remote_job
 
         outcome = cancel_remote_job(host, job_id)
         job_id = f"{host.name}:{job_id}"

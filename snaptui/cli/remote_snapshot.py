@@ -18,9 +18,9 @@ from rich.live import Live
 from snaptui.cli import output
 from snaptui.cli.fleet import login_line, pick
 from snaptui.core.engine.journal import JobRecord
-from snaptui.core.hosts import HostSpec
-from snaptui.core.remote import RemoteCall
-from snaptui.core.remote_feed import RemoteFeed
+from snaptui.core.fleet.feed import RemoteFeed
+from snaptui.core.fleet.hosts import HostSpec
+from snaptui.core.fleet.ssh import RemoteCall
 
 
 def route_snapshot(args: argparse.Namespace, request_from_args) -> int | None:
@@ -29,7 +29,7 @@ def route_snapshot(args: argparse.Namespace, request_from_args) -> int | None:
     args.domain = domain
     if not host.remote:
         return None
-    from snaptui.core.remote_jobs import request_args
+    from snaptui.core.fleet.remote_jobs import request_args
 
     request = request_from_args(args)
     state_line, _ = login_line(args, request.destination)
@@ -98,7 +98,7 @@ class RemoteFollower:
             call.close()
             if self.job_id is None:
                 raise
-            from snaptui.core.remote_jobs import cancel_remote_job, follow_remote_job
+            from snaptui.core.fleet.remote_jobs import cancel_remote_job, follow_remote_job
 
             output.note(f"\nsnaptui: cancelling job {self.host.name}:{self.job_id} "
                         "(rolling back)...")

@@ -22,9 +22,9 @@ from snaptui.core.engine.plan import (
     Mode,
     SnapshotRequest,
 )
-from snaptui.core.engine.preflight import new_job_id
-from snaptui.core.image_properties import parse_properties
-from snaptui.core.image_store import VISIBILITIES
+from snaptui.core.engine.preflight.checks import new_job_id
+from snaptui.core.images.properties import parse_properties
+from snaptui.core.images.store import VISIBILITIES
 
 
 def register(sub: argparse._SubParsersAction, common) -> None:
@@ -95,11 +95,11 @@ def _register_fleet_options(p: argparse.ArgumentParser) -> None:
 
 
 def _forwarded_login(args: argparse.Namespace) -> tuple[Any, str | None]:
-    """--auth-stdin (a remote job, core/remote_jobs.py): the store on the login read from the
+    """--auth-stdin (a remote job, core/fleet/remote_jobs.py): the store on the login read from the
     first line of stdin, and that login for the job process; else (None, None)."""
     if not args.auth_stdin:
         return None, None
-    from snaptui.core.forwarded_login import forwarded_store, read_auth_line
+    from snaptui.core.cloud.forwarded_login import forwarded_store, read_auth_line
 
     state = read_auth_line()
     return (forwarded_store(state), state) if state else (None, None)
@@ -191,8 +191,8 @@ def _pull_backup_xml(plan) -> str | None:
     """The backup-pull.xml of a streamed plan's ``virsh backup-begin`` (None: not streamed)."""
     if not plan.stream:
         return None
-    from snaptui.core.engine.stream_steps import export_paths
-    from snaptui.core.nbd_export import pull_backup_xml
+    from snaptui.core.engine.steps.stream import export_paths
+    from snaptui.core.libvirt.nbd_export import pull_backup_xml
 
     return pull_backup_xml(export_paths(plan),
                            plan.domain_targets or [d.target for d in plan.disks])

@@ -23,12 +23,12 @@ def register(sub: argparse._SubParsersAction, common) -> None:
 
 
 def run_verify(args: argparse.Namespace) -> int:
-    from snaptui.core.engine.preflight import new_job_id
-    from snaptui.core.engine.preflight_quiesce import check_verify_options
-    from snaptui.core.libvirt_host import LibvirtHost
-    from snaptui.core.store_factory import open_store, resolve_destination
-    from snaptui.core.verify_boot import VerifyFailed
-    from snaptui.core.verify_image import find_image, verify_stored
+    from snaptui.core.engine.preflight.checks import new_job_id
+    from snaptui.core.engine.preflight.quiesce import check_verify_options
+    from snaptui.core.images.factory import open_store, resolve_destination
+    from snaptui.core.libvirt.host import LibvirtHost
+    from snaptui.core.verify.boot import VerifyFailed
+    from snaptui.core.verify.image import find_image, verify_stored
 
     check_verify_options(args.verify_console, args.verify_timeout, args.verify_accel)
     destination = resolve_destination(None, args.cloud, args.library)

@@ -96,7 +96,7 @@ class DomainInfo:
     has_managed_save: bool = False
     base_image_ref: str | None = None  # from Nova's instance metadata, when present
     nova: NovaMetadata | None = None  # <nova:instance>: the domain is a Nova instance
-    host: str = ""  # the fleet host it was listed on (core/fleet.py); "" outside a fleet
+    host: str = ""  # the fleet host it was listed on (core/fleet/inventory.py); "" outside a fleet
 
     @property
     def snapshot_disks(self) -> tuple[DiskInfo, ...]:

@@ -117,7 +117,7 @@ def scratch_dir() -> Path:
     else, for root, ``/var/lib/snaptui/scratch`` (QEMU, not root on a stock host, must enter
     the scratch dir, and cannot enter ``/root``); else ``scratch`` in the user's state dir.
     Directories snaptui creates for it are 0711: QEMU may enter them, nobody may list them,
-    and every file in them is 0600 (core/qemu_access.py checks the way in before a job).
+    and every file in them is 0600 (core/libvirt/qemu_access.py checks the way in before a job).
     """
     chosen = _env_path("SNAPTUI_SCRATCH_DIR")
     if chosen is None:

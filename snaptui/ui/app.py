@@ -18,14 +18,14 @@ from textual.theme import Theme
 from textual.worker import Worker
 
 from snaptui.core.errors import SnaptuiError
-from snaptui.core.fleet import Fleet
-from snaptui.core.hosts import LOCAL_NAME, HostSpec
-from snaptui.core.image_store import ImageStore
-from snaptui.core.libvirt_host import LibvirtHost
+from snaptui.core.fleet.hosts import LOCAL_NAME, HostSpec
+from snaptui.core.fleet.inventory import Fleet
+from snaptui.core.images.store import ImageStore
+from snaptui.core.libvirt.host import LibvirtHost
 from snaptui.core.settings import Settings
 from snaptui.ui import messages
 from snaptui.ui.commands import SnaptuiCommands
-from snaptui.ui.main_screen import IMAGE_REFRESH_S, MainScreen
+from snaptui.ui.screens.main_screen import IMAGE_REFRESH_S, MainScreen
 from snaptui.ui.themes import DEFAULT_THEME
 from snaptui.ui.worker_failures import is_failure, report_failure
 
@@ -223,7 +223,7 @@ class SnaptuiApp(App[int]):
     # -- help and palette ----------------------------------------------------------------------
 
     def action_help(self) -> None:
-        from snaptui.ui.help_screen import HelpScreen
+        from snaptui.ui.screens.help_screen import HelpScreen
 
         self.push_screen(HelpScreen(self.binding_rows()))
 

@@ -15,8 +15,8 @@ from pathlib import Path
 
 from textual.message import Message
 
-from snaptui.core.demo_backup import simulate_backup
-from snaptui.core.demo_pace import pace_steps, paced_summary
+from snaptui.core.demo.backup import simulate_backup
+from snaptui.core.demo.pace import pace_steps, paced_summary
 from snaptui.core.engine.jobs import (
     follow,
     launch,
@@ -27,9 +27,9 @@ from snaptui.core.engine.jobs import (
 from snaptui.core.engine.plan import SnapshotRequest
 from snaptui.core.engine.runner import Step
 from snaptui.core.errors import BadInput
-from snaptui.core.hosts import HostSpec
-from snaptui.core.image_store import ImageStore
-from snaptui.core.libvirt_host import LibvirtHost
+from snaptui.core.fleet.hosts import HostSpec
+from snaptui.core.images.store import ImageStore
+from snaptui.core.libvirt.host import LibvirtHost
 from snaptui.ui.messages import JobFinished, JobProgress, RemoteJobUpdated
 
 
@@ -55,13 +55,13 @@ def follow_remote_snapshot(spec: HostSpec, request: SnapshotRequest, store: Imag
                            post: Callable[[Message], object],
                            stop: threading.Event | None = None) -> None:
     """Blocking (a thread worker): run ``request`` on the SSH host ``spec`` through snaptui
-    there (core/remote_jobs.py) and post RemoteJobUpdated for each of its events, then
+    there (core/fleet/remote_jobs.py) and post RemoteJobUpdated for each of its events, then
     JobFinished. The operator's login goes through the SSH channel only (the app's Glance
     store's token and catalog); the job is detached and journaled on the host, so a lost
-    connection re-attaches (core/remote_feed.py) and a closed dashboard loses nothing.
+    connection re-attaches (core/fleet/feed.py) and a closed dashboard loses nothing.
     Failures before the job exists (SSH, the host's preflight) raise one-line errors."""
-    from snaptui.core.remote_feed import RemoteFeed
-    from snaptui.core.remote_jobs import start_remote_snapshot
+    from snaptui.core.fleet.feed import RemoteFeed
+    from snaptui.core.fleet.remote_jobs import start_remote_snapshot
 
     if request.destination in (None, "glance") and getattr(store, "kind", None) == "glance":
         auth_state = store_auth_state(store)  # type: ignore[arg-type]
@@ -103,7 +103,7 @@ async def start_snapshot(request: SnapshotRequest, host: LibvirtHost,
     OS_CLOUD instead of the ``--os-cloud`` the dashboard was started with.
     The test:/// driver keeps its state in this process, so its jobs run inline in a thread;
     real hypervisors get a detached job process that outlives the dashboard. ``demo_speed``
-    paces those like a real host's (snaptui.core.demo_pace; 0: as fast as they go).
+    paces those like a real host's (snaptui.core.demo.pace; 0: as fast as they go).
     ``spec``: the fleet host the domain is on (an SSH host's jobs run there: see
     ``follow_remote_snapshot``).
     """

@@ -13,11 +13,11 @@ from textual.app import App
 from textual.theme import BUILTIN_THEMES
 
 from snaptui.core.errors import BadInput
-from snaptui.core.fleet import Fleet
-from snaptui.core.hosts import HostSpec, resolve_hosts
-from snaptui.core.libvirt_host import LibvirtHost
+from snaptui.core.fleet.hosts import HostSpec, resolve_hosts
+from snaptui.core.fleet.inventory import Fleet
+from snaptui.core.images.factory import open_store, resolve_destination
+from snaptui.core.libvirt.host import LibvirtHost
 from snaptui.core.paths import config_dir
-from snaptui.core.store_factory import open_store, resolve_destination
 from snaptui.ui.themes import check_theme_name, load_themes, shipped_theme_dir
 
 log = logging.getLogger(__name__)
@@ -27,7 +27,7 @@ DEMO_HOST = "demo"  # the demo lab's host name (shown when --demo -c adds hosts)
 
 def demo_speed(args: argparse.Namespace) -> float:
     """--demo-speed N: demo jobs paced like a real host (1), N times faster, or not at all (0)."""
-    from snaptui.core.demo_pace import DEFAULT_SPEED
+    from snaptui.core.demo.pace import DEFAULT_SPEED
 
     speed = getattr(args, "demo_speed", None)
     speed = DEFAULT_SPEED if speed is None else speed
@@ -45,9 +45,9 @@ def uri_list(args: argparse.Namespace) -> list[str]:
 
 
 def _demo_connect(demo_uri: str | None) -> Callable[[HostSpec], LibvirtHost]:
-    """The fleet's connections: the demo lab's simulates push-mode backup (core/demo_backup.py),
+    """The fleet's connections: the demo lab's simulates push-mode backup (core/demo/backup.py),
     so its Nova instance is snapshotted as on a compute node, never stopped."""
-    from snaptui.core.demo_backup import DemoHost
+    from snaptui.core.demo.backup import DemoHost
 
     return lambda spec: DemoHost(spec.uri) if spec.uri == demo_uri else LibvirtHost(spec.uri)
 
@@ -60,7 +60,7 @@ def build_app(args: argparse.Namespace, *, demo_base: Path | None = None):  # ->
     dashboard's workers, each on its own thread, so a down host does not hold up the start.
     The demo is its own host ("demo"); ``--demo -c URI`` adds hosts beside it.
     """
-    from snaptui.core.domain_events import DomainEventWatcher
+    from snaptui.core.libvirt.events import DomainEventWatcher
     from snaptui.core.settings import load_settings
     from snaptui.ui.app import SnaptuiApp
 
@@ -76,7 +76,7 @@ def build_app(args: argparse.Namespace, *, demo_base: Path | None = None):  # ->
     library: str | None
     glance_available = False
     if getattr(args, "demo", False):
-        from snaptui.core.demo_lab import build_demo_lab
+        from snaptui.core.demo.lab import build_demo_lab
         from snaptui.core.engine.recover import recover
 
         lab = build_demo_lab(demo_base)
@@ -95,7 +95,7 @@ def build_app(args: argparse.Namespace, *, demo_base: Path | None = None):  # ->
         for job_id, outcome in recover():
             log.warning("recovered job %s: %s", job_id, outcome)
     else:
-        from snaptui.core.cloud_config import cloud_configured
+        from snaptui.core.cloud.config import cloud_configured
 
         hosts = resolve_hosts(uri_list(args), settings)
         library = getattr(args, "library", None)

@@ -17,7 +17,7 @@ class DomainsChanged(Message):
 class DomainEvent(Message):
     """A libvirt lifecycle or connection event from the DomainEventWatcher thread."""
 
-    event: Any  # snaptui.core.domain_events.DomainEvent
+    event: Any  # snaptui.core.libvirt.events.DomainEvent
     host: str = ""  # the fleet host whose watcher saw it
 
 

@@ -38,8 +38,8 @@ from snaptui.core.cleanup.selection import preselected
 from snaptui.core.errors import BadInput, SnaptuiError
 
 if TYPE_CHECKING:
-    from snaptui.core.image_store import ImageStore
-    from snaptui.core.libvirt_host import LibvirtHost
+    from snaptui.core.images.store import ImageStore
+    from snaptui.core.libvirt.host import LibvirtHost
 
 __all__ = [
     "ALL_KINDS", "DEFAULT_OLDER_THAN_S", "Finding", "Kind", "ProgressCallback", "RemovalResult",

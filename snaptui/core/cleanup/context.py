@@ -18,13 +18,13 @@ from snaptui.core.cleanup.findings import (
     ScanProgress,
 )
 from snaptui.core.errors import BadInput
-from snaptui.core.hosts import refuse_remote_disks
+from snaptui.core.fleet.hosts import refuse_remote_disks
 from snaptui.core.models import DomainInfo
 
 if TYPE_CHECKING:
     from snaptui.core.engine.journal import JobRecord
-    from snaptui.core.image_store import ImageStore
-    from snaptui.core.libvirt_host import LibvirtHost
+    from snaptui.core.images.store import ImageStore
+    from snaptui.core.libvirt.host import LibvirtHost
 
 ProgressCallback = Callable[[ScanProgress], None]
 

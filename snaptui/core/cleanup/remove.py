@@ -16,17 +16,19 @@ from typing import TYPE_CHECKING, Any
 
 import libvirt
 
-from snaptui.core import audit, qemu_access, qemu_img
+from snaptui.core import audit
 from snaptui.core.cleanup.context import open_files
 from snaptui.core.cleanup.findings import Finding, Kind, RemovalResult, allocated_total
+from snaptui.core.disk import qemu_img
 from snaptui.core.engine.journal import iter_jobs
 from snaptui.core.engine.locks import DomainLock
 from snaptui.core.errors import BadInput, DomainBusy, NotFound, SnaptuiError
-from snaptui.core.libvirt_host import error_message
+from snaptui.core.libvirt import qemu_access
+from snaptui.core.libvirt.host import error_message
 
 if TYPE_CHECKING:
-    from snaptui.core.image_store import ImageStore
-    from snaptui.core.libvirt_host import LibvirtHost
+    from snaptui.core.images.store import ImageStore
+    from snaptui.core.libvirt.host import LibvirtHost
 
 ResultCallback = Callable[[RemovalResult], None]
 BLOCK_JOB_GONE_S = 30.0
@@ -130,7 +132,7 @@ def _saved_definition(finding: Finding) -> str | None:
 async def _transient(finding: Finding, host: LibvirtHost | None, _store: Any) -> None:
     host = _need_host(host)
     if finding.details.get("verify_domain"):  # a leftover boot check: destroy, never define
-        from snaptui.core.verify_boot import destroy_domain
+        from snaptui.core.verify.boot import destroy_domain
 
         await asyncio.to_thread(destroy_domain, host.conn, finding.details["verify_domain"])
         return

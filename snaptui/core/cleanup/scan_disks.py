@@ -16,7 +16,6 @@ from typing import Any
 
 import libvirt
 
-from snaptui.core import qemu_img
 from snaptui.core.cleanup.context import ScanContext
 from snaptui.core.cleanup.findings import (
     LIKELY_NOVA,
@@ -30,6 +29,7 @@ from snaptui.core.cleanup.findings import (
     command,
     file_age_s,
 )
+from snaptui.core.disk import qemu_img
 from snaptui.core.engine.locks import domain_lock_holder
 from snaptui.core.errors import SnaptuiError
 from snaptui.core.models import DomainInfo, ImageFileInfo, InternalSnapshot

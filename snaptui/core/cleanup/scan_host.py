@@ -28,7 +28,7 @@ from snaptui.core.engine.owned_jobs import block_job_destination
 from snaptui.core.errors import SnaptuiError
 from snaptui.core.models import DomainInfo
 from snaptui.core.present import duration_text
-from snaptui.core.verify_boot import VERIFY_PREFIX
+from snaptui.core.verify.boot import VERIFY_PREFIX
 
 # Facts a workflow records when it makes a persistent domain transient (Nova's block copy way).
 PERSISTENT_XML_FACTS = ("persistent_xml", "domain_xml", "inactive_xml")

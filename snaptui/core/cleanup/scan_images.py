@@ -16,7 +16,7 @@ from snaptui.core.cleanup.findings import (
     Kind,
     command,
 )
-from snaptui.core.image_store import ImageStore
+from snaptui.core.images.store import ImageStore
 from snaptui.core.models import ImageRecord
 from snaptui.core.present import duration_text, iso_age_s
 

@@ -19,9 +19,9 @@ from snaptui.core.cleanup.findings import (
     command,
     file_age_s,
 )
+from snaptui.core.libvirt.qemu_access import SOCKET_DIR_SUFFIX
 from snaptui.core.paths import scratch_dir
 from snaptui.core.present import duration_text
-from snaptui.core.qemu_access import SOCKET_DIR_SUFFIX
 
 SOCKET_DIR_RE = re.compile(rf"^(?P<job>{JOB_ID_RE}){re.escape(SOCKET_DIR_SUFFIX)}$")
 

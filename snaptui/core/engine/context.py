@@ -15,8 +15,8 @@ from snaptui.core.engine.journal import JournalWriter
 from snaptui.core.engine.plan import Plan
 
 if TYPE_CHECKING:
-    from snaptui.core.image_store import ImageStore
-    from snaptui.core.libvirt_host import LibvirtHost
+    from snaptui.core.images.store import ImageStore
+    from snaptui.core.libvirt.host import LibvirtHost
 
 log = logging.getLogger(__name__)
 

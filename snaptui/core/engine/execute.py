@@ -11,9 +11,9 @@ from snaptui.core.engine.journal import JournalWriter
 from snaptui.core.engine.plan import Plan
 from snaptui.core.engine.runner import Step, downtime, run_steps
 from snaptui.core.engine.workflows import build_steps
-from snaptui.core.image_store import ImageStore
-from snaptui.core.libvirt_host import LibvirtHost
-from snaptui.core.store_factory import open_store
+from snaptui.core.images.factory import open_store
+from snaptui.core.images.store import ImageStore
+from snaptui.core.libvirt.host import LibvirtHost
 
 
 def make_context(plan: Plan, journal: JournalWriter, *, host: LibvirtHost | None = None,
@@ -28,7 +28,7 @@ def make_context(plan: Plan, journal: JournalWriter, *, host: LibvirtHost | None
         if store is not None:
             return store
         if auth_state and plan.destination == "glance" and _forwarded_only(plan.cloud):
-            from snaptui.core.forwarded_login import forwarded_store
+            from snaptui.core.cloud.forwarded_login import forwarded_store
 
             return forwarded_store(auth_state)  # a remote job: the operator's login only
         opened = open_store(plan.destination, cloud=plan.cloud, library=plan.library_dir)
@@ -43,7 +43,7 @@ def make_context(plan: Plan, journal: JournalWriter, *, host: LibvirtHost | None
 
 def _forwarded_only(cloud: str | None) -> bool:
     """No cloud configured here (a fleet host): the launcher's login is all there is."""
-    from snaptui.core.cloud_config import cloud_configured
+    from snaptui.core.cloud.config import cloud_configured
 
     return not cloud_configured(cloud)
 

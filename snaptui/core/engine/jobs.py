@@ -36,15 +36,15 @@ from snaptui.core.engine.journal import (
 from snaptui.core.engine.liveness import INLINE, close_job, mark_active, pid_runs_job
 from snaptui.core.engine.locks import DomainLock
 from snaptui.core.engine.plan import Plan, SnapshotRequest
-from snaptui.core.engine.preflight import preflight
+from snaptui.core.engine.preflight.checks import preflight
 from snaptui.core.engine.recover import recover_job
 from snaptui.core.engine.reservations import release as release_reservation
 from snaptui.core.engine.runner import Step
 from snaptui.core.engine.workflows import build_steps
 from snaptui.core.errors import BadInput, DomainBusy, NotFound, SnaptuiError
-from snaptui.core.hosts import refuse_remote_disks
-from snaptui.core.image_store import ImageStore
-from snaptui.core.libvirt_host import LibvirtHost, default_uri
+from snaptui.core.fleet.hosts import refuse_remote_disks
+from snaptui.core.images.store import ImageStore
+from snaptui.core.libvirt.host import LibvirtHost, default_uri
 from snaptui.core.priority import DEFAULT_PRIORITY, spawn_prefix
 
 

@@ -70,7 +70,7 @@ class SnapshotRequest:
     uri: str | None = None
     cloud: str | None = None
     library_dir: str | None = None
-    # The image's metadata (core/image_properties.py) and Nova coexistence (core/nova_instance.py)
+    # The image's metadata (images/properties.py) and Nova coexistence (libvirt/nova_instance.py)
     properties: dict[str, str] = field(default_factory=dict)  # --property KEY=VALUE
     tags: tuple[str, ...] = ()
     visibility: str | None = None  # None: private, or shared with a Nova instance's project
@@ -133,7 +133,7 @@ class DiskPlan:
     backing_format: str | None = None  # format of backing_file (qemu-img create -F)
     cow_path: str | None = None  # stream: the pull-mode backup's copy-before-write scratch
     properties: dict[str, str] = field(default_factory=dict)  # the image's, known at preflight
-    min_disk: int = 0  # GiB (core/image_properties.py min_disk_gib)
+    min_disk: int = 0  # GiB (core/images/properties.py min_disk_gib)
 
 
 @dataclass

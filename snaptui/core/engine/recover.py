@@ -13,6 +13,7 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from snaptui.core.engine.context import JobContext
@@ -26,7 +27,7 @@ from snaptui.core.engine.runner import downtime, rollback
 from snaptui.core.engine.states import StepState
 from snaptui.core.engine.workflows import build_steps
 from snaptui.core.errors import DomainBusy
-from snaptui.core.libvirt_host import LibvirtHost
+from snaptui.core.libvirt.host import LibvirtHost
 
 log = logging.getLogger(__name__)
 
@@ -106,15 +107,9 @@ def recover_job(job: JobRecord) -> str:
     domain lock, and a job that has meanwhile finished, or whose process now runs, is left be.
     """
     job.check_format()
-    plan = Plan.from_json(job.plan, job_id=job.job_id)
-    if (down := _skip_if_libvirtd_down(plan)) is not None:
-        return down
-    lock = DomainLock(plan.domain_uuid, f"recover {job.job_id}")
-    try:
-        lock.acquire(plan.domain_name)
-    except DomainBusy:
-        return "skipped: domain is locked by a live job"
-    try:
+    with _domain_locked(job) as (plan, skipped):
+        if skipped:
+            return skipped
         job = load_job(job.job_id)
         if job.terminal:
             if not job.undo_failed:
@@ -123,6 +118,24 @@ def recover_job(job: JobRecord) -> str:
         if pid_runs_job(job.pid, job.job_id):
             return "skipped: its process runs"
         return _recover_locked(job, plan)
+
+
+@contextlib.contextmanager
+def _domain_locked(job: JobRecord) -> Iterator[tuple[Plan, str]]:
+    """The job's plan with its domain's lock held, and "" ; or, without the lock, why the job
+    is skipped (libvirtd down, or a live job holds the domain)."""
+    plan = Plan.from_json(job.plan, job_id=job.job_id)
+    if (down := _skip_if_libvirtd_down(plan)) is not None:
+        yield plan, down
+        return
+    lock = DomainLock(plan.domain_uuid, f"recover {job.job_id}")
+    try:
+        lock.acquire(plan.domain_name)
+    except DomainBusy:
+        yield plan, "skipped: domain is locked by a live job"
+        return
+    try:
+        yield plan, ""
     finally:
         lock.release()
 
@@ -163,15 +176,9 @@ def _recover_locked(job: JobRecord, plan: Plan) -> str:
 def retry_failed_undos(job: JobRecord) -> str:
     """Run again the undos that failed when the job ended (they are idempotent), under the
     domain lock and from the journal as it is then (another recover may have done it)."""
-    plan = Plan.from_json(job.plan, job_id=job.job_id)
-    if (down := _skip_if_libvirtd_down(plan)) is not None:
-        return down
-    lock = DomainLock(plan.domain_uuid, f"recover {job.job_id}")
-    try:
-        lock.acquire(plan.domain_name)
-    except DomainBusy:
-        return "skipped: domain is locked by a live job"
-    try:
+    with _domain_locked(job) as (plan, skipped):
+        if skipped:
+            return skipped
         job = load_job(job.job_id)
         failed_names = {s.name for s in job.steps if s.state == StepState.UNDO_FAILED}
         if not failed_names:
@@ -184,8 +191,6 @@ def retry_failed_undos(job: JobRecord) -> str:
             problems = asyncio.run(rollback(ctx, steps))
         finally:
             journal.close()
-    finally:
-        lock.release()
     if problems:
         return "undo still failing: " + "; ".join(problems)
     clear_active(job.job_id)

@@ -7,20 +7,15 @@ from __future__ import annotations
 
 import asyncio
 
-from snaptui.core import nbd_export
-from snaptui.core.engine import disk_steps as disk
-from snaptui.core.engine import guest_steps as guest
-from snaptui.core.engine import live_steps as live
-from snaptui.core.engine import quiesce_steps as quiesce
-from snaptui.core.engine import stream_steps as streamed
-from snaptui.core.engine import upload_steps as upload
-from snaptui.core.engine import verify_steps as verify
 from snaptui.core.engine.context import JobContext
 from snaptui.core.engine.facts import DiskFact, Fact
 from snaptui.core.engine.neighbour import virsh_bandwidth_args
 from snaptui.core.engine.owned_jobs import foreign_domain_job
 from snaptui.core.engine.plan import DiskPlan, Mode, Plan
 from snaptui.core.engine.runner import Action, Step
+from snaptui.core.engine.steps import disk, guest, live, quiesce, upload, verify
+from snaptui.core.engine.steps import stream as streamed
+from snaptui.core.libvirt import nbd_export
 
 
 def _cmd(*argv: object) -> tuple[str, ...]:

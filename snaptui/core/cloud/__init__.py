@@ -1,0 +1,1 @@
+"""Cloud credentials: clouds.yaml, a forwarded Keystone login, secret files' modes."""

@@ -1,0 +1,1 @@
+"""The embedded demo lab and its pacing."""

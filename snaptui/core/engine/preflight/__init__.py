@@ -1,0 +1,1 @@
+"""Everything checked before the guest is touched, and the mode decision."""

@@ -1,0 +1,1 @@
+"""The steps workflows are made of, each with its undo."""

@@ -1,0 +1,1 @@
+"""Image stores (Glance, the local library) and the properties an image carries."""
