@@ -65,6 +65,15 @@ def test_library_image_restored_converted_then_undone(make_domain, tmp_path):
     assert lab.dom.XMLDesc(0) == xml_before
     assert hidden_leftovers(disk.parent) == []
 
+    # cleanup lists the kept disk, and pre-selects it only once an age is chosen
+    for extra, chosen in (((), False), (("--older-than", "0s"), True)):
+        listed = snaptui("cleanup", "--only", "scratch", "--domain", lab.name, "--dry-run",
+                         "--json", *extra)
+        assert listed.returncode == 0, listed.stderr
+        found = [f for f in json.loads(listed.stdout)["findings"] if f["location"] == str(pre)]
+        assert len(found) == 1 and f"pre-restore disk of job {job_id}" in found[0]["reason"]
+        assert found[0]["selected"] is chosen
+
     undo = snaptui("restore", "--undo", job_id, "--yes", "--json")
     assert undo.returncode == 0, undo.stderr
     assert json.loads(undo.stdout.splitlines()[-1])["event"] == "done"
