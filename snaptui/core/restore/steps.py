@@ -29,6 +29,9 @@ from snaptui.core.restore import download
 from snaptui.core.restore.plan import RestoreDisk, RestoreFact, RestorePlan
 
 POLL_S = 0.2
+# the guest agent when it answers, else the ACPI power button (libvirt tries them in turn)
+SHUTDOWN_FLAGS = (libvirt.VIR_DOMAIN_SHUTDOWN_GUEST_AGENT
+                  | libvirt.VIR_DOMAIN_SHUTDOWN_ACPI_POWER_BTN)
 
 
 def _sync_dir(path: str) -> None:
@@ -59,7 +62,7 @@ def stop_guest() -> Action:
         ctx.record(Fact.GUEST_STOPPED_AT, time.time())
         if await asyncio.to_thread(dom.isActive):
             try:
-                await asyncio.to_thread(dom.shutdown)
+                await asyncio.to_thread(dom.shutdownFlags, SHUTDOWN_FLAGS)
             except libvirt.libvirtError as err:
                 if not plan.force:
                     raise HypervisorError(f"cannot ask {plan.domain_name} to shut down: "
