@@ -130,3 +130,35 @@ def test_refusals_change_nothing(make_domain, tmp_path, case):
     assert disk.stat().st_mtime_ns == before.st_mtime_ns
     assert hidden_leftovers(disk.parent) == []
     assert json.loads(snaptui("jobs", "--json").stdout) == []
+
+
+def test_new_guest_from_hw_properties_as_an_overlay(conn, disk_dir, tmp_path):
+    library = ImageLibrary(tmp_path / "lib")
+    image = add_image(library, image_file(tmp_path), name="snaptui-test-27-hw",
+                      disk_format="qcow2",
+                      properties={"hw_disk_bus": "scsi", "hw_qemu_guest_agent": "yes",
+                                  "hw_machine_type": "pc"})
+    name = "snaptui-test-27-hw-" + os.urandom(3).hex()
+    proc = snaptui("restore", image.id, "--as", name, "--dir", str(disk_dir), "--overlay",
+                   "--memory", "256", "--vcpus", "2", "--library", str(tmp_path / "lib"),
+                   "--yes", "--json")
+    try:
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr
+        xml = conn.lookupByName(name).XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
+        disk = disk_dir / f"{name}-sda.qcow2"
+        base = disk_dir / f"{name}-sda.base.qcow2"
+        assert f"<source file='{disk}'" in xml and "bus='scsi'" in xml
+        assert "org.qemu.guest_agent.0" in xml and "<vcpu placement='static'>2</vcpu>" in xml
+        assert "<memory unit='KiB'>262144</memory>" in xml
+        info = json.loads(subprocess.run(["qemu-img", "info", "--output=json", str(disk)],
+                                         capture_output=True, text=True, check=True).stdout)
+        assert info["backing-filename"] == str(base)
+        assert same_content(disk, tmp_path / "image.qcow2")
+        taken = snaptui("restore", image.id, "--as", name, "--dir", str(disk_dir),
+                        "--library", str(tmp_path / "lib"), "--yes")
+        assert taken.returncode == 2 and "domain named" in taken.stderr
+    finally:
+        try:
+            conn.lookupByName(name).undefine()
+        except libvirt.libvirtError:
+            pass

@@ -4,8 +4,11 @@ end exactly where the snapshot was taken, and the guest boots on the restored di
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
+import libvirt
+import libvirt_qemu
 import pytest
 from cli_tools import snaptui
 from fault_tools import wait_until
@@ -61,3 +64,40 @@ def test_restore_brings_the_records_back_to_the_snapshot(guest, tmp_path):
     after = records_now(guest)
     assert after.last >= taken
     pre.unlink()
+    guest.destroy()  # one TCG guest at a time on this shared host
+
+    # A new guest from the same image: the source domain's XML, a new UUID, MACs and disk.
+    new_name = f"{guest.name}-as"
+    made = snaptui("restore", image_id, "--as", new_name, "--library", str(library), "--start",
+                   "--yes", "--json")
+    try:
+        assert made.returncode == 0, made.stdout[-2000:] + made.stderr
+        dom = guest.conn.lookupByName(new_name)
+        assert dom.UUIDString() != guest.dom.UUIDString()
+        disk = Path(json.loads(made.stdout.splitlines()[-1])["disks"][0]["path"])
+        assert disk != guest.disk and disk.exists()
+        assert str(disk) in dom.XMLDesc(0) and str(guest.disk) not in dom.XMLDesc(0)
+        wait_until(lambda: agent_answers(dom), 180, "the new guest's agent")
+    finally:
+        remove_domain(guest.conn, new_name)
+
+
+def agent_answers(dom: libvirt.virDomain) -> bool:
+    try:
+        libvirt_qemu.qemuAgentCommand(dom, '{"execute": "guest-ping"}', 5, 0)
+    except libvirt.libvirtError:
+        return False
+    return True
+
+
+def remove_domain(conn: libvirt.virConnect, name: str) -> None:
+    try:
+        dom = conn.lookupByName(name)
+    except libvirt.libvirtError:
+        return
+    sources = re.findall(r"<source (?:file|path)='([^']+(?:qcow2|raw|\.log))'", dom.XMLDesc(0))
+    if dom.isActive():
+        dom.destroy()
+    dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_NVRAM)
+    for path in sources:
+        Path(path).unlink(missing_ok=True)

@@ -49,6 +49,9 @@ def register(sub: argparse._SubParsersAction, common) -> None:
     p.add_argument("--vcpus", metavar="N", type=int, help="--as: vCPUs of the new guest")
     p.add_argument("--overlay", action="store_true",
                    help="--as: the new disk is a qcow2 overlay over a local copy of the image")
+    p.add_argument("--dir", dest="directory", metavar="DIR",
+                   help="--as: where the new disk goes (default: beside the source domain's "
+                   "disk, else libvirt's default pool)")
     p.add_argument("--dry-run", action="store_true",
                    help="check everything and print the equivalent commands; change nothing")
     p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
@@ -67,8 +70,8 @@ def request_from_args(args: argparse.Namespace) -> RestoreRequest:
     elif not (args.domain or args.as_name):
         raise BadInput("say where the image goes: --domain NAME, or --as NEWNAME for a new "
                        "guest")
-    if not args.as_name and (args.memory or args.vcpus or args.overlay):
-        raise BadInput("--memory, --vcpus and --overlay are for --as NEWNAME")
+    if not args.as_name and (args.memory or args.vcpus or args.overlay or args.directory):
+        raise BadInput("--memory, --vcpus, --overlay and --dir are for --as NEWNAME")
     for flag, value in (("--memory", args.memory), ("--vcpus", args.vcpus)):
         if value is not None and value <= 0:
             raise BadInput(f"{flag} must be a positive number")
@@ -78,6 +81,7 @@ def request_from_args(args: argparse.Namespace) -> RestoreRequest:
         image=args.image or "", domain=args.domain, disk=args.disk, shutdown=args.shutdown,
         timeout=timeout, force=args.force, start=args.start, as_name=args.as_name,
         memory_mib=args.memory, vcpus=args.vcpus, overlay=args.overlay,
+        directory=args.directory,
         undo_job=args.undo_job, source=args.source, uri=args.uri, cloud=args.cloud,
         library_dir=args.library)
 

@@ -60,6 +60,7 @@ class RestoreRequest:
     memory_mib: int | None = None
     vcpus: int | None = None
     overlay: bool = False
+    directory: str | None = None  # --as: where the new disk goes
     undo_job: str | None = None
     source: str | None = None  # glance | library; None: as snapshots choose
     uri: str | None = None
