@@ -18,9 +18,10 @@ from snaptui.core.engine.preflight import new_job_id
 from snaptui.core.engine.runner import Step
 from snaptui.core.engine.states import JobStatus
 from snaptui.core.errors import BadInput
-from snaptui.core.present import duration_text, parse_duration, size_text
+from snaptui.core.present import duration_text, parse_duration
 from snaptui.core.restore import RestorePlan, RestoreRequest, launch, prepare
-from snaptui.core.restore.plan import ACTION_NEW, ACTION_UNDO, DEFAULT_SHUTDOWN_TIMEOUT_S
+from snaptui.core.restore.describe import confirmation
+from snaptui.core.restore.plan import ACTION_UNDO, DEFAULT_SHUTDOWN_TIMEOUT_S
 
 
 def register(sub: argparse._SubParsersAction, common) -> None:
@@ -84,33 +85,6 @@ def request_from_args(args: argparse.Namespace) -> RestoreRequest:
         directory=args.directory,
         undo_job=args.undo_job, source=args.source, uri=args.uri, cloud=args.cloud,
         library_dir=args.library)
-
-
-def confirmation(plan: RestorePlan) -> list[str]:
-    """What the operator agrees to: what is replaced by what, sizes, and what goes with it."""
-    lines = []
-    if plan.action == ACTION_UNDO:
-        for d in plan.disks:
-            lines.append(f"put back {d.path} as it was before restore {plan.undo_of} "
-                         f"(from {d.pre_restore_path(str(plan.undo_of))}); the restored file "
-                         "is removed")
-    elif plan.action == ACTION_NEW:
-        for d in plan.disks:
-            lines.append(f"define new guest {plan.domain_name} on a new disk {d.path} from "
-                         f"image {plan.image_name!r} ({size_text(plan.image_size)})")
-    else:
-        for d in plan.disks:
-            lines.append(f"replace {d.target} of {plan.domain_name} ({d.path}, {d.format}, "
-                         f"{size_text(d.virtual_size)} virtual) with image "
-                         f"{plan.image_name!r} ({plan.image_id}, {plan.image_format}, "
-                         f"{size_text(plan.image_size)}, {size_text(plan.image_virtual_size)} "
-                         "virtual)")
-            lines.append(f"the old disk is kept as {d.pre_restore_path(plan.job_id)} until "
-                         f"`snaptui cleanup` (undo: snaptui restore --undo {plan.job_id})")
-    if plan.guest_active:
-        lines.append(f"{plan.domain_name} is {plan.original_state}: it is shut down first"
-                     + (" (powered off if it does not stop)" if plan.force else ""))
-    return lines + plan.notes
 
 
 def _confirm(plan: RestorePlan) -> bool:
