@@ -34,7 +34,8 @@ class Rule:
 
     Actions: ``hold`` (wait for ``release()`` before forwarding), ``status`` (answer ``code``
     after ``after`` bytes of the request body), ``reset`` (RST the client's connection after
-    ``after`` body bytes).
+    ``after`` body bytes), ``cut`` (forward, then send only ``after`` bytes of the answer's
+    body and RST: Glance lost in the middle of a download).
     """
 
     method: str
@@ -190,7 +191,10 @@ class _Handler(BaseHTTPRequestHandler):
                 self._answer(rule.code, f"injected by the test proxy (HTTP {rule.code})")
                 return
         try:
-            self._forward(chunks)
+            self._forward(chunks, cut=rule.after if rule is not None and rule.action == "cut"
+                          else None)
+            if rule is not None and rule.action == "cut":
+                note = f"answer cut after {rule.after} bytes"
         except ConnectionRefusedError:  # upstream down: what a load balancer would answer
             self._answer(502, "bad gateway: upstream refused the connection")
             note = f"{note}; upstream refused, answered 502"
@@ -201,7 +205,7 @@ class _Handler(BaseHTTPRequestHandler):
         if rule is not None:
             rule.finished.set()
 
-    def _forward(self, chunks: Iterator[bytes]) -> None:
+    def _forward(self, chunks: Iterator[bytes], cut: int | None = None) -> None:
         conn = http.client.HTTPConnection(*self.server.upstream, timeout=300)
         try:
             conn.putrequest(self.command, self.path, skip_host=True, skip_accept_encoding=True)
@@ -232,6 +236,11 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Connection", "close")
         self.end_headers()
+        if cut is not None:
+            self.wfile.write(body[:cut])
+            self.wfile.flush()
+            self._reset()
+            return
         if self.command != "HEAD":
             self.wfile.write(body)
         self.close_connection = True

@@ -114,14 +114,16 @@ def _scan(args: argparse.Namespace, host: Any, store: Any, only: frozenset[Kind]
     err = console(stderr=True)
     if not err.is_terminal or args.json:
         return asyncio.run(scan(host, store, scan_dirs=args.scan, only=only,
-                                older_than_s=older_than_s, domains=args.domain))
+                                older_than_s=older_than_s, domains=args.domain,
+                                older_than_given=args.older_than is not None))
     with err.status("scanning...") as status:
         def on_progress(p: ScanProgress) -> None:
             of = f"/{p.total}" if p.total is not None else ""
             status.update(plain(f"scanning {p.kind}: {p.done}{of} {p.what}"))
         return asyncio.run(scan(host, store, scan_dirs=args.scan, only=only,
                                 older_than_s=older_than_s, on_progress=on_progress,
-                                domains=args.domain))
+                                domains=args.domain,
+                                older_than_given=args.older_than is not None))
 
 
 def _select(report: ScanReport, keys: list[str],

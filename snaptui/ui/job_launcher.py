@@ -30,6 +30,7 @@ from snaptui.core.errors import BadInput
 from snaptui.core.fleet.hosts import HostSpec
 from snaptui.core.images.store import ImageStore
 from snaptui.core.libvirt.host import LibvirtHost
+from snaptui.core.restore import RestoreRequest
 from snaptui.ui.messages import JobFinished, JobProgress, RemoteJobUpdated
 
 
@@ -130,6 +131,22 @@ async def start_snapshot(request: SnapshotRequest, host: LibvirtHost,
                                        wrap_steps=wrap, wrap_summary=summary)
     return await asyncio.to_thread(launch, plan, request, steps,  # resuming this login
                                    auth_state=store_auth_state(checked))
+
+
+async def start_restore(request: RestoreRequest, store: ImageStore | None) -> str:
+    """Preflight a restore again (the host may have moved since the dialog checked it) and
+    start its detached job; returns the job id."""
+    from snaptui.core.engine.preflight.checks import new_job_id
+    from snaptui.core.restore import launch as launch_restore
+    from snaptui.core.restore import prepare as prepare_restore
+
+    kind = getattr(store, "kind", None)
+    job_id = new_job_id()
+    plan, steps, checked = await asyncio.to_thread(
+        lambda: asyncio.run(prepare_restore(request, store=store if kind == request.source
+                                            else None, job_id=job_id)))
+    login = store_auth_state(checked) if checked is not None else None
+    return await asyncio.to_thread(launch_restore, plan, request, steps, auth_state=login)
 
 
 def follow_job(job_id: str, post: Callable[[Message], object],

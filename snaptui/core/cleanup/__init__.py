@@ -33,6 +33,7 @@ from snaptui.core.cleanup.remove import remove, remove_all
 from snaptui.core.cleanup.scan_disks import scan_directories, scan_internal
 from snaptui.core.cleanup.scan_host import scan_host
 from snaptui.core.cleanup.scan_images import scan_images
+from snaptui.core.cleanup.scan_restore import scan_pre_restore
 from snaptui.core.cleanup.scan_scratch import scan_scratch
 from snaptui.core.cleanup.selection import preselected
 from snaptui.core.errors import BadInput, SnaptuiError
@@ -58,6 +59,8 @@ def _scanners(ctx: ScanContext) -> list[tuple[str, Scanner]]:
         chosen.append(("internal snapshots", scan_internal))
     if Kind.SCRATCH in only:
         chosen.append(("scratch files", scan_scratch))
+    if ctx.host is not None and Kind.SCRATCH in only:
+        chosen.append(("pre-restore disks", scan_pre_restore))
     if ctx.scan_dirs and only & {Kind.INTERNAL, Kind.SCRATCH}:
         chosen.append(("--scan directories", scan_directories))
     if ctx.host is not None and only & {Kind.MANAGED_SAVE, Kind.TRANSIENT, Kind.BLOCKJOB}:
@@ -77,6 +80,7 @@ async def iter_findings(
     on_progress: ProgressCallback | None = None,
     problems: list[str] | None = None,
     domains: Iterable[str] = (),
+    older_than_given: bool = False,
 ) -> AsyncIterator[Finding]:
     """Yield findings as each scanner finds them; a scanner that fails adds one line to
     ``problems`` (when given; else its error is raised) and the others go on. ``domains``
@@ -87,7 +91,8 @@ async def iter_findings(
             raise BadInput(f"--scan: {directory} is not a directory")
     ctx = await ScanContext.build(host, store, scan_dirs=dirs, only=frozenset(only),
                                   older_than_s=older_than_s, on_progress=on_progress,
-                                  domains=tuple(domains) or None)
+                                  domains=tuple(domains) or None,
+                                  older_than_given=older_than_given)
     seen: set[str] = set()
     for label, scanner in _scanners(ctx):
         try:
@@ -112,12 +117,14 @@ async def scan(
     older_than_s: float = DEFAULT_OLDER_THAN_S,
     on_progress: ProgressCallback | None = None,
     domains: Iterable[str] = (),
+    older_than_given: bool = False,
 ) -> ScanReport:
     """Run every chosen scanner; the report lists findings and scanners that failed."""
     report = ScanReport()
     async for finding in iter_findings(host, store, scan_dirs=scan_dirs, only=only,
                                        older_than_s=older_than_s, on_progress=on_progress,
-                                       problems=report.problems, domains=domains):
+                                       problems=report.problems, domains=domains,
+                                       older_than_given=older_than_given):
         report.findings.append(finding)
     return report
 

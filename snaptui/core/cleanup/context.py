@@ -138,6 +138,9 @@ class ScanContext:
     scan_dirs: tuple[Path, ...] = ()
     only: frozenset[Kind] = ALL_KINDS
     older_than_s: float = DEFAULT_OLDER_THAN_S
+    # the operator chose the age (--older-than, the dashboard's age key): only then is a
+    # restore's pre-restore disk pre-selected
+    older_than_given: bool = False
     on_progress: ProgressCallback | None = None
     now: float = field(default_factory=time.time)
     domains: list[DomainInfo] = field(default_factory=list)
@@ -151,11 +154,13 @@ class ScanContext:
                     scan_dirs: tuple[Path, ...] = (), only: frozenset[Kind] = ALL_KINDS,
                     older_than_s: float = DEFAULT_OLDER_THAN_S,
                     on_progress: ProgressCallback | None = None,
-                    domains: Iterable[str] | None = None) -> ScanContext:
+                    domains: Iterable[str] | None = None,
+                    older_than_given: bool = False) -> ScanContext:
         if host is not None:  # its disks must be this host's files
             refuse_remote_disks(host.uri)
         ctx = cls(host=host, store=store, scan_dirs=scan_dirs, only=only,
-                  older_than_s=older_than_s, on_progress=on_progress)
+                  older_than_s=older_than_s, on_progress=on_progress,
+                  older_than_given=older_than_given)
         if host is not None:
             ctx.domains = await asyncio.to_thread(host.list_domains)
         if domains is not None:

@@ -10,7 +10,6 @@ from snaptui.core.engine.facts import DiskFact
 from snaptui.core.engine.journal import JournalWriter
 from snaptui.core.engine.plan import Plan
 from snaptui.core.engine.runner import Step, downtime, run_steps
-from snaptui.core.engine.workflows import build_steps
 from snaptui.core.images.factory import open_store
 from snaptui.core.images.store import ImageStore
 from snaptui.core.libvirt.host import LibvirtHost
@@ -93,9 +92,13 @@ async def execute(ctx: JobContext, on_ready: Callable[[JobContext], None] | None
     ``done`` event says (the demo's sizes, marked as such)."""
     if on_ready is not None:
         on_ready(ctx)
-    steps = build_steps(ctx.plan)
+    from snaptui.core.engine.job_kinds import kind_of
+
+    kind = kind_of(ctx.plan)
+    steps = kind.build_steps(ctx.plan)
+
     def finish(done: JobContext) -> dict[str, Any]:
-        result = summarize(done)
+        result = kind.summarize(done)
         return wrap_summary(done, result) if wrap_summary else result
 
     return await run_steps(ctx, wrap_steps(steps) if wrap_steps else steps, finish)

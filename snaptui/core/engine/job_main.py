@@ -14,6 +14,7 @@ import signal
 import sys
 
 from snaptui.core.engine.execute import execute, make_context
+from snaptui.core.engine.job_kinds import load_plan
 from snaptui.core.engine.journal import JournalWriter, check_job_id, journal_path, load_job
 from snaptui.core.engine.liveness import close_job
 from snaptui.core.engine.locks import DomainLock
@@ -65,7 +66,7 @@ def main(argv: list[str]) -> int:
     try:
         job = load_job(job_id)
         job.check_format()
-        plan = Plan.from_json(job.plan, job_id=job_id)
+        plan = load_plan(job.plan, job_id)
     except (OSError, SnaptuiError) as err:
         print(f"job_main: {err}", file=sys.stderr)
         return 2

@@ -17,7 +17,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from snaptui.core.engine.context import JobContext
-from snaptui.core.engine.execute import make_context, summarize
+from snaptui.core.engine.execute import make_context
+from snaptui.core.engine.job_kinds import kind_of, load_plan
 from snaptui.core.engine.job_processes import pid_names_job, session_members
 from snaptui.core.engine.journal import JobRecord, JournalWriter, load_job
 from snaptui.core.engine.liveness import active_dir, clear_active, pid_runs_job
@@ -25,7 +26,6 @@ from snaptui.core.engine.locks import DomainLock
 from snaptui.core.engine.plan import Plan
 from snaptui.core.engine.runner import downtime, rollback
 from snaptui.core.engine.states import StepState
-from snaptui.core.engine.workflows import build_steps
 from snaptui.core.errors import DomainBusy
 from snaptui.core.libvirt.host import LibvirtHost
 
@@ -124,7 +124,7 @@ def recover_job(job: JobRecord) -> str:
 def _domain_locked(job: JobRecord) -> Iterator[tuple[Plan, str]]:
     """The job's plan with its domain's lock held, and "" ; or, without the lock, why the job
     is skipped (libvirtd down, or a live job holds the domain)."""
-    plan = Plan.from_json(job.plan, job_id=job.job_id)
+    plan = load_plan(job.plan, job.job_id)
     if (down := _skip_if_libvirtd_down(plan)) is not None:
         yield plan, down
         return
@@ -151,11 +151,12 @@ def _recover_locked(job: JobRecord, plan: Plan) -> str:
         journal.try_append("recovering", dead_pid=job.pid)
         stop_leftovers(job)
         ctx = _recovery_context(plan, journal, job)
-        steps = build_steps(plan)
+        kind = kind_of(plan)
+        steps = kind.build_steps(plan)
         states = {s.name: s.state for s in job.steps}
         started = [s for s in steps if states.get(s.name, StepState.PENDING) != StepState.PENDING]
         if started and all(states.get(s.name) == StepState.DONE for s in steps):
-            ended = journal.try_append("done", recovered=True, **summarize(ctx))
+            ended = journal.try_append("done", recovered=True, **kind.summarize(ctx))
             return "completed" + ("" if ended else UNJOURNALED)
         problems = asyncio.run(rollback(ctx, started))
         dead_in = next((s.name for s in reversed(started)), None)
@@ -187,7 +188,7 @@ def retry_failed_undos(job: JobRecord) -> str:
         journal = JournalWriter(job.path)
         try:
             ctx = _recovery_context(plan, journal, job)
-            steps = [s for s in build_steps(plan) if s.name in failed_names]
+            steps = [s for s in kind_of(plan).build_steps(plan) if s.name in failed_names]
             problems = asyncio.run(rollback(ctx, steps))
         finally:
             journal.close()

@@ -247,6 +247,14 @@ class GlanceImages:
         except Exception as err:
             raise self._error(err, f"downloading image {image_id}", image_id=image_id) from None
 
+    def iter_data(self, image_id: str) -> Iterator[bytes]:
+        """The image's data as Glance sends it, chunk by chunk (a lost connection is a
+        CloudError naming the image)."""
+        try:
+            yield from self._client.images.data(image_id)
+        except Exception as err:
+            raise self._error(err, f"downloading image {image_id}", image_id=image_id) from None
+
     def set_properties(self, image_id: str, properties: dict[str, str]) -> None:
         """Add or change properties of an image (a PATCH)."""
         props = validate_properties(properties)

@@ -27,6 +27,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, ProgressBar, Static
 from textual.worker import Worker, WorkerState, get_current_worker
 
+from snaptui.core.engine.job_kinds import rebuild_steps
 from snaptui.core.engine.jobs import cancel_job, pid_runs_job
 from snaptui.core.engine.journal import (
     JOB_ID_RE,
@@ -35,9 +36,7 @@ from snaptui.core.engine.journal import (
     jobs_dir,
     load_job,
 )
-from snaptui.core.engine.plan import Plan
 from snaptui.core.engine.states import JobStatus, StepState, look, progress_text
-from snaptui.core.engine.workflows import build_steps
 from snaptui.core.errors import SnaptuiError
 from snaptui.core.present import UNKNOWN, clock_text, duration_text
 from snaptui.ui.messages import JobFinished, RemoteJobUpdated
@@ -82,7 +81,7 @@ def rollback_titles(job: JobRecord) -> list[str]:
     """What a cancel undoes now: started steps that have an undo, last first."""
     try:
         undoable: set[str] | None = {
-            s.name for s in build_steps(Plan.from_json(job.plan)) if s.undo is not None}
+            s.name for s in rebuild_steps(job.plan) if s.undo is not None}
     except (KeyError, TypeError, ValueError):
         undoable = None  # an unreadable plan: list every started step
     started = [s for s in job.steps if s.state in (StepState.DONE, StepState.RUNNING)]

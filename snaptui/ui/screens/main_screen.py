@@ -37,6 +37,7 @@ from snaptui.ui.worker_failures import FAILURE_TITLES, ForwardsWorkerFailures
 if TYPE_CHECKING:
     from snaptui.core.engine.plan import SnapshotRequest
     from snaptui.core.engine.preflight.mode_decision import ModeFacts
+    from snaptui.core.restore import RestoreRequest
     from snaptui.ui.app import SnaptuiApp
 
 IMAGE_REFRESH_S = 30.0
@@ -66,6 +67,7 @@ class MainScreen(ForwardsWorkerFailures, Screen):
         Binding("j", "jobs", "Jobs", id="jobs"),
         # Not in the footer (it is full at 80 columns): in the help and the palette.
         Binding("C", "cleanup", "Cleanup", id="cleanup", show=False),
+        Binding("R", "restore", "Restore", id="restore", show=False),
         Binding("r", "refresh", "Refresh", id="refresh"),
         Binding("slash", "filter", "Filter", id="filter"),
         Binding("o", "only_domain", "Only", id="only_domain"),
@@ -77,6 +79,8 @@ class MainScreen(ForwardsWorkerFailures, Screen):
         "snapshot": "Snapshot the selected domain into an image",
         "jobs": "Show snapshot jobs (running and finished)",
         "cleanup": "Find and remove leftovers of interrupted snapshot runs",
+        "restore": "Restore the selected image on its domain, or an image of the selected "
+                   "domain (newest first)",
         "refresh": "Reload domains and images now",
         "filter": "Filter the focused pane (Esc closes)",
         "only_domain": "Show only the images of the selected domain",
@@ -405,3 +409,64 @@ class MainScreen(ForwardsWorkerFailures, Screen):
         from snaptui.ui.job_launcher import follow_job
 
         follow_job(job_id, self.app.post_message, stop=self.stop_following)
+
+    # -- restore -------------------------------------------------------------------------
+
+    def _restore_target(self) -> tuple[DomainInfo, list[ImageRecord]] | None:
+        """The image under the cursor with its source domain (the Images pane focused), else
+        the domain under the cursor with its active images; None (said) when there is none."""
+        focused = self.focused
+        image = self.images_pane.selected if focused is not None and \
+            self.images_pane in focused.ancestors_with_self else None
+        if image is not None:
+            info = self.domains_pane.by_uuid(image.instance_uuid)
+            if info is None:
+                self.notify(f"image {image.name!r} has no domain here; `snaptui restore IMAGE "
+                            "--as NAME` makes a new guest from it", severity="warning")
+                return None
+            return info, [image]
+        info = self.domains_pane.selected
+        if info is None:
+            self.notify("select an image or a domain to restore", severity="warning")
+            return None
+        images = [i for i in self.images_pane.images.values()
+                  if i.instance_uuid == info.uuid and i.status == "active"]
+        if not images:
+            self.notify(f"{info.name} has no image to restore", severity="warning")
+            return None
+        return info, images
+
+    def action_restore(self) -> None:
+        from snaptui.core.restore import RestoreRequest
+        from snaptui.ui.screens.restore_dialog import RestoreDialog
+
+        if self.app.demo:
+            self.notify("restore runs on real hosts, not in the demo", severity="warning")
+            return
+        found = self._restore_target()
+        if found is None:
+            return
+        info, images = found
+        host = self.app.fleet[info.host]
+        if host.spec.remote:
+            self.notify(f"{info.name} is on {host.name}: run `snaptui restore` there",
+                        severity="warning")
+            return
+        store = self.app.store
+        request = RestoreRequest(
+            domain=info.name, uri=host.libvirt.uri, cloud=self.app.cloud, source=store.kind,
+            library_dir=store.location if store.kind == "library" else self.app.library)
+        self.app.push_screen(RestoreDialog(info.name, images, request), self._restore_chosen)
+
+    def _restore_chosen(self, request: RestoreRequest | None) -> None:
+        if request is not None:
+            self.start_restore(request)
+
+    @work(exit_on_error=False, group="launch", description="start restore")
+    async def start_restore(self, request: RestoreRequest) -> None:
+        from snaptui.ui.job_launcher import start_restore
+        from snaptui.ui.screens.jobs_screen import JobsScreen
+
+        job_id = await start_restore(request, self.app.store)
+        self.follow_job(job_id)
+        self.app.push_screen(JobsScreen(job_id))
