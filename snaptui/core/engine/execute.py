@@ -9,6 +9,7 @@ from snaptui.core.engine.context import JobContext
 from snaptui.core.engine.facts import DiskFact
 from snaptui.core.engine.journal import JournalWriter
 from snaptui.core.engine.plan import Plan
+from snaptui.core.engine.rotate_job import rotate_after
 from snaptui.core.engine.runner import Step, downtime, run_steps
 from snaptui.core.engine.workflows import build_steps
 from snaptui.core.image_store import ImageStore
@@ -96,6 +97,9 @@ async def execute(ctx: JobContext, on_ready: Callable[[JobContext], None] | None
     steps = build_steps(ctx.plan)
     def finish(done: JobContext) -> dict[str, Any]:
         result = summarize(done)
+        rotated = rotate_after(done)  # --rotate: the images are in, nothing can undo them now
+        if rotated is not None:
+            result["rotation"] = rotated
         return wrap_summary(done, result) if wrap_summary else result
 
     return await run_steps(ctx, wrap_steps(steps) if wrap_steps else steps, finish)
