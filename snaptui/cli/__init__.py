@@ -43,9 +43,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--remote-protocol", metavar="N", type=int, help=argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    from snaptui.cli import audit, cleanup, fleet_info, inventory, jobs, snapshot, verify
+    from snaptui.cli import (
+        audit,
+        cleanup,
+        fleet_info,
+        inventory,
+        jobs,
+        prune,
+        snapshot,
+        verify,
+    )
 
-    for module in (inventory, snapshot, jobs, cleanup, audit, verify, fleet_info):
+    for module in (inventory, snapshot, jobs, cleanup, prune, audit, verify, fleet_info):
         module.register(sub, add_common_options)
     return parser
 
