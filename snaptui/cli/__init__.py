@@ -50,11 +50,13 @@ def build_parser() -> argparse.ArgumentParser:
         inventory,
         jobs,
         prune,
+        schedule,
         snapshot,
         verify,
     )
 
-    for module in (inventory, snapshot, jobs, cleanup, prune, audit, verify, fleet_info):
+    for module in (inventory, snapshot, jobs, cleanup, prune, schedule, audit, verify,
+                   fleet_info):
         module.register(sub, add_common_options)
     return parser
 
