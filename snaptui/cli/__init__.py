@@ -49,12 +49,15 @@ def build_parser() -> argparse.ArgumentParser:
         fleet_info,
         inventory,
         jobs,
+        prune,
         restore,
+        schedule,
         snapshot,
         verify,
     )
 
-    for module in (inventory, snapshot, restore, jobs, cleanup, audit, verify, fleet_info):
+    for module in (inventory, snapshot, restore, jobs, cleanup, prune, schedule, audit, verify,
+                   fleet_info):
         module.register(sub, add_common_options)
     return parser
 

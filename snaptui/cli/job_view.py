@@ -130,4 +130,28 @@ def print_outcome(console: Console, job: JobRecord) -> int:
                    if sizes.get("output_actual") is not None else "allocated → streamed ")
                 + f"{h(sizes['uploaded'])}; guest downtime {down}"),
         ))
+    print_rotation(console, res.get("rotation"))
     return 0
+
+
+def print_rotation(console: Console, rotation: dict[str, Any] | None) -> None:
+    """One line per image rotation deleted or failed to delete, and a summary per disk."""
+    if not rotation:
+        return
+    if rotation.get("error"):
+        console.print(output.plain(f"rotation not done: {rotation['error']}", "yellow"))
+    for disk in rotation.get("disks", []):
+        rows = disk.get("images", [])
+        for row in rows:
+            if row["action"] in ("deleted", "failed"):
+                style = "red" if row["action"] == "failed" else ""
+                console.print(output.plain(
+                    f"  rotation {row['action']} {row['image_id']} ({row['name']!r}, "
+                    f"{row['created_at']}): {row['reason'] or 'beyond the rotation count'}",
+                    style))
+        kept = sum(1 for r in rows if r["action"] == "keep")
+        deleted = sum(1 for r in rows if r["action"] == "deleted")
+        failed = sum(1 for r in rows if r["action"] == "failed")
+        console.print(output.plain(
+            f"rotation {disk['backup_type']} ({disk['disk']}, keep {disk['keep']}): {kept} "
+            f"kept, {deleted} deleted" + (f", {failed} failed to delete" if failed else "")))

@@ -81,6 +81,15 @@ def _register_image_metadata(p: argparse.ArgumentParser) -> None:
                    help="Glance image to inherit properties from (default: Nova's root image)")
     g.add_argument("--no-derive", dest="derive", action="store_false",
                    help="do not derive hw_* properties from the domain XML")
+    g.add_argument("--backup-type", metavar="NAME",
+                   help="make a backup (image_type=backup, backup_type=NAME), as Nova's "
+                   "createBackup does")
+    g.add_argument("--rotate", type=int, metavar="N",
+                   help="with --backup-type: once the image is active, delete this guest's "
+                   "oldest backups of that type beyond N (the new one counts; protected ones "
+                   "and ones snaptui did not make are kept)")
+    g.add_argument("--rotate-unowned", action="store_true",
+                   help="let --rotate delete backups snaptui did not make (Nova's) too")
     g.add_argument("--allow-nova-downtime", action="store_true",
                    help="allow cold/internal mode on a running Nova instance (aborted and "
                    "restarted before Nova's 15 s power-state sync would stop it)")
@@ -110,7 +119,9 @@ def _image_metadata(args: argparse.Namespace) -> dict[str, Any]:
     return dict(properties=parse_properties(args.properties, glance=False),
                 tags=tuple(args.tags), visibility=args.visibility, protected=args.protected,
                 min_disk=args.min_disk, min_ram=args.min_ram, base_image=args.base_image,
-                derive=args.derive, allow_nova_downtime=args.allow_nova_downtime)
+                derive=args.derive, allow_nova_downtime=args.allow_nova_downtime,
+                backup_type=args.backup_type, rotate=args.rotate,
+                rotate_unowned=args.rotate_unowned)
 
 
 def add_verify_options(p: argparse.ArgumentParser) -> None:

@@ -8,15 +8,25 @@ import json
 
 from snaptui.cli.output import line, note
 from snaptui.cli.snapshot import add_verify_options
+from snaptui.core.errors import BadInput
+from snaptui.core.present import DURATION_EXAMPLES, parse_duration
 
 
 def register(sub: argparse._SubParsersAction, common) -> None:
     p = sub.add_parser("verify", help="boot an image on a throwaway overlay (no network) and "
                        "mark it snaptui_verified when its guest agent (or console) answers")
     common(p)
-    p.add_argument("image", help="image id or name (Glance, or the library with --library)")
-    p.add_argument("--domain", help="copy this domain's machine, firmware and boot settings "
-                   "(default: the image's source domain when it is on this host)")
+    p.add_argument("image", nargs="?",
+                   help="image id or name (Glance, or the library with --library)")
+    p.add_argument("--domain", action="append", default=[],
+                   help="copy this domain's machine, firmware and boot settings (default: the "
+                   "image's source domain when it is on this host); with --stale: only this "
+                   "guest's images (repeatable)")
+    p.add_argument("--stale", metavar="AGE",
+                   help="instead of IMAGE: every snapshot or backup not verified for AGE "
+                   f"({DURATION_EXAMPLES}) or never, oldest proof first")
+    p.add_argument("--budget", metavar="DURATION",
+                   help="with --stale: start no boot check that could end after this long")
     add_verify_options(p)
     p.add_argument("--json", action="store_true", help="one JSON object with the outcome")
     p.set_defaults(handler=run_verify)
@@ -31,13 +41,22 @@ def run_verify(args: argparse.Namespace) -> int:
     from snaptui.core.verify.image import find_image, verify_stored
 
     check_verify_options(args.verify_console, args.verify_timeout, args.verify_accel)
+    if (args.image is None) == (args.stale is None):
+        raise BadInput("verify takes an IMAGE or --stale AGE, one of them")
+    if args.budget is not None and args.stale is None:
+        raise BadInput("--budget goes with --stale")
+    if args.stale is not None:
+        return run_stale(args)
+    if len(args.domain) > 1:
+        raise BadInput("--domain once: the domain whose boot settings the check copies")
     destination = resolve_destination(None, args.cloud, args.library)
     store = open_store(destination, cloud=args.cloud, library=args.library)
     image = find_image(store, args.image)
     host = LibvirtHost(args.uri).connect()
     try:
         result = asyncio.run(verify_stored(
-            store, host, image, job_id=new_job_id(), domain=args.domain,
+            store, host, image, job_id=new_job_id(),
+            domain=args.domain[0] if args.domain else None,
             console_regex=args.verify_console, timeout=args.verify_timeout,
             accel=args.verify_accel))
     except VerifyFailed as failed:
@@ -60,3 +79,57 @@ def run_verify(args: argparse.Namespace) -> int:
              "after the start")
         note(f"marked snaptui_verified={result.method} in {store.location}")
     return 0
+
+
+def run_stale(args: argparse.Namespace) -> int:
+    """``verify --stale AGE [--domain D]... [--budget T]``."""
+    import time
+
+    from snaptui.core.engine.preflight.checks import new_job_id
+    from snaptui.core.images.factory import open_store, resolve_destination
+    from snaptui.core.keep.stale import failed_properties, reverify, stale_images
+    from snaptui.core.libvirt.host import LibvirtHost
+    from snaptui.core.verify.boot import VerifyFailed
+    from snaptui.core.verify.image import verify_stored
+
+    age = parse_duration(args.stale, "--stale")
+    budget = parse_duration(args.budget, "--budget") if args.budget is not None else None
+    if budget is not None and budget < args.verify_timeout:
+        raise BadInput(f"--budget {args.budget} is shorter than one boot check "
+                       f"(--verify-timeout {args.verify_timeout:g} s)")
+    destination = resolve_destination(None, args.cloud, args.library)
+    store = open_store(destination, cloud=args.cloud, library=args.library)
+    images = stale_images(store.iter_images(), age, time.time(), frozenset(args.domain))
+    host = LibvirtHost(args.uri).connect()
+
+    async def check(image) -> str | None:
+        try:
+            await verify_stored(store, host, image, job_id=new_job_id(), domain=None,
+                                console_regex=args.verify_console,
+                                timeout=args.verify_timeout, accel=args.verify_accel)
+        except VerifyFailed as failed:
+            store.set_properties(image.id, failed_properties(failed.reason))
+            return failed.reason
+        except BadInput as err:
+            return str(err)
+        return None
+
+    def said(result) -> None:
+        if args.json:
+            return
+        text = f"{result.outcome} {result.image_id} ({result.name!r})"
+        if result.outcome != "skipped":
+            text += f" in {result.seconds:.1f} s"
+        line(text + (f": {result.detail}" if result.detail else ""))
+
+    try:
+        results = asyncio.run(reverify(images, budget_s=budget, timeout_s=args.verify_timeout,
+                                       check=check, said=said))
+    finally:
+        host.close()
+    if args.json:
+        print(json.dumps([r.to_json() for r in results]))
+    elif not results:
+        note(f"snaptui: no image in {store.location} needs verifying (none older than "
+             f"{args.stale})")
+    return 1 if any(r.outcome == "failed" for r in results) else 0

@@ -179,6 +179,7 @@ class ImageRecord:
     properties: dict[str, Any] = field(default_factory=dict)
     os_hash_value: str | None = None
     location: str | None = None  # library: file path; glance: None
+    protected: bool = False  # Glance's flag (the library keeps it in the sidecar)
 
     @property
     def instance_uuid(self) -> str | None:

@@ -9,6 +9,7 @@ from snaptui.core.engine.context import JobContext
 from snaptui.core.engine.facts import DiskFact
 from snaptui.core.engine.journal import JournalWriter
 from snaptui.core.engine.plan import Plan
+from snaptui.core.engine.rotate_job import rotate_after
 from snaptui.core.engine.runner import Step, downtime, run_steps
 from snaptui.core.images.factory import open_store
 from snaptui.core.images.store import ImageStore
@@ -92,13 +93,17 @@ async def execute(ctx: JobContext, on_ready: Callable[[JobContext], None] | None
     ``done`` event says (the demo's sizes, marked as such)."""
     if on_ready is not None:
         on_ready(ctx)
-    from snaptui.core.engine.job_kinds import kind_of
+    from snaptui.core.engine.job_kinds import SNAPSHOT, kind_of
 
     kind = kind_of(ctx.plan)
     steps = kind.build_steps(ctx.plan)
 
     def finish(done: JobContext) -> dict[str, Any]:
         result = kind.summarize(done)
+        # --rotate: the images are in, nothing can undo them now
+        rotated = rotate_after(done) if kind.name == SNAPSHOT else None
+        if rotated is not None:
+            result["rotation"] = rotated
         return wrap_summary(done, result) if wrap_summary else result
 
     return await run_steps(ctx, wrap_steps(steps) if wrap_steps else steps, finish)

@@ -92,6 +92,10 @@ class SnapshotRequest:
     keep_unverified: bool = False
     # -- streaming: auto | on | off; "on" is the pull-mode form of backup mode --
     stream: str = "auto"
+    # -- a backup (Nova's createBackup) and its rotation (core/keep/rotation.py) --
+    backup_type: str | None = None
+    rotate: int | None = None  # keep this many backups of the type, the new one included
+    rotate_unowned: bool = False  # rotation may delete backups snaptui did not make
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -177,6 +181,10 @@ class Plan:
     # -- streaming: backup mode in pull mode, NBD export read straight into Glance --
     stream: bool = False
     nbd_socket: str | None = None
+    # -- a backup and its rotation, run once the job's images are active --
+    backup_type: str | None = None
+    rotate: int | None = None
+    rotate_unowned: bool = False
 
     @property
     def method(self) -> str:

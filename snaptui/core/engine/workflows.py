@@ -196,7 +196,8 @@ def _image_step(plan: Plan, d: DiskPlan) -> Step:
                 interruptible=False, destructive=True, target=d.target,
                 equivalent=_cmd("openstack", "image", "create", "--disk-format",
                                 plan.out_format, "--container-format", "bare", "--property",
-                                "image_type=snapshot", "--property",
+                                f"image_type={'backup' if plan.backup_type else 'snapshot'}",
+                                "--property",
                                 f"instance_uuid={plan.domain_uuid}", d.image_name))
 
 

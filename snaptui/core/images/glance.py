@@ -421,6 +421,7 @@ class GlanceImages:
             created_at=data.get("created_at"),
             properties={k: v for k, v in data.items() if k not in STANDARD_KEYS},
             os_hash_value=data.get("os_hash_value"),
+            protected=bool(data.get("protected")),
         )
 
 

@@ -248,4 +248,5 @@ class ImageLibrary:
             properties=dict(meta.get("properties") or {}),
             os_hash_value=meta.get("os_hash_value"),
             location=str(data) if meta["status"] == "active" else None,
+            protected=bool(meta.get("protected")),
         )

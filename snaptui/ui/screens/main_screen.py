@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import threading
+import time
 from collections.abc import Sequence
 from functools import partial
 from typing import TYPE_CHECKING, ClassVar
@@ -25,6 +26,8 @@ from snaptui.core.disk import qemu_img
 from snaptui.core.disk.allocation import allocated_size
 from snaptui.core.errors import NotFound, SnaptuiError
 from snaptui.core.fleet.inventory import HostListing, domain_key, key_of, split_key
+from snaptui.core.keep.overview import guest_keep, read_schedules
+from snaptui.core.keep.schedules import Schedule
 from snaptui.core.models import DomainInfo, ImageFileInfo, ImageRecord
 from snaptui.ui import messages
 from snaptui.ui.widgets.detail_pane import DetailPane
@@ -100,6 +103,7 @@ class MainScreen(ForwardsWorkerFailures, Screen):
         self._first_load: set[str] | None = set()  # None once both lists came in
         # (HOST:UUID, disk target, path) → what qemu-img said, for the domain last read
         self._disks_read: dict[tuple[str, str, str | None], ImageFileInfo | BaseException] = {}
+        self._schedules: list[Schedule] = []  # read with each domain's detail (core/keep)
         self.stop_following = threading.Event()
 
     def compose(self) -> ComposeResult:
@@ -234,8 +238,10 @@ class MainScreen(ForwardsWorkerFailures, Screen):
         # Reloading the shown domain: what its unchanged disks showed stays until re-read.
         key = key_of(info)
         read_before = self._disks_read if self.detail.showing == ("domain", key) else {}
+        keep = guest_keep(self.images_pane.images.values(), self._schedules, info.name,
+                          info.uuid, time.time())
         self.detail.show_domain(info, {d.target: read_before.get((key, d.target, d.path))
-                                       for d in info.disks})
+                                       for d in info.disks}, keep)
         if delay_s:
             await asyncio.sleep(delay_s)
         disks = [(d.target, d.path, d.format) for d in info.snapshot_disks if d.path]
@@ -248,7 +254,10 @@ class MainScreen(ForwardsWorkerFailures, Screen):
                 raise result  # a bug, not a disk qemu-img cannot read: the worker fails
             found[target] = result
         self._disks_read = {(key, target, path): found[target] for target, path, _ in disks}
-        self.detail.show_domain(info, found)
+        self._schedules = await asyncio.to_thread(read_schedules)
+        keep = guest_keep(self.images_pane.images.values(), self._schedules, info.name,
+                          info.uuid, time.time())
+        self.detail.show_domain(info, found, keep)
 
     def _detail_follows(self, pane: DomainsPane | ImagesPane, refresh: bool = False) -> None:
         """Show the detail of ``pane``'s selected row (a domain's loads qemu-img info: at once

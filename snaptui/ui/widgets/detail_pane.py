@@ -13,8 +13,9 @@ from textual.strip import Strip
 from textual.visual import Visual
 
 from snaptui.core.fleet.inventory import key_of
+from snaptui.core.keep.overview import GuestKeep
 from snaptui.core.models import DomainInfo, ImageFileInfo, ImageRecord
-from snaptui.core.present import date_text, size_text, state_look
+from snaptui.core.present import date_text, duration_text, size_text, state_look
 from snaptui.ui.widgets.scrolling import set_virtual_size
 
 PLACEHOLDER = "Select a domain or an image."
@@ -65,8 +66,28 @@ def disk_lines(target: str, path: str | None, info: ImageFileInfo | BaseExceptio
     return lines
 
 
+def keep_lines(keep: GuestKeep | None) -> list[str]:
+    """The guest's last good image (a warning when older than a day) and its schedules; for
+    a guest no schedule takes, nothing (its detail stays as it was)."""
+    if keep is None or not keep.schedules:
+        return []
+    if keep.last is None:
+        lines = ["[$warning]no good image of this guest[/]"]
+    else:
+        look = "$warning" if keep.stale else "$success"
+        proof = " · verified" if keep.last.properties.get("snaptui_verified") else ""
+        lines = [f"last good image [b]{_e(keep.last.name)}[/b] [{look}]"
+                 f"{duration_text(keep.age_s)} old[/]{proof}"]
+    for schedule in keep.schedules:
+        paused = " (paused)" if schedule.paused else ""
+        kept = f" · {_e(schedule.rules.text())}" if schedule.keep else ""
+        lines.append(f"schedule [b]{_e(schedule.name)}[/b]{paused} on {_e(schedule.on)}{kept}")
+    return lines
+
+
 def domain_lines(info: DomainInfo,
-                 disks: Mapping[str, ImageFileInfo | BaseException | None]) -> list[str]:
+                 disks: Mapping[str, ImageFileInfo | BaseException | None],
+                 keep: GuestKeep | None = None) -> list[str]:
     """Markup lines describing a domain and its disks (``disks``: target → qemu-img info)."""
     lines = [domain_header(info)]
     lines += nova_lines(info)
@@ -74,7 +95,7 @@ def domain_lines(info: DomainInfo,
         lines += disk_lines(disk.target, disk.path, disks.get(disk.target))
     if not info.snapshot_disks:
         lines.append("[$text-muted]no disks[/]")
-    return lines
+    return lines + keep_lines(keep)
 
 
 def nova_lines(info: DomainInfo) -> list[str]:
@@ -167,7 +188,8 @@ class DetailPane(ScrollView, can_focus=False):
         self.border_title = "Detail"
 
     def show_domain(self, info: DomainInfo,
-                    disks: Mapping[str, ImageFileInfo | BaseException | None]) -> None:
+                    disks: Mapping[str, ImageFileInfo | BaseException | None],
+                    keep: GuestKeep | None = None) -> None:
         """Show a domain; ``disks`` maps target → qemu-img info (None while it loads).
 
         While some disk is still loading the scrollable height does not shrink: the short
@@ -175,7 +197,7 @@ class DetailPane(ScrollView, can_focus=False):
         it back (two layouts)."""
         loading = any(disks.get(d.target) is None for d in info.snapshot_disks if d.path)
         name = f"{info.host}:{info.name}" if self.show_host and info.host else info.name
-        lines = domain_lines(info, disks)
+        lines = domain_lines(info, disks, keep)
         if self.show_host and info.host:
             lines[0] += f"  [$text-muted]on host[/] [b]{_e(info.host)}[/b]"
         self._show(("domain", key_of(info)), f"Detail — {name}", lines, hold_height=loading)

@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 
 from rich.text import Text
 
+from snaptui.core.keep.overview import is_backup
 from snaptui.core.models import ImageRecord
 from snaptui.core.present import date_text, size_text
 from snaptui.ui.widgets.table_pane import ColumnSpec, Row, TablePane
@@ -73,6 +74,8 @@ class ImagesPane(TablePane):
         if column == "created":
             return date_text(value)[:10]
         if column == "snap":
+            if value == "backup":  # image_type=backup: a rotated or scheduled backup
+                return Text("bkp", style=self.theme_style("success"))
             return (Text("yes", style=self.theme_style("accent")) if value
                     else Text("no", style=self.theme_style("foreground-muted")))
         return super().format_cell(column, value)
@@ -83,7 +86,7 @@ class ImagesPane(TablePane):
         # Rows and the lower-case text a filter searches, made once per refresh rather than
         # on every key typed into the filter (5,000 images: ~20 ms a key before).
         self._rows = {i.id: (i.name, i.status, i.size, i.created_at, i.disk_format or "—",
-                             i.is_snapshot) for i in images}
+                             "backup" if is_backup(i) else i.is_snapshot) for i in images}
         self._searched = {i.id: "\0".join(str(t).lower() for t in (
             i.name, i.id, i.status, i.disk_format, i.instance_uuid,
             i.properties.get("base_image_ref")) if t is not None)

@@ -39,6 +39,7 @@ from snaptui.core.engine.reservations import reserve
 from snaptui.core.errors import BadInput, NotFound, QemuImgError
 from snaptui.core.images.factory import open_store, resolve_destination
 from snaptui.core.images.store import ImageStore
+from snaptui.core.keep.rotation import check_options as check_rotation
 from snaptui.core.libvirt.host import LibvirtHost
 from snaptui.core.models import DiskInfo, DomainInfo, DomainState, ImageFileInfo
 from snaptui.core.paths import scratch_dir
@@ -228,6 +229,7 @@ async def preflight(request: SnapshotRequest, host: LibvirtHost,
     if destination == "glance":
         validate_glance_name(request.name)
     image_plan.check_request(request, destination)
+    check_rotation(request.backup_type, request.rotate)
     neighbour = neighbour_fields(request.priority, request.bwlimit)
     if store is None:
         store = open_store(destination, cloud=request.cloud, library=request.library_dir)
@@ -318,6 +320,8 @@ async def preflight(request: SnapshotRequest, host: LibvirtHost,
         notes=meta_notes + notes + notes_stream,
         nova_instance=meta_notes[0] if info.nova is not None else None,
         stream=stream, nbd_socket=nbd_socket if stream else None,
+        backup_type=request.backup_type, rotate=request.rotate,
+        rotate_unowned=request.rotate_unowned,
         **extras, **neighbour,
     )
     # Last: the host's job limit, and this job's scratch reserved against the other jobs'

@@ -25,6 +25,7 @@ from snaptui.core.images.properties import (
     validate_operator,
 )
 from snaptui.core.images.store import ImageStore, validate_image_id
+from snaptui.core.keep.rotation import backup_properties
 from snaptui.core.libvirt.hardware import DomainHardware, parse_hardware
 from snaptui.core.libvirt.host import LibvirtHost
 from snaptui.core.libvirt.nova_instance import (
@@ -178,6 +179,8 @@ async def plan_metadata(request: SnapshotRequest, info: DomainInfo, store: Image
             target=d.target, hardware=derived, base=base, base_image_ref=ref, nova=info.nova,
             operator=operator, caller_project=caller.project, caller_user=caller.user,
             instance_uuid=info.uuid)
+        if request.backup_type is not None:
+            d.properties.update(backup_properties(request.backup_type))
     settings = image_settings(nova=info.nova, caller_project=caller.project, base=base,
                               operator=operator, min_disk=0)
     if info.nova is not None:

@@ -15,6 +15,7 @@ from snaptui.core.engine.plan import DiskPlan
 from snaptui.core.engine.runner import Action
 from snaptui.core.errors import NotFound
 from snaptui.core.images.store import ImageSettings, UploadProgress
+from snaptui.core.keep.rotation import backup_properties
 
 
 def image_properties(ctx: JobContext, disk: DiskPlan) -> dict[str, str]:
@@ -33,6 +34,8 @@ def image_properties(ctx: JobContext, disk: DiskPlan) -> dict[str, str]:
         "snaptui_method": plan.method,
         "snaptui_job": plan.job_id,
     })
+    if plan.backup_type is not None:
+        props.update(backup_properties(plan.backup_type))
     owner = None if "owner_id" in props else getattr(ctx.store, "project_id", None)
     if owner:
         props["owner_id"] = str(owner)

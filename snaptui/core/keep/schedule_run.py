@@ -1,0 +1,196 @@
+"""``snaptui schedule run NAME``: what the timer's service runs, and what an operator runs by
+hand. Each guest is snapshotted by snaptui's own ``snapshot`` command (so a ``HOST:DOMAIN``
+runs on its host, as every snapshot does), at most ``[jobs] max_concurrent`` at once; then the
+schedule's retention rules prune its backups. One summary line per guest goes to stdout (the
+journal, under systemd) and to the audit log; the run's result is kept for ``schedule list``.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from snaptui.core import audit
+from snaptui.core.keep import schedules
+from snaptui.core.keep.prune import Scope, apply, plan_for_store
+from snaptui.core.keep.schedules import Schedule
+from snaptui.core.settings import max_concurrent_jobs
+
+SNAPSHOT_TIMEOUT_S = 24 * 3600.0
+
+
+def snaptui_command() -> list[str]:
+    """How this snaptui is started again: this interpreter with ``-m snaptui``."""
+    return [sys.executable, "-m", "snaptui"]
+
+
+def _common(schedule: Schedule) -> list[str]:
+    argv = []
+    if schedule.uri:
+        argv += ["-c", schedule.uri]
+    if schedule.cloud:
+        argv += ["--os-cloud", schedule.cloud]
+    if schedule.library:
+        argv += ["--library", schedule.library]
+    return argv
+
+
+def snapshot_argv(schedule: Schedule, domain: str, stamp: str) -> list[str]:
+    """The ``snaptui snapshot`` a run starts for one guest."""
+    guest = domain.rpartition(":")[2]
+    argv = ["snapshot", domain, "--name", f"{guest}-{schedule.type}-{stamp}",
+            "--backup-type", schedule.type, "--json", *_common(schedule)]
+    flags = {"mode": "--mode", "destination": "--to", "out_format": "--format",
+             "priority": "--priority", "quiesce": "--quiesce"}
+    for key, flag in flags.items():
+        if schedule.snapshot.get(key):
+            argv += [flag, schedule.snapshot[key]]
+    if schedule.snapshot.get("stream") == "off":
+        argv.append("--no-stream")
+    if schedule.verify:
+        argv.append("--verify")
+    return argv
+
+
+@dataclass
+class GuestResult:
+    domain: str
+    ok: bool
+    image_id: str | None = None
+    job_id: str | None = None
+    seconds: float = 0.0
+    error: str | None = None
+
+    def line(self, name: str) -> str:
+        if self.ok:
+            return (f"schedule {name}: {self.domain}: ok, image {self.image_id} "
+                    f"(job {self.job_id}, {self.seconds:.1f} s)")
+        return f"schedule {name}: {self.domain}: failed: {self.error}"
+
+
+@dataclass
+class RunResult:
+    schedule: str
+    started: str
+    finished: str = ""
+    guests: list[GuestResult] = field(default_factory=list)
+    pruned: int = 0
+    prune_failed: int = 0
+    prune_error: str | None = None
+    paused: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return all(g.ok for g in self.guests) and not self.prune_failed \
+            and self.prune_error is None
+
+    @property
+    def result(self) -> str:
+        if self.paused:
+            return "paused"
+        failed = sum(not g.ok for g in self.guests)
+        if failed:
+            return f"{failed} of {len(self.guests)} failed"
+        return "ok" if self.ok else "prune failed"
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "ok": self.ok, "result": self.result}
+
+
+def guests_of(schedule: Schedule) -> list[str]:
+    """The guests a run takes: the named ones, or every persistent domain of the host but
+    the excluded ones (and snaptui's own throwaway verify domains)."""
+    if not schedule.all_domains:
+        return list(schedule.domains)
+    from snaptui.core.libvirt.host import LibvirtHost
+    from snaptui.core.verify.boot import VERIFY_PREFIX
+
+    with LibvirtHost(schedule.uri) as host:
+        found = host.list_domains()
+    skip = set(schedule.exclude)
+    return [d.name for d in found if d.persistent and d.name not in skip
+            and d.uuid not in skip and not d.name.startswith(VERIFY_PREFIX)]
+
+
+def _snapshot(schedule: Schedule, domain: str, stamp: str) -> GuestResult:
+    t0 = time.monotonic()
+    try:
+        proc = subprocess.run([*snaptui_command(), *snapshot_argv(schedule, domain, stamp)],
+                              capture_output=True, text=True, check=False,
+                              stdin=subprocess.DEVNULL, timeout=SNAPSHOT_TIMEOUT_S)
+    except (OSError, subprocess.TimeoutExpired) as err:
+        return GuestResult(domain, False, error=str(err))
+    seconds = time.monotonic() - t0
+    last: dict[str, Any] = {}
+    job_id = None
+    for text in proc.stdout.splitlines():
+        try:
+            event = json.loads(text)
+        except ValueError:
+            continue
+        if isinstance(event, dict):
+            last = event
+            job_id = job_id or event.get("job_id")
+    if proc.returncode == 0 and last.get("event") == "done":
+        return GuestResult(domain, True, last.get("image_id"), job_id, seconds)
+    why = last.get("error") or (proc.stderr.strip().splitlines() or [f"exit {proc.returncode}"])[-1]
+    return GuestResult(domain, False, job_id=job_id, seconds=seconds,
+                       error=" ".join(str(why).split()))
+
+
+def run(schedule: Schedule, say: Callable[[str], None]) -> RunResult:
+    """Snapshot every guest, then prune; ``say`` gets each summary line."""
+    now = datetime.now(UTC)
+    result = RunResult(schedule.name, now.isoformat(timespec="seconds"))
+    if schedule.paused:
+        result.paused = True
+        say(f"schedule {schedule.name}: paused; nothing run (snaptui schedule resume "
+            f"{schedule.name})")
+        return _finish(schedule, result)
+    stamp = now.strftime("%Y%m%d-%H%M")
+    guests = guests_of(schedule)
+    with ThreadPoolExecutor(max_workers=max(1, max_concurrent_jobs())) as pool:
+        for guest in pool.map(lambda d: _snapshot(schedule, d, stamp), guests):
+            result.guests.append(guest)
+            say(guest.line(schedule.name))
+            audit.record("schedule-run", guest.domain, "ok" if guest.ok else "failed",
+                         schedule=schedule.name, image=guest.image_id, job_id=guest.job_id,
+                         error=guest.error)
+    if schedule.keep:
+        _prune(schedule, [g.domain.rpartition(":")[2] for g in result.guests], result, say)
+    return _finish(schedule, result)
+
+
+def _prune(schedule: Schedule, domains: list[str], result: RunResult,
+           say: Callable[[str], None]) -> None:
+    from snaptui.core.images.factory import open_store, resolve_destination
+
+    try:
+        destination = schedule.snapshot.get("destination") or resolve_destination(
+            None, schedule.cloud, schedule.library)
+        store = open_store(destination, cloud=schedule.cloud, library=schedule.library)
+        plan = apply(store, plan_for_store(store, schedule.rules,
+                                           Scope(domains=frozenset(domains),
+                                                 backup_type=schedule.type)))
+    except Exception as err:  # noqa: BLE001 - the snapshots are made: say it, record it
+        result.prune_error = " ".join(str(err).split()) or type(err).__name__
+        say(f"schedule {schedule.name}: prune failed: {result.prune_error}")
+        return
+    result.pruned = sum(r.result.startswith("deleted") for r in plan.removals)
+    result.prune_failed = sum(r.result.startswith("failed") for r in plan.removals)
+    failed = f", {result.prune_failed} failed to delete" if result.prune_failed else ""
+    say(f"schedule {schedule.name}: prune ({schedule.rules.text()}): removed {result.pruned} "
+        f"of {len(plan.rows)} images{failed}")
+
+
+def _finish(schedule: Schedule, result: RunResult) -> RunResult:
+    result.finished = datetime.now(UTC).isoformat(timespec="seconds")
+    schedules.record_run(schedule.name, result.to_json())
+    return result
