@@ -23,11 +23,12 @@ from textual.widgets import Header, Static
 
 from snaptui.core import qemu_img
 from snaptui.core.choices import allocated_size
+from snaptui.core.engine.rbd_access import read_rbd_disk
 from snaptui.core.errors import NotFound, SnaptuiError
 from snaptui.core.fleet import HostListing, domain_key, key_of, split_key
-from snaptui.core.models import DomainInfo, ImageFileInfo, ImageRecord
+from snaptui.core.models import DomainInfo, ImageRecord
 from snaptui.ui import messages
-from snaptui.ui.detail_pane import DetailPane
+from snaptui.ui.detail_pane import DetailPane, DiskDetail
 from snaptui.ui.domains_pane import DomainExtras, DomainsPane
 from snaptui.ui.footer import BindingsFooter
 from snaptui.ui.images_pane import ImagesPane
@@ -95,7 +96,7 @@ class MainScreen(ForwardsWorkerFailures, Screen):
         self._listed: set[str] = set()  # hosts whose first listing is in
         self._first_load: set[str] | None = set()  # None once both lists came in
         # (HOST:UUID, disk target, path) → what qemu-img said, for the domain last read
-        self._disks_read: dict[tuple[str, str, str | None], ImageFileInfo | BaseException] = {}
+        self._disks_read: dict[tuple[str, str, str | None], DiskDetail | BaseException] = {}
         self.stop_following = threading.Event()
 
     def compose(self) -> ComposeResult:
@@ -234,11 +235,19 @@ class MainScreen(ForwardsWorkerFailures, Screen):
                                        for d in info.disks})
         if delay_s:
             await asyncio.sleep(delay_s)
-        disks = [(d.target, d.path, d.format) for d in info.snapshot_disks if d.path]
-        results = await asyncio.gather(
-            *(qemu_img.info(path, force_share=info.state.is_active, fmt=fmt)
-              for _, path, fmt in disks if path), return_exceptions=True)
-        found: dict[str, ImageFileInfo | BaseException] = {}
+        disks = [(d.target, d.path, d.format) for d in info.snapshot_disks
+                 if d.path and (d.source_type != "network" or d.rbd)]
+        rbd_disks = {d.target: d for d in info.snapshot_disks if d.rbd}
+        libvirt_host = self.app.fleet[info.host or self.app.fleet.first.name].libvirt
+
+        async def read(target: str, path: str, fmt: str | None) -> DiskDetail:
+            if target in rbd_disks:  # librbd, as the disk's cephx user
+                return await asyncio.to_thread(read_rbd_disk, libvirt_host, rbd_disks[target])
+            return await qemu_img.info(path, force_share=info.state.is_active, fmt=fmt)
+
+        results = await asyncio.gather(*(read(target, path, fmt) for target, path, fmt in disks
+                                         if path), return_exceptions=True)
+        found: dict[str, DiskDetail | BaseException] = {}
         for (target, _, _), result in zip(disks, results, strict=True):
             if isinstance(result, BaseException) and not isinstance(result, SnaptuiError):
                 raise result  # a bug, not a disk qemu-img cannot read: the worker fails
