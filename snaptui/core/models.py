@@ -15,6 +15,7 @@ class Mode(StrEnum):
     INTERNAL = "internal"
     LIVE = "live"
     BACKUP = "backup"
+    DIRECT = "direct"  # RBD disks: a clone in the cluster handed to Glance's rbd store
 
 
 @dataclass(frozen=True)

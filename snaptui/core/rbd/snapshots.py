@@ -4,6 +4,7 @@ or removing what is gone is not an error."""
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Callable
 
 from snaptui.core.rbd.cluster import ImageMissing, RbdCluster, ceph_error, modules
@@ -69,15 +70,17 @@ def clone(cluster: RbdCluster, parent: tuple[str, str, str], pool: str, name: st
     return True
 
 
-def flatten(cluster: RbdCluster, pool: str, name: str, progress: Progress | None = None) -> None:
+def flatten(cluster: RbdCluster, pool: str, name: str, progress: Progress | None = None,
+            cancelled: Callable[[], bool] | None = None) -> None:
     """Copy the parent's objects into the clone (inside the cluster) and detach it; a clone
-    with no parent any more is done already. ``progress(done, total)`` in objects."""
+    with no parent any more is done already. ``progress(done, total)`` in objects; when
+    ``cancelled()`` turns true librbd stops (a CephError)."""
     _, rbd = modules()
 
     def report(done: int, total: int) -> int:
         if progress is not None:
             progress(int(done), int(total))
-        return 0  # librbd wants an int back
+        return -errno.ECANCELED if cancelled is not None and cancelled() else 0
 
     try:
         with cluster.image(pool, name, read_only=False) as image:
