@@ -16,7 +16,7 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from snaptui.core.engine.context import JobContext
+from snaptui.core.engine.context import CLUSTER_WRAPPERS, JobContext
 from snaptui.core.engine.facts import DiskFact
 from snaptui.core.engine.plan import DiskPlan, PlanDataError
 from snaptui.core.engine.rbd_access import open_cluster
@@ -70,7 +70,10 @@ async def _in_cluster(ctx: JobContext, disk: DiskPlan,
 
     def call() -> T:
         with open_cluster(ctx.host, rbd.source) as cluster:
-            return work(cluster, rbd)
+            seen: Any = cluster
+            for wrap in CLUSTER_WRAPPERS:  # a test's fault injection (tests/fault_seam/)
+                seen = wrap(seen, lambda: ctx.current_step)
+            return work(seen, rbd)
     return await asyncio.to_thread(call)
 
 
