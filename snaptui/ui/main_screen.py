@@ -371,6 +371,16 @@ class MainScreen(ForwardsWorkerFailures, Screen):
         info = host.get_domain(uuid)  # fresh state: the dialog's modes depend on it
         streams = stream_blocked(host.spec, host.libvirt)  # asked here, not on each change
         facts = mode_facts(info, host.libvirt, stream_blocked=lambda: streams)
+        rbd_disks = [d for d in info.snapshot_disks if d.rbd]
+        if rbd_disks and not host.spec.remote:  # direct: Glance's rbd store on their cluster?
+            from dataclasses import replace
+
+            from snaptui.core.engine.plan import SnapshotRequest
+            from snaptui.core.engine.preflight_rbd import direct_target
+
+            why, _ = direct_target(SnapshotRequest(domain=info.uuid, name=info.name),
+                                   self.app.store.kind, self.app.store, host.libvirt, rbd_disks)
+            facts = replace(facts, direct_blocked=why)
         self.app.call_from_thread(self._push_snapshot_dialog, info, facts)
 
     def _push_snapshot_dialog(self, info: DomainInfo, facts: ModeFacts) -> None:

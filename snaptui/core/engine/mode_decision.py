@@ -150,7 +150,7 @@ def decide(request: SnapshotRequest, destination: str, info: DomainInfo,
         why = f"{info.name} is {info.state}; snapshots need it running, paused or off"
         return ModeDecision({m: why for m in Mode}, None, why)
     reasons = guarded(info, reasons, request.allow_nova_downtime)
-    direct = _direct(request, reasons)
+    direct = _direct(request, reasons) if any(d.rbd for d in info.snapshot_disks) else None
     if direct is not None:
         return direct
     try:
@@ -183,10 +183,10 @@ def _direct(request: SnapshotRequest, reasons: dict[Mode, str | None]) -> ModeDe
     """Direct mode when asked, or auto's choice when it can run (and streaming was not asked
     for); None: decide as for any other disk."""
     if request.mode == Mode.DIRECT:
-        if reasons[Mode.DIRECT]:
+        if reasons.get(Mode.DIRECT):
             return ModeDecision(reasons, None, f"cannot use direct mode: {reasons[Mode.DIRECT]}")
         return ModeDecision(reasons, Mode.DIRECT, f"as requested: {DIRECT}")
-    if request.mode == Mode.AUTO and request.stream != "on" and reasons[Mode.DIRECT] is None:
+    if request.mode == Mode.AUTO and request.stream != "on" and reasons.get(Mode.DIRECT) is None:
         return ModeDecision(reasons, Mode.DIRECT, f"auto chose {DIRECT}")
     return None
 
