@@ -27,6 +27,7 @@ from lab_proc import (
     recorded,
     run,
     say,
+    stop,
     write_private,
 )
 
@@ -195,11 +196,25 @@ key_repository = {base / 'credential-keys'}
 """
 
 
+def _write_config(lab: Lab, service: str, path: Path, text: str) -> None:
+    """Write a config file (0600); when an existing one changes, flag it: a running service
+    started by an older lab (no config stamp) is then restarted (``start_gunicorn``)."""
+    try:
+        old: str | None = path.read_text()
+    except OSError:
+        old = None
+    if old == text:
+        return
+    write_private(path, text)
+    if old is not None:
+        (lab.run_dir / f"{service}.config-changed").touch()
+
+
 def init_keystone(lab: Lab, password: str) -> dict[str, str]:
     """Write Keystone's config and WSGI shim, migrate and bootstrap once; return its env."""
     base = private_dir(lab.root / "keystone")
     conf = base / "keystone.conf"
-    write_private(conf, _keystone_conf(lab, base))
+    _write_config(lab, "keystone", conf, _keystone_conf(lab, base))
     (base / "lab_keystone_wsgi.py").write_text(KEYSTONE_WSGI)
     env = dict(os.environ, OS_KEYSTONE_CONFIG_FILES=str(conf))
     done = base / "bootstrapped"
@@ -243,9 +258,15 @@ def use_wal(db: Path) -> None:
 # ---------------------------------------------------------------- glance
 
 def _glance_conf(lab: Lab, base: Path, password: str) -> str:
+    """Two stores, as a Ceph-backed cloud with a file store beside it: ``fs`` (the default)
+    and ``ceph`` (rbd on the lab's pool ``images`` as client.glance). Locations are shown and
+    may be set (``show_multiple_locations``): Nova's and snaptui's direct RBD snapshots give
+    Glance the location of a clone they made in the cluster."""
     auth = lab.keystone_url.rstrip("/").removesuffix("/v3")
     return f"""[DEFAULT]
-enabled_backends = fs:file
+enabled_backends = fs:file, ceph:rbd
+show_image_direct_url = True
+show_multiple_locations = True
 log_file = {lab.log_dir / 'glance.log'}
 
 [database]
@@ -256,6 +277,13 @@ default_backend = fs
 
 [fs]
 filesystem_store_datadir = {base / 'images'}/
+
+[ceph]
+store_description = Ceph RBD (the lab's one-node cluster, pool images)
+rbd_store_pool = images
+rbd_store_user = glance
+rbd_store_ceph_conf = {lab.root / 'ceph' / 'ceph.conf'}
+rbd_store_chunk_size = 8
 
 [os_glance_staging_store]
 filesystem_store_datadir = {base / 'staging'}/
@@ -290,9 +318,9 @@ def init_glance(lab: Lab, password: str) -> dict[str, str]:
     paste = lab.venv / "etc" / "glance" / "glance-api-paste.ini"
     if not paste.is_file():
         raise LabError(f"{paste} is missing; delete {lab.venv} and run scripts/lab up again")
-    shutil.copyfile(paste, etc / "glance-api-paste.ini")
+    _write_config(lab, "glance", etc / "glance-api-paste.ini", paste.read_text())
     conf = etc / "glance-api.conf"
-    write_private(conf, _glance_conf(lab, base, password))
+    _write_config(lab, "glance", conf, _glance_conf(lab, base, password))
     (base / "lab_glance_wsgi.py").write_text(GLANCE_WSGI)
     env = dict(os.environ, OS_GLANCE_CONFIG_DIR=str(etc))
     done = base / "db-synced"
@@ -313,9 +341,51 @@ def service_pid(lab: Lab, service: str) -> int | None:
     return recorded(lab.run_dir, service)
 
 
+def _config_digest(env: dict[str, str]) -> str:
+    """sha256 of a service's config files (Keystone's file, Glance's directory)."""
+    digest = hashlib.sha256()
+    for path in _config_paths(env):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def _config_paths(env: dict[str, str]) -> list[Path]:
+    paths = [Path(p) for p in env.get("OS_KEYSTONE_CONFIG_FILES", "").split(",") if p]
+    if env.get("OS_GLANCE_CONFIG_DIR"):
+        paths += sorted(Path(env["OS_GLANCE_CONFIG_DIR"]).glob("*"))
+    return paths
+
+
+def _restart_when_changed(lab: Lab, service: str, digest: str) -> None:
+    """Stop the lab's running ``service`` when it was started with another config (a lab
+    updated under it); the caller starts it again. Its old master must be gone first, or the
+    new one cannot bind the port."""
+    pid = service_pid(lab, service)
+    stamp = lab.run_dir / f"{service}.config.sha256"
+    # the stamp names the pid it was written for: a stamp left by an earlier run says nothing
+    stamped = stamp.read_text().split() if stamp.is_file() else []
+    if not pid or stamped == [str(pid), digest]:
+        return
+    changed = lab.run_dir / f"{service}.config-changed"
+    if (not stamped or stamped[0] != str(pid)) and not changed.is_file():
+        stamp.write_text(f"{pid} {digest}\n")  # started by an older lab, with this config
+        return
+    say(f"{service} (pid {pid}) runs with an older config: restarting it "
+        f"({stop(pid, lab.marker(service))})")
+    forget(lab.run_dir, service)
+    deadline = time.monotonic() + 15
+    while port_busy(lab.glance_port if service == "glance" else lab.keystone_port):
+        if time.monotonic() > deadline:
+            raise LabError(f"{service}'s port is still taken after stopping it")
+        time.sleep(0.1)
+
+
 def start_gunicorn(lab: Lab, service: str, app: str, port: int, env: dict[str, str],
                    chdir: Path) -> None:
-    """Start gunicorn daemonised for ``service`` unless the lab's one already runs."""
+    """Start gunicorn daemonised for ``service`` unless the lab's one already runs with the
+    same config (restarted when its config changed)."""
+    digest = _config_digest(env)
+    _restart_when_changed(lab, service, digest)
     if service_pid(lab, service):
         return
     forget(lab.run_dir, service)
@@ -337,6 +407,8 @@ def start_gunicorn(lab: Lab, service: str, app: str, port: int, env: dict[str, s
         pid = read_pidfile(pidfile)
         if matches(pid, lab.marker(service)):
             record(lab.run_dir, service, pid, lab.marker(service))
+            (lab.run_dir / f"{service}.config.sha256").write_text(f"{pid} {digest}\n")
+            (lab.run_dir / f"{service}.config-changed").unlink(missing_ok=True)
             return
         time.sleep(0.1)
     raise LabError(f"gunicorn for {service} did not start, see {log}")

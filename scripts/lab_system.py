@@ -53,7 +53,7 @@ def _venv_usable() -> bool:
 def ensure_packages(log_dir: Path, packages: tuple[str, ...] = PACKAGES) -> None:
     """apt-get install what is missing (apt-get update only when something is)."""
     missing = [p for p in packages if not _installed(p)]
-    if packages is PACKAGES and not _venv_usable() and not _installed("python3-venv"):
+    if set(PACKAGES) <= set(packages) and not _venv_usable() and not _installed("python3-venv"):
         missing.append("python3-venv")
     if not missing:
         return

@@ -214,3 +214,33 @@ def host(libvirt_uri: str):
 
     with LibvirtHost(libvirt_uri) as connected:
         yield connected
+
+
+@pytest.fixture(scope="session")
+def ceph_lab(lab_env: dict[str, str]):
+    """The lab's Ceph (tests/lab_rbd.py): its SNAPTUI_LAB_CEPH_* variables, read from
+    ``scripts/lab env`` when the shell did not export them."""
+    if not os.environ.get("SNAPTUI_LAB_CEPH_CONF"):
+        for key, value in _read_lab_env().items():
+            os.environ.setdefault(key, value)
+    from lab_rbd import CephLab
+
+    return CephLab.from_env()
+
+
+@pytest.fixture
+def make_rbd_domain(conn: libvirt.virConnect, ceph_lab):
+    """Factory: ``make_rbd_domain(state="running", size=64 MiB, seed=16 MiB)``, a disk-only
+    domain on ``vms/<uuid>_disk``; removed (domain, image and its snapshots) at teardown."""
+    from lab_rbd import RbdDomain, create_rbd_domain
+
+    made: list[RbdDomain] = []
+
+    def factory(**kwargs) -> RbdDomain:
+        lab = create_rbd_domain(conn, ceph_lab, **kwargs)
+        made.append(lab)
+        return lab
+
+    yield factory
+    for lab in reversed(made):
+        lab.remove()

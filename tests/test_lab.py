@@ -36,11 +36,44 @@ def test_lab_env_json_and_status() -> None:
     assert env.returncode == 0, env.stderr
     assert set(json.loads(env.stdout)) == {
         "LIBVIRT_DEFAULT_URI", "OS_CLIENT_CONFIG_FILE", "OS_CLOUD", "SNAPTUI_LAB_SSH_URI",
-        "SNAPTUI_LAB_SSH_KEY", "SNAPTUI_LAB_SSH_PORT", "SNAPTUI_LAB_SSH_KNOWN_HOSTS"}
+        "SNAPTUI_LAB_SSH_KEY", "SNAPTUI_LAB_SSH_PORT", "SNAPTUI_LAB_SSH_KNOWN_HOSTS",
+        "SNAPTUI_LAB_CEPH_MON", "SNAPTUI_LAB_CEPH_CONF", "SNAPTUI_LAB_CEPH_USER",
+        "SNAPTUI_LAB_CEPH_KEYRING", "SNAPTUI_LAB_CEPH_SECRET_UUID", "SNAPTUI_LAB_CEPH_POOL",
+        "SNAPTUI_LAB_CEPH_IMAGES_POOL"}
     status = _lab("status")
     assert status.returncode == 0, status.stdout + status.stderr
     assert [line.split()[0] for line in status.stdout.splitlines()] == [
-        "libvirtd", "virtlogd", "keystone", "glance", "sshd"]
+        "libvirtd", "virtlogd", "keystone", "glance", "sshd", "ceph-mon", "ceph-mgr", "ceph-osd"]
+
+
+def test_ceph_runs_with_cephx_and_glance_has_its_rbd_store(ceph_lab, os_cloud: str) -> None:
+    """The client user reaches both pools with its key; without a key the cluster refuses;
+    libvirt holds the key in a ceph secret; Glance lists the rbd store beside the file one."""
+    import rados
+
+    cluster = rados.Rados(conffile=ceph_lab.conf, rados_id=ceph_lab.user)
+    cluster.connect(timeout=30)
+    try:
+        assert {"vms", "images"} <= set(cluster.list_pools())
+    finally:
+        cluster.shutdown()
+    keyring = Path(os.environ["SNAPTUI_LAB_CEPH_KEYRING"])
+    assert keyring.stat().st_mode & 0o077 == 0
+    # Without its key the client is refused (librados would hunt for monitors until its own
+    # timeout; the ceph CLI gives up at once)
+    keyless = subprocess.run(["ceph", "--connect-timeout", "10", "-c", ceph_lab.conf,
+                              "-n", f"client.{ceph_lab.user}", "--keyring", "/nonexistent",
+                              "-m", ceph_lab.mon, "status"],
+                             capture_output=True, text=True, timeout=60)
+    assert keyless.returncode != 0
+    assert "error connecting to the cluster" in keyless.stderr
+    usage = subprocess.run(["virsh", "-c", "qemu:///system", "secret-dumpxml",
+                            ceph_lab.secret_uuid], capture_output=True, text=True, check=True)
+    assert "<usage type='ceph'>" in usage.stdout
+    session = openstack.config.OpenStackConfig().get_one(cloud=os_cloud).get_session()
+    stores = glanceclient.Client("2", session=session).images.get_stores_info()["stores"]
+    assert {(s["id"], s.get("default") == "true") for s in stores} == {("fs", True),
+                                                                       ("ceph", False)}
 
 
 def test_the_lab_sshd_is_a_second_host_for_libvirt(make_domain) -> None:

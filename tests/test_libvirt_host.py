@@ -16,7 +16,7 @@ from snaptui.core.errors import HypervisorError, NotFound
 from snaptui.core.libvirt.domain_xml import parse_domain_xml
 from snaptui.core.libvirt.events import DomainEvent, DomainEventWatcher, event_names
 from snaptui.core.libvirt.host import LibvirtHost, default_uri
-from snaptui.core.models import DiskInfo, DomainState
+from snaptui.core.models import DiskInfo, DomainState, NetworkSource
 
 LIBVIRTD_PIDFILE = Path("/run/libvirtd.pid")
 
@@ -173,7 +173,8 @@ def test_parse_nova_domain_xml(version: str) -> None:
     assert parsed.disks == (
         DiskInfo("vda", "/var/lib/nova/instances/629b/disk", "qcow2", "virtio", "disk", "file"),
         DiskInfo("vdb", "/dev/mapper/vol-1", "raw", "virtio", "disk", "block"),
-        DiskInfo("vdc", "volumes/volume-7", "raw", "virtio", "disk", "network"),
+        DiskInfo("vdc", "volumes/volume-7", "raw", "virtio", "disk", "network",
+                 network=NetworkSource("rbd", "volumes/volume-7", (("10.0.0.1", 6789),))),
         DiskInfo("sda", "/var/lib/nova/instances/629b/disk.config", "raw", "sata", "cdrom",
                  "file", readonly=True),
     )

@@ -85,7 +85,8 @@ def _one_line_errors() -> Iterator[None]:
 
 
 def _disks_label(info: DomainInfo) -> str:
-    return ", ".join(f"{d.target}:{d.format or '?'}" for d in info.disks) or "-"
+    return ", ".join(f"{d.target}:rbd" if d.rbd else f"{d.target}:{d.format or '?'}"
+                     for d in info.disks) or "-"
 
 
 def _host_domains(uri: str | None) -> tuple[str, list[DomainInfo]]:
@@ -215,14 +216,32 @@ def _domain_disks(argument: str, uri: str | None) -> tuple[DomainInfo, list[Disk
         if disk is None:
             known = ", ".join(d.target for d in info.disks) or "none"
             raise NotFound(f"domain {info.name} has no disk {target} (disks: {known})")
-        if not disk.path:
-            raise BadInput(f"disk {target} of {info.name} has no local file "
+        if not _inspectable(disk):
+            raise BadInput(f"disk {target} of {info.name} has no local file nor RBD image "
                            f"(source type {disk.source_type})")
         return info, [disk]
-    disks = [d for d in info.disks if d.path]
+    disks = [d for d in info.disks if _inspectable(d)]
     if not disks:
-        raise BadInput(f"domain {info.name} has no disk backed by a local file")
+        raise BadInput(f"domain {info.name} has no disk backed by a local file or RBD image")
     return info, disks
+
+
+def _inspectable(disk: DiskInfo) -> bool:
+    """A local file or block device, or an RBD image (network disks of other protocols are
+    not read)."""
+    return bool(disk.path) and (disk.source_type != "network" or disk.rbd is not None)
+
+
+def _rbd_infos(disks: list[DiskInfo], uri: str | None) -> dict[str, dict[str, Any]]:
+    """librbd's and qemu-img's views of the RBD disks among ``disks``, by target."""
+    rbd_disks = [d for d in disks if d.rbd is not None]
+    if not rbd_disks:
+        return {}
+    from snaptui.cli.rbd_info import rbd_disk_info
+    from snaptui.core.libvirt.host import LibvirtHost
+
+    with LibvirtHost(uri) as host:
+        return {d.target: rbd_disk_info(host, d) for d in rbd_disks}
 
 
 def run_info(args: argparse.Namespace) -> int:
@@ -243,21 +262,28 @@ def run_info(args: argparse.Namespace) -> int:
             return 0
         info, disks = _domain_disks(args.target, args.uri)
         share = info.state.is_active
+        rbd = _rbd_infos(disks, args.uri)
+        files = [d for d in disks if d.target not in rbd]
 
         async def gather() -> list[ImageFileInfo]:
             return list(await asyncio.gather(
-                *(_path_info(str(d.path), d.format, share) for d in disks)))
+                *(_path_info(str(d.path), d.format, share) for d in files)))
 
-        images = asyncio.run(gather())
+        images = dict(zip((d.target for d in files), asyncio.run(gather()), strict=True))
     if args.json:
-        print_json([{**img.to_json(), "target": d.target} for d, img in zip(disks, images,
-                                                                              strict=True)])
+        print_json([rbd[d.target] if d.target in rbd else
+                    {**images[d.target].to_json(), "target": d.target} for d in disks])
         return 0
     parts: list[Any] = [
         Text.assemble(plain(info.name, "bold"), "  ", state_text(info.state),
                       plain(f"  {info.uuid}"))]
-    for disk, image in zip(disks, images, strict=True):
-        parts += [Text(""), _render_image(image, disk.target)]
+    for disk in disks:
+        if disk.target in rbd:
+            from snaptui.cli.rbd_info import render_rbd
+
+            parts += [Text(""), render_rbd(rbd[disk.target])]
+        else:
+            parts += [Text(""), _render_image(images[disk.target], disk.target)]
     print_table(Group(*parts))
     return 0
 

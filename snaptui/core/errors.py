@@ -50,3 +50,7 @@ class CloudError(SnaptuiError):
 
 class ChecksumMismatch(CloudError):
     """The uploaded image's os_hash_value differs from the sha512 computed while sending it."""
+
+
+class CephError(SnaptuiError):
+    """Ceph (librados/librbd) refused or failed; the message names the pool and image."""

@@ -15,6 +15,7 @@ class Mode(StrEnum):
     INTERNAL = "internal"
     LIVE = "live"
     BACKUP = "backup"
+    DIRECT = "direct"  # RBD disks: a clone in the cluster handed to Glance's rbd store
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,34 @@ class DomainState(StrEnum):
 
 
 @dataclass(frozen=True)
+class NetworkSource:
+    """A network disk's ``<source>`` (``type='network'``): protocol, the image's name (for rbd
+    ``pool/image``, optionally ``@snapshot``), the servers, and the cephx user and libvirt
+    secret of ``<auth>``. Never the key: it stays in libvirt's secret."""
+
+    protocol: str
+    name: str
+    hosts: tuple[tuple[str, int | None], ...] = ()
+    auth_user: str | None = None
+    secret_uuid: str | None = None
+    secret_usage: str | None = None
+    config_file: str | None = None  # <config file=…/>: the ceph.conf libvirt hands QEMU
+
+    @property
+    def pool(self) -> str:
+        return self.name.partition("/")[0] if "/" in self.name else "rbd"
+
+    @property
+    def image(self) -> str:
+        return self.name.partition("/")[2].partition("@")[0] if "/" in self.name \
+            else self.name.partition("@")[0]
+
+    @property
+    def snapshot(self) -> str | None:
+        return self.name.partition("@")[2] or None
+
+
+@dataclass(frozen=True)
 class DiskInfo:
     """One disk of a domain, as the domain XML describes it."""
 
@@ -75,6 +104,12 @@ class DiskInfo:
     device: str = "disk"
     source_type: str = "file"
     readonly: bool = False
+    network: NetworkSource | None = None  # source_type "network": where and as whom
+
+    @property
+    def rbd(self) -> NetworkSource | None:
+        """The RBD image of a network disk on Ceph, else None."""
+        return self.network if self.network and self.network.protocol == "rbd" else None
 
     @property
     def taken_by_snapshot(self) -> bool:

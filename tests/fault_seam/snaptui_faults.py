@@ -19,7 +19,12 @@ Format: ``SNAPTUI_FAULT="STEP:METHOD[=ACTION][,STEP:METHOD[=ACTION]...]"``
 - ``METHOD``: a ``virDomain`` method name: ``create``, ``fsFreeze``, ``blockJobAbort``, ...
 - ``ACTION``: ``fail`` (default) raises ``libvirt.libvirtError("injected fault: ...")`` without
   calling libvirt; ``ok`` returns 0 without calling libvirt (a freeze "succeeds" on a guest
-  that has no agent, so that the thaw is reached).
+  that has no agent, so that the thaw is reached); ``once``: fails the first matching call
+  only (the step fails, its undo, which runs under the same step name, does not).
+
+The Ceph cluster connection of an RBD step (``snaptui.core.rbd.cluster.RbdCluster``) is wrapped
+the same way (``CLUSTER_WRAPPERS``): ``METHOD`` is then ``image`` or ``ioctx``, and a failing
+call raises ``CephError("injected fault: ...")``.
 
 Unset (or empty), ``wrap_domain`` returns libvirt's own object.
 """
@@ -37,7 +42,8 @@ import pytest
 
 ENV = "SNAPTUI_FAULT"
 SEAM_DIR = Path(__file__).resolve().parent
-ACTIONS = ("fail", "ok")
+ACTIONS = ("fail", "ok", "once")
+_FIRED: set[tuple[str, str]] = set()  # (step, method) of the "once" faults already raised
 
 
 @dataclass(frozen=True)
@@ -92,12 +98,41 @@ class FaultyDomain:
         def call(*args: Any, **kwargs: Any) -> Any:
             step = self._current_step()
             for fault in self._faults:
-                if fault.matches(step, name):
+                if fault.matches(step, name) and _fires(fault, step):
                     if fault.action == "ok":
                         return 0
-                    raise injected_error(name, step)
+                    raise self._error(name, step)
             return attr(*args, **kwargs)
         return call
+
+    @staticmethod
+    def _error(method: str, step: str | None) -> Exception:
+        return injected_error(method, step)
+
+
+def _fires(fault: Fault, step: str | None) -> bool:
+    if fault.action != "once":
+        return True
+    key = (str(step), fault.method)
+    if key in _FIRED:
+        return False
+    _FIRED.add(key)
+    return True
+
+
+class FaultyCluster(FaultyDomain):
+    """An ``RbdCluster`` whose listed methods fail in listed steps."""
+
+    @staticmethod
+    def _error(method: str, step: str | None) -> Exception:
+        from snaptui.core.errors import CephError
+
+        return CephError(f"injected fault: {method} refused in step {step} ({ENV})")
+
+
+def wrap_cluster(cluster: Any, current_step: Callable[[], str | None]) -> Any:
+    faults = parse(os.environ.get(ENV, ""))
+    return FaultyCluster(cluster, faults, current_step) if faults else cluster
 
 
 def wrap_domain(dom: libvirt.virDomain, current_step: Callable[[], str | None]) -> Any:
@@ -112,6 +147,8 @@ def install() -> None:
 
     if wrap_domain not in context.DOMAIN_WRAPPERS:
         context.DOMAIN_WRAPPERS.append(wrap_domain)
+    if wrap_cluster not in context.CLUSTER_WRAPPERS:
+        context.CLUSTER_WRAPPERS.append(wrap_cluster)
 
 
 def install_in(monkeypatch: pytest.MonkeyPatch, spec: str) -> None:

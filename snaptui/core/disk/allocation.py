@@ -17,8 +17,8 @@ def allocated_size(info: DomainInfo) -> int | None:
     """
     total, measured = 0, False
     for disk in info.snapshot_disks:
-        if not disk.path:
-            continue
+        if not disk.path or disk.source_type == "network":
+            continue  # a network disk's name (pool/image) is no path on this host
         try:
             total += os.stat(disk.path).st_blocks * 512
         except OSError:

@@ -23,6 +23,8 @@ log = logging.getLogger(__name__)
 # Functions (domain, current step name) -> domain object that a test installs in a job process
 # to inject faults libvirt cannot be made to produce (tests/fault_seam/); empty in production.
 DOMAIN_WRAPPERS: list[Callable[[Any, Callable[[], str | None]], Any]] = []
+# The same for the Ceph cluster connection of an RBD step (engine/steps/rbd.py).
+CLUSTER_WRAPPERS: list[Callable[[Any, Callable[[], str | None]], Any]] = []
 
 PROGRESS_INTERVAL_S = 0.2  # at most 5 journal lines a second per step, at least 2 while it moves
 

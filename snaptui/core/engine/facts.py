@@ -39,6 +39,9 @@ class DiskFact(StrEnum):
     OUTPUT_ACTUAL = "output_actual"
     OUTPUT_APPARENT = "output_apparent"
     KEPT = "kept"  # --keep-local path
+    RBD_SNAPSHOT = "rbd_snapshot"  # direct: pool/image@snaptui-<job> on the guest's disk
+    RBD_CLONE = "rbd_clone"  # direct: pool/name of the clone in Glance's pool
+    LOCATION = "location"  # direct: the rbd:// location Glance was given
 
     def of(self, target: str) -> DiskKey:
         return DiskKey(f"{self.value}:{target}")

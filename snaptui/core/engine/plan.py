@@ -138,6 +138,8 @@ class DiskPlan:
     cow_path: str | None = None  # stream: the pull-mode backup's copy-before-write scratch
     properties: dict[str, str] = field(default_factory=dict)  # the image's, known at preflight
     min_disk: int = 0  # GiB (core/images/properties.py min_disk_gib)
+    # direct: where the disk is and where its clone goes (engine/steps/rbd.py RbdPlan)
+    rbd: dict[str, Any] | None = None
 
 
 @dataclass
@@ -188,7 +190,10 @@ class Plan:
 
     @property
     def method(self) -> str:
-        """What the image's snaptui_method property says: the mode, or backup-stream."""
+        """What the image's snaptui_method property says: the mode, backup-stream or
+        rbd-direct."""
+        if self.mode == Mode.DIRECT:
+            return "rbd-direct"
         return "backup-stream" if self.stream else str(self.mode)
 
     @property

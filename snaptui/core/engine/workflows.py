@@ -1,4 +1,4 @@
-"""The four workflows, each a list of steps read like the runbook it automates.
+"""The workflows, each a list of steps read like the runbook it automates.
 
 Built from a Plan alone (``build_steps``), so ``recover`` rebuilds the same steps to undo them.
 """
@@ -13,7 +13,7 @@ from snaptui.core.engine.neighbour import virsh_bandwidth_args
 from snaptui.core.engine.owned_jobs import foreign_domain_job
 from snaptui.core.engine.plan import DiskPlan, Mode, Plan
 from snaptui.core.engine.runner import Action, Step
-from snaptui.core.engine.steps import disk, guest, live, quiesce, upload, verify
+from snaptui.core.engine.steps import disk, guest, live, quiesce, rbd, upload, verify
 from snaptui.core.engine.steps import stream as streamed
 from snaptui.core.libvirt import nbd_export
 
@@ -166,6 +166,56 @@ def _stream(plan: Plan, all_targets: list[str]) -> list[Step]:
     return steps
 
 
+def _direct(plan: Plan) -> list[Step]:
+    """RBD disks: a snapshot cloned and flattened inside the cluster, handed to Glance by its
+    location (as Nova's direct_snapshot); only the snapshot itself is inside the freeze."""
+    specs = {d.target: rbd.RbdPlan.of(d) for d in plan.disks}
+
+    def src(d: DiskPlan) -> str:
+        return f"{specs[d.target].source.pool}/{specs[d.target].source.image}"
+
+    def snap(d: DiskPlan) -> str:
+        return f"{src(d)}@{specs[d.target].snapshot}"
+
+    def clone(d: DiskPlan) -> str:
+        return f"{specs[d.target].clone_pool}/{specs[d.target].clone_name}"
+
+    steps = [_freeze_step(plan)] if plan.original_state == "running" else []
+    steps += [Step(f"rbd-snap:{d.target}", f"RBD snapshot of {d.target} ({snap(d)})",
+                   rbd.snapshot_disk(d), interruptible=False, destructive=True,
+                   target=d.target, equivalent=_cmd("rbd", "snap", "create", snap(d)))
+              for d in plan.disks]
+    if plan.original_state == "running":
+        steps.append(_thaw_step(plan))
+    for d in plan.disks:
+        spec = specs[d.target]
+        steps += [
+            Step(f"protect:{d.target}", f"Protect {snap(d)}", rbd.protect_snapshot(d),
+                 interruptible=False, destructive=True, target=d.target,
+                 equivalent=_cmd("rbd", "snap", "protect", snap(d))),
+            Step(f"clone:{d.target}", f"Clone {d.target} into Glance's pool ({clone(d)})",
+                 rbd.clone_into_glance_pool(d), interruptible=False, destructive=True,
+                 target=d.target, equivalent=_cmd("rbd", "clone", snap(d), clone(d))),
+            Step(f"flatten:{d.target}", f"Flatten {clone(d)} (inside the cluster)",
+                 rbd.flatten_clone(d), interruptible=False, destructive=True,
+                 target=d.target, equivalent=_cmd("rbd", "flatten", clone(d))),
+            Step(f"clone-snap:{d.target}", f"Snapshot and protect {clone(d)}@{rbd.CLONE_SNAP}",
+                 rbd.snapshot_clone(d), interruptible=False, destructive=True,
+                 target=d.target,
+                 equivalent=_cmd("rbd", "snap", "create", f"{clone(d)}@{rbd.CLONE_SNAP}")),
+            Step(f"image:{d.target}", f"Create image {d.image_name!r} at {spec.location}",
+                 rbd.create_located_image(d), interruptible=False, destructive=True,
+                 target=d.target,
+                 equivalent=_cmd("openstack", "image", "create", "--id", spec.clone_name,
+                                 "--disk-format", "raw", "--container-format", "bare",
+                                 "--property", "image_type=snapshot", d.image_name)),
+            Step(f"rbd-unsnap:{d.target}", f"Remove {snap(d)}", rbd.remove_disk_snapshot(d),
+                 interruptible=False, destructive=True, target=d.target,
+                 equivalent=_cmd("rbd", "snap", "rm", snap(d))),
+        ]
+    return steps
+
+
 def _own_export_only(action: Action) -> Action:
     """The export's undo ends the domain's backup job only when it is this job's (its scratch
     files are the plan's CoW files): an operator's backup begun since is left, and noted;
@@ -246,6 +296,8 @@ def build_steps(plan: Plan) -> list[Step]:
         steps = _internal(plan)
     elif plan.mode == Mode.LIVE:
         steps = _live(plan)
+    elif plan.mode == Mode.DIRECT:
+        return _direct(plan)
     elif plan.mode == Mode.BACKUP and plan.stream:
         return _stream(plan, plan.domain_targets or [d.target for d in plan.disks])
     elif plan.mode == Mode.BACKUP:

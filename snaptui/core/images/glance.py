@@ -16,6 +16,7 @@ from typing import Any, BinaryIO
 
 import glanceclient
 from glanceclient import exc as glance_exc
+from glanceclient.common import utils
 from keystoneauth1 import exceptions as ksa_exc
 from keystoneauth1.session import Session
 
@@ -171,9 +172,11 @@ class GlanceImages:
         container_format: str = "bare",
         properties: dict[str, str] | None = None,
         settings: ImageSettings | None = None,
+        image_id: str | None = None,
     ) -> ImageRecord:
         """Create a queued image with its properties (no data yet); ``settings`` sets Glance's
-        own fields (visibility, min_disk, min_ram, tags) and adds its members. ``protected`` is
+        own fields (visibility, min_disk, min_ram, tags) and adds its members; ``image_id``
+        chooses its id (a direct RBD snapshot's clone is named by it). ``protected`` is
         set by ``set_protected`` once the data is in: a protected image cannot be deleted, and a
         failed job must still be able to delete its half-made image."""
         validate_formats(disk_format, container_format)
@@ -187,6 +190,8 @@ class GlanceImages:
                       "min_ram": settings.min_ram}
             if settings.tags:
                 fields["tags"] = list(settings.tags)
+        if image_id:
+            fields["id"] = image_id
         client = self._client
         try:
             image = client.images.create(
@@ -200,6 +205,48 @@ class GlanceImages:
             for member in settings.members:
                 self._add_member(record.id, member, image)
         return record
+
+    def rbd_stores(self) -> list[dict[str, Any]]:
+        """Glance's ``rbd`` stores with their pool and cluster fsid (``/v2/info/stores/detail``:
+        admins and service users only; others get a CloudError saying so)."""
+        try:
+            stores = self._client.images.get_stores_info_detail().get("stores", [])
+        except Exception as err:
+            raise self._error(err, "reading the stores' details") from None
+        return [{"id": s["id"], "pool": s.get("properties", {}).get("pool"),
+                 "fsid": s.get("properties", {}).get("fsid")}
+                for s in stores if s.get("type") == "rbd"]
+
+    def location_api(self) -> str:
+        """How this user gives Glance a location: ``locations`` (the API of Glance 2.17+, for
+        service users) or ``multiple-locations`` (a PATCH, when ``show_multiple_locations``)."""
+        try:
+            session: Any = self.cloud.session
+            roles = session.auth.get_access(session).role_names or []
+            newer = utils.has_version(self._client.http_client, "v2.17")
+        except Exception:  # noqa: BLE001 - the older API is tried then, and says why
+            return "multiple-locations"
+        return "locations" if newer and "service" in roles else "multiple-locations"
+
+    def add_location(self, image_id: str, url: str, store: str | None,
+                     timeout: float = 120.0) -> str:
+        """Give the queued image its data's location (nothing is uploaded); wait until it is
+        active. Returns the API used (``location_api``)."""
+        api = self.location_api()
+        try:
+            if api == "locations":
+                self._client.images.add_image_location(image_id, url)
+            else:
+                self._client.images.add_location(image_id, url, {"store": store} if store else {})
+        except Exception as err:
+            raise self._error(err, f"adding location {url} to image {image_id} ({api})",
+                              image_id=image_id) from None
+        deadline = time.monotonic() + timeout
+        while (status := self.show(image_id).status) != "active":
+            if status in ("killed", "deleted") or time.monotonic() > deadline:
+                raise CloudError(f"image {image_id} is {status} after its location was added")
+            time.sleep(0.5)
+        return api
 
     def _add_member(self, image_id: str, project_id: str, image: Any) -> None:
         """Share the image with ``project_id`` (accepted on its behalf is not ours to do)."""

@@ -9,7 +9,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 
 from snaptui.core.errors import HypervisorError
-from snaptui.core.models import DiskInfo, NovaMetadata
+from snaptui.core.models import DiskInfo, NetworkSource, NovaMetadata
 
 # Nova writes <nova:instance> under this namespace; the version suffix has been 1.0, 1.1 and 1.2,
 # and any later one keeps the <nova:root type= uuid=> shape, so match on the prefix.
@@ -49,6 +49,30 @@ def _disk_source(disk: ET.Element, source_type: str) -> str | None:
     return source.get("file") or source.get("dev") or source.get("dir") or source.get("name")
 
 
+def _network_source(disk: ET.Element) -> NetworkSource | None:
+    """``<source protocol=… name=…><host …/><config file=…/></source>`` and ``<auth>`` of a
+    network disk (libvirt puts ``<auth>`` under the disk or, since 3.9, under the source)."""
+    source = disk.find("source")
+    if source is None or not source.get("protocol"):
+        return None
+    hosts = []
+    for host in source.findall("host"):
+        port = host.get("port")
+        hosts.append((host.get("name") or "", int(port) if port and port.isdigit() else None))
+    auth = source.find("auth")
+    if auth is None:
+        auth = disk.find("auth")
+    secret = auth.find("secret") if auth is not None else None
+    config = source.find("config")
+    return NetworkSource(
+        protocol=source.get("protocol", ""), name=source.get("name", ""), hosts=tuple(hosts),
+        auth_user=auth.get("username") if auth is not None else None,
+        secret_uuid=secret.get("uuid") if secret is not None else None,
+        secret_usage=secret.get("usage") if secret is not None else None,
+        config_file=config.get("file") if config is not None else None,
+    )
+
+
 def parse_disks(root: ET.Element) -> tuple[DiskInfo, ...]:
     """Every ``<disk>`` under ``<devices>``, in XML order."""
     disks: list[DiskInfo] = []
@@ -64,6 +88,7 @@ def parse_disks(root: ET.Element) -> tuple[DiskInfo, ...]:
             device=disk.get("device", "disk"),
             source_type=source_type,
             readonly=disk.find("readonly") is not None,
+            network=_network_source(disk) if source_type == "network" else None,
         ))
     return tuple(disks)
 

@@ -11,6 +11,7 @@ still running on the old connection (see ``_ConnectionGuard``).
 
 from __future__ import annotations
 
+import base64
 import os
 import threading
 import uuid as uuidlib
@@ -25,7 +26,7 @@ from snaptui.core.errors import HypervisorError, NotFound
 from snaptui.core.libvirt import qemu_access
 from snaptui.core.libvirt.domain_xml import parse_domain_xml
 from snaptui.core.libvirt.qemu_access import QemuIdentity
-from snaptui.core.models import DomainInfo, DomainState
+from snaptui.core.models import DomainInfo, DomainState, NetworkSource
 
 _STATE_MAP: dict[int, DomainState] = {
     libvirt.VIR_DOMAIN_NOSTATE: DomainState.NOSTATE,
@@ -328,6 +329,29 @@ class LibvirtHost:
             if err.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
                 raise NotFound(f"no such domain: {name_or_uuid}") from err
             raise HypervisorError(f"cannot look up {name_or_uuid}: {error_message(err)}") from err
+
+    def ceph_key(self, source: NetworkSource) -> str | None:
+        """The cephx key (base64) of the libvirt secret a network disk's ``<auth>`` names, or
+        None when it names none. A private secret (libvirt will not give its value) is a
+        HypervisorError saying so."""
+        if not source.secret_uuid and not source.secret_usage:
+            return None
+
+        def value(conn: libvirt.virConnect) -> bytes:
+            if source.secret_uuid:
+                secret = conn.secretLookupByUUIDString(source.secret_uuid)
+            else:
+                secret = conn.secretLookupByUsage(libvirt.VIR_SECRET_USAGE_TYPE_CEPH,
+                                                  source.secret_usage)
+            return secret.value()
+
+        which = source.secret_uuid or source.secret_usage
+        try:
+            raw = self._retrying(f"read secret {which}", value)
+        except libvirt.libvirtError as err:
+            raise HypervisorError(f"cannot read the ceph secret {which} of "
+                                  f"rbd:{source.name}: {error_message(err)}") from err
+        return base64.b64encode(raw).decode()
 
     def get_domain(self, name_or_uuid: str) -> DomainInfo:
         """``DomainInfo`` of one domain by name or UUID; NotFound when none exists."""

@@ -24,13 +24,14 @@ from textual.widgets import Header, Static
 
 from snaptui.core.disk import qemu_img
 from snaptui.core.disk.allocation import allocated_size
+from snaptui.core.engine.rbd_access import read_rbd_disk
 from snaptui.core.errors import NotFound, SnaptuiError
 from snaptui.core.fleet.inventory import HostListing, domain_key, key_of, split_key
 from snaptui.core.keep.overview import guest_keep, read_schedules
 from snaptui.core.keep.schedules import Schedule
-from snaptui.core.models import DomainInfo, ImageFileInfo, ImageRecord
+from snaptui.core.models import DomainInfo, ImageRecord
 from snaptui.ui import messages
-from snaptui.ui.widgets.detail_pane import DetailPane
+from snaptui.ui.widgets.detail_pane import DetailPane, DiskDetail
 from snaptui.ui.widgets.domains_pane import DomainExtras, DomainsPane
 from snaptui.ui.widgets.footer import BindingsFooter
 from snaptui.ui.widgets.images_pane import ImagesPane
@@ -102,7 +103,7 @@ class MainScreen(ForwardsWorkerFailures, Screen):
         self._listed: set[str] = set()  # hosts whose first listing is in
         self._first_load: set[str] | None = set()  # None once both lists came in
         # (HOST:UUID, disk target, path) → what qemu-img said, for the domain last read
-        self._disks_read: dict[tuple[str, str, str | None], ImageFileInfo | BaseException] = {}
+        self._disks_read: dict[tuple[str, str, str | None], DiskDetail | BaseException] = {}
         self._schedules: list[Schedule] = []  # read with each domain's detail (core/keep)
         self.stop_following = threading.Event()
 
@@ -244,11 +245,19 @@ class MainScreen(ForwardsWorkerFailures, Screen):
                                        for d in info.disks}, keep)
         if delay_s:
             await asyncio.sleep(delay_s)
-        disks = [(d.target, d.path, d.format) for d in info.snapshot_disks if d.path]
-        results = await asyncio.gather(
-            *(qemu_img.info(path, force_share=info.state.is_active, fmt=fmt)
-              for _, path, fmt in disks if path), return_exceptions=True)
-        found: dict[str, ImageFileInfo | BaseException] = {}
+        disks = [(d.target, d.path, d.format) for d in info.snapshot_disks
+                 if d.path and (d.source_type != "network" or d.rbd)]
+        rbd_disks = {d.target: d for d in info.snapshot_disks if d.rbd}
+        libvirt_host = self.app.fleet[info.host or self.app.fleet.first.name].libvirt
+
+        async def read(target: str, path: str, fmt: str | None) -> DiskDetail:
+            if target in rbd_disks:  # librbd, as the disk's cephx user
+                return await asyncio.to_thread(read_rbd_disk, libvirt_host, rbd_disks[target])
+            return await qemu_img.info(path, force_share=info.state.is_active, fmt=fmt)
+
+        results = await asyncio.gather(*(read(target, path, fmt) for target, path, fmt in disks
+                                         if path), return_exceptions=True)
+        found: dict[str, DiskDetail | BaseException] = {}
         for (target, _, _), result in zip(disks, results, strict=True):
             if isinstance(result, BaseException) and not isinstance(result, SnaptuiError):
                 raise result  # a bug, not a disk qemu-img cannot read: the worker fails
@@ -375,6 +384,16 @@ class MainScreen(ForwardsWorkerFailures, Screen):
         info = host.get_domain(uuid)  # fresh state: the dialog's modes depend on it
         streams = stream_blocked(host.spec, host.libvirt)  # asked here, not on each change
         facts = mode_facts(info, host.libvirt, stream_blocked=lambda: streams)
+        rbd_disks = [d for d in info.snapshot_disks if d.rbd]
+        if rbd_disks and not host.spec.remote:  # direct: Glance's rbd store on their cluster?
+            from dataclasses import replace
+
+            from snaptui.core.engine.plan import SnapshotRequest
+            from snaptui.core.engine.preflight.rbd import direct_target
+
+            why, _ = direct_target(SnapshotRequest(domain=info.uuid, name=info.name),
+                                   self.app.store.kind, self.app.store, host.libvirt, rbd_disks)
+            facts = replace(facts, direct_blocked=why)
         self.app.call_from_thread(self._push_snapshot_dialog, info, facts)
 
     def _push_snapshot_dialog(self, info: DomainInfo, facts: ModeFacts) -> None:

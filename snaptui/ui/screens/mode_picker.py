@@ -55,10 +55,12 @@ class ModePicker(Vertical):
         self.nova_guarded = stop_refusal(domain, Mode.COLD) is not None
 
     def compose(self) -> ComposeResult:
-        first = next((m for m in Mode if self.decisions[m].mode is not None), Mode.AUTO)
+        # direct is offered on RBD disks only (elsewhere it never applies)
+        modes = [m for m in Mode if m != Mode.DIRECT or any(d.rbd for d in self.domain.disks)]
+        first = next((m for m in modes if self.decisions[m].mode is not None), Mode.AUTO)
         with Horizontal(classes="row"):
             yield Label("Mode", classes="label")
-            yield Choices(*(RadioButton(str(m), value=m == first, name=str(m)) for m in Mode),
+            yield Choices(*(RadioButton(str(m), value=m == first, name=str(m)) for m in modes),
                           id="mode")
         yield Static("", id="mode-hint", markup=False)
         if self.domain.nova is not None:

@@ -132,6 +132,9 @@ class SnapshotDialog(ModalScreen[SnapshotRequest | None]):
         else:
             self.facts = ModeFacts(stream_blocked=lambda: stream_blocked)
             self.fixed_reasons = {m: modes.get(m) for m in Mode}
+            # direct needs Glance's and the cluster's word (preflight asks them)
+            if Mode.DIRECT not in modes:
+                self.fixed_reasons[Mode.DIRECT] = self.facts.direct_blocked
         # The app's default destination (images.factory.resolve_destination); glance can also be
         # chosen when a cloud is configured though the default is the library (--library DIR).
         self.destination = destination

@@ -12,10 +12,12 @@ from textual.selection import Selection
 from textual.strip import Strip
 from textual.visual import Visual
 
+from snaptui.core.errors import CephError, HypervisorError
 from snaptui.core.fleet.inventory import key_of
 from snaptui.core.keep.overview import GuestKeep
 from snaptui.core.models import DomainInfo, ImageFileInfo, ImageRecord
 from snaptui.core.present import date_text, duration_text, size_text, state_look
+from snaptui.core.rbd.images import RbdImageInfo
 from snaptui.ui.widgets.scrolling import set_virtual_size
 
 PLACEHOLDER = "Select a domain or an image."
@@ -31,6 +33,28 @@ def _sizes(info: ImageFileInfo) -> str:
             f"apparent [b]{size_text(info.apparent_size)}[/b]")
 
 
+DiskDetail = ImageFileInfo | RbdImageInfo  # qemu-img's view of a file, librbd's of an image
+
+
+def rbd_lines(head: str, info: RbdImageInfo) -> list[str]:
+    """Markup lines for an RBD disk: provisioned and used, parents, snapshots and clones."""
+    used = size_text(info.used) if info.used is not None else "unknown"
+    lines = [head, f"  [$secondary]rbd[/]  provisioned [b]{size_text(info.size)}[/b] · "
+                   f"used [b]{used}[/b] · objects {size_text(info.object_size)}",
+             f"  [$text-muted]cluster {_e(info.fsid)}[/]"]
+    for depth, parent in enumerate(filter(None, (info.parent, *info.parent_chain)), 1):
+        lines.append(f"{'  ' * depth}└ clone of {_e(parent)}")
+    if info.snapshots:
+        lines.append(f"  [$warning]{len(info.snapshots)} RBD snapshot(s):[/]")
+        for snap in info.snapshots:
+            shield = " protected" if snap.protected else ""
+            clones = f"  clones: {_e(', '.join(snap.children))}" if snap.children else ""
+            lines.append(f"    [b]{_e(snap.name)}[/b]  {size_text(snap.size)}{shield}{clones}")
+    else:
+        lines.append("  RBD snapshots: none")
+    return lines
+
+
 def domain_header(info: DomainInfo) -> str:
     look = state_look(info.state)
     memory = size_text(info.memory_kib * 1024)
@@ -38,14 +62,17 @@ def domain_header(info: DomainInfo) -> str:
             f"[$text-muted]{info.vcpus} vCPU · {memory} · {info.uuid}[/]")
 
 
-def disk_lines(target: str, path: str | None, info: ImageFileInfo | BaseException | None,
+def disk_lines(target: str, path: str | None, info: DiskDetail | BaseException | None,
                ) -> list[str]:
-    """Markup lines describing one disk (``info`` is an error when qemu-img failed)."""
+    """Markup lines describing one disk (``info`` is an error when it could not be read)."""
     head = f"[b]{_e(target)}[/b] [$text-muted]{_e(path or '(no file)')}[/]"
     if info is None:
         return [head, "  [$text-muted]reading…[/]"]
     if isinstance(info, BaseException):
-        return [head, f"  [$error]qemu-img: {_e(info)}[/]"]
+        what = "" if isinstance(info, CephError | HypervisorError) else "qemu-img: "
+        return [head, f"  [$error]{what}{_e(info)}[/]"]
+    if isinstance(info, RbdImageInfo):
+        return rbd_lines(head, info)
     lines = [head, f"  [$secondary]{_e(info.format)}[/]  {_sizes(info)}"]
     if info.corrupt:
         lines.append("  [b $error]corrupt: yes — run qemu-img check[/]")
@@ -86,7 +113,7 @@ def keep_lines(keep: GuestKeep | None) -> list[str]:
 
 
 def domain_lines(info: DomainInfo,
-                 disks: Mapping[str, ImageFileInfo | BaseException | None],
+                 disks: Mapping[str, DiskDetail | BaseException | None],
                  keep: GuestKeep | None = None) -> list[str]:
     """Markup lines describing a domain and its disks (``disks``: target → qemu-img info)."""
     lines = [domain_header(info)]
@@ -188,7 +215,7 @@ class DetailPane(ScrollView, can_focus=False):
         self.border_title = "Detail"
 
     def show_domain(self, info: DomainInfo,
-                    disks: Mapping[str, ImageFileInfo | BaseException | None],
+                    disks: Mapping[str, DiskDetail | BaseException | None],
                     keep: GuestKeep | None = None) -> None:
         """Show a domain; ``disks`` maps target → qemu-img info (None while it loads).
 

@@ -6,6 +6,7 @@ Turns a SnapshotRequest into a Plan, or raises one clear BadInput / SnaptuiError
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import secrets
 import shutil
@@ -26,6 +27,7 @@ from snaptui.core.engine.plan import (
     copy_is_output,
 )
 from snaptui.core.engine.preflight import image_plan
+from snaptui.core.engine.preflight import rbd as preflight_rbd
 from snaptui.core.engine.preflight.mode_decision import (
     SNAPSHOT_STATES,
     decide,
@@ -97,9 +99,11 @@ def _pick_disks(info: DomainInfo, request: SnapshotRequest) -> list[DiskInfo]:
     for d in chosen:
         if not d.path:
             raise BadInput(f"disk {d.target} of {info.name} has no source file")
+        if d.rbd is not None:
+            continue  # an RBD image: its cluster is asked below
         if d.source_type not in ("file", "block"):
             raise BadInput(f"disk {d.target} of {info.name} is {d.source_type}; "
-                           "only file and block disks are supported")
+                           "only file, block and RBD disks are supported")
         if not os.path.exists(d.path):
             raise NotFound(f"disk {d.target} of {info.name}: no such file {d.path}")
     return chosen
@@ -248,6 +252,11 @@ async def preflight(request: SnapshotRequest, host: LibvirtHost,
     job_id = job_id or new_job_id()
     scratch = scratch_dir()
     facts = mode_facts(info, host)
+    direct_store: dict = {}
+    if preflight_rbd.wants_direct(request, disks):
+        why, direct_store = await asyncio.to_thread(preflight_rbd.direct_target, request,
+                                                    destination, store, host, disks)
+        facts = dataclasses.replace(facts, direct_blocked=why)
     reasons = mode_reasons(info, disks, facts)
     nbd_socket = socket_path(scratch, job_id)
     # One decision with the dashboard's dialog (preflight/mode_decision.py): the mode, the
@@ -268,13 +277,14 @@ async def preflight(request: SnapshotRequest, host: LibvirtHost,
 
     disk_plans, needed, outputs = [], 0, 0
     for d in disks:
-        src = await _disk_info(d, active)
+        src = (await asyncio.to_thread(preflight_rbd.rbd_file_info, host, d) if d.rbd
+               else await _disk_info(d, active))
         outputs += _output_estimate(request.out_format, src)
         if src.corrupt:
             raise BadInput(f"disk {d.target} ({d.path}) is marked corrupt; run qemu-img check")
         if mode == Mode.INTERNAL and src.format != "qcow2":
             raise BadInput(f"cannot use internal mode: disk {d.target} is {src.format}, not qcow2")
-        if not stream:  # streamed: only the CoW scratch, as big as what the guest rewrites
+        if not stream and mode != Mode.DIRECT:  # streamed: only the CoW scratch; direct: none
             needed += _scratch_needed(mode, request.out_format, src, request.compress)
         base = f"{job_id}-{d.target}"
         copy_fmt = (request.out_format if copy_is_output(mode, request.compress, src.backing_file)
@@ -290,6 +300,7 @@ async def preflight(request: SnapshotRequest, host: LibvirtHost,
             backup_path=str(scratch / f"{base}.backup.{copy_fmt}")
             if mode == Mode.BACKUP and not stream else None,
             cow_path=str(scratch / f"{base}.cow.qcow2") if stream else None,
+            rbd=preflight_rbd.rbd_plan(d, job_id, direct_store) if mode == Mode.DIRECT else None,
         ))
     check_space(scratch, needed, "the extracted image")
     check_state_space(scratch, needed)  # the journal's room too
@@ -308,7 +319,8 @@ async def preflight(request: SnapshotRequest, host: LibvirtHost,
     plan = Plan(
         job_id=job_id, uri=host.uri, domain_name=info.name, domain_uuid=info.uuid,
         original_state="shut off" if info.state == DomainState.SAVED else str(info.state),
-        mode=mode, mode_reason=reason, out_format=request.out_format, compress=request.compress,
+        mode=mode, mode_reason=reason, compress=request.compress,
+        out_format="raw" if mode == Mode.DIRECT else request.out_format,  # a clone: raw
         compression_type=qemu_img.best_compression_type() if request.compress else None,
         destination=destination, cloud=request.cloud,
         library_dir=str(getattr(store, "directory", "") or "") or request.library_dir,

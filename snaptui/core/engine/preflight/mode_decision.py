@@ -59,6 +59,9 @@ class ModeFacts:
     hardware: DomainHardware | None = None  # host or mediated devices: no managed save
     # Why this host cannot stream at all (None: it can); asked only when it matters.
     stream_blocked: Callable[[], str | None] = field(default=lambda: None, compare=False)
+    # Why the RBD disks cannot be snapshotted directly into Glance (None: they can); only
+    # preflight asks the cluster and Glance (engine/preflight/rbd.py).
+    direct_blocked: str | None = "Glance's rbd store was not checked"
 
 
 def active(info: DomainInfo) -> bool:
@@ -99,6 +102,10 @@ def mode_reasons(info: DomainInfo, disks: list[DiskInfo], facts: ModeFacts,
     if not_qcow2:
         reasons[Mode.INTERNAL] = f"internal snapshots need qcow2 ({', '.join(not_qcow2)} is not)"
     not_file = [d.target for d in disks if d.source_type != "file"]
+    rbd = [d.target for d in disks if d.rbd is not None]
+    not_rbd = [d.target for d in disks if d.rbd is None]
+    reasons[Mode.DIRECT] = (f"direct snapshots need RBD disks ({', '.join(not_rbd)} is not)"
+                            if not_rbd else facts.direct_blocked)
     for mode, supported in ((Mode.LIVE, facts.block_copy), (Mode.BACKUP, facts.backup)):
         if not supported:
             reasons[mode] = f"the {facts.driver} driver cannot do {mode} snapshots"
@@ -106,6 +113,12 @@ def mode_reasons(info: DomainInfo, disks: list[DiskInfo], facts: ModeFacts,
             reasons[mode] = f"{mode} needs a running guest ({info.name} is {info.state})"
         elif mode == Mode.LIVE and not_file:
             reasons[mode] = f"live copy needs file-backed disks ({', '.join(not_file)} is not)"
+    if rbd:
+        on = f"{', '.join(rbd)} is an RBD image"
+        reasons[Mode.INTERNAL] = f"internal snapshots are a qcow2 feature ({on})"
+        reasons[Mode.LIVE] = (f"live copy of a network disk is not needed: direct and stream "
+                              f"take RBD disks without downtime ({on})")
+        reasons[Mode.COLD] = reasons[Mode.COLD] or f"cold is not done for RBD disks yet ({on})"
     if running:
         for mode in (Mode.LIVE, Mode.BACKUP):
             reasons[mode] = reasons[mode] or facts.scratch_blocked
@@ -154,6 +167,9 @@ def decide(request: SnapshotRequest, destination: str, info: DomainInfo,
         why = f"{info.name} is {info.state}; snapshots need it running, paused or off"
         return ModeDecision({m: why for m in Mode}, None, why)
     reasons = guarded(info, reasons, request.allow_nova_downtime)
+    direct = _direct(request, reasons) if any(d.rbd for d in info.snapshot_disks) else None
+    if direct is not None:
+        return direct
     try:
         stream, not_streamed = choose_stream(request, destination, facts.stream_blocked, info,
                                              reasons[Mode.BACKUP], socket)
@@ -174,6 +190,22 @@ def decide(request: SnapshotRequest, destination: str, info: DomainInfo,
         return ModeDecision(reasons, None, f"cannot use {mode} mode: {reasons[mode]}",
                             False, not_streamed)
     return ModeDecision(reasons, mode, why, False, not_streamed)
+
+
+DIRECT = ("direct: an RBD snapshot cloned and flattened inside the cluster into Glance's rbd "
+          "store (nothing uploaded, no scratch, guest never paused)")
+
+
+def _direct(request: SnapshotRequest, reasons: dict[Mode, str | None]) -> ModeDecision | None:
+    """Direct mode when asked, or auto's choice when it can run (and streaming was not asked
+    for); None: decide as for any other disk."""
+    if request.mode == Mode.DIRECT:
+        if reasons.get(Mode.DIRECT):
+            return ModeDecision(reasons, None, f"cannot use direct mode: {reasons[Mode.DIRECT]}")
+        return ModeDecision(reasons, Mode.DIRECT, f"as requested: {DIRECT}")
+    if request.mode == Mode.AUTO and request.stream != "on" and reasons.get(Mode.DIRECT) is None:
+        return ModeDecision(reasons, Mode.DIRECT, f"auto chose {DIRECT}")
+    return None
 
 
 def stops_guest(decision: ModeDecision, info: DomainInfo) -> bool:
