@@ -32,9 +32,13 @@ from snaptui.core.restore.plan import (
 )
 
 
-def open_source(request: RestoreRequest) -> tuple[str, ImageStore]:
-    """The store the image comes from (chosen as snapshots choose theirs) and its kind."""
+def open_source(request: RestoreRequest, store: ImageStore | None = None
+                ) -> tuple[str, ImageStore]:
+    """The store the image comes from (chosen as snapshots choose theirs; ``store`` when one
+    is given, e.g. on a forwarded login) and its kind."""
     source = resolve_destination(request.source, request.cloud, request.library_dir)
+    if store is not None:
+        return source, store
     return source, open_store(source, cloud=request.cloud, library=request.library_dir)
 
 
@@ -141,8 +145,7 @@ async def preflight_restore(request: RestoreRequest, host: LibvirtHost,
     if request.timeout <= 0:
         raise BadInput("--timeout must be a positive number of seconds")
     neighbour = neighbour_fields(request.priority, None)
-    source, opened = open_source(request)
-    store = store or opened
+    source, store = open_source(request, store)
     info = _checked_domain(host, request.domain, request)
     disk = _pick_disk(info, request.disk)
     image = download.find_image(store, request.image)
