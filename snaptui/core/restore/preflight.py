@@ -5,6 +5,7 @@ Turns a RestoreRequest into a RestorePlan, or raises one clear BadInput line (ex
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import socket
@@ -19,7 +20,7 @@ from snaptui.core.errors import BadInput, NotFound, QemuImgError
 from snaptui.core.images.factory import open_store, resolve_destination
 from snaptui.core.images.store import ImageStore
 from snaptui.core.libvirt.host import LibvirtHost
-from snaptui.core.models import DiskInfo, DomainInfo, DomainState, ImageRecord
+from snaptui.core.models import DiskInfo, DomainInfo, DomainState, ImageFileInfo, ImageRecord
 from snaptui.core.present import size_text
 from snaptui.core.restore import download
 from snaptui.core.restore.plan import (
@@ -106,9 +107,13 @@ async def _disk_plan(info: DomainInfo, disk: DiskInfo, image: ImageRecord, vsize
     if vsize > old.virtual_size:
         notes.append(f"{disk.target} grows from {size_text(old.virtual_size)} to "
                      f"{size_text(vsize)} (the image's virtual size)")
-    if old.backing_file:
+    base, why = chain_base(old, image)
+    if base is not None:
+        notes.append(f"{disk.target} is restored as a qcow2 overlay over {base.path}, the base "
+                     f"of its chain ({why})")
+    elif old.backing_file:
         notes.append(f"{disk.target} has a backing chain (over {old.backing_file}); it is "
-                     "restored as one flat file, the chain is left as it is")
+                     f"restored as one flat file ({why}), the chain is left as it is")
     if old.snapshots:
         names = ", ".join(s.name for s in old.snapshots)
         notes.append(f"{disk.target}'s internal snapshots ({names}) stay in the old file, "
@@ -117,14 +122,36 @@ async def _disk_plan(info: DomainInfo, disk: DiskInfo, image: ImageRecord, vsize
         notes.append(f"the {image.disk_format} image is converted to {old.format} "
                      f"({disk.target}'s format)")
     size = int(image.size or 0)
-    check_room(os.path.dirname(disk.path), size * 2 if old.format != image.disk_format
-               else size)
+    planned = RestoreDisk(target=disk.target, path=disk.path, format=old.format,
+                          virtual_size=old.virtual_size, image_name=image.name,
+                          backing_file=old.backing_file,
+                          internal_snapshots=[s.name for s in old.snapshots],
+                          overlay_base=base.path if base else None,
+                          overlay_base_format=base.format if base else None)
+    check_room(os.path.dirname(disk.path),
+               size * 2 if planned.converts(str(image.disk_format)) else size)
     st = check_owner(disk.path)
-    return RestoreDisk(target=disk.target, path=disk.path, format=old.format,
-                       virtual_size=old.virtual_size, image_name=image.name,
-                       uid=st.st_uid, gid=st.st_gid, mode=st.st_mode & 0o7777,
-                       backing_file=old.backing_file,
-                       internal_snapshots=[s.name for s in old.snapshots])
+    planned.uid, planned.gid, planned.mode = st.st_uid, st.st_gid, st.st_mode & 0o7777
+    return planned
+
+
+def chain_base(old: ImageFileInfo, image: ImageRecord) -> tuple[ImageFileInfo | None, str]:
+    """The base of the disk's backing chain when it is Nova's cached copy of the image's
+    ``base_image_ref`` (named the sha1 of that id, ``_<size>`` after it when resized), and why
+    (or why not). The restored file is then an overlay over that base, as Nova's disks are."""
+    if not old.backing_chain:
+        return None, "no backing chain"
+    base = old.backing_chain[-1]
+    ref = str(image.properties.get("base_image_ref") or "")
+    if not ref:
+        return None, "the image has no base_image_ref"
+    if old.format != "qcow2":
+        return None, f"a {old.format} disk cannot be an overlay"
+    cached = hashlib.sha1(ref.encode(), usedforsecurity=False).hexdigest()
+    name = os.path.basename(base.path)
+    if name == cached or name.startswith(cached + "_"):
+        return base, f"Nova's cached copy of the image's base_image_ref {ref}"
+    return None, f"its base is not Nova's cached copy of the image's base_image_ref {ref}"
 
 
 def _checked_domain(host: LibvirtHost, name: str, request: RestoreRequest) -> DomainInfo:
