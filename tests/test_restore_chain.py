@@ -5,6 +5,7 @@ it, holding only what differs (the base is shared, so it is only read); otherwis
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import pwd
@@ -16,7 +17,10 @@ import pytest
 from cli_tools import snaptui
 from fault_seam import snaptui_faults as faults
 from lab_domains import LabDomain, domain_xml, make_disk
+from rich.console import Console
 
+from snaptui.cli.job_view import print_outcome
+from snaptui.core.engine.journal import load_job
 from snaptui.core.images.library import ImageLibrary
 from snaptui.core.images.store import add_image
 
@@ -168,3 +172,7 @@ def test_a_failed_overlay_restore_is_undone_and_the_base_untouched(nova_like, mo
     assert file_state(base) == base_before
     assert sorted(p.name for p in disk.parent.iterdir()) == ["_base", disk.name]
     assert not lab.dom.isActive()
+    # the CLI's outcome line says what kind of job failed
+    console = Console(file=io.StringIO(), width=200)
+    assert print_outcome(console, load_job(events[0]["job_id"])) == 1
+    assert console.file.getvalue().startswith("restore failed: ")

@@ -12,7 +12,7 @@ import socket
 
 from snaptui.core.disk import qemu_img
 from snaptui.core.engine.journal import JobRecord, journal_path, load_job
-from snaptui.core.engine.locks import domain_lock_holder
+from snaptui.core.engine.locks import busy_message, domain_lock_holder
 from snaptui.core.engine.neighbour import neighbour_fields
 from snaptui.core.engine.preflight.checks import new_job_id
 from snaptui.core.engine.states import JobStatus
@@ -159,7 +159,7 @@ def _checked_domain(host: LibvirtHost, name: str, request: RestoreRequest) -> Do
     check_guest(info, request)
     holder = domain_lock_holder(info.uuid)
     if holder:
-        raise BadInput(f"{info.name} already has a job running ({holder})")
+        raise BadInput(busy_message(info.name, holder))
     return info
 
 
