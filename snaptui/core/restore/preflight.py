@@ -93,7 +93,7 @@ def check_owner(path: str) -> os.stat_result:
     return st
 
 
-async def _disk_plan(info: DomainInfo, disk: DiskInfo, image: ImageRecord, vsize: int,
+async def _disk_plan(disk: DiskInfo, image: ImageRecord, vsize: int,
                      notes: list[str], job_id: str) -> RestoreDisk:
     assert disk.path
     try:
@@ -180,7 +180,7 @@ async def preflight_restore(request: RestoreRequest, host: LibvirtHost,
     vsize = await download.virtual_size(store, image)
     job_id = job_id or new_job_id()
     notes: list[str] = []
-    disk_plan = await _disk_plan(info, disk, image, vsize, notes, job_id)
+    disk_plan = await _disk_plan(disk, image, vsize, notes, job_id)
     plan = RestorePlan(
         job_id=job_id, uri=host.uri, host=socket.gethostname(), domain_name=info.name,
         domain_uuid=info.uuid, original_state=str(info.state), image_id=image.id,
