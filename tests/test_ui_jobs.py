@@ -15,6 +15,7 @@ import pytest
 from fault_tools import MID_STEP_BWLIMIT
 from textual.app import App
 from textual.pilot import Pilot
+from textual.widgets import DataTable
 from ui_pilot import Notes, screen_text, wait_for
 
 from snaptui.core.engine.jobs import follow, get_job, launch, prepare
@@ -325,3 +326,38 @@ def test_a_wait_with_a_deadline_shows_seconds():
 
     assert progress_text({"done": 7.4, "total": 120.0, "unit": "s"}) == "7 s of 120 s"
     assert progress_text({"done": 3, "total": None, "unit": "s"}) == "3 s"
+
+
+class DemoJobsHost(SnapshotHost):
+    demo = True
+
+
+def as_finished_restore(job_id: str) -> str:
+    """Make the journal written by write_finished_job a finished in-place restore's."""
+    path = jobs_dir() / f"{job_id}.jsonl"
+    events = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    events[0]["plan"].update(kind="restore", action="restore", mode="restore")
+    path.write_text("".join(json.dumps(e) + "\n" for e in events), encoding="utf-8")
+    return job_id
+
+
+@pytest.mark.parametrize("demo", [False, True], ids=["host", "demo"])
+async def test_undo_is_offered_on_a_finished_restore_only(demo):
+    snapshot = write_finished_job("20260101-000000-aaaaa1", started=T0 - 60)
+    restore = as_finished_restore(write_finished_job("20260101-000001-aaaaa2"))
+    app = DemoJobsHost(restore) if demo else SnapshotHost(restore)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: isinstance(pilot.app.screen, JobsScreen)
+                       and len(pilot.app.screen.jobs) == 2
+                       and pilot.app.screen.selected_id == restore, 10, "jobs listed")
+        screen = pilot.app.screen
+        assert screen.check_action("undo_restore", ()) is (None if demo else True)
+        if demo:  # greyed: the key does nothing (tests/test_restore_ui.py presses it on a host)
+            await pilot.press("u")
+            await pilot.pause()
+            assert pilot.app.screen is screen
+        screen.query_one(DataTable).move_cursor(row=screen.query_one(DataTable)
+                                                .get_row_index(snapshot))
+        await pilot.pause()
+        assert screen.selected_id == snapshot
+        assert screen.check_action("undo_restore", ()) is None

@@ -61,6 +61,7 @@ def follow_json(job_id: str) -> int:
     for event in events(job_id):
         if event.get("event") == "job":
             event = {"event": "job", "job_id": job_id, "mode": event["plan"]["mode"],
+                     "kind": event["plan"].get("kind") or "snapshot",
                      "domain": event["plan"].get("domain_name"), "format": event.get("format", 1),
                      "steps": event["steps"], "t": event["t"]}
         last = _json_event(event)
@@ -113,10 +114,13 @@ def follow_rich(job_id: str) -> int:
 
 def print_outcome(console: Console, job: JobRecord) -> int:
     if job.status != JobStatus.DONE:
-        console.print(Text.assemble((f"snapshot {job.status}", "bold red"),
+        console.print(Text.assemble((f"{job.kind} {job.status}", "bold red"),
                                     output.plain(f": {job.error}")))
         return 1
     res = job.result
+    if job.kind == "restore":
+        console.print(output.plain(restore_outcome(res), "green"))
+        return 0
     down = duration_text(res.get("downtime_s") or 0.0)
     for image in res.get("images", []):
         sizes = image["sizes"]
@@ -132,6 +136,19 @@ def print_outcome(console: Console, job: JobRecord) -> int:
         ))
     print_rotation(console, res.get("rotation"))
     return 0
+
+
+def restore_outcome(res: dict[str, Any]) -> str:
+    """A finished restore (or its undo, or a new guest) in one line."""
+    down = duration_text(res.get("downtime_s") or 0.0)
+    if res.get("action") == "undo":
+        return f"restore {res.get('undo_of')} undone on {res.get('domain')}; downtime {down}"
+    if res.get("action") == "new":
+        return f"new guest {res.get('domain')} defined from image {res.get('name')!r}"
+    kept = "; ".join(f"old {d['target']} kept as {d['pre_restore']}"
+                     for d in res.get("disks", []) if d.get("pre_restore"))
+    return (f"image {res.get('name')!r} restored on {res.get('domain')}"
+            + (f"; {kept}" if kept else "") + f"; downtime {down}")
 
 
 def print_rotation(console: Console, rotation: dict[str, Any] | None) -> None:

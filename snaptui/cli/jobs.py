@@ -19,7 +19,7 @@ from snaptui.core.present import duration_text, local_time_text
 
 
 def register(sub: argparse._SubParsersAction, common) -> None:
-    p = sub.add_parser("jobs", help="list snapshot jobs from the journal")
+    p = sub.add_parser("jobs", help="list jobs (snapshots, restores) from the journal")
     common(p)
     p.add_argument("--json", action="store_true")
     p.add_argument("--follow", metavar="JOB",

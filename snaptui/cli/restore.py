@@ -8,20 +8,17 @@ import asyncio
 import sys
 from typing import Any
 
-from rich.text import Text
-
 from snaptui.cli import output
-from snaptui.cli.job_view import events, follow_json, render_job
+from snaptui.cli.job_view import events, follow_json, print_outcome, render_job
 from snaptui.core.engine.jobs import JobProcess, store_auth_state
 from snaptui.core.engine.journal import load_job
 from snaptui.core.engine.preflight.checks import new_job_id
 from snaptui.core.engine.runner import Step
-from snaptui.core.engine.states import JobStatus
 from snaptui.core.errors import BadInput
-from snaptui.core.present import duration_text, parse_duration
+from snaptui.core.present import parse_duration
 from snaptui.core.restore import RestorePlan, RestoreRequest, launch, prepare
 from snaptui.core.restore.describe import confirmation
-from snaptui.core.restore.plan import ACTION_UNDO, DEFAULT_SHUTDOWN_TIMEOUT_S
+from snaptui.core.restore.plan import DEFAULT_SHUTDOWN_TIMEOUT_S
 
 
 def register(sub: argparse._SubParsersAction, common) -> None:
@@ -59,6 +56,11 @@ def register(sub: argparse._SubParsersAction, common) -> None:
     p.add_argument("--json", action="store_true", help="one JSON object per event")
     p.add_argument("--detach", action="store_true",
                    help="print the job id and return at once (follow with `snaptui jobs`)")
+    p.add_argument("--remote-cloud", action="store_true",
+                   help="on an SSH host (--domain HOST:NAME, HOST:IMAGE --as, --undo "
+                   "HOST:JOB): use that host's own clouds.yaml instead of sending your Keystone "
+                   "login through the SSH channel")
+    p.add_argument("--auth-stdin", action="store_true", help=argparse.SUPPRESS)
     p.set_defaults(handler=run_restore)
 
 
@@ -113,10 +115,27 @@ def _print_dry_run(args: argparse.Namespace, plan: RestorePlan, steps: list[Step
     return 0
 
 
+def _forwarded_login(args: argparse.Namespace) -> tuple[Any, str | None]:
+    """--auth-stdin (sent by cli/remote_restore.py): the store on the login read from the
+    first line of stdin, and that login for the job process; else (None, None)."""
+    if not args.auth_stdin:
+        return None, None
+    from snaptui.core.cloud.forwarded_login import forwarded_store, read_auth_line
+
+    state = read_auth_line()
+    return (forwarded_store(state), state) if state else (None, None)
+
+
 def run_restore(args: argparse.Namespace) -> int:
+    from snaptui.cli.remote_restore import route_restore
+
+    routed = route_restore(args, request_from_args)
+    if routed is not None:
+        return routed
     request = request_from_args(args)
+    forwarded_store, forwarded = _forwarded_login(args)
     job_id = new_job_id()
-    plan, steps, store = asyncio.run(prepare(request, job_id=job_id))
+    plan, steps, store = asyncio.run(prepare(request, store=forwarded_store, job_id=job_id))
     if args.dry_run:
         return _print_dry_run(args, plan, steps)
     interactive = sys.stdin.isatty() and sys.stderr.isatty()
@@ -131,7 +150,7 @@ def run_restore(args: argparse.Namespace) -> int:
         return 1
     process = JobProcess(job_id, plan.priority)
     try:
-        login = store_auth_state(store) if store is not None else None
+        login = forwarded or (store_auth_state(store) if store is not None else None)
         launch(plan, request, steps, process, auth_state=login)
     finally:
         process.discard()
@@ -153,19 +172,4 @@ def _follow_rich(job_id: str) -> int:
             live.update(render_job(load_job(job_id)))
         job = load_job(job_id)
         live.update(render_job(job))
-    if job.status != JobStatus.DONE:
-        console.print(Text.assemble((f"restore {job.status}", "bold red"),
-                                    output.plain(f": {job.error}")))
-        return 1
-    console.print(output.plain(_outcome(job.result), "green"))
-    return 0
-
-
-def _outcome(res: dict[str, Any]) -> str:
-    down = duration_text(res.get("downtime_s") or 0.0)
-    if res.get("action") == ACTION_UNDO:
-        return f"restore {res.get('undo_of')} undone on {res.get('domain')}; downtime {down}"
-    kept = "; ".join(f"old {d['target']} kept as {d['pre_restore']}"
-                     for d in res.get("disks", []) if d.get("pre_restore"))
-    return (f"image {res.get('name')!r} restored on {res.get('domain')}"
-            + (f"; {kept}" if kept else "") + f"; downtime {down}")
+    return print_outcome(console, job)

@@ -45,7 +45,7 @@ def _domain_locked(finding: Finding) -> Iterator[None]:
     if not uuid:
         yield
         return
-    lock = DomainLock(uuid, f"cleanup pid {os.getpid()}")
+    lock = DomainLock(uuid, "snaptui cleanup", kind="cleanup")
     try:
         lock.acquire(finding.domain or "")
     except DomainBusy as err:

@@ -30,7 +30,7 @@ from snaptui.core.cleanup.findings import (
     file_age_s,
 )
 from snaptui.core.disk import qemu_img
-from snaptui.core.engine.locks import domain_lock_holder
+from snaptui.core.engine.locks import locked_by
 from snaptui.core.errors import SnaptuiError
 from snaptui.core.models import DomainInfo, ImageFileInfo, InternalSnapshot
 from snaptui.core.present import duration_text, iso_age_s
@@ -133,8 +133,7 @@ def _in_use_refusal(dom: DomainInfo) -> str | None:
     if dom.state.is_active:
         return (f"disk in use by {dom.state} guest {dom.name}: qemu-img must not modify an "
                 "image in use (libvirt does not manage this snapshot)")
-    holder = domain_lock_holder(dom.uuid)
-    return f"{dom.name} is locked by a snapshot job ({holder})" if holder else None
+    return locked_by(dom.name, dom.uuid)
 
 
 async def _domain_findings(ctx: ScanContext, dom: DomainInfo) -> AsyncIterator[Finding]:
@@ -167,8 +166,7 @@ async def _domain_findings(ctx: ScanContext, dom: DomainInfo) -> AsyncIterator[F
                                           managed=False),
             )
     for name, where in seen_managed.items():
-        holder = domain_lock_holder(dom.uuid)
-        refused = f"{dom.name} is locked by a snapshot job ({holder})" if holder else None
+        refused = locked_by(dom.name, dom.uuid)
         first = where[0][2]
         verdict = _judge(ctx, name, first.date, refused, managed=True)
         fields = {**verdict.fields,

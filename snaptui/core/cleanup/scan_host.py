@@ -23,7 +23,7 @@ from snaptui.core.cleanup.findings import (
     command,
     file_age_s,
 )
-from snaptui.core.engine.locks import domain_lock_holder
+from snaptui.core.engine.locks import locked_by
 from snaptui.core.engine.owned_jobs import block_job_destination
 from snaptui.core.errors import SnaptuiError
 from snaptui.core.models import DomainInfo
@@ -56,8 +56,7 @@ def _busy(ctx: ScanContext, dom: DomainInfo) -> str | None:
     """Why nothing of this domain may be touched now (a live job of ours holds it)."""
     if dom.uuid in ctx.jobs.domain_uuids:
         return f"a snaptui job on {dom.name} is still running"
-    holder = domain_lock_holder(dom.uuid)
-    return f"{dom.name} is locked by a snapshot job ({holder})" if holder else None
+    return locked_by(dom.name, dom.uuid)
 
 
 def _jobs_of(ctx: ScanContext, dom: DomainInfo) -> list[tuple[str, str, str, dict[str, Any]]]:

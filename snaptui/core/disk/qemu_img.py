@@ -413,6 +413,13 @@ def convert_argv(
     return [*argv, src, dst]
 
 
+def rebase_argv(path: str, backing_file: str, *, fmt: str, backing_format: str) -> list[str]:
+    """The ``qemu-img rebase -p`` argv (safe mode: where the old and new backing differ, the
+    old one's data is written into the image first; the new backing file is only read)."""
+    return [qemu_img_binary(), "rebase", "-p", "-f", fmt, "-b", backing_file,
+            "-F", backing_format, path]
+
+
 async def _pump_progress(
     stream: asyncio.StreamReader, on_progress: Callable[[float], None] | None
 ) -> None:
@@ -463,7 +470,8 @@ async def convert(
 
 async def run_convert(argv: list[str], *, on_progress: Callable[[float], None] | None = None,
                       cancel: asyncio.Event | None = None, exclusive: bool = False) -> None:
-    """Run a ``convert_argv`` list (last item: the output); ``exclusive``: a new file only."""
+    """Run a ``convert_argv`` or ``rebase_argv`` list (last item: the file written);
+    ``exclusive``: a new file only."""
     target = Path(os.path.abspath(argv[-1]))
     if cancel is not None and cancel.is_set():
         raise asyncio.CancelledError(f"convert to {target} cancelled before it started")

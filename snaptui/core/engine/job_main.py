@@ -14,7 +14,7 @@ import signal
 import sys
 
 from snaptui.core.engine.execute import execute, make_context
-from snaptui.core.engine.job_kinds import load_plan
+from snaptui.core.engine.job_kinds import kind_of, load_plan
 from snaptui.core.engine.journal import JournalWriter, check_job_id, journal_path, load_job
 from snaptui.core.engine.liveness import close_job
 from snaptui.core.engine.locks import DomainLock
@@ -83,7 +83,7 @@ def main(argv: list[str]) -> int:
 
 
 def _locked_run(job_id: str, plan: Plan, auth_state: str | None, priority_note: str) -> int:
-    lock = DomainLock(plan.domain_uuid, job_id)
+    lock = DomainLock(plan.domain_uuid, job_id, kind=kind_of(plan).name)
     try:
         lock.acquire(plan.domain_name)
     except DomainBusy as err:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from snaptui.core.engine.execute import StepsWrapper, SummaryWrapper, execute, make_context
+from snaptui.core.engine.job_kinds import kind_of
 from snaptui.core.engine.job_processes import job_main_argv
 from snaptui.core.engine.journal import (
     JOURNAL_FORMAT,
@@ -180,7 +181,7 @@ def run_inline(plan: Plan, request: SnapshotRequest, steps: list[Step], *,
     INLINE[plan.job_id] = ctx
 
     def worker() -> None:
-        lock = DomainLock(plan.domain_uuid, plan.job_id)
+        lock = DomainLock(plan.domain_uuid, plan.job_id, kind=kind_of(plan).name)
         try:
             lock.acquire(plan.domain_name)
         except DomainBusy as err:

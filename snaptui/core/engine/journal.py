@@ -160,6 +160,11 @@ class JobRecord:
         return str(self.plan.get("mode", "?"))
 
     @property
+    def kind(self) -> str:
+        """The job's kind (core/engine/job_kinds.py): ``snapshot`` when its plan names none."""
+        return str(self.plan.get("kind") or "snapshot")
+
+    @property
     def terminal(self) -> bool:
         return self.status in TERMINAL
 

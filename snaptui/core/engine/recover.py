@@ -128,7 +128,7 @@ def _domain_locked(job: JobRecord) -> Iterator[tuple[Plan, str]]:
     if (down := _skip_if_libvirtd_down(plan)) is not None:
         yield plan, down
         return
-    lock = DomainLock(plan.domain_uuid, f"recover {job.job_id}")
+    lock = DomainLock(plan.domain_uuid, f"recover {job.job_id}", kind=kind_of(plan).name)
     try:
         lock.acquire(plan.domain_name)
     except DomainBusy:

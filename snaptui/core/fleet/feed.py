@@ -81,6 +81,7 @@ class RemoteFeed:
             if event.get("event") == "job" and "plan" not in event:
                 event = {**event, "plan": {"domain_name": f"{self.host.name}:"
                                            f"{event.get('domain', '?')}",
-                                           "mode": event.get("mode")}}
+                                           "mode": event.get("mode"),
+                                           "kind": event.get("kind")}}
             events.append(event)
         return fold(self.job_id or "?", Path("-"), events)

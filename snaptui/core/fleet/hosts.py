@@ -171,3 +171,10 @@ def pick_host(text: str, hosts: Sequence[HostSpec]) -> tuple[HostSpec, str]:
         return hosts[0], text
     names = ", ".join(h.name for h in hosts)
     raise BadInput(f"{text!r}: several hosts ({names}); name the domain as HOST:{text}")
+
+
+def host_local_uri(host: HostSpec) -> str:
+    """The URI of ``host``'s libvirtd as seen on the host (qemu+ssh://h/system → qemu:///system)."""
+    parts = urlsplit(host.uri or "")
+    driver = parts.scheme.partition("+")[0] or "qemu"
+    return f"{driver}://{parts.path or '/system'}"

@@ -32,19 +32,11 @@ from __future__ import annotations
 
 import json
 from typing import Any
-from urllib.parse import urlsplit
 
 from snaptui.core.engine.plan import SnapshotRequest
-from snaptui.core.fleet.hosts import HostSpec
+from snaptui.core.fleet.hosts import HostSpec, host_local_uri
 from snaptui.core.fleet.rows import checked_rows, job_row_problem, recover_row_problem
 from snaptui.core.fleet.ssh import RemoteCall, run_json
-
-
-def host_local_uri(host: HostSpec) -> str:
-    """The URI of ``host``'s libvirtd as seen on the host (qemu+ssh://h/system → qemu:///system)."""
-    parts = urlsplit(host.uri or "")
-    driver = parts.scheme.partition("+")[0] or "qemu"
-    return f"{driver}://{parts.path or '/system'}"
 
 
 def _flag(args: list[str], name: str, value: Any) -> None:

@@ -199,8 +199,7 @@ async def preflight_new_guest(request: RestoreRequest, host: LibvirtHost,
     """Check that a new guest can be made from the image; nothing is touched."""
     assert request.as_name
     name = _check_name(host, request.as_name)
-    source, opened = open_source(request)
-    store = store or opened
+    source, store = open_source(request, store)
     image = download.find_image(store, request.image)
     image_hash = download.check_restorable(image)
     vsize = await download.virtual_size(store, image)

@@ -88,13 +88,22 @@ class RestoreDisk:
     uid: int = 0
     gid: int = 0
     mode: int = 0o600
-    backing_file: str | None = None  # the old disk's: the restored one is flat
+    backing_file: str | None = None  # the old disk's; the new one is flat but over overlay_base
     internal_snapshots: list[str] = field(default_factory=list)  # they go with the old file
     base_path: str | None = None  # --as --overlay: the local copy the disk is an overlay of
+    # the restored file is a qcow2 overlay over the old chain's base, holding only what
+    # differs from it (the base is Nova's cache of the image's base_image_ref)
+    overlay_base: str | None = None
+    overlay_base_format: str | None = None
 
     @property
     def directory(self) -> str:
         return os.path.dirname(self.path)
+
+    def converts(self, image_format: str) -> bool:
+        """The image is downloaded beside the disk, then made into the new file: converted to
+        the disk's format, or an overlay rebased onto the chain's base."""
+        return image_format != self.format or bool(self.overlay_base)
 
     def _hidden(self, suffix: str) -> str:
         return os.path.join(self.directory, f".{os.path.basename(self.path)}{suffix}")
@@ -156,8 +165,8 @@ class RestorePlan:
 
     @property
     def converts(self) -> bool:
-        """The image's format differs from the disk's: downloaded, then converted."""
-        return any(self.image_format != d.format for d in self.disks)
+        """Some disk's new file is made from a download (converted or rebased)."""
+        return any(d.converts(self.image_format) for d in self.disks)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -5,13 +5,14 @@ Turns a RestoreRequest into a RestorePlan, or raises one clear BadInput line (ex
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import socket
 
 from snaptui.core.disk import qemu_img
 from snaptui.core.engine.journal import JobRecord, journal_path, load_job
-from snaptui.core.engine.locks import domain_lock_holder
+from snaptui.core.engine.locks import busy_message, domain_lock_holder
 from snaptui.core.engine.neighbour import neighbour_fields
 from snaptui.core.engine.preflight.checks import new_job_id
 from snaptui.core.engine.states import JobStatus
@@ -19,7 +20,7 @@ from snaptui.core.errors import BadInput, NotFound, QemuImgError
 from snaptui.core.images.factory import open_store, resolve_destination
 from snaptui.core.images.store import ImageStore
 from snaptui.core.libvirt.host import LibvirtHost
-from snaptui.core.models import DiskInfo, DomainInfo, DomainState, ImageRecord
+from snaptui.core.models import DiskInfo, DomainInfo, DomainState, ImageFileInfo, ImageRecord
 from snaptui.core.present import size_text
 from snaptui.core.restore import download
 from snaptui.core.restore.plan import (
@@ -32,9 +33,13 @@ from snaptui.core.restore.plan import (
 )
 
 
-def open_source(request: RestoreRequest) -> tuple[str, ImageStore]:
-    """The store the image comes from (chosen as snapshots choose theirs) and its kind."""
+def open_source(request: RestoreRequest, store: ImageStore | None = None
+                ) -> tuple[str, ImageStore]:
+    """The store the image comes from (chosen as snapshots choose theirs; ``store`` when one
+    is given, e.g. on a forwarded login) and its kind."""
     source = resolve_destination(request.source, request.cloud, request.library_dir)
+    if store is not None:
+        return source, store
     return source, open_store(source, cloud=request.cloud, library=request.library_dir)
 
 
@@ -88,7 +93,7 @@ def check_owner(path: str) -> os.stat_result:
     return st
 
 
-async def _disk_plan(info: DomainInfo, disk: DiskInfo, image: ImageRecord, vsize: int,
+async def _disk_plan(disk: DiskInfo, image: ImageRecord, vsize: int,
                      notes: list[str], job_id: str) -> RestoreDisk:
     assert disk.path
     try:
@@ -102,9 +107,13 @@ async def _disk_plan(info: DomainInfo, disk: DiskInfo, image: ImageRecord, vsize
     if vsize > old.virtual_size:
         notes.append(f"{disk.target} grows from {size_text(old.virtual_size)} to "
                      f"{size_text(vsize)} (the image's virtual size)")
-    if old.backing_file:
+    base, why = chain_base(old, image)
+    if base is not None:
+        notes.append(f"{disk.target} is restored as a qcow2 overlay over {base.path}, the base "
+                     f"of its chain ({why})")
+    elif old.backing_file:
         notes.append(f"{disk.target} has a backing chain (over {old.backing_file}); it is "
-                     "restored as one flat file, the chain is left as it is")
+                     f"restored as one flat file ({why}), the chain is left as it is")
     if old.snapshots:
         names = ", ".join(s.name for s in old.snapshots)
         notes.append(f"{disk.target}'s internal snapshots ({names}) stay in the old file, "
@@ -113,14 +122,36 @@ async def _disk_plan(info: DomainInfo, disk: DiskInfo, image: ImageRecord, vsize
         notes.append(f"the {image.disk_format} image is converted to {old.format} "
                      f"({disk.target}'s format)")
     size = int(image.size or 0)
-    check_room(os.path.dirname(disk.path), size * 2 if old.format != image.disk_format
-               else size)
+    planned = RestoreDisk(target=disk.target, path=disk.path, format=old.format,
+                          virtual_size=old.virtual_size, image_name=image.name,
+                          backing_file=old.backing_file,
+                          internal_snapshots=[s.name for s in old.snapshots],
+                          overlay_base=base.path if base else None,
+                          overlay_base_format=base.format if base else None)
+    check_room(os.path.dirname(disk.path),
+               size * 2 if planned.converts(str(image.disk_format)) else size)
     st = check_owner(disk.path)
-    return RestoreDisk(target=disk.target, path=disk.path, format=old.format,
-                       virtual_size=old.virtual_size, image_name=image.name,
-                       uid=st.st_uid, gid=st.st_gid, mode=st.st_mode & 0o7777,
-                       backing_file=old.backing_file,
-                       internal_snapshots=[s.name for s in old.snapshots])
+    planned.uid, planned.gid, planned.mode = st.st_uid, st.st_gid, st.st_mode & 0o7777
+    return planned
+
+
+def chain_base(old: ImageFileInfo, image: ImageRecord) -> tuple[ImageFileInfo | None, str]:
+    """The base of the disk's backing chain when it is Nova's cached copy of the image's
+    ``base_image_ref`` (named the sha1 of that id, ``_<size>`` after it when resized), and why
+    (or why not). The restored file is then an overlay over that base, as Nova's disks are."""
+    if not old.backing_chain:
+        return None, "no backing chain"
+    base = old.backing_chain[-1]
+    ref = str(image.properties.get("base_image_ref") or "")
+    if not ref:
+        return None, "the image has no base_image_ref"
+    if old.format != "qcow2":
+        return None, f"a {old.format} disk cannot be an overlay"
+    cached = hashlib.sha1(ref.encode(), usedforsecurity=False).hexdigest()
+    name = os.path.basename(base.path)
+    if name == cached or name.startswith(cached + "_"):
+        return base, f"Nova's cached copy of the image's base_image_ref {ref}"
+    return None, f"its base is not Nova's cached copy of the image's base_image_ref {ref}"
 
 
 def _checked_domain(host: LibvirtHost, name: str, request: RestoreRequest) -> DomainInfo:
@@ -128,7 +159,7 @@ def _checked_domain(host: LibvirtHost, name: str, request: RestoreRequest) -> Do
     check_guest(info, request)
     holder = domain_lock_holder(info.uuid)
     if holder:
-        raise BadInput(f"{info.name} already has a job running ({holder})")
+        raise BadInput(busy_message(info.name, holder))
     return info
 
 
@@ -141,8 +172,7 @@ async def preflight_restore(request: RestoreRequest, host: LibvirtHost,
     if request.timeout <= 0:
         raise BadInput("--timeout must be a positive number of seconds")
     neighbour = neighbour_fields(request.priority, None)
-    source, opened = open_source(request)
-    store = store or opened
+    source, store = open_source(request, store)
     info = _checked_domain(host, request.domain, request)
     disk = _pick_disk(info, request.disk)
     image = download.find_image(store, request.image)
@@ -150,7 +180,7 @@ async def preflight_restore(request: RestoreRequest, host: LibvirtHost,
     vsize = await download.virtual_size(store, image)
     job_id = job_id or new_job_id()
     notes: list[str] = []
-    disk_plan = await _disk_plan(info, disk, image, vsize, notes, job_id)
+    disk_plan = await _disk_plan(disk, image, vsize, notes, job_id)
     plan = RestorePlan(
         job_id=job_id, uri=host.uri, host=socket.gethostname(), domain_name=info.name,
         domain_uuid=info.uuid, original_state=str(info.state), image_id=image.id,

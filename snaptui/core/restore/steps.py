@@ -21,7 +21,7 @@ import libvirt
 from snaptui.core.disk import qemu_img
 from snaptui.core.engine.context import JobContext
 from snaptui.core.engine.facts import Fact
-from snaptui.core.engine.runner import Action
+from snaptui.core.engine.runner import Action, StepFn
 from snaptui.core.errors import BadInput, HypervisorError, SnaptuiError
 from snaptui.core.libvirt.host import error_message
 from snaptui.core.paths import sync_dir
@@ -132,7 +132,7 @@ def download_image(d: RestoreDisk) -> Action:
     async def run(ctx: JobContext) -> None:
         plan = plan_of(ctx)
         partial, staging = d.partial_path(plan.job_id), d.staging_path(plan.job_id)
-        target = staging if plan.image_format != d.format else partial
+        target = staging if d.converts(plan.image_format) else partial
         fact = RestoreFact.STAGING if target == staging else RestoreFact.PARTIAL
         ctx.record(fact.of(d.target), target)
         store = ctx.store
@@ -159,53 +159,91 @@ def download_image(d: RestoreDisk) -> Action:
     return Action(run, undo)
 
 
-def convert_image(d: RestoreDisk) -> Action:
-    """Convert the downloaded image to the disk's format (a new hidden file beside the disk),
-    then drop the download. Undo: remove both."""
-    async def run(ctx: JobContext) -> None:
-        plan = plan_of(ctx)
-        staging, partial = d.staging_path(plan.job_id), d.partial_path(plan.job_id)
-        ctx.record(RestoreFact.PARTIAL.of(d.target), partial)
-        argv = convert_argv(plan, d)
-        await qemu_img.run_convert(
-            argv, on_progress=lambda pct: ctx.progress(round(pct, 2), 100.0, "%"),
-            cancel=ctx.cancel_event, exclusive=True)
-        fd = os.open(partial, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        _remove(staging)
-        ctx.forget(RestoreFact.STAGING.of(d.target))
-
+def _drop_new_files(d: RestoreDisk) -> StepFn:
+    """The undo of every step that writes the new file: remove it and the download."""
     async def undo(ctx: JobContext) -> None:
         plan = plan_of(ctx)
         await asyncio.to_thread(_remove, d.staging_path(plan.job_id), d.partial_path(plan.job_id))
         ctx.forget(RestoreFact.STAGING.of(d.target))
         ctx.forget(RestoreFact.PARTIAL.of(d.target))
 
-    return Action(run, undo, tuple(convert_argv_text(d)))
+    return undo
 
 
-def convert_argv(plan: RestorePlan, d: RestoreDisk) -> list[str]:
-    return qemu_img.convert_argv(d.staging_path(plan.job_id), d.partial_path(plan.job_id),
-                                 out_format=d.format, src_format=plan.image_format)
+async def _finish_new_file(ctx: JobContext, d: RestoreDisk) -> None:
+    """fsync the complete new file, then drop the download it was made from."""
+    plan = plan_of(ctx)
+    fd = os.open(d.partial_path(plan.job_id), os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    _remove(d.staging_path(plan.job_id))
+    ctx.forget(RestoreFact.STAGING.of(d.target))
+
+
+def convert_image(d: RestoreDisk) -> Action:
+    """Convert the downloaded image to the disk's format (a new hidden file beside the disk),
+    then drop the download. Undo: remove both."""
+    async def run(ctx: JobContext) -> None:
+        plan = plan_of(ctx)
+        ctx.record(RestoreFact.PARTIAL.of(d.target), d.partial_path(plan.job_id))
+        argv = qemu_img.convert_argv(d.staging_path(plan.job_id), d.partial_path(plan.job_id),
+                                     out_format=d.format, src_format=plan.image_format)
+        await qemu_img.run_convert(
+            argv, on_progress=lambda pct: ctx.progress(round(pct, 2), 100.0, "%"),
+            cancel=ctx.cancel_event, exclusive=True)
+        await _finish_new_file(ctx, d)
+
+    return Action(run, _drop_new_files(d), tuple(convert_argv_text(d)))
 
 
 def convert_argv_text(d: RestoreDisk) -> list[str]:
     return ["qemu-img", "convert", "-O", d.format, "IMAGE", d.path + ".new"]
 
 
+def overlay_image(d: RestoreDisk) -> Action:
+    """Make the new file a qcow2 overlay over the downloaded image (no data copied yet), the
+    first half of an overlay restore. Undo: remove both."""
+    async def run(ctx: JobContext) -> None:
+        plan = plan_of(ctx)
+        ctx.record(RestoreFact.PARTIAL.of(d.target), d.partial_path(plan.job_id))
+        await qemu_img.create(d.partial_path(plan.job_id), "qcow2",
+                              backing_file=d.staging_path(plan.job_id),
+                              backing_format=plan.image_format)
+
+    return Action(run, _drop_new_files(d))
+
+
+def rebase_image(d: RestoreDisk) -> Action:
+    """Rebase the new file from the download onto the chain's base: qemu-img compares the
+    two and writes into the new file only what differs from the base, which it only reads
+    (the base is shared, like Nova's image cache). Then drop the download. Undo: remove
+    both."""
+    async def run(ctx: JobContext) -> None:
+        plan = plan_of(ctx)
+        assert d.overlay_base
+        argv = qemu_img.rebase_argv(d.partial_path(plan.job_id), d.overlay_base, fmt="qcow2",
+                                    backing_format=d.overlay_base_format or "raw")
+        await qemu_img.run_convert(
+            argv, on_progress=lambda pct: ctx.progress(round(pct, 2), 100.0, "%"),
+            cancel=ctx.cancel_event)
+        await _finish_new_file(ctx, d)
+
+    return Action(run, _drop_new_files(d))
+
+
 def prepare_file(d: RestoreDisk) -> Action:
-    """Check the new file (its format, no backing file, a virtual size no smaller than the
-    disk's) and give it the old disk's owner, group and mode. Its undo is the download's."""
+    """Check the new file (its format, no backing file but the planned base, a virtual size
+    no smaller than the disk's) and give it the old disk's owner, group and mode. Its undo is
+    the download's."""
     async def run(ctx: JobContext) -> None:
         plan = plan_of(ctx)
         partial = d.partial_path(plan.job_id)
         got = await qemu_img.info(partial, chain=False, fmt=d.format)
-        if got.backing_file:
-            raise BadInput(f"the image names a backing file ({got.backing_file}); a restore "
-                           "writes flat disks only")
+        if got.backing_file != d.overlay_base:
+            raise BadInput(f"the restored file's backing file is {got.backing_file or 'none'}, "
+                           f"not {d.overlay_base or 'none'} as planned")
         if got.virtual_size < d.virtual_size:
             raise BadInput(f"the image's virtual size {got.virtual_size} is smaller than "
                            f"{d.target}'s {d.virtual_size}: a restore never shrinks a disk")

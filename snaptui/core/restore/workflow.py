@@ -53,12 +53,24 @@ def _save_command(plan: RestorePlan, path: str) -> tuple[str, ...]:
 def _new_file(plan: RestorePlan, d: RestoreDisk) -> list[Step]:
     """Download (and convert) the image into the hidden new file beside the disk."""
     partial = d.partial_path(plan.job_id)
-    converts = plan.image_format != d.format
+    converts = d.converts(plan.image_format)
     got = d.staging_path(plan.job_id) if converts else partial
     steps = [Step(f"download:{d.target}", f"Download image {plan.image_name!r} beside "
                   f"{d.target} ({plan.image_format}, sha512 checked)", do.download_image(d),
                   destructive=True, target=d.target, equivalent=_save_command(plan, got))]
-    if converts:
+    if d.overlay_base:
+        steps += [
+            Step(f"overlay:{d.target}", f"Make the new {d.target} a qcow2 overlay over the "
+                 "downloaded image", do.overlay_image(d), destructive=True, target=d.target,
+                 equivalent=_cmd("qemu-img", "create", "-f", "qcow2", "-b", got, "-F",
+                                 plan.image_format, partial)),
+            Step(f"rebase:{d.target}", f"Rebase it onto {d.overlay_base}, the base of the "
+                 "chain (only what differs is written; the base is only read)",
+                 do.rebase_image(d), destructive=True, target=d.target,
+                 equivalent=_cmd("qemu-img", "rebase", "-f", "qcow2", "-b", d.overlay_base,
+                                 "-F", d.overlay_base_format or "raw", partial)),
+        ]
+    elif converts:
         steps.append(Step(f"convert:{d.target}",
                           f"Convert {plan.image_format} to {d.format} beside {d.target}",
                           do.convert_image(d), destructive=True, target=d.target))

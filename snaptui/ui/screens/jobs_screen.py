@@ -41,12 +41,14 @@ from snaptui.core.errors import SnaptuiError
 from snaptui.core.present import UNKNOWN, clock_text, duration_text
 from snaptui.ui.messages import JobFinished, RemoteJobUpdated
 from snaptui.ui.screens.confirm import ConfirmScreen
+from snaptui.ui.screens.restore_dialog import RestoreDialog, undo_request, undoable
 from snaptui.ui.widgets.footer import BindingsFooter
 from snaptui.ui.widgets.job_log import JobLogScreen
 from snaptui.ui.widgets.size_bars import SizeBars
 from snaptui.ui.worker_failures import ForwardsWorkerFailures
 
 if TYPE_CHECKING:
+    from snaptui.core.restore import RestoreRequest
     from snaptui.ui.app import SnaptuiApp
 
 POLL_RUNNING_S, POLL_IDLE_S = 0.25, 1.0
@@ -166,6 +168,7 @@ class JobsScreen(ForwardsWorkerFailures, Screen):
     BINDINGS = [
         Binding("c", "cancel_job", "Cancel job", id="jobs.cancel"),
         Binding("l", "show_log", "Log", id="jobs.log"),
+        Binding("u", "undo_restore", "Undo restore", id="jobs.undo_restore"),
         Binding("escape,j", "back", "Back", id="jobs.back"),
     ]
 
@@ -178,7 +181,7 @@ class JobsScreen(ForwardsWorkerFailures, Screen):
         self.lost: set[str] = set()
         self._announced: set[str] = set()
         self._wake = threading.Event()
-        self._actions: tuple[bool, bool] = (False, False)  # (log, cancel) shown enabled
+        self._actions: tuple[bool, ...] = (False, False, False)  # (log, cancel, undo) enabled
         self.poll_failures = 0  # failed polls in a row (0: the list is current)
 
     def compose(self) -> ComposeResult:
@@ -375,7 +378,8 @@ class JobsScreen(ForwardsWorkerFailures, Screen):
     def show_selected(self) -> None:
         """Render the selected job into the detail pane."""
         job = self.selected
-        actions = (job is not None, job is not None and not job.terminal)
+        actions = (job is not None, job is not None and not job.terminal,
+                   self._undoable(job))
         if actions != self._actions:  # cancel greys out once the job has ended
             self._actions = actions
             self.refresh_bindings()
@@ -424,7 +428,36 @@ class JobsScreen(ForwardsWorkerFailures, Screen):
         if action == "show_log":  # a remote job's log is on its host
             return True if self.selected is not None and self.selected_id not in self.remote \
                 else None
+        if action == "undo_restore":
+            return True if self._undoable(self.selected) else None
         return True
+
+    def _undoable(self, job: JobRecord | None) -> bool:
+        """A finished restore of this host's (the demo has no real disks)."""
+        return (job is not None and not getattr(self.app, "demo", False)
+                and job.job_id not in self.remote and undoable(job))
+
+    def action_undo_restore(self) -> None:
+        """Put a finished restore's pre-restore disk back (`snaptui restore --undo JOB`),
+        after the dialog's preflight and confirmation."""
+        job = self.selected
+        if job is None or not self._undoable(job):
+            self.notify("select a finished restore (on this host) to undo", severity="warning")
+            return
+        self.app.push_screen(RestoreDialog(job.domain, [], undo_request(job, self.app.cloud)),
+                             self._undo_chosen)
+
+    def _undo_chosen(self, request: RestoreRequest | None) -> None:
+        if request is not None:
+            self.start_undo(request)
+
+    @work(exit_on_error=False, group="launch", description="start undo of a restore")
+    async def start_undo(self, request: RestoreRequest) -> None:
+        from snaptui.ui.job_launcher import start_restore
+
+        self.job_id = await start_restore(request, self.app.store)
+        self.app.main.follow_job(self.job_id)
+        self._wake.set()
 
     def action_cancel_job(self) -> None:
         job = self.selected

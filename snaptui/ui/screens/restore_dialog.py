@@ -1,8 +1,10 @@
 """The restore dialog: which image goes back on which guest, what is replaced, and the go.
 
 Opened by `R` on an image (its source domain) or on a domain (its images, newest first, verified
-ones marked). Every change runs the restore's preflight in a worker (nothing is touched) and
-shows what it would do; Restore dismisses with the request the main screen then launches.
+ones marked); a new guest's name makes it a ``--as`` restore instead of replacing the disk. The
+Jobs screen opens it on a finished restore job to undo it (``--undo``). Every change runs the
+restore's preflight in a worker (nothing is touched) and shows what it would do; the go button
+dismisses with the request the caller then launches.
 """
 
 from __future__ import annotations
@@ -16,14 +18,17 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Button, Checkbox, OptionList, Static
+from textual.widgets import Button, Checkbox, Input, Label, OptionList, Static
 from textual.widgets.option_list import Option
 
+from snaptui.core.engine.journal import JobRecord
+from snaptui.core.engine.states import JobStatus
 from snaptui.core.errors import SnaptuiError
 from snaptui.core.models import ImageRecord
 from snaptui.core.present import size_text
 from snaptui.core.restore import RestoreRequest, prepare
 from snaptui.core.restore.describe import confirmation
+from snaptui.core.restore.plan import ACTION_RESTORE, KIND
 
 VERIFIED = "✓"
 
@@ -38,8 +43,21 @@ def newest_first(images: list[ImageRecord]) -> list[ImageRecord]:
     return sorted(images, key=lambda i: i.created_at or "", reverse=True)
 
 
+def undoable(job: JobRecord) -> bool:
+    """A finished restore in place (a new guest has nothing to put back)."""
+    return (job.kind == KIND and job.plan.get("action") == ACTION_RESTORE
+            and job.status == JobStatus.DONE)
+
+
+def undo_request(job: JobRecord, cloud: str | None) -> RestoreRequest:
+    """What `snaptui restore --undo JOB` asks, for the undo dialog."""
+    return RestoreRequest(undo_job=job.job_id, uri=job.plan.get("uri"), cloud=cloud,
+                          priority=job.plan.get("priority", "low"))
+
+
 class RestoreDialog(ModalScreen[RestoreRequest | None]):
-    """Choose the image (when several), the shutdown options, read the preflight, confirm."""
+    """Choose the image (when several), a new guest's name or the shutdown options, read the
+    preflight, confirm; or, for ``request.undo_job``, confirm that restore's undo."""
 
     DEFAULT_CSS = """
     RestoreDialog { align: center middle; background: $background 60%; }
@@ -49,6 +67,9 @@ class RestoreDialog(ModalScreen[RestoreRequest | None]):
     }
     RestoreDialog #restore-title { text-style: bold; color: $warning; }
     RestoreDialog OptionList { height: auto; max-height: 8; }
+    RestoreDialog #restore-as { height: auto; margin: 1 0 0 0; }
+    RestoreDialog #restore-as Label { padding: 0 1 0 0; }
+    RestoreDialog #as-name { width: 1fr; }
     RestoreDialog #restore-preview { color: $text-muted; margin: 1 0 0 0; }
     RestoreDialog #restore-error { color: $error; }
     RestoreDialog #restore-buttons { height: auto; align-horizontal: right; margin: 1 0 0 0; }
@@ -62,15 +83,34 @@ class RestoreDialog(ModalScreen[RestoreRequest | None]):
         super().__init__()
         self.domain = domain
         self.images = newest_first(images)
-        self.request = replace(request, domain=domain, image=self.images[0].id)
+        self.undo = bool(request.undo_job)
+        self.request = request if self.undo else \
+            replace(request, domain=domain, image=self.images[0].id)
         self.ready = False  # the preflight of the request as it is now passed
+
+    @property
+    def heading(self) -> str:
+        if self.undo:
+            return f"Undo restore {self.request.undo_job} on {self.domain}"
+        if self.request.as_name:
+            return f"A new guest {self.request.as_name} from an image of {self.domain}"
+        return f"Restore an image on {self.domain}"
+
+    @property
+    def go_label(self) -> str:
+        return ("Undo restore" if self.undo else
+                "Create guest" if self.request.as_name else "Restore")
 
     def compose(self) -> ComposeResult:
         with Vertical(id="restore-box"):
-            yield Static(f"Restore an image on {self.domain}", id="restore-title",
-                         markup=False)
-            yield OptionList(*(Option(image_label(i), id=i.id) for i in self.images),
-                             id="restore-images")
+            yield Static(self.heading, id="restore-title", markup=False)
+            if not self.undo:
+                yield OptionList(*(Option(image_label(i), id=i.id) for i in self.images),
+                                 id="restore-images")
+                with Horizontal(id="restore-as"):
+                    yield Label("As a new guest:")
+                    yield Input(placeholder="its name (empty: replace the disk)",
+                                id="as-name", compact=True, max_length=64)
             with Horizontal(id="restore-options"):
                 yield Checkbox("Shut down first", id="shutdown", compact=True)
                 yield Checkbox("Power off if it does not stop", id="force", compact=True)
@@ -79,12 +119,27 @@ class RestoreDialog(ModalScreen[RestoreRequest | None]):
             yield Static("", id="restore-error", markup=False)
             with Horizontal(id="restore-buttons"):
                 yield Button("Cancel", id="cancel", compact=True)
-                yield Button("Restore", id="go", variant="warning", compact=True,
+                yield Button(self.go_label, id="go", variant="warning", compact=True,
                              disabled=True)
 
     def on_mount(self) -> None:
-        self.query_one(OptionList).highlighted = 0
-        self.query_one(OptionList).focus()
+        if self.undo:
+            self.query_one("#shutdown", Checkbox).focus()
+        else:
+            self.query_one(OptionList).highlighted = 0
+            self.query_one(OptionList).focus()
+        self.check()
+
+    @on(Input.Changed, "#as-name")
+    def _name_changed(self, event: Input.Changed) -> None:
+        name = event.value.strip() or None
+        if name == self.request.as_name:
+            return
+        self.request = replace(self.request, as_name=name)
+        self.query_one("#restore-title", Static).update(self.heading)
+        self.query_one("#go", Button).label = self.go_label
+        for key in ("shutdown", "force"):  # a new guest leaves the source guest alone
+            self.query_one(f"#{key}", Checkbox).disabled = name is not None
         self.check()
 
     @on(OptionList.OptionHighlighted)

@@ -16,7 +16,7 @@ import unicodedata
 from pathlib import Path
 
 from snaptui.core.disk import qemu_img
-from snaptui.core.engine.locks import domain_lock_holder
+from snaptui.core.engine.locks import busy_message, domain_lock_holder
 from snaptui.core.engine.neighbour import neighbour_fields
 from snaptui.core.engine.plan import (
     OUTPUT_FORMATS,
@@ -247,7 +247,7 @@ async def preflight(request: SnapshotRequest, host: LibvirtHost,
         raise BadInput(f"{info.name} is {info.state}; snapshots need it running, paused or off")
     holder = domain_lock_holder(info.uuid)
     if holder:
-        raise BadInput(f"{info.name} already has a snapshot job running ({holder})")
+        raise BadInput(busy_message(info.name, holder))
     disks = _pick_disks(info, request)
     job_id = job_id or new_job_id()
     scratch = scratch_dir()
