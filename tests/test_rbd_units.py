@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import json
 
-from snaptui.core.engine.plan import Mode
-from snaptui.core.engine.preflight.mode_decision import ModeFacts, mode_reasons
+from snaptui.core.engine.plan import Mode, SnapshotRequest
+from snaptui.core.engine.preflight.mode_decision import RBD_COLD, ModeFacts, decide, mode_reasons
 from snaptui.core.libvirt.domain_xml import parse_domain_xml
-from snaptui.core.models import DomainInfo, DomainState
+from snaptui.core.models import DiskInfo, DomainInfo, DomainState
 from snaptui.core.rbd import qemu_info
 from snaptui.core.rbd.cluster import mon_host
 
@@ -53,6 +53,30 @@ def test_mode_reasons_of_an_rbd_disk() -> None:
     assert reasons[Mode.DIRECT] is None and reasons[Mode.BACKUP] is None
     assert "qcow2 feature" in str(reasons[Mode.INTERNAL])
     assert "not needed" in str(reasons[Mode.LIVE])
-    assert "not done for RBD disks yet" in str(reasons[Mode.COLD])
+    assert reasons[Mode.COLD] is None  # managed save, RBD snapshot, restart, export
     blocked = mode_reasons(info, list(info.disks), ModeFacts(direct_blocked="no rbd store"))
     assert blocked[Mode.DIRECT] == "no rbd store"
+
+
+def test_cold_refuses_rbd_and_file_disks_together() -> None:
+    parsed = parse_domain_xml(NOVA_RBD)
+    file_disk = DiskInfo(target="vdb", path="/x.qcow2", format="qcow2", bus="virtio")
+    disks = [*parsed.disks, file_disk]
+    info = DomainInfo("instance-1", "u", DomainState.SHUTOFF, 1, 1024, True, disks)
+    reasons = mode_reasons(info, disks, ModeFacts(direct_blocked=None))
+    assert "separate jobs" in str(reasons[Mode.COLD]) and "vdb is not" in str(reasons[Mode.COLD])
+
+
+def test_the_decision_offers_cold_for_rbd_disks() -> None:
+    """What the dialog and preflight share: cold is possible, auto takes it when direct and
+    streaming cannot run, and says why; internal and live stay refused."""
+    parsed = parse_domain_xml(NOVA_RBD)
+    info = DomainInfo("guest-1", "u", DomainState.RUNNING, 1, 1024, True, parsed.disks)
+    facts = ModeFacts(direct_blocked="the local library has no rbd store (direct needs "
+                      "Glance's)")
+    reasons = mode_reasons(info, list(info.disks), facts)
+    decision = decide(SnapshotRequest(domain="guest-1", name="x"), "library", info, reasons,
+                      facts)
+    assert decision.mode == Mode.COLD and Mode.COLD in decision.possible
+    assert RBD_COLD in decision.why and "the local library" in decision.why
+    assert Mode.INTERNAL not in decision.possible and Mode.LIVE not in decision.possible

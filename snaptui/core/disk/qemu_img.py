@@ -469,9 +469,11 @@ async def convert(
 
 
 async def run_convert(argv: list[str], *, on_progress: Callable[[float], None] | None = None,
-                      cancel: asyncio.Event | None = None, exclusive: bool = False) -> None:
+                      cancel: asyncio.Event | None = None, exclusive: bool = False,
+                      pass_fds: tuple[int, ...] = ()) -> None:
     """Run a ``convert_argv`` or ``rebase_argv`` list (last item: the file written);
-    ``exclusive``: a new file only."""
+    ``exclusive``: a new file only; ``pass_fds``: descriptors qemu-img inherits (a secret
+    object's ``file=/dev/fd/N``)."""
     target = Path(os.path.abspath(argv[-1]))
     if cancel is not None and cancel.is_set():
         raise asyncio.CancelledError(f"convert to {target} cancelled before it started")
@@ -480,7 +482,8 @@ async def run_convert(argv: list[str], *, on_progress: Callable[[float], None] |
     proc: asyncio.subprocess.Process | None = None
     tasks: list[asyncio.Task[Any]] = []
     try:
-        proc = await _spawn(argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        proc = await _spawn(argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+                            pass_fds=pass_fds)
         assert proc.stdout is not None and proc.stderr is not None
         pump = asyncio.create_task(_pump_progress(proc.stdout, on_progress))
         errors = asyncio.create_task(proc.stderr.read())

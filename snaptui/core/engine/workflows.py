@@ -13,7 +13,7 @@ from snaptui.core.engine.neighbour import virsh_bandwidth_args
 from snaptui.core.engine.owned_jobs import foreign_domain_job
 from snaptui.core.engine.plan import DiskPlan, Mode, Plan
 from snaptui.core.engine.runner import Action, Step
-from snaptui.core.engine.steps import disk, guest, live, quiesce, rbd, upload, verify
+from snaptui.core.engine.steps import disk, guest, live, quiesce, rbd, rbd_export, upload, verify
 from snaptui.core.engine.steps import stream as streamed
 from snaptui.core.libvirt import nbd_export
 
@@ -60,6 +60,36 @@ def _cold(plan: Plan) -> list[Step]:
         steps.append(Step(f"convert:{d.target}", f"Convert {d.target} to {plan.out_format}",
                           disk.convert_disk(plan, d), target=d.target))
     return steps + _restart_steps(plan)
+
+
+def _rbd_snapshot_steps(plan: Plan) -> list[Step]:
+    """Cold on RBD disks: a snapshot of each disk while the guest is saved (or off)."""
+    steps = []
+    for d in plan.disks:
+        spec = rbd.RbdPlan.of(d)
+        at = f"{spec.source.pool}/{spec.source.image}@{spec.snapshot}"
+        steps.append(Step(f"rbd-snap:{d.target}", f"RBD snapshot of {d.target} ({at})",
+                          rbd.snapshot_disk(d), interruptible=False, destructive=True,
+                          target=d.target, equivalent=_cmd("rbd", "snap", "create", at)))
+    return steps
+
+
+def _cold_rbd(plan: Plan) -> list[Step]:
+    """Cold on RBD disks: the guest is down for the save, the snapshots and the restore only;
+    each image is read from its snapshot once the guest runs again."""
+    steps = _save_steps(plan) + _rbd_snapshot_steps(plan) + _restart_steps(plan)
+    for d in plan.disks:
+        spec = rbd.RbdPlan.of(d)
+        at = f"{spec.source.pool}/{spec.source.image}@{spec.snapshot}"
+        steps += [
+            Step(f"convert:{d.target}", f"Export {at} to {plan.out_format}",
+                 rbd_export.export_snapshot(plan, d), target=d.target,
+                 equivalent=rbd_export.equivalent(plan, d)),
+            Step(f"rbd-unsnap:{d.target}", f"Remove {at}", rbd.remove_disk_snapshot(d),
+                 interruptible=False, destructive=True, target=d.target,
+                 equivalent=_cmd("rbd", "snap", "rm", at)),
+        ]
+    return steps
 
 
 def _internal(plan: Plan) -> list[Step]:
@@ -290,7 +320,9 @@ def _keep_path(plan: Plan, d: DiskPlan) -> str | None:
 
 def build_steps(plan: Plan) -> list[Step]:
     """The steps of the plan's workflow, extraction first, then publishing."""
-    if plan.mode == Mode.COLD:
+    if plan.mode == Mode.COLD and any(d.rbd for d in plan.disks):
+        steps = _cold_rbd(plan)
+    elif plan.mode == Mode.COLD:
         steps = _cold(plan)
     elif plan.mode == Mode.INTERNAL:
         steps = _internal(plan)

@@ -34,26 +34,49 @@ def blockdev(source: NetworkSource, *, snapshot: str | None = None,
     return opts
 
 
+SECRET_ID = "sec0"
+
+
+def secret_object(key_fd: int | None) -> list[str]:
+    """The ``--object`` arguments that give qemu-img the cephx key read from ``key_fd``."""
+    if key_fd is None:
+        return []
+    return ["--object", f"secret,id={SECRET_ID},file=/dev/fd/{key_fd},format=base64"]
+
+
+def json_filename(source: NetworkSource, key_fd: int | None,
+                  snapshot: str | None = None) -> str:
+    """The ``json:`` filename qemu-img opens ``source`` (``@snapshot``) by; its key is the
+    secret object of ``secret_object(key_fd)``."""
+    secret = SECRET_ID if key_fd is not None else None
+    filename = {"file": blockdev(source, snapshot=snapshot, secret_id=secret)}
+    return "json:" + json.dumps(filename, separators=(",", ":"))
+
+
 def info_argv(source: NetworkSource, key_fd: int | None,
               snapshot: str | None = None) -> list[str]:
     """argv of ``qemu-img info`` for ``source``; the key is read from ``key_fd`` if given."""
-    argv = ["qemu-img", "info", "--output=json"]
-    secret = None
-    if key_fd is not None:
-        secret = "sec0"
-        argv += ["--object", f"secret,id={secret},file=/dev/fd/{key_fd},format=base64"]
-    filename = {"file": blockdev(source, snapshot=snapshot, secret_id=secret)}
-    return argv + ["json:" + json.dumps(filename, separators=(",", ":"))]
+    return ["qemu-img", "info", "--output=json", *secret_object(key_fd),
+            json_filename(source, key_fd, snapshot)]
+
+
+def key_pipe(key: str | None) -> int | None:
+    """A pipe's read end holding ``key`` (None: no key); the caller closes it once the child
+    has it. A few dozen bytes: the pipe's buffer holds them, so nothing blocks."""
+    if not key:
+        return None
+    read_fd, write_fd = os.pipe()
+    try:
+        os.write(write_fd, key.encode())
+    finally:
+        os.close(write_fd)
+    return read_fd
 
 
 async def info(source: NetworkSource, key: str | None, snapshot: str | None = None,
                timeout: float = 60.0) -> dict[str, Any]:
     """qemu-img's JSON for the RBD disk (read-only: qemu-img info never writes)."""
-    read_fd = write_fd = None
-    if key:
-        read_fd, write_fd = os.pipe()
-        os.write(write_fd, key.encode())  # a few dozen bytes: the pipe's buffer holds them
-        os.close(write_fd)
+    read_fd = key_pipe(key)
     argv = info_argv(source, read_fd, snapshot)
     try:
         proc = await asyncio.create_subprocess_exec(
@@ -78,9 +101,10 @@ async def info(source: NetworkSource, key: str | None, snapshot: str | None = No
     return data
 
 
-def display_url(source: NetworkSource) -> str:
-    """The disk as an ``rbd:`` URL for people (id and monitors, never the key)."""
-    parts = [f"rbd:{source.name}"]
+def display_url(source: NetworkSource, snapshot: str | None = None) -> str:
+    """The disk (``@snapshot``) as an ``rbd:`` URL for people (id and monitors, never the
+    key)."""
+    parts = [f"rbd:{source.pool}/{source.image}@{snapshot}" if snapshot else f"rbd:{source.name}"]
     if source.auth_user:
         parts.append(f"id={source.auth_user}")
     hosts = ";".join(f"{h}:{p}" if p else h for h, p in source.hosts if h)

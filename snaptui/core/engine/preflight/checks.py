@@ -300,7 +300,8 @@ async def preflight(request: SnapshotRequest, host: LibvirtHost,
             backup_path=str(scratch / f"{base}.backup.{copy_fmt}")
             if mode == Mode.BACKUP and not stream else None,
             cow_path=str(scratch / f"{base}.cow.qcow2") if stream else None,
-            rbd=preflight_rbd.rbd_plan(d, job_id, direct_store) if mode == Mode.DIRECT else None,
+            rbd=preflight_rbd.rbd_plan(d, job_id, direct_store) if mode == Mode.DIRECT
+            else preflight_rbd.cold_plan(d, job_id) if d.rbd and mode == Mode.COLD else None,
         ))
     check_space(scratch, needed, "the extracted image")
     check_state_space(scratch, needed)  # the journal's room too

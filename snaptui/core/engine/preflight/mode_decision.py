@@ -118,7 +118,10 @@ def mode_reasons(info: DomainInfo, disks: list[DiskInfo], facts: ModeFacts,
         reasons[Mode.INTERNAL] = f"internal snapshots are a qcow2 feature ({on})"
         reasons[Mode.LIVE] = (f"live copy of a network disk is not needed: direct and stream "
                               f"take RBD disks without downtime ({on})")
-        reasons[Mode.COLD] = reasons[Mode.COLD] or f"cold is not done for RBD disks yet ({on})"
+        if not_rbd:
+            reasons[Mode.COLD] = reasons[Mode.COLD] or (
+                f"cold takes RBD disks and file disks in separate jobs ({on}, "
+                f"{', '.join(not_rbd)} is not)")
     if running:
         for mode in (Mode.LIVE, Mode.BACKUP):
             reasons[mode] = reasons[mode] or facts.scratch_blocked
@@ -185,6 +188,8 @@ def decide(request: SnapshotRequest, destination: str, info: DomainInfo,
         why = f"{mode} mode as requested"
     else:
         mode, chose = auto_mode(info, reasons)
+        if mode == Mode.COLD and any(d.rbd for d in info.snapshot_disks):
+            chose = rbd_cold_reason(info, reasons, not_streamed)
         why = f"auto chose {mode}: {chose}"
     if reasons[mode]:
         return ModeDecision(reasons, None, f"cannot use {mode} mode: {reasons[mode]}",
@@ -194,6 +199,21 @@ def decide(request: SnapshotRequest, destination: str, info: DomainInfo,
 
 DIRECT = ("direct: an RBD snapshot cloned and flattened inside the cluster into Glance's rbd "
           "store (nothing uploaded, no scratch, guest never paused)")
+
+
+RBD_COLD = ("managed save, an RBD snapshot of each disk, the guest restarted at once, the "
+            "image exported from the snapshot (downtime: the save and the restore only)")
+
+
+def rbd_cold_reason(info: DomainInfo, reasons: dict[Mode, str | None],
+                    not_streamed: str | None) -> str:
+    """Why auto takes cold for RBD disks: neither direct nor streaming can take them."""
+    direct = reasons.get(Mode.DIRECT) or "not asked"
+    if active(info):
+        streaming = not_streamed or "--no-stream"
+        return f"{RBD_COLD}; direct cannot run ({direct}), nor streaming ({streaming})"
+    return (f"{info.name} is {info.state}: an RBD snapshot of each disk, the image exported "
+            f"from it; direct cannot run ({direct})")
 
 
 def _direct(request: SnapshotRequest, reasons: dict[Mode, str | None]) -> ModeDecision | None:

@@ -86,6 +86,11 @@ def rbd_plan(disk: DiskInfo, job_id: str, target: dict[str, Any]) -> dict[str, A
             "clone_name": str(uuid.uuid4()), "store": target["id"]}
 
 
+def cold_plan(disk: DiskInfo, job_id: str) -> dict[str, Any]:
+    """A cold export's names for one disk: the snapshot ``snaptui-<job>`` it is read from."""
+    return {"source": dataclasses.asdict(rbd_source(disk)), "snapshot": f"snaptui-{job_id}"}
+
+
 def wants_direct(request: SnapshotRequest, disks: list[DiskInfo]) -> bool:
     """Whether preflight must ask Glance and the cluster about a direct snapshot."""
     return request.mode in (Mode.AUTO, Mode.DIRECT) and any(d.rbd for d in disks)

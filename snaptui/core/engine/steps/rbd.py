@@ -36,11 +36,12 @@ class RbdPlan:
     """A disk's direct snapshot, as preflight named it (``DiskPlan.rbd``)."""
 
     source: NetworkSource
-    fsid: str
     snapshot: str  # snaptui-<job>, on the guest's disk
-    clone_pool: str  # Glance's rbd store's pool
-    clone_name: str  # the Glance image's id
-    store: str  # Glance's store id
+    # direct only (a cold export reads the snapshot and clones nothing):
+    fsid: str = ""
+    clone_pool: str = ""  # Glance's rbd store's pool
+    clone_name: str = ""  # the Glance image's id
+    store: str = ""  # Glance's store id
 
     @classmethod
     def of(cls, disk: DiskPlan) -> RbdPlan:
@@ -50,9 +51,11 @@ class RbdPlan:
         src = dict(data["source"])
         src["hosts"] = tuple((h, p) for h, p in src.get("hosts") or ())
         fields = {f.name for f in dataclasses.fields(NetworkSource)}
+        if not data.get("snapshot"):
+            raise PlanDataError(f"the plan of disk {disk.target} names no RBD snapshot")
         return cls(NetworkSource(**{k: v for k, v in src.items() if k in fields}),
-                   data["fsid"], data["snapshot"], data["clone_pool"], data["clone_name"],
-                   data["store"])
+                   data["snapshot"], data.get("fsid", ""), data.get("clone_pool", ""),
+                   data.get("clone_name", ""), data.get("store", ""))
 
     @property
     def disk_spec(self) -> tuple[str, str]:
@@ -63,7 +66,7 @@ class RbdPlan:
         return f"rbd://{self.fsid}/{self.clone_pool}/{self.clone_name}/{CLONE_SNAP}"
 
 
-async def _in_cluster(ctx: JobContext, disk: DiskPlan,
+async def in_cluster(ctx: JobContext, disk: DiskPlan,
                       work: Callable[[RbdCluster, RbdPlan], T]) -> T:
     """Run ``work`` on the disk's cluster (a connection per step: librados calls block)."""
     rbd = RbdPlan.of(disk)
@@ -83,11 +86,11 @@ def snapshot_disk(disk: DiskPlan) -> Action:
         rbd = RbdPlan.of(disk)
         pool, image = rbd.disk_spec
         ctx.record(DiskFact.RBD_SNAPSHOT.of(disk.target), f"{pool}/{image}@{rbd.snapshot}")
-        await _in_cluster(ctx, disk, lambda c, r: snapshots.create_snapshot(
+        await in_cluster(ctx, disk, lambda c, r: snapshots.create_snapshot(
             c, pool, image, r.snapshot))
 
     async def undo(ctx: JobContext) -> None:
-        await _in_cluster(ctx, disk, lambda c, r: snapshots.remove_snapshot(
+        await in_cluster(ctx, disk, lambda c, r: snapshots.remove_snapshot(
             c, *r.disk_spec, r.snapshot))
         ctx.forget(DiskFact.RBD_SNAPSHOT.of(disk.target))
     return Action(run, undo)
@@ -96,7 +99,7 @@ def snapshot_disk(disk: DiskPlan) -> Action:
 def protect_snapshot(disk: DiskPlan) -> Action:
     """``rbd snap protect``: a clone needs a protected parent (the snapshot's undo unprotects)."""
     async def run(ctx: JobContext) -> None:
-        await _in_cluster(ctx, disk, lambda c, r: snapshots.protect_snapshot(
+        await in_cluster(ctx, disk, lambda c, r: snapshots.protect_snapshot(
             c, *r.disk_spec, r.snapshot))
     return Action(run)
 
@@ -106,11 +109,11 @@ def clone_into_glance_pool(disk: DiskPlan) -> Action:
     async def run(ctx: JobContext) -> None:
         rbd = RbdPlan.of(disk)
         ctx.record(DiskFact.RBD_CLONE.of(disk.target), f"{rbd.clone_pool}/{rbd.clone_name}")
-        await _in_cluster(ctx, disk, lambda c, r: snapshots.clone(
+        await in_cluster(ctx, disk, lambda c, r: snapshots.clone(
             c, (*r.disk_spec, r.snapshot), r.clone_pool, r.clone_name))
 
     async def undo(ctx: JobContext) -> None:
-        await _in_cluster(ctx, disk, lambda c, r: snapshots.remove_image(
+        await in_cluster(ctx, disk, lambda c, r: snapshots.remove_image(
             c, r.clone_pool, r.clone_name))
         ctx.forget(DiskFact.RBD_CLONE.of(disk.target))
     return Action(run, undo)
@@ -126,7 +129,7 @@ def flatten_clone(disk: DiskPlan) -> Action:
             ctx.progress(done, total, "objects")
 
         try:
-            await _in_cluster(ctx, disk, lambda c, r: snapshots.flatten(
+            await in_cluster(ctx, disk, lambda c, r: snapshots.flatten(
                 c, r.clone_pool, r.clone_name, progress, ctx.cancel_flag.is_set))
         except CephError:
             ctx.check_cancel()  # stopped by the cancel: say so, not librbd's ECANCELED
@@ -138,7 +141,7 @@ def snapshot_clone(disk: DiskPlan) -> Action:
     """``rbd snap create images/<id>@snap`` and protect it, as Glance's rbd store does for
     an upload (Nova's clones of the image are made from it). Undone with the clone."""
     async def run(ctx: JobContext) -> None:
-        await _in_cluster(ctx, disk, lambda c, r: snapshots.create_snapshot(
+        await in_cluster(ctx, disk, lambda c, r: snapshots.create_snapshot(
             c, r.clone_pool, r.clone_name, CLONE_SNAP, protect=True))
     return Action(run)
 
@@ -180,7 +183,7 @@ def remove_disk_snapshot(disk: DiskPlan) -> Action:
     """``rbd snap unprotect`` and ``rbd snap rm`` of ``snaptui-<job>``: the flattened clone no
     longer needs it."""
     async def run(ctx: JobContext) -> None:
-        await _in_cluster(ctx, disk, lambda c, r: snapshots.remove_snapshot(
+        await in_cluster(ctx, disk, lambda c, r: snapshots.remove_snapshot(
             c, *r.disk_spec, r.snapshot))
         ctx.forget(DiskFact.RBD_SNAPSHOT.of(disk.target))
     return Action(run)
