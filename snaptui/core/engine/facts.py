@@ -42,6 +42,7 @@ class DiskFact(StrEnum):
     RBD_SNAPSHOT = "rbd_snapshot"  # direct: pool/image@snaptui-<job> on the guest's disk
     RBD_CLONE = "rbd_clone"  # direct: pool/name of the clone in Glance's pool
     LOCATION = "location"  # direct: the rbd:// location Glance was given
+    RBD_VERIFY_CLONE = "rbd_verify_clone"  # direct --verify: pool/name of the booted clone
 
     def of(self, target: str) -> DiskKey:
         return DiskKey(f"{self.value}:{target}")

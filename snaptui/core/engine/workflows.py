@@ -13,7 +13,17 @@ from snaptui.core.engine.neighbour import virsh_bandwidth_args
 from snaptui.core.engine.owned_jobs import foreign_domain_job
 from snaptui.core.engine.plan import DiskPlan, Mode, Plan
 from snaptui.core.engine.runner import Action, Step
-from snaptui.core.engine.steps import disk, guest, live, quiesce, rbd, rbd_export, upload, verify
+from snaptui.core.engine.steps import (
+    disk,
+    guest,
+    live,
+    quiesce,
+    rbd,
+    rbd_export,
+    rbd_verify,
+    upload,
+    verify,
+)
 from snaptui.core.engine.steps import stream as streamed
 from snaptui.core.libvirt import nbd_export
 
@@ -239,11 +249,24 @@ def _direct(plan: Plan) -> list[Step]:
                  equivalent=_cmd("openstack", "image", "create", "--id", spec.clone_name,
                                  "--disk-format", "raw", "--container-format", "bare",
                                  "--property", "image_type=snapshot", d.image_name)),
-            Step(f"rbd-unsnap:{d.target}", f"Remove {snap(d)}", rbd.remove_disk_snapshot(d),
-                 interruptible=False, destructive=True, target=d.target,
-                 equivalent=_cmd("rbd", "snap", "rm", snap(d))),
         ]
+        if plan.verify and d is plan.disks[0]:  # the boot disk (the first chosen)
+            steps.append(_verify_rbd_step(plan, d))
+        steps.append(Step(f"rbd-unsnap:{d.target}", f"Remove {snap(d)}",
+                          rbd.remove_disk_snapshot(d), interruptible=False, destructive=True,
+                          target=d.target, equivalent=_cmd("rbd", "snap", "rm", snap(d))))
     return steps
+
+
+def _verify_rbd_step(plan: Plan, d: DiskPlan) -> Step:
+    how = f"console /{plan.verify_console}/" if plan.verify_console else "guest agent"
+    spec = rbd.RbdPlan.of(d)
+    clone = rbd_verify.verify_clone(d, plan.job_id).name
+    return Step(f"verify:{d.target}", f"Verify boot of {d.target} from a clone of its "
+                f"image ({clone}, {how}, no network)", rbd_verify.verify_rbd_image(d),
+                destructive=True, target=d.target,
+                equivalent=_cmd("rbd", "clone",
+                                f"{spec.clone_pool}/{spec.clone_name}@{rbd.CLONE_SNAP}", clone))
 
 
 def _own_export_only(action: Action) -> Action:

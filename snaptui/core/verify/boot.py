@@ -28,6 +28,7 @@ import libvirt
 
 from snaptui.core.disk import qemu_img
 from snaptui.core.errors import SnaptuiError
+from snaptui.core.models import NetworkSource
 
 VERIFY_PREFIX = "snaptui-verify-"
 AGENT_CHANNEL = "org.qemu.guest_agent.0"
@@ -79,9 +80,11 @@ def _source_disk(root: ET.Element, target: str | None) -> ET.Element | None:
 
 
 def verify_xml(source_xml: str | None, *, name: str, files: VerifyFiles, accel: str | None,
-               target: str | None = None, nvram_ready: bool = False) -> str:
+               target: str | None = None, nvram_ready: bool = False,
+               network: NetworkSource | None = None) -> str:
     """The transient domain's XML, from the source domain's (inactive) XML; without one (an
-    image with no source domain), a plain BIOS ``pc`` machine under ``accel`` (default tcg)."""
+    image with no source domain), a plain BIOS ``pc`` machine under ``accel`` (default tcg).
+    Its disk is the overlay in ``files``, or the RBD image ``network`` (a throwaway clone)."""
     src = ET.fromstring(source_xml) if source_xml else ET.Element("domain", type="qemu")
     dtype = ACCEL_TYPES[accel] if accel else src.get("type", "qemu")
     dom = ET.Element("domain", type=dtype)
@@ -115,7 +118,9 @@ def verify_xml(source_xml: str | None, *, name: str, files: VerifyFiles, accel: 
     emulator = src.find("./devices/emulator")
     if emulator is not None:
         devices.append(copy.deepcopy(emulator))
-    devices.append(_disk(_source_disk(src, target), files.overlay))
+    source_disk = _source_disk(src, target)
+    devices.append(_disk(source_disk, files.overlay) if network is None
+                   else _network_disk(source_disk, network))
     for tag, extra in (("serial", "<target port='0'/>"),
                        ("console", "<target type='serial' port='0'/>")):
         el = ET.SubElement(devices, tag, type="file")
@@ -132,6 +137,31 @@ def _disk(source: ET.Element | None, overlay: Path) -> ET.Element:
     disk = ET.Element("disk", type="file", device="disk")
     ET.SubElement(disk, "driver", name="qemu", type="qcow2")
     ET.SubElement(disk, "source", file=str(overlay))
+    return _target_and_boot(disk, source)
+
+
+def _network_disk(source: ET.Element | None, network: NetworkSource) -> ET.Element:
+    """An RBD disk as the source's own: the same monitors, cephx user and libvirt secret."""
+    disk = ET.Element("disk", type="network", device="disk")
+    ET.SubElement(disk, "driver", name="qemu", type="raw", cache="writeback")
+    if network.auth_user:
+        auth = ET.SubElement(disk, "auth", username=network.auth_user)
+        secret = ET.SubElement(auth, "secret", type="ceph")
+        if network.secret_uuid:
+            secret.set("uuid", network.secret_uuid)
+        elif network.secret_usage:
+            secret.set("usage", network.secret_usage)
+    src = ET.SubElement(disk, "source", protocol=network.protocol, name=network.name)
+    for host, port in network.hosts:
+        node = ET.SubElement(src, "host", name=host)
+        if port:
+            node.set("port", str(port))
+    if network.config_file:
+        ET.SubElement(src, "config", file=network.config_file)
+    return _target_and_boot(disk, source)
+
+
+def _target_and_boot(disk: ET.Element, source: ET.Element | None) -> ET.Element:
     target = source.find("target") if source is not None else None
     ET.SubElement(disk, "target", dev=target.get("dev", "vda") if target is not None else "vda",
                   bus=(target.get("bus") or "virtio") if target is not None else "virtio")
@@ -148,6 +178,12 @@ async def prepare_files(image: Path, image_format: str, files: VerifyFiles,
     files.remove()
     await qemu_img.create(files.overlay, "qcow2", backing_file=image.absolute(),
                           backing_format=image_format)
+    return console_and_nvram(files, source_xml)
+
+
+def console_and_nvram(files: VerifyFiles, source_xml: str | None) -> bool:
+    """An empty 0600 console file, and a copy of the source's UEFI variable store when it has
+    one; True when that copy was made."""
     os.close(os.open(files.console, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     nvram = ET.fromstring(source_xml).find("./os/nvram") if source_xml else None
     if nvram is not None and nvram.text:
@@ -260,6 +296,31 @@ async def verify_file(conn: libvirt.virConnect, image: Path, image_format: str, 
                                    timeout=timeout, on_progress=on_progress)
     finally:
         await asyncio.shield(asyncio.to_thread(_tear_down, conn, name, files, image, owner))
+
+
+async def verify_network(conn: libvirt.virConnect, network: NetworkSource, *, prefix: Path,
+                         name: str, source_xml: str | None, target: str | None,
+                         console_regex: str | None, timeout: float, accel: str | None,
+                         on_progress: Callable[[float, float], None] | None = None
+                         ) -> VerifyResult:
+    """Boot the RBD image ``network`` (a throwaway clone the caller made and removes: it is
+    written to) in domain ``name``; the domain is destroyed and the console file removed
+    whatever happens."""
+    files = VerifyFiles.for_prefix(prefix)
+    try:
+        files.remove()
+        nvram_ready = await asyncio.to_thread(console_and_nvram, files, source_xml)
+        xml = verify_xml(source_xml, name=name, files=files, accel=accel, target=target,
+                         nvram_ready=nvram_ready, network=network)
+        return await boot_and_wait(conn, xml, files, console_regex=console_regex,
+                                   timeout=timeout, on_progress=on_progress)
+    finally:
+        await asyncio.shield(asyncio.to_thread(_destroy_and_remove, conn, name, files))
+
+
+def _destroy_and_remove(conn: libvirt.virConnect, name: str, files: VerifyFiles) -> None:
+    destroy_domain(conn, name)
+    files.remove()
 
 
 def _tear_down(conn: libvirt.virConnect, name: str, files: VerifyFiles, image: Path,

@@ -35,8 +35,6 @@ def _request_blocks(request: SnapshotRequest, destination: str) -> str | None:
         return "--compress needs the copy path"
     if request.keep_local:
         return "--keep-local needs a local image file"
-    if request.verify:
-        return "--verify of a direct snapshot is not done yet"
     return None
 
 
