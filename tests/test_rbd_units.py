@@ -43,7 +43,7 @@ def test_qemu_img_argv_carries_no_key() -> None:
                                   {"host": "10.0.0.2", "port": "3300"}],
                        "key-secret": "sec0"}
     assert qemu_info.display_url(disk.rbd) == (
-        "rbd:vms/629b_disk:id=nova:mon_host=10.0.0.1:6789;10.0.0.2:3300")
+        "rbd:vms/629b_disk:id=nova:mon_host=10.0.0.1\\:6789;10.0.0.2\\:3300")
 
 
 def test_mode_reasons_of_an_rbd_disk() -> None:

@@ -107,7 +107,8 @@ def display_url(source: NetworkSource, snapshot: str | None = None) -> str:
     parts = [f"rbd:{source.pool}/{source.image}@{snapshot}" if snapshot else f"rbd:{source.name}"]
     if source.auth_user:
         parts.append(f"id={source.auth_user}")
-    hosts = ";".join(f"{h}:{p}" if p else h for h, p in source.hosts if h)
+    # qemu's rbd: filename separates options with ':', so a port's colon is escaped
+    hosts = ";".join(f"{h}\\:{p}" if p else h for h, p in source.hosts if h)
     if hosts:
         parts.append(f"mon_host={hosts}")
     if source.config_file:
