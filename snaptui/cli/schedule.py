@@ -12,7 +12,7 @@ from snaptui.cli.output import line, note, print_json, print_table, table
 from snaptui.cli.prune import add_keep_options, keep_rules
 from snaptui.core.engine.plan import OUTPUT_FORMATS, QUIESCE_CHOICES, Mode
 from snaptui.core.errors import BadInput
-from snaptui.core.keep import schedules, systemd_units
+from snaptui.core.keep import schedule_control, schedules, systemd_units
 from snaptui.core.keep.schedules import DEFAULT_DELAY, Schedule, check_name
 from snaptui.core.priority import PRIORITIES
 
@@ -130,23 +130,8 @@ def run_add(args: argparse.Namespace) -> int:
     return 0
 
 
-def _row(name: str) -> dict[str, Any]:
-    schedule = schedules.load(name)
-    try:
-        nxt = systemd_units.check_calendar(schedule.on).next_elapse
-    except BadInput:
-        nxt = None
-    last = schedules.last_run(name) or {}
-    timer = systemd_units.unit_dir() / systemd_units.unit_names(name)[0]
-    return {"name": name, "on": schedule.on, "paused": schedule.paused,
-            "guests": ["--all"] if schedule.all_domains else schedule.domains,
-            "keep": schedule.rules.text() if schedule.keep else "",
-            "next": None if schedule.paused else nxt, "last_run": last.get("started"),
-            "last_result": last.get("result"), "timer": str(timer) if timer.exists() else None}
-
-
 def run_list(args: argparse.Namespace) -> int:
-    rows = [_row(name) for name in schedules.names()]
+    rows = [r.to_json() for r in schedule_control.rows()]
     if args.json:
         print_json(rows)
         return 0
@@ -155,9 +140,11 @@ def run_list(args: argparse.Namespace) -> int:
         return 0
     out = table("schedule", "on", "guests", "keep", "next run", "last run", "result")
     for r in rows:
-        out.add_row(r["name"] + (" (paused)" if r["paused"] else ""), r["on"],
+        result = (f"running since {r['running']}" if r["running"]
+                  else r["problem"] or r["last_result"] or "—")
+        out.add_row(r["name"] + (" (paused)" if r["paused"] else ""), r["on"] or "?",
                     ", ".join(r["guests"]), r["keep"] or "—", r["next"] or "—",
-                    r["last_run"] or "never", r["last_result"] or "—")
+                    r["last_run"] or "never", result)
     print_table(out)
     return 0
 
@@ -190,18 +177,11 @@ def run_remove(args: argparse.Namespace) -> int:
 
 
 def _set_paused(args: argparse.Namespace, paused: bool) -> int:
-    schedule = schedules.load(args.name)
-    schedule.paused = paused
-    schedules.save(schedule)
-    timer = systemd_units.unit_names(args.name)[0]
-    if systemd_units.systemd_running() and (systemd_units.unit_dir(args.user) / timer).exists():
-        systemd_units.systemctl("disable" if paused else "enable", "--now", timer,
-                                user=args.user)
-    text = f"schedule {args.name} {'paused' if paused else 'resumed'}"
+    schedule_control.set_paused(args.name, paused, user=args.user)
     if args.json:
         print_json({"name": args.name, "paused": paused})
     else:
-        line(text)
+        line(f"schedule {args.name} {'paused' if paused else 'resumed'}")
     return 0
 
 

@@ -146,7 +146,15 @@ def _snapshot(schedule: Schedule, domain: str, stamp: str) -> GuestResult:
 
 
 def run(schedule: Schedule, say: Callable[[str], None]) -> RunResult:
-    """Snapshot every guest, then prune; ``say`` gets each summary line."""
+    """Snapshot every guest, then prune; ``say`` gets each summary line. BadInput when a run
+    of the schedule is going on already."""
+    from snaptui.core.keep.schedule_control import run_lock
+
+    with run_lock(schedule.name):
+        return _run(schedule, say)
+
+
+def _run(schedule: Schedule, say: Callable[[str], None]) -> RunResult:
     now = datetime.now(UTC)
     result = RunResult(schedule.name, now.isoformat(timespec="seconds"))
     if schedule.paused:

@@ -71,6 +71,7 @@ class MainScreen(ForwardsWorkerFailures, Screen):
         # Not in the footer (it is full at 80 columns): in the help and the palette.
         Binding("C", "cleanup", "Cleanup", id="cleanup", show=False),
         Binding("R", "restore", "Restore", id="restore", show=False),
+        Binding("S", "schedules", "Schedules", id="schedules", show=False),
         Binding("r", "refresh", "Refresh", id="refresh"),
         Binding("slash", "filter", "Filter", id="filter"),
         Binding("o", "only_domain", "Only", id="only_domain"),
@@ -84,6 +85,7 @@ class MainScreen(ForwardsWorkerFailures, Screen):
         "cleanup": "Find and remove leftovers of interrupted snapshot runs",
         "restore": "Restore the selected image on its domain, or an image of the selected "
                    "domain (newest first)",
+        "schedules": "Schedules: next and last run, result; run one now, pause or resume",
         "refresh": "Reload domains and images now",
         "filter": "Filter the focused pane (Esc closes)",
         "only_domain": "Show only the images of the selected domain",
@@ -357,6 +359,11 @@ class MainScreen(ForwardsWorkerFailures, Screen):
         from snaptui.ui.screens.cleanup_screen import CleanupScreen
 
         self.app.push_screen(CleanupScreen())
+
+    def action_schedules(self) -> None:
+        from snaptui.ui.screens.schedules_screen import SchedulesScreen
+
+        self.app.push_screen(SchedulesScreen())
 
     def action_snapshot(self) -> None:
         info = self.domains_pane.selected
