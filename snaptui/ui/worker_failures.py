@@ -33,6 +33,7 @@ FAILURE_TITLES: dict[str, str] = {
     "cleanup-scan": "The scan for leftovers failed",
     "cleanup-remove": "Removing leftovers failed",
     "schedules": "Could not read the schedules",
+    "prune-plan": "Could not plan the schedules' next prune",
     "schedules-run": "Could not start the schedule's run",
     "schedules-pause": "Could not pause or resume the schedule",
 }

@@ -19,7 +19,8 @@ from typing import Any
 
 from snaptui.core import audit
 from snaptui.core.keep import schedules
-from snaptui.core.keep.prune import Scope, apply, plan_for_store
+from snaptui.core.keep.next_prune import local_guests, schedule_scope
+from snaptui.core.keep.prune import apply, plan_for_store
 from snaptui.core.keep.schedules import Schedule
 from snaptui.core.settings import max_concurrent_jobs
 
@@ -172,7 +173,7 @@ def _run(schedule: Schedule, say: Callable[[str], None]) -> RunResult:
                          schedule=schedule.name, image=guest.image_id, job_id=guest.job_id,
                          error=guest.error)
     if schedule.keep:
-        _prune(schedule, [g.domain.rpartition(":")[2] for g in result.guests], result, say)
+        _prune(schedule, local_guests(schedule, [g.domain for g in result.guests]), result, say)
     return _finish(schedule, result)
 
 
@@ -185,8 +186,7 @@ def _prune(schedule: Schedule, domains: list[str], result: RunResult,
             None, schedule.cloud, schedule.library)
         store = open_store(destination, cloud=schedule.cloud, library=schedule.library)
         plan = apply(store, plan_for_store(store, schedule.rules,
-                                           Scope(domains=frozenset(domains),
-                                                 backup_type=schedule.type)))
+                                           schedule_scope(schedule, domains)))
     except Exception as err:  # noqa: BLE001 - the snapshots are made: say it, record it
         result.prune_error = " ".join(str(err).split()) or type(err).__name__
         say(f"schedule {schedule.name}: prune failed: {result.prune_error}")

@@ -26,6 +26,7 @@ from snaptui.core.disk import qemu_img
 from snaptui.core.disk.allocation import allocated_size
 from snaptui.core.errors import NotFound, SnaptuiError
 from snaptui.core.fleet.inventory import HostListing, domain_key, key_of, split_key
+from snaptui.core.keep.next_prune import NextPrune, read_next
 from snaptui.core.keep.overview import guest_keep, read_schedules
 from snaptui.core.keep.schedules import Schedule
 from snaptui.core.models import DomainInfo, ImageFileInfo, ImageRecord
@@ -106,6 +107,7 @@ class MainScreen(ForwardsWorkerFailures, Screen):
         # (HOST:UUID, disk target, path) → what qemu-img said, for the domain last read
         self._disks_read: dict[tuple[str, str, str | None], ImageFileInfo | BaseException] = {}
         self._schedules: list[Schedule] = []  # read with each domain's detail (core/keep)
+        self.next_prune = NextPrune()  # what the schedules' next prune does to the images
         self.stop_following = threading.Event()
 
     def compose(self) -> ComposeResult:
@@ -167,6 +169,36 @@ class MainScreen(ForwardsWorkerFailures, Screen):
         images = list(self.app.store.iter_images())
         self.app.call_from_thread(self._apply_images, images)
 
+    def plan_guests(self) -> list[str]:
+        """This host's guests as an ``--all`` schedule takes them (persistent, not a verify
+        throwaway, not on another fleet host)."""
+        from snaptui.core.verify.boot import VERIFY_PREFIX
+
+        fleet = self.app.fleet
+        return [d.name for d in self.domains_pane.domains.values()
+                if d.persistent and not d.name.startswith(VERIFY_PREFIX)
+                and not (d.host and fleet[d.host].spec.remote)]
+
+    def plan_next_prune(self) -> None:
+        """Plan the schedules' next prune over the images shown (off the UI thread)."""
+        self._plan_next_prune(list(self.images_pane.images.values()), self.plan_guests())
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="prune-plan",
+          description="plan the next prune")
+    def _plan_next_prune(self, images: list[ImageRecord], guests: list[str]) -> None:
+        store = self.app.store
+        found = read_next(images, read_schedules(), guests, store.kind,
+                          getattr(store, "location", None))
+        self.app.call_from_thread(self._apply_next_prune, found)
+
+    def _apply_next_prune(self, found: NextPrune) -> None:
+        was = self.next_prune
+        self.next_prune = found
+        self.images_pane.set_pruning(found.removing)
+        if (found.plans or was.plans) and self.detail.showing \
+                and self.detail.showing[0] == "image":
+            self._detail_follows(self.images_pane)
+
     def _extras(self) -> dict[str, DomainExtras]:
         return {key: DomainExtras(self._allocated.get(key), *self._snapshots.get(d.uuid, (0, None)))
                 for key, d in self.domains_pane.domains.items()}
@@ -184,6 +216,7 @@ class MainScreen(ForwardsWorkerFailures, Screen):
                            if split_key(k)[0] != status.name} | allocated
         pane.set_host_domains(status.name, listing.domains, status.reason)
         pane.set_extras(self._extras())
+        self.plan_next_prune()  # an --all schedule takes the host's guests
         if first and at_top and pane.table.row_count:
             pane.table.move_cursor(row=0)
         if status.error is not None and status.reason != was:
@@ -209,6 +242,7 @@ class MainScreen(ForwardsWorkerFailures, Screen):
         self._snapshots = snapshot_extras(images)
         self.images_pane.set_images(images)
         self.domains_pane.set_extras(self._extras())
+        self.plan_next_prune()
         if self.detail.showing and self.detail.showing[0] == "image":
             self._detail_follows(self.images_pane)
         self._loaded("images")
@@ -276,7 +310,7 @@ class MainScreen(ForwardsWorkerFailures, Screen):
         elif image := pane.selected:
             owner = self.domains_pane.by_uuid(image.instance_uuid)
             self.detail.show_image(image, owner.name if owner else None,
-                                   self.images_pane.images)
+                                   self.images_pane.images, self.next_prune)
 
     @on(KeyedTable.RowHighlighted)
     def _row_highlighted(self, event: KeyedTable.RowHighlighted) -> None:

@@ -62,6 +62,7 @@ class SchedulesScreen(ForwardsWorkerFailures, Screen):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("n", "run_now", "Run now", id="schedules.run"),
         Binding("p", "pause", "Pause/resume", id="schedules.pause"),
+        Binding("k", "prune", "Next prune", id="schedules.prune"),
         Binding("r", "refresh", "Refresh", id="schedules.refresh"),
         Binding("escape", "back", "Back", id="schedules.back"),
         Binding("question_mark", "help", "Help", id="schedules.help", show=False),
@@ -70,6 +71,8 @@ class SchedulesScreen(ForwardsWorkerFailures, Screen):
         "schedules.run": "Run the schedule now, as its timer would (snaptui schedule run NAME, "
                          "detached), after a confirmation",
         "schedules.pause": "Pause the schedule (its timer runs nothing), or resume it",
+        "schedules.prune": "The prune simulator: every image of the schedule's guests with keep "
+                           "(which rule) or remove, as its next run would prune",
         "schedules.refresh": "Read the schedules again",
         "schedules.back": "Back to the dashboard",
         "schedules.help": "This list of keys",
@@ -168,7 +171,8 @@ class SchedulesScreen(ForwardsWorkerFailures, Screen):
                           "add NAME --domain D --on daily --keep-daily 7 (docs/keep.md)"
                           if self.loaded else "reading…")
             return
-        lines = [f"{found.name}: " + (found.problem or found.keep or "no keep rule, nothing pruned")]
+        lines = [f"{found.name}: "
+                 + (found.problem or found.keep or "no keep rule, nothing pruned")]
         lines.append(f"timer {found.timer}" if found.timer else
                      "no timer unit here (runs only by hand, from cron, or from `n`)")
         if found.running:
@@ -248,6 +252,16 @@ class SchedulesScreen(ForwardsWorkerFailures, Screen):
                                   timeout=3)
         found = schedule_control.rows()
         self.app.call_from_thread(self._show, found)
+
+    def action_prune(self) -> None:
+        from snaptui.ui.screens.prune_screen import PruneScreen
+
+        found = self.selected
+        if found is None or found.problem:
+            self.notify("no schedule to simulate" if found is None else
+                        f"schedule {found.name} does not load", severity="warning")
+            return
+        self.app.push_screen(PruneScreen(found.name))
 
     def action_help(self) -> None:
         self.app.push_screen(HelpScreen(self.binding_rows()))
