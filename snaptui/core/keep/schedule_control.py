@@ -34,6 +34,7 @@ class ScheduleRow:
     paused: bool = False
     guests: list[str] = field(default_factory=list)
     keep: str = ""
+    verify: str = ""  # "each new image", "stale after 7d (budget 1h)", both, or ""
     next: str | None = None  # systemd-analyze's "Next elapse"; None: paused or never
     last_run: str | None = None  # when the last run started (ISO, UTC)
     last_result: str | None = None  # ok | N of M failed | prune failed | paused
@@ -60,12 +61,22 @@ def row(name: str) -> ScheduleRow:
     found.guests = ["--all", *(f"--exclude {x}" for x in schedule.exclude)] \
         if schedule.all_domains else list(schedule.domains)
     found.keep = schedule.rules.text() if schedule.keep else ""
+    found.verify = verify_text(schedule)
     if not schedule.paused:
         try:
             found.next = systemd_units.check_calendar(schedule.on).next_elapse
         except SnaptuiError:
             found.next = None
     return found
+
+
+def verify_text(schedule: schedules.Schedule) -> str:
+    """What a schedule verifies: each new image (``--verify``), stale ones (``--verify-stale``)."""
+    parts = ["each new image"] if schedule.verify else []
+    if schedule.verify_stale:
+        budget = f" (budget {schedule.verify_budget})" if schedule.verify_budget else ""
+        parts.append(f"stale after {schedule.verify_stale}{budget}")
+    return ", ".join(parts)
 
 
 def rows() -> list[ScheduleRow]:

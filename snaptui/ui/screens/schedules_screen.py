@@ -173,6 +173,8 @@ class SchedulesScreen(ForwardsWorkerFailures, Screen):
             return
         lines = [f"{found.name}: "
                  + (found.problem or found.keep or "no keep rule, nothing pruned")]
+        if found.verify:
+            lines[0] += f" · verify {found.verify}"
         lines.append(f"timer {found.timer}" if found.timer else
                      "no timer unit here (runs only by hand, from cron, or from `n`)")
         if found.running:
