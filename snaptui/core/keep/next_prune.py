@@ -11,7 +11,7 @@ their host, by that host's run of the prune (``schedule_run``), not here. Pure, 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import tzinfo
 from pathlib import Path
@@ -22,24 +22,39 @@ from snaptui.core.keep.schedules import Schedule
 from snaptui.core.models import ImageRecord
 
 
-def local_guests(schedule: Schedule, host_guests: Iterable[str] = ()) -> list[str]:
+def on_host(domain: str, remote_hosts: Collection[str] | None) -> tuple[str | None, str]:
+    """(the fleet host of ``HOST:GUEST`` when it is another host's, GUEST); a bare name, or a
+    ``HOST:`` naming this host, is this host's guest (None). ``remote_hosts`` None: every
+    ``HOST:`` is another host's."""
+    host, sep, guest = domain.partition(":")
+    if not sep:
+        return None, domain
+    if remote_hosts is not None and host not in remote_hosts:
+        return None, guest
+    return host, guest
+
+
+def local_guests(schedule: Schedule, host_guests: Iterable[str] = (),
+                 remote_hosts: Collection[str] | None = None) -> list[str]:
     """The guests of this host a run of ``schedule`` snapshots and prunes: its named guests
-    without a ``HOST:`` (those run on their host), or with ``--all`` the host's guests
+    but those of another fleet host (they run there), or with ``--all`` the host's guests
     (``host_guests``: names, as ``schedule_run.guests_of`` lists them) but the excluded."""
     if schedule.all_domains:
         skip = set(schedule.exclude)
         return [g for g in host_guests if g not in skip]
-    return [d for d in schedule.domains if ":" not in d]
+    return [guest for host, guest in (on_host(d, remote_hosts) for d in schedule.domains)
+            if host is None]
 
 
-def remote_guests(schedule: Schedule) -> dict[str, list[str]]:
+def remote_guests(schedule: Schedule,
+                  remote_hosts: Collection[str] | None = None) -> dict[str, list[str]]:
     """HOST → the guests of ``schedule`` that live on that fleet host (``HOST:GUEST``)."""
     found: dict[str, list[str]] = {}
     if schedule.all_domains:
         return found
     for domain in schedule.domains:
-        host, sep, guest = domain.partition(":")
-        if sep:
+        host, guest = on_host(domain, remote_hosts)
+        if host is not None:
             found.setdefault(host, []).append(guest)
     return found
 
@@ -78,7 +93,8 @@ class NextPrune:
 def plan_next(images: Sequence[ImageRecord], schedules: Iterable[Schedule],
               host_guests: Iterable[str], *, host: str | None = None,
               job_known: Callable[[str], bool] = lambda _j: False,
-              busy_ids: frozenset[str] = frozenset(), tz: tzinfo | None = None) -> NextPrune:
+              busy_ids: frozenset[str] = frozenset(), tz: tzinfo | None = None,
+              remote_hosts: Collection[str] | None = None) -> NextPrune:
     """Every schedule with keep rules, planned as its next run would prune ``images``."""
     found = NextPrune()
     guests = list(host_guests)
@@ -86,7 +102,8 @@ def plan_next(images: Sequence[ImageRecord], schedules: Iterable[Schedule],
         if not schedule.keep:
             continue
         plan = plan_prune(images, schedule.rules,
-                          schedule_scope(schedule, local_guests(schedule, guests)),
+                          schedule_scope(schedule, local_guests(schedule, guests,
+                                                                remote_hosts)),
                           host=host, job_known=job_known, busy_ids=busy_ids, tz=tz)
         found.plans[schedule.name] = plan
         if schedule.paused:  # its next run prunes nothing: simulated, not marked
@@ -98,7 +115,8 @@ def plan_next(images: Sequence[ImageRecord], schedules: Iterable[Schedule],
 
 
 def read_plan(images: Sequence[ImageRecord], schedule: Schedule, host_guests: Iterable[str],
-              kind: str, location: str | None) -> PrunePlan | str:
+              kind: str, location: str | None,
+              remote_hosts: Collection[str] | None = None) -> PrunePlan | str:
     """The simulator: ``schedule``'s next prune over the store shown, every image of its guests
     with keep (which rule, or why) or remove; or why there is none to show."""
     if not schedule.keep:
@@ -106,11 +124,13 @@ def read_plan(images: Sequence[ImageRecord], schedule: Schedule, host_guests: It
     if not prunes_store(schedule, kind, location):
         return (f"schedule {schedule.name} snapshots into another store than the one shown "
                 f"({kind} {location or ''}".rstrip() + ")")
-    return read_next(images, [schedule], host_guests, kind, location).plans[schedule.name]
+    return read_next(images, [schedule], host_guests, kind, location,
+                     remote_hosts).plans[schedule.name]
 
 
 def read_next(images: Sequence[ImageRecord], schedules: Iterable[Schedule],
-              host_guests: Iterable[str], kind: str, location: str | None) -> NextPrune:
+              host_guests: Iterable[str], kind: str, location: str | None,
+              remote_hosts: Collection[str] | None = None) -> NextPrune:
     """``plan_next`` for the schedules that prune this store, with this host's journal (what
     proves an image ours, which images a live job writes). Reads files: call off the UI."""
     mine = [s for s in schedules if s.keep and prunes_store(s, kind, location)]
@@ -120,4 +140,4 @@ def read_next(images: Sequence[ImageRecord], schedules: Iterable[Schedule],
 
     jobs = read_jobs(time.time())
     return plan_next(images, mine, host_guests, job_known=jobs.journal_ids.__contains__,
-                     busy_ids=frozenset(jobs.image_ids))
+                     busy_ids=frozenset(jobs.image_ids), remote_hosts=remote_hosts)

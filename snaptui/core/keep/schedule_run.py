@@ -19,11 +19,12 @@ from typing import Any
 
 from snaptui.core import audit
 from snaptui.core.keep import schedules
-from snaptui.core.keep.next_prune import local_guests, remote_guests
+from snaptui.core.keep.next_prune import local_guests, on_host, remote_guests
 from snaptui.core.keep.schedule_stages import (
     PruneOutcome,
     VerifyOutcome,
     destination,
+    fleet_hosts,
     run_stages,
 )
 from snaptui.core.keep.schedules import Schedule
@@ -147,16 +148,37 @@ def guests_of(schedule: Schedule) -> list[str]:
             and d.uuid not in skip and not d.name.startswith(VERIFY_PREFIX)]
 
 
-def _snapshot(schedule: Schedule, domain: str, stamp: str,
-              login: str | None = None) -> GuestResult:
+@dataclass(frozen=True)
+class Hosts:
+    """The fleet as a run sees it: its SSH hosts' names, and this host's name when there
+    are several hosts (a guest of this host is then named ``HOST:GUEST`` to ``snapshot``)."""
+
+    remote: frozenset[str] = frozenset()
+    here: str | None = None
+
+    @classmethod
+    def of(cls, schedule: Schedule) -> Hosts:
+        hosts = fleet_hosts(schedule.uri)
+        here = next((h.name for h in hosts if not h.remote), None) if len(hosts) > 1 else None
+        return cls(frozenset(h.name for h in hosts if h.remote), here)
+
+    def argument(self, domain: str) -> str:
+        """How ``snapshot`` is told the guest: as given, or ``HERE:GUEST`` in a fleet."""
+        host, guest = on_host(domain, self.remote)
+        return f"{self.here}:{guest}" if host is None and self.here else domain
+
+
+def _snapshot(schedule: Schedule, domain: str, stamp: str, login: str | None = None,
+              hosts: Hosts = Hosts()) -> GuestResult:
     """One guest's ``snaptui snapshot`` (a forwarded Glance login on its stdin, for a guest
-    of this host; a ``HOST:`` guest's snapshot logs in as it routes)."""
+    of this host; another host's snapshot logs in as it routes)."""
     t0 = time.monotonic()
-    argv = [*snaptui_command(), *snapshot_argv(schedule, domain, stamp)]
-    if ":" in domain or destination(schedule, login) != "glance":
+    argv = [*snaptui_command(), *snapshot_argv(schedule, hosts.argument(domain), stamp)]
+    if on_host(domain, hosts.remote)[0] is not None or destination(schedule, login) != "glance":
         login = None
-    if login:
-        argv.append("--auth-stdin")
+    if login:  # Glance on the forwarded login (the host may have no cloud of its own)
+        argv += [*([] if schedule.snapshot.get("destination") else ["--to", "glance"]),
+                 "--auth-stdin"]
     try:
         proc = subprocess.run(argv, capture_output=True, text=True, check=False,  # noqa: S603
                               input=(json.dumps(login) + "\n") if login else "",
@@ -202,17 +224,18 @@ def _run(schedule: Schedule, say: Callable[[str], None], login: str | None) -> R
         return _finish(schedule, result)
     stamp = now.strftime("%Y%m%d-%H%M")
     guests = guests_of(schedule)
+    hosts = Hosts.of(schedule)
     with ThreadPoolExecutor(max_workers=max(1, max_concurrent_jobs())) as pool:
-        for guest in pool.map(lambda d: _snapshot(schedule, d, stamp, login), guests):
+        for guest in pool.map(lambda d: _snapshot(schedule, d, stamp, login, hosts), guests):
             result.guests.append(guest)
             say(guest.line(schedule.name))
             audit.record("schedule-run", guest.domain, "ok" if guest.ok else "failed",
                          schedule=schedule.name, image=guest.image_id, job_id=guest.job_id,
                          error=guest.error)
     taken = [g.domain for g in result.guests]
-    result.add_stages(*run_stages(schedule, local_guests(schedule, taken),
-                                  remote_guests(schedule), login, snaptui_command(),
-                                  _common(schedule), say))
+    result.add_stages(*run_stages(schedule, local_guests(schedule, taken, hosts.remote),
+                                  remote_guests(schedule, hosts.remote), login,
+                                  snaptui_command(), _common(schedule), say))
     return _finish(schedule, result)
 
 

@@ -177,13 +177,19 @@ def verify_here(schedule: Schedule, guests: list[str], login: str | None,
 # -- another host of the fleet -------------------------------------------------------------
 
 
-def fleet_host(name: str, uri: str | None) -> Any:
-    """The ``[[hosts]]`` entry (or ``-c`` host) named ``name``, as ``snapshot HOST:D`` finds it."""
-    from snaptui.core.errors import BadInput
+def fleet_hosts(uri: str | None) -> list[Any]:
+    """The hosts ``snapshot HOST:D`` knows: the schedule's ``-c`` URI, else ``[[hosts]]``."""
     from snaptui.core.fleet.hosts import resolve_hosts
     from snaptui.core.settings import load_settings
 
-    for host in resolve_hosts([uri] if uri else None, load_settings()):
+    return resolve_hosts([uri] if uri else None, load_settings())
+
+
+def fleet_host(name: str, uri: str | None) -> Any:
+    """The SSH host of the fleet named ``name``, as ``snapshot HOST:D`` finds it."""
+    from snaptui.core.errors import BadInput
+
+    for host in fleet_hosts(uri):
         if host.name == name:
             if not host.remote:
                 raise BadInput(f"host {name} is not an SSH host of the fleet")

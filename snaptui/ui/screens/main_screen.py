@@ -179,6 +179,10 @@ class MainScreen(ForwardsWorkerFailures, Screen):
                 if d.persistent and not d.name.startswith(VERIFY_PREFIX)
                 and not (d.host and fleet[d.host].spec.remote)]
 
+    def remote_hosts(self) -> set[str]:
+        """The fleet's SSH hosts (a schedule's ``HOST:GUEST`` there is pruned there)."""
+        return {h.name for h in self.app.fleet.hosts if h.spec.remote}
+
     def plan_next_prune(self) -> None:
         """Plan the schedules' next prune over the images shown (off the UI thread)."""
         self._plan_next_prune(list(self.images_pane.images.values()), self.plan_guests())
@@ -188,7 +192,7 @@ class MainScreen(ForwardsWorkerFailures, Screen):
     def _plan_next_prune(self, images: list[ImageRecord], guests: list[str]) -> None:
         store = self.app.store
         found = read_next(images, read_schedules(), guests, store.kind,
-                          getattr(store, "location", None))
+                          getattr(store, "location", None), self.remote_hosts())
         self.app.call_from_thread(self._apply_next_prune, found)
 
     def _apply_next_prune(self, found: NextPrune) -> None:

@@ -91,7 +91,7 @@ class PruneScreen(ForwardsWorkerFailures, Screen):
         store = app.store
         images = list(store.iter_images())
         found = read_plan(images, schedule, app.main.plan_guests(), store.kind,
-                          getattr(store, "location", None))
+                          getattr(store, "location", None), app.main.remote_hosts())
         app.call_from_thread(self._show, found)
 
     def _show(self, found: PrunePlan | str) -> None:
