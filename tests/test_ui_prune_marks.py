@@ -50,6 +50,8 @@ async def test_marks_detail_and_simulator(tmp_path: Path) -> None:
             await wait_for(pilot, lambda: jobs.selected is not None
                            and jobs.selected.status == "done", 60, "the demo job done")
             made = jobs.selected.result["images"][0]["image_id"]
+            await wait_for(pilot, lambda: made in app.main.images_pane.images, 30,
+                           "the listing the job's end asked for")
             lib = Path(app.store.location)
             source = json.loads((lib / f"{made}.json").read_text())
             assert source["properties"]["snaptui_job"] == jobs.selected.job_id

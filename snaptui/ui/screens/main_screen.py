@@ -108,6 +108,7 @@ class MainScreen(ForwardsWorkerFailures, Screen):
         self._disks_read: dict[tuple[str, str, str | None], ImageFileInfo | BaseException] = {}
         self._schedules: list[Schedule] = []  # read with each domain's detail (core/keep)
         self.next_prune = NextPrune()  # what the schedules' next prune does to the images
+        self._plan_asked = 0  # which plan is the newest asked for (an older one is dropped)
         self.stop_following = threading.Event()
 
     def compose(self) -> ComposeResult:
@@ -185,17 +186,23 @@ class MainScreen(ForwardsWorkerFailures, Screen):
 
     def plan_next_prune(self) -> None:
         """Plan the schedules' next prune over the images shown (off the UI thread)."""
-        self._plan_next_prune(list(self.images_pane.images.values()), self.plan_guests())
+        self._plan_asked += 1
+        self._plan_next_prune(self._plan_asked, list(self.images_pane.images.values()),
+                              self.plan_guests())
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="prune-plan",
           description="plan the next prune")
-    def _plan_next_prune(self, images: list[ImageRecord], guests: list[str]) -> None:
+    def _plan_next_prune(self, asked: int, images: list[ImageRecord], guests: list[str]) -> None:
         store = self.app.store
         found = read_next(images, read_schedules(), guests, store.kind,
                           getattr(store, "location", None), self.remote_hosts())
-        self.app.call_from_thread(self._apply_next_prune, found)
+        self.app.call_from_thread(self._apply_next_prune, found, asked)
 
-    def _apply_next_prune(self, found: NextPrune) -> None:
+    def _apply_next_prune(self, found: NextPrune, asked: int) -> None:
+        """Show a plan, unless a newer one was asked for since (a thread worker that an
+        exclusive newer one cancelled still runs to its end, and may end last)."""
+        if asked != self._plan_asked:
+            return
         was = self.next_prune
         self.next_prune = found
         self.images_pane.set_pruning(found.removing)
