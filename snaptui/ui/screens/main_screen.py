@@ -26,11 +26,11 @@ from snaptui.core.disk import qemu_img
 from snaptui.core.disk.allocation import allocated_size
 from snaptui.core.errors import NotFound, SnaptuiError
 from snaptui.core.fleet.inventory import HostListing, domain_key, key_of, split_key
-from snaptui.core.keep.next_prune import NextPrune, read_next
 from snaptui.core.keep.overview import guest_keep, read_schedules
 from snaptui.core.keep.schedules import Schedule
 from snaptui.core.models import DomainInfo, ImageFileInfo, ImageRecord
 from snaptui.ui import messages
+from snaptui.ui.screens.prune_marks import PruneMarks
 from snaptui.ui.widgets.detail_pane import DetailPane
 from snaptui.ui.widgets.domains_pane import DomainExtras, DomainsPane
 from snaptui.ui.widgets.footer import BindingsFooter
@@ -107,8 +107,7 @@ class MainScreen(ForwardsWorkerFailures, Screen):
         # (HOST:UUID, disk target, path) → what qemu-img said, for the domain last read
         self._disks_read: dict[tuple[str, str, str | None], ImageFileInfo | BaseException] = {}
         self._schedules: list[Schedule] = []  # read with each domain's detail (core/keep)
-        self.next_prune = NextPrune()  # what the schedules' next prune does to the images
-        self._plan_asked = 0  # which plan is the newest asked for (an older one is dropped)
+        self.prune_marks = PruneMarks(self)  # what the schedules' next prune does to images
         self.stop_following = threading.Event()
 
     def compose(self) -> ComposeResult:
@@ -170,46 +169,6 @@ class MainScreen(ForwardsWorkerFailures, Screen):
         images = list(self.app.store.iter_images())
         self.app.call_from_thread(self._apply_images, images)
 
-    def plan_guests(self) -> list[str]:
-        """This host's guests as an ``--all`` schedule takes them (persistent, not a verify
-        throwaway, not on another fleet host)."""
-        from snaptui.core.verify.boot import VERIFY_PREFIX
-
-        fleet = self.app.fleet
-        return [d.name for d in self.domains_pane.domains.values()
-                if d.persistent and not d.name.startswith(VERIFY_PREFIX)
-                and not (d.host and fleet[d.host].spec.remote)]
-
-    def remote_hosts(self) -> set[str]:
-        """The fleet's SSH hosts (a schedule's ``HOST:GUEST`` there is pruned there)."""
-        return {h.name for h in self.app.fleet.hosts if h.spec.remote}
-
-    def plan_next_prune(self) -> None:
-        """Plan the schedules' next prune over the images shown (off the UI thread)."""
-        self._plan_asked += 1
-        self._plan_next_prune(self._plan_asked, list(self.images_pane.images.values()),
-                              self.plan_guests())
-
-    @work(thread=True, exclusive=True, exit_on_error=False, group="prune-plan",
-          description="plan the next prune")
-    def _plan_next_prune(self, asked: int, images: list[ImageRecord], guests: list[str]) -> None:
-        store = self.app.store
-        found = read_next(images, read_schedules(), guests, store.kind,
-                          getattr(store, "location", None), self.remote_hosts())
-        self.app.call_from_thread(self._apply_next_prune, found, asked)
-
-    def _apply_next_prune(self, found: NextPrune, asked: int) -> None:
-        """Show a plan, unless a newer one was asked for since (a thread worker that an
-        exclusive newer one cancelled still runs to its end, and may end last)."""
-        if asked != self._plan_asked:
-            return
-        was = self.next_prune
-        self.next_prune = found
-        self.images_pane.set_pruning(found.removing)
-        if (found.plans or was.plans) and self.detail.showing \
-                and self.detail.showing[0] == "image":
-            self._detail_follows(self.images_pane)
-
     def _extras(self) -> dict[str, DomainExtras]:
         return {key: DomainExtras(self._allocated.get(key), *self._snapshots.get(d.uuid, (0, None)))
                 for key, d in self.domains_pane.domains.items()}
@@ -227,7 +186,7 @@ class MainScreen(ForwardsWorkerFailures, Screen):
                            if split_key(k)[0] != status.name} | allocated
         pane.set_host_domains(status.name, listing.domains, status.reason)
         pane.set_extras(self._extras())
-        self.plan_next_prune()  # an --all schedule takes the host's guests
+        self.prune_marks.plan()  # an --all schedule takes the host's guests
         if first and at_top and pane.table.row_count:
             pane.table.move_cursor(row=0)
         if status.error is not None and status.reason != was:
@@ -253,7 +212,7 @@ class MainScreen(ForwardsWorkerFailures, Screen):
         self._snapshots = snapshot_extras(images)
         self.images_pane.set_images(images)
         self.domains_pane.set_extras(self._extras())
-        self.plan_next_prune()
+        self.prune_marks.plan()
         if self.detail.showing and self.detail.showing[0] == "image":
             self._detail_follows(self.images_pane)
         self._loaded("images")
@@ -318,10 +277,15 @@ class MainScreen(ForwardsWorkerFailures, Screen):
                                                  base=info.base_image_ref)
             if refresh or self.detail.showing != ("domain", key_of(info)):
                 self.load_domain_detail(info, 0.0 if refresh else DETAIL_DEBOUNCE_S)
-        elif image := pane.selected:
+        else:
+            self.show_image_detail()
+
+    def show_image_detail(self) -> None:
+        """The selected image's detail (with what the schedules' next prune does to it)."""
+        if image := self.images_pane.selected:
             owner = self.domains_pane.by_uuid(image.instance_uuid)
             self.detail.show_image(image, owner.name if owner else None,
-                                   self.images_pane.images, self.next_prune)
+                                   self.images_pane.images, self.prune_marks.current)
 
     @on(KeyedTable.RowHighlighted)
     def _row_highlighted(self, event: KeyedTable.RowHighlighted) -> None:

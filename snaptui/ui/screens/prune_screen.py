@@ -90,8 +90,9 @@ class PruneScreen(ForwardsWorkerFailures, Screen):
         self.backup_type = schedule.type
         store = app.store
         images = list(store.iter_images())
-        found = read_plan(images, schedule, app.main.plan_guests(), store.kind,
-                          getattr(store, "location", None), app.main.remote_hosts())
+        marks = app.main.prune_marks
+        found = read_plan(images, schedule, marks.guests(), store.kind,
+                          getattr(store, "location", None), marks.remote_hosts())
         app.call_from_thread(self._show, found)
 
     def _show(self, found: PrunePlan | str) -> None:
