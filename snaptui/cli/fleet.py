@@ -3,9 +3,9 @@
 The hosts come from ``-c URI`` (repeatable), else ``[[hosts]]`` in config.toml, else the one
 default host (fleet/hosts.py). A command naming one domain or job takes ``HOST:NAME`` when there
 are several hosts. On a ``qemu+ssh://`` host, ``snapshot`` (cli/remote_snapshot.py), ``info``,
-``cleanup``, ``jobs``, ``cancel`` and ``recover`` run as snaptui there (core/fleet/ssh.py); on a
-local host they run here as always. ``jobs`` and ``recover`` cover every host, each row with
-its ``host``.
+``cleanup``, ``jobs``, ``cancel``, ``recover`` and ``schedule`` (cli/schedule.py) run as snaptui
+there (core/fleet/ssh.py); on a local host they run here as always. ``jobs`` and ``recover``
+cover every host, each row with its ``host``.
 """
 
 from __future__ import annotations

@@ -51,6 +51,7 @@ def register(sub: argparse._SubParsersAction, common) -> None:
                      help="show every image with keep (which rule) or remove; delete nothing")
     act.add_argument("--yes", action="store_true", help="delete what the rules do not keep")
     p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--auth-stdin", action="store_true", help=argparse.SUPPRESS)
     p.set_defaults(handler=run_prune)
 
 
@@ -59,6 +60,12 @@ def _open_store(args: argparse.Namespace) -> Any:
 
     if not getattr(args, "verbose", False):
         logging.getLogger("keystoneauth").setLevel(logging.ERROR)
+    if getattr(args, "auth_stdin", False):  # a fleet host's prune: the operator's login
+        from snaptui.core.cloud.forwarded_login import forwarded_store, read_auth_line
+
+        state = read_auth_line()
+        if state:
+            return forwarded_store(state)
     destination = resolve_destination(None, args.cloud, args.library)
     return open_store(destination, cloud=args.cloud, library=args.library)
 

@@ -6,13 +6,14 @@ from __future__ import annotations
 import argparse
 import getpass
 import os
+from collections.abc import Callable
 from typing import Any
 
 from snaptui.cli.output import line, note, print_json, print_table, table
 from snaptui.cli.prune import add_keep_options, keep_rules
 from snaptui.core.engine.plan import OUTPUT_FORMATS, QUIESCE_CHOICES, Mode
 from snaptui.core.errors import BadInput
-from snaptui.core.keep import schedules, systemd_units
+from snaptui.core.keep import schedule_control, schedules, systemd_units
 from snaptui.core.keep.schedules import DEFAULT_DELAY, Schedule, check_name
 from snaptui.core.priority import PRIORITIES
 
@@ -51,12 +52,21 @@ def register(sub: argparse._SubParsersAction, common) -> None:
                    help="the images' backup_type (default: the schedule's name); prune keeps "
                    "to it")
     g.add_argument("--verify", action="store_true", help="boot-check each new image")
+    v = add.add_argument_group("re-verification (as snaptui verify --stale, after the prune)")
+    v.add_argument("--verify-stale", metavar="AGE",
+                   help="re-verify the guests' images not verified for AGE (7d) or never")
+    v.add_argument("--verify-budget", metavar="DURATION",
+                   help="with --verify-stale: start no boot check that could end after this")
+    v.add_argument("--verify-timeout", metavar="SECONDS", type=float,
+                   help="each boot check's timeout (--verify and --verify-stale; default 120)")
     add_keep_options(add)
     add.add_argument("--json", action="store_true")
     add.set_defaults(handler=run_add)
 
     listing = verbs.add_parser("list", help="schedules with their next and last run")
     common(listing)
+    listing.add_argument("name", nargs="?", metavar="[HOST:][NAME]",
+                         help="only this schedule; HOST: the schedules of that fleet host")
     listing.add_argument("--json", action="store_true")
     listing.set_defaults(handler=run_list)
     for verb, text, handler in (
@@ -69,6 +79,11 @@ def register(sub: argparse._SubParsersAction, common) -> None:
         one.add_argument("name")
         one.add_argument("--user", action="store_true", help="its timer is a user timer")
         one.add_argument("--json", action="store_true")
+        if verb == "run":
+            one.add_argument("--remote-cloud", action="store_true",
+                             help="HOST:NAME: use that host's own clouds.yaml instead of "
+                             "sending your Keystone login through the SSH channel")
+            one.add_argument("--auth-stdin", action="store_true", help=argparse.SUPPRESS)
         one.set_defaults(handler=handler)
 
 
@@ -84,9 +99,42 @@ def _schedule_from(args: argparse.Namespace) -> Schedule:
                     all_domains=args.all_domains, exclude=list(args.exclude),
                     backup_type=args.backup_type or "", snapshot=snapshot, verify=args.verify,
                     keep=rules.to_json(), uri=args.uri, cloud=args.cloud, library=args.library,
-                    randomized_delay=args.randomized_delay).check()
+                    randomized_delay=args.randomized_delay,
+                    verify_stale=args.verify_stale or "",
+                    verify_budget=args.verify_budget or "",
+                    verify_timeout=args.verify_timeout).check()
 
 
+def routed(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """``schedule VERB HOST:NAME`` runs on that fleet host, where its guests' disks are (as
+    ``snapshot HOST:DOMAIN`` does): its snaptui does it, over SSH. For ``run`` the operator's
+    Keystone login goes on the channel's stdin (``--auth-stdin``), never on argv."""
+    def route(args: argparse.Namespace) -> int:
+        text = args.name or ""
+        head, sep, rest = text.partition(":")
+        if not sep:
+            return handler(args)
+        from snaptui.cli.fleet import forwarded_argv, hosts_of, login_line
+
+        hosts = hosts_of(args)
+        host = next((h for h in hosts if h.name == head), None)
+        if host is None:
+            raise BadInput(f"{text!r}: no fleet host named {head!r} "
+                           f"({', '.join(h.name for h in hosts)})")
+        if not host.remote:
+            args.name, args.uri = rest or None, host.uri
+            return handler(args)
+        login, extra = login_line(args) if args.schedule_verb == "run" else (None, [])
+        argv = forwarded_argv(args, host, text, rest)
+        if not rest:  # list HOST: → every schedule there
+            argv.remove("")
+        from snaptui.core.fleet.ssh import run_passthrough
+
+        return run_passthrough(host, [*argv, *extra], stdin_line=login)
+    return route
+
+
+@routed
 def run_add(args: argparse.Namespace) -> int:
     from snaptui.core.keep.schedule_run import snaptui_command
     schedule = _schedule_from(args)
@@ -130,48 +178,50 @@ def run_add(args: argparse.Namespace) -> int:
     return 0
 
 
-def _row(name: str) -> dict[str, Any]:
-    schedule = schedules.load(name)
-    try:
-        nxt = systemd_units.check_calendar(schedule.on).next_elapse
-    except BadInput:
-        nxt = None
-    last = schedules.last_run(name) or {}
-    timer = systemd_units.unit_dir() / systemd_units.unit_names(name)[0]
-    return {"name": name, "on": schedule.on, "paused": schedule.paused,
-            "guests": ["--all"] if schedule.all_domains else schedule.domains,
-            "keep": schedule.rules.text() if schedule.keep else "",
-            "next": None if schedule.paused else nxt, "last_run": last.get("started"),
-            "last_result": last.get("result"), "timer": str(timer) if timer.exists() else None}
-
-
+@routed
 def run_list(args: argparse.Namespace) -> int:
-    rows = [_row(name) for name in schedules.names()]
+    if args.name:
+        rows = [schedule_control.row(check_name(args.name)).to_json()]
+        if rows[0]["problem"] and args.name not in schedules.names():
+            raise BadInput(f"no schedule {args.name!r} (snaptui schedule list shows them)")
+    else:
+        rows = [r.to_json() for r in schedule_control.rows()]
     if args.json:
         print_json(rows)
         return 0
     if not rows:
         note("snaptui: no schedule (snaptui schedule add NAME --domain D --on daily ...)")
         return 0
-    out = table("schedule", "on", "guests", "keep", "next run", "last run", "result")
+    out = table("schedule", "on", "guests", "keep, verify", "next run", "last run", "result")
     for r in rows:
-        out.add_row(r["name"] + (" (paused)" if r["paused"] else ""), r["on"],
-                    ", ".join(r["guests"]), r["keep"] or "—", r["next"] or "—",
-                    r["last_run"] or "never", r["last_result"] or "—")
+        result = (f"running since {r['running']}" if r["running"]
+                  else r["problem"] or r["last_result"] or "—")
+        out.add_row(r["name"] + (" (paused)" if r["paused"] else ""), r["on"] or "?",
+                    ", ".join(r["guests"]),
+                    "; ".join(x for x in (r["keep"], r["verify"] and f"verify {r['verify']}")
+                              if x) or "—", r["next"] or "—",
+                    r["last_run"] or "never", result)
     print_table(out)
     return 0
 
 
+@routed
 def run_now(args: argparse.Namespace) -> int:
     from snaptui.core.keep.schedule_run import run
 
     schedule = schedules.load(args.name)
-    result = run(schedule, note if args.json else line)
+    login = None
+    if args.auth_stdin:  # a fleet host's run: the operator's login (cli/fleet.py)
+        from snaptui.core.cloud.forwarded_login import read_auth_line
+
+        login = read_auth_line()
+    result = run(schedule, note if args.json else line, login)
     if args.json:
         print_json(result.to_json())
     return 0 if result.ok else 1
 
 
+@routed
 def run_remove(args: argparse.Namespace) -> int:
     schedules.load(args.name)  # NotFound for a name that is no schedule
     timer = systemd_units.unit_names(args.name)[0]
@@ -190,24 +240,19 @@ def run_remove(args: argparse.Namespace) -> int:
 
 
 def _set_paused(args: argparse.Namespace, paused: bool) -> int:
-    schedule = schedules.load(args.name)
-    schedule.paused = paused
-    schedules.save(schedule)
-    timer = systemd_units.unit_names(args.name)[0]
-    if systemd_units.systemd_running() and (systemd_units.unit_dir(args.user) / timer).exists():
-        systemd_units.systemctl("disable" if paused else "enable", "--now", timer,
-                                user=args.user)
-    text = f"schedule {args.name} {'paused' if paused else 'resumed'}"
+    schedule_control.set_paused(args.name, paused, user=args.user)
     if args.json:
         print_json({"name": args.name, "paused": paused})
     else:
-        line(text)
+        line(f"schedule {args.name} {'paused' if paused else 'resumed'}")
     return 0
 
 
+@routed
 def run_pause(args: argparse.Namespace) -> int:
     return _set_paused(args, True)
 
 
+@routed
 def run_resume(args: argparse.Namespace) -> int:
     return _set_paused(args, False)

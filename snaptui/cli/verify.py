@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+from typing import Any
 
 from snaptui.cli.output import line, note
 from snaptui.cli.snapshot import add_verify_options
@@ -29,13 +30,28 @@ def register(sub: argparse._SubParsersAction, common) -> None:
                    help="with --stale: start no boot check that could end after this long")
     add_verify_options(p)
     p.add_argument("--json", action="store_true", help="one JSON object with the outcome")
+    p.add_argument("--auth-stdin", action="store_true", help=argparse.SUPPRESS)
     p.set_defaults(handler=run_verify)
+
+
+def _open_store(args: argparse.Namespace) -> Any:
+    """The store the image is in; with --auth-stdin (a schedule's run, a fleet host's verify)
+    Glance on the login read from the first line of stdin."""
+    from snaptui.core.images.factory import open_store, resolve_destination
+
+    if getattr(args, "auth_stdin", False):
+        from snaptui.core.cloud.forwarded_login import forwarded_store, read_auth_line
+
+        state = read_auth_line()
+        if state:
+            return forwarded_store(state)
+    destination = resolve_destination(None, args.cloud, args.library)
+    return open_store(destination, cloud=args.cloud, library=args.library)
 
 
 def run_verify(args: argparse.Namespace) -> int:
     from snaptui.core.engine.preflight.checks import new_job_id
     from snaptui.core.engine.preflight.quiesce import check_verify_options
-    from snaptui.core.images.factory import open_store, resolve_destination
     from snaptui.core.libvirt.host import LibvirtHost
     from snaptui.core.verify.boot import VerifyFailed
     from snaptui.core.verify.image import find_image, verify_stored
@@ -49,8 +65,7 @@ def run_verify(args: argparse.Namespace) -> int:
         return run_stale(args)
     if len(args.domain) > 1:
         raise BadInput("--domain once: the domain whose boot settings the check copies")
-    destination = resolve_destination(None, args.cloud, args.library)
-    store = open_store(destination, cloud=args.cloud, library=args.library)
+    store = _open_store(args)
     image = find_image(store, args.image)
     host = LibvirtHost(args.uri).connect()
     try:
@@ -86,7 +101,6 @@ def run_stale(args: argparse.Namespace) -> int:
     import time
 
     from snaptui.core.engine.preflight.checks import new_job_id
-    from snaptui.core.images.factory import open_store, resolve_destination
     from snaptui.core.keep.stale import failed_properties, reverify, stale_images
     from snaptui.core.libvirt.host import LibvirtHost
     from snaptui.core.verify.boot import VerifyFailed
@@ -97,8 +111,7 @@ def run_stale(args: argparse.Namespace) -> int:
     if budget is not None and budget < args.verify_timeout:
         raise BadInput(f"--budget {args.budget} is shorter than one boot check "
                        f"(--verify-timeout {args.verify_timeout:g} s)")
-    destination = resolve_destination(None, args.cloud, args.library)
-    store = open_store(destination, cloud=args.cloud, library=args.library)
+    store = _open_store(args)
     images = stale_images(store.iter_images(), age, time.time(), frozenset(args.domain))
     host = LibvirtHost(args.uri).connect()
 

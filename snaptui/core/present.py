@@ -26,6 +26,8 @@ from snaptui.core.errors import BadInput
 from snaptui.core.models import DomainState
 
 UNKNOWN = "—"
+# An image the next run of a schedule would prune (the dashboard's Images pane and detail).
+PRUNE_GLYPH = "✂"
 
 # ---------------------------------------------------------------- sizes
 

@@ -15,6 +15,7 @@ ACTIONS = (
     ("Snapshot selected domain", "snapshot"),
     ("Jobs", "jobs"),
     ("Clean up leftovers", "cleanup"),
+    ("Schedules", "schedules"),
     ("Refresh domains and images", "refresh"),
     ("Filter focused pane", "filter"),
     ("Toggle only this domain's images", "only_domain"),

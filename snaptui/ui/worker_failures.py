@@ -32,6 +32,10 @@ FAILURE_TITLES: dict[str, str] = {
     "job-log": "Could not read the job's log",
     "cleanup-scan": "The scan for leftovers failed",
     "cleanup-remove": "Removing leftovers failed",
+    "schedules": "Could not read the schedules",
+    "prune-plan": "Could not plan the schedules' next prune",
+    "schedules-run": "Could not start the schedule's run",
+    "schedules-pause": "Could not pause or resume the schedule",
 }
 
 

@@ -15,6 +15,7 @@ from enum import StrEnum
 from typing import Any
 
 from snaptui.core.errors import BadInput
+from snaptui.core.keep.ownership import NOT_MADE_BY_SNAPTUI
 
 
 class Kind(StrEnum):
@@ -45,7 +46,7 @@ SCRATCH_FILE_RE = re.compile(
 NOVA_SNAPSHOT_RE = re.compile(r"^[0-9a-f]{32}$")
 
 # What ``Finding.label`` says of a leftover snaptui did not make.
-NOT_OURS = "not made by snaptui"
+NOT_OURS = NOT_MADE_BY_SNAPTUI  # the words of the one ownership rule (keep/ownership.py)
 LIKELY_NOVA = "likely Nova leftover"
 
 

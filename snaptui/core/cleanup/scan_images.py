@@ -10,13 +10,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from snaptui.core.cleanup.context import ScanContext
-from snaptui.core.cleanup.findings import (
-    NOT_OURS,
-    Finding,
-    Kind,
-    command,
-)
+from snaptui.core.cleanup.findings import NOT_OURS, Finding, Kind, command
 from snaptui.core.images.store import ImageStore
+from snaptui.core.keep import ownership
 from snaptui.core.models import ImageRecord
 from snaptui.core.present import duration_text, iso_age_s
 
@@ -58,18 +54,10 @@ def _finding(ctx: ScanContext, store: ImageStore, image: ImageRecord, safe: bool
 
 
 def not_ours(ctx: ScanContext, image: ImageRecord) -> str | None:
-    """Why this image is not proven snaptui's on this host, or None when it is: its
-    snaptui_job names a job of this host's journal, and its snaptui_host (if any) is this
-    host."""
-    job = image.properties.get("snaptui_job")
-    if not job:
-        return f"{NOT_OURS} (no snaptui_job property)"
-    if str(job) not in ctx.jobs.journal_ids:
-        return f"its snaptui_job {str(job)[:64]!r} is not in this host's journal"
-    made_on = image.properties.get("snaptui_host")
-    if made_on and str(made_on) != socket.gethostname():
-        return f"made by a job on another host ({str(made_on)[:64]!r})"
-    return None
+    """Why this image is not proven snaptui's on this host, or None when it is (the rule
+    rotation and prune use too: core/keep/ownership.py)."""
+    return ownership.not_ours(image, host=socket.gethostname(),
+                              job_known=ctx.jobs.journal_ids.__contains__)
 
 
 def _judge(ctx: ScanContext, store: ImageStore, image: ImageRecord,

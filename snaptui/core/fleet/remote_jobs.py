@@ -65,6 +65,8 @@ def request_args(host: HostSpec, request: SnapshotRequest, *, auth: bool) -> lis
     _flag(args, "--base-image", request.base_image)
     _flag(args, "--verify-console", request.verify_console)
     _flag(args, "--verify-accel", request.verify_accel)
+    _flag(args, "--backup-type", request.backup_type)
+    _flag(args, "--rotate", request.rotate)
     for key, value in request.properties.items():
         args += ["--property", f"{key}={value}"]
     for tag in request.tags:
@@ -74,6 +76,7 @@ def request_args(host: HostSpec, request: SnapshotRequest, *, auth: bool) -> lis
                      ("--allow-nova-downtime", request.allow_nova_downtime),
                      ("--verify", request.verify),
                      ("--keep-unverified", request.keep_unverified),
+                     ("--rotate-unowned", request.rotate_unowned),
                      ("--stream", request.stream == "on"),
                      ("--no-stream", request.stream == "off")):
         if on:

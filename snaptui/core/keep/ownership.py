@@ -18,7 +18,7 @@ def not_ours(image: ImageRecord, *, host: str, job_known: Callable[[str], bool])
         return f"{NOT_MADE_BY_SNAPTUI} (no snaptui_job property)"
     made_on = image.properties.get("snaptui_host")
     if made_on and str(made_on) != host:
-        return f"made on host {str(made_on)[:64]!r}"
+        return f"made by a job on another host ({str(made_on)[:64]!r})"
     if not job_known(str(job)):
         return f"its snaptui_job {str(job)[:64]!r} is not in this host's journal"
     return None

@@ -19,7 +19,14 @@ from typing import Any
 
 from snaptui.core import audit
 from snaptui.core.keep import schedules
-from snaptui.core.keep.prune import Scope, apply, plan_for_store
+from snaptui.core.keep.next_prune import local_guests, on_host, remote_guests
+from snaptui.core.keep.schedule_stages import (
+    PruneOutcome,
+    VerifyOutcome,
+    destination,
+    fleet_hosts,
+    run_stages,
+)
 from snaptui.core.keep.schedules import Schedule
 from snaptui.core.settings import max_concurrent_jobs
 
@@ -56,6 +63,8 @@ def snapshot_argv(schedule: Schedule, domain: str, stamp: str) -> list[str]:
         argv.append("--no-stream")
     if schedule.verify:
         argv.append("--verify")
+        if schedule.verify_timeout is not None:
+            argv += ["--verify-timeout", repr(float(schedule.verify_timeout))]
     return argv
 
 
@@ -84,12 +93,17 @@ class RunResult:
     pruned: int = 0
     prune_failed: int = 0
     prune_error: str | None = None
+    prunes: list[dict[str, Any]] = field(default_factory=list)  # one per host
+    verify_failed: int = 0  # stale images whose boot check failed (each marked)
+    verify_error: str | None = None
+    verified: list[dict[str, Any]] = field(default_factory=list)  # one per host
     paused: bool = False
 
     @property
     def ok(self) -> bool:
         return all(g.ok for g in self.guests) and not self.prune_failed \
-            and self.prune_error is None
+            and self.prune_error is None and not self.verify_failed \
+            and self.verify_error is None
 
     @property
     def result(self) -> str:
@@ -98,7 +112,22 @@ class RunResult:
         failed = sum(not g.ok for g in self.guests)
         if failed:
             return f"{failed} of {len(self.guests)} failed"
-        return "ok" if self.ok else "prune failed"
+        if self.prune_failed or self.prune_error:
+            return "prune failed"
+        if self.verify_failed:
+            return f"{self.verify_failed} stale image(s) failed verify"
+        return "verify failed" if self.verify_error else "ok"
+
+    def add_stages(self, prunes: list[PruneOutcome], verifies: list[VerifyOutcome]) -> None:
+        self.prunes = [asdict(p) for p in prunes]
+        self.pruned = sum(p.removed for p in prunes)
+        self.prune_failed = sum(p.failed for p in prunes)
+        errors = [f"{p.host}: {p.error}" for p in prunes if p.error]
+        self.prune_error = "; ".join(errors) or None
+        self.verified = [v.to_json() for v in verifies]
+        self.verify_failed = sum(v.count("failed") for v in verifies)
+        errors = [f"{v.host}: {v.error}" for v in verifies if v.error]
+        self.verify_error = "; ".join(errors) or None
 
     def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "ok": self.ok, "result": self.result}
@@ -119,12 +148,41 @@ def guests_of(schedule: Schedule) -> list[str]:
             and d.uuid not in skip and not d.name.startswith(VERIFY_PREFIX)]
 
 
-def _snapshot(schedule: Schedule, domain: str, stamp: str) -> GuestResult:
+@dataclass(frozen=True)
+class Hosts:
+    """The fleet as a run sees it: its SSH hosts' names, and this host's name when there
+    are several hosts (a guest of this host is then named ``HOST:GUEST`` to ``snapshot``)."""
+
+    remote: frozenset[str] = frozenset()
+    here: str | None = None
+
+    @classmethod
+    def of(cls, schedule: Schedule) -> Hosts:
+        hosts = fleet_hosts(schedule.uri)
+        here = next((h.name for h in hosts if not h.remote), None) if len(hosts) > 1 else None
+        return cls(frozenset(h.name for h in hosts if h.remote), here)
+
+    def argument(self, domain: str) -> str:
+        """How ``snapshot`` is told the guest: as given, or ``HERE:GUEST`` in a fleet."""
+        host, guest = on_host(domain, self.remote)
+        return f"{self.here}:{guest}" if host is None and self.here else domain
+
+
+def _snapshot(schedule: Schedule, domain: str, stamp: str, login: str | None = None,
+              hosts: Hosts = Hosts()) -> GuestResult:
+    """One guest's ``snaptui snapshot`` (a forwarded Glance login on its stdin, for a guest
+    of this host; another host's snapshot logs in as it routes)."""
     t0 = time.monotonic()
+    argv = [*snaptui_command(), *snapshot_argv(schedule, hosts.argument(domain), stamp)]
+    if on_host(domain, hosts.remote)[0] is not None or destination(schedule, login) != "glance":
+        login = None
+    if login:  # Glance on the forwarded login (the host may have no cloud of its own)
+        argv += [*([] if schedule.snapshot.get("destination") else ["--to", "glance"]),
+                 "--auth-stdin"]
     try:
-        proc = subprocess.run([*snaptui_command(), *snapshot_argv(schedule, domain, stamp)],
-                              capture_output=True, text=True, check=False,
-                              stdin=subprocess.DEVNULL, timeout=SNAPSHOT_TIMEOUT_S)
+        proc = subprocess.run(argv, capture_output=True, text=True, check=False,  # noqa: S603
+                              input=(json.dumps(login) + "\n") if login else "",
+                              timeout=SNAPSHOT_TIMEOUT_S)
     except (OSError, subprocess.TimeoutExpired) as err:
         return GuestResult(domain, False, error=str(err))
     seconds = time.monotonic() - t0
@@ -145,8 +203,18 @@ def _snapshot(schedule: Schedule, domain: str, stamp: str) -> GuestResult:
                        error=" ".join(str(why).split()))
 
 
-def run(schedule: Schedule, say: Callable[[str], None]) -> RunResult:
-    """Snapshot every guest, then prune; ``say`` gets each summary line."""
+def run(schedule: Schedule, say: Callable[[str], None],
+        login: str | None = None) -> RunResult:
+    """Snapshot every guest, then each host's prune and stale verify; ``say`` gets each
+    summary line; ``login``: a Keystone login forwarded to this run (``--auth-stdin``).
+    BadInput when a run of the schedule is going on already."""
+    from snaptui.core.keep.schedule_control import run_lock
+
+    with run_lock(schedule.name):
+        return _run(schedule, say, login)
+
+
+def _run(schedule: Schedule, say: Callable[[str], None], login: str | None) -> RunResult:
     now = datetime.now(UTC)
     result = RunResult(schedule.name, now.isoformat(timespec="seconds"))
     if schedule.paused:
@@ -156,38 +224,19 @@ def run(schedule: Schedule, say: Callable[[str], None]) -> RunResult:
         return _finish(schedule, result)
     stamp = now.strftime("%Y%m%d-%H%M")
     guests = guests_of(schedule)
+    hosts = Hosts.of(schedule)
     with ThreadPoolExecutor(max_workers=max(1, max_concurrent_jobs())) as pool:
-        for guest in pool.map(lambda d: _snapshot(schedule, d, stamp), guests):
+        for guest in pool.map(lambda d: _snapshot(schedule, d, stamp, login, hosts), guests):
             result.guests.append(guest)
             say(guest.line(schedule.name))
             audit.record("schedule-run", guest.domain, "ok" if guest.ok else "failed",
                          schedule=schedule.name, image=guest.image_id, job_id=guest.job_id,
                          error=guest.error)
-    if schedule.keep:
-        _prune(schedule, [g.domain.rpartition(":")[2] for g in result.guests], result, say)
+    taken = [g.domain for g in result.guests]
+    result.add_stages(*run_stages(schedule, local_guests(schedule, taken, hosts.remote),
+                                  remote_guests(schedule, hosts.remote), login,
+                                  snaptui_command(), _common(schedule), say))
     return _finish(schedule, result)
-
-
-def _prune(schedule: Schedule, domains: list[str], result: RunResult,
-           say: Callable[[str], None]) -> None:
-    from snaptui.core.images.factory import open_store, resolve_destination
-
-    try:
-        destination = schedule.snapshot.get("destination") or resolve_destination(
-            None, schedule.cloud, schedule.library)
-        store = open_store(destination, cloud=schedule.cloud, library=schedule.library)
-        plan = apply(store, plan_for_store(store, schedule.rules,
-                                           Scope(domains=frozenset(domains),
-                                                 backup_type=schedule.type)))
-    except Exception as err:  # noqa: BLE001 - the snapshots are made: say it, record it
-        result.prune_error = " ".join(str(err).split()) or type(err).__name__
-        say(f"schedule {schedule.name}: prune failed: {result.prune_error}")
-        return
-    result.pruned = sum(r.result.startswith("deleted") for r in plan.removals)
-    result.prune_failed = sum(r.result.startswith("failed") for r in plan.removals)
-    failed = f", {result.prune_failed} failed to delete" if result.prune_failed else ""
-    say(f"schedule {schedule.name}: prune ({schedule.rules.text()}): removed {result.pruned} "
-        f"of {len(plan.rows)} images{failed}")
 
 
 def _finish(schedule: Schedule, result: RunResult) -> RunResult:

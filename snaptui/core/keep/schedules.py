@@ -17,14 +17,17 @@ from typing import Any
 
 import tomlkit
 
+from snaptui.core.engine.preflight.quiesce import check_verify_options
 from snaptui.core.errors import BadInput, NotFound
 from snaptui.core.keep.retention import KeepRules
 from snaptui.core.keep.rotation import check_options as check_backup_type
 from snaptui.core.paths import config_dir, private_dir, state_dir
+from snaptui.core.present import parse_duration
 
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,47}")
 SNAPSHOT_KEYS = ("mode", "destination", "out_format", "priority", "quiesce", "stream")
 DEFAULT_DELAY = "15min"
+DEFAULT_VERIFY_TIMEOUT_S = 120.0  # snapshot's and verify's --verify-timeout default
 
 
 def check_name(name: str) -> str:
@@ -46,7 +49,10 @@ class Schedule:
     exclude: list[str] = field(default_factory=list)
     backup_type: str = ""  # "": the schedule's name
     snapshot: dict[str, str] = field(default_factory=dict)  # mode, destination, ... (SNAPSHOT_KEYS)
-    verify: bool = False
+    verify: bool = False  # each new image boot-checked (snapshot --verify)
+    verify_stale: str = ""  # after the prune: verify --stale AGE of its guests' images
+    verify_budget: str = ""  # ... --budget T
+    verify_timeout: float | None = None  # each boot check's (--verify-timeout; None: 120 s)
     keep: dict[str, int] = field(default_factory=dict)  # KeepRules.to_json()
     uri: str | None = None
     cloud: str | None = None
@@ -75,7 +81,21 @@ class Schedule:
             raise BadInput(f"schedule {self.name}: unknown snapshot option {unknown[0]!r}")
         if self.keep:
             self.rules.check()
+        self._check_verify()
         return self
+
+    def _check_verify(self) -> None:
+        if self.verify_budget and not self.verify_stale:
+            raise BadInput("--verify-budget goes with --verify-stale")
+        if self.verify_stale:
+            parse_duration(self.verify_stale, "--verify-stale")
+        timeout = DEFAULT_VERIFY_TIMEOUT_S if self.verify_timeout is None else \
+            self.verify_timeout
+        check_verify_options(None, timeout, None)
+        if self.verify_budget and \
+                parse_duration(self.verify_budget, "--verify-budget") < timeout:
+            raise BadInput(f"--verify-budget {self.verify_budget} is shorter than one boot "
+                           f"check (--verify-timeout {timeout:g} s)")
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -31,6 +31,7 @@ from snaptui.core.keep.overview import guest_keep, read_schedules
 from snaptui.core.keep.schedules import Schedule
 from snaptui.core.models import DomainInfo, ImageRecord
 from snaptui.ui import messages
+from snaptui.ui.screens.prune_marks import PruneMarks
 from snaptui.ui.widgets.detail_pane import DetailPane, DiskDetail
 from snaptui.ui.widgets.domains_pane import DomainExtras, DomainsPane
 from snaptui.ui.widgets.footer import BindingsFooter
@@ -72,6 +73,7 @@ class MainScreen(ForwardsWorkerFailures, Screen):
         # Not in the footer (it is full at 80 columns): in the help and the palette.
         Binding("C", "cleanup", "Cleanup", id="cleanup", show=False),
         Binding("R", "restore", "Restore", id="restore", show=False),
+        Binding("S", "schedules", "Schedules", id="schedules", show=False),
         Binding("r", "refresh", "Refresh", id="refresh"),
         Binding("slash", "filter", "Filter", id="filter"),
         Binding("o", "only_domain", "Only", id="only_domain"),
@@ -85,6 +87,7 @@ class MainScreen(ForwardsWorkerFailures, Screen):
         "cleanup": "Find and remove leftovers of interrupted snapshot runs",
         "restore": "Restore the selected image on its domain, or an image of the selected "
                    "domain (newest first)",
+        "schedules": "Schedules: next and last run, result; run one now, pause or resume",
         "refresh": "Reload domains and images now",
         "filter": "Filter the focused pane (Esc closes)",
         "only_domain": "Show only the images of the selected domain",
@@ -105,6 +108,7 @@ class MainScreen(ForwardsWorkerFailures, Screen):
         # (HOST:UUID, disk target, path) → what qemu-img said, for the domain last read
         self._disks_read: dict[tuple[str, str, str | None], DiskDetail | BaseException] = {}
         self._schedules: list[Schedule] = []  # read with each domain's detail (core/keep)
+        self.prune_marks = PruneMarks(self)  # what the schedules' next prune does to images
         self.stop_following = threading.Event()
 
     def compose(self) -> ComposeResult:
@@ -183,6 +187,7 @@ class MainScreen(ForwardsWorkerFailures, Screen):
                            if split_key(k)[0] != status.name} | allocated
         pane.set_host_domains(status.name, listing.domains, status.reason)
         pane.set_extras(self._extras())
+        self.prune_marks.plan()  # an --all schedule takes the host's guests
         if first and at_top and pane.table.row_count:
             pane.table.move_cursor(row=0)
         if status.error is not None and status.reason != was:
@@ -208,6 +213,7 @@ class MainScreen(ForwardsWorkerFailures, Screen):
         self._snapshots = snapshot_extras(images)
         self.images_pane.set_images(images)
         self.domains_pane.set_extras(self._extras())
+        self.prune_marks.plan()
         if self.detail.showing and self.detail.showing[0] == "image":
             self._detail_follows(self.images_pane)
         self._loaded("images")
@@ -280,10 +286,15 @@ class MainScreen(ForwardsWorkerFailures, Screen):
                                                  base=info.base_image_ref)
             if refresh or self.detail.showing != ("domain", key_of(info)):
                 self.load_domain_detail(info, 0.0 if refresh else DETAIL_DEBOUNCE_S)
-        elif image := pane.selected:
+        else:
+            self.show_image_detail()
+
+    def show_image_detail(self) -> None:
+        """The selected image's detail (with what the schedules' next prune does to it)."""
+        if image := self.images_pane.selected:
             owner = self.domains_pane.by_uuid(image.instance_uuid)
             self.detail.show_image(image, owner.name if owner else None,
-                                   self.images_pane.images)
+                                   self.images_pane.images, self.prune_marks.current)
 
     @on(KeyedTable.RowHighlighted)
     def _row_highlighted(self, event: KeyedTable.RowHighlighted) -> None:
@@ -366,6 +377,11 @@ class MainScreen(ForwardsWorkerFailures, Screen):
         from snaptui.ui.screens.cleanup_screen import CleanupScreen
 
         self.app.push_screen(CleanupScreen())
+
+    def action_schedules(self) -> None:
+        from snaptui.ui.screens.schedules_screen import SchedulesScreen
+
+        self.app.push_screen(SchedulesScreen())
 
     def action_snapshot(self) -> None:
         info = self.domains_pane.selected

@@ -14,9 +14,10 @@ from textual.visual import Visual
 
 from snaptui.core.errors import CephError, HypervisorError
 from snaptui.core.fleet.inventory import key_of
+from snaptui.core.keep.next_prune import NextPrune
 from snaptui.core.keep.overview import GuestKeep
 from snaptui.core.models import DomainInfo, ImageFileInfo, ImageRecord
-from snaptui.core.present import date_text, duration_text, size_text, state_look
+from snaptui.core.present import PRUNE_GLYPH, date_text, duration_text, size_text, state_look
 from snaptui.core.rbd.images import RbdImageInfo
 from snaptui.ui.widgets.scrolling import set_virtual_size
 
@@ -160,9 +161,25 @@ def image_links(image: ImageRecord, images: Mapping[str, ImageRecord]) -> list[s
     return lines
 
 
+def prune_lines(image_id: str, next_prune: NextPrune | None) -> list[str]:
+    """What the next run of each schedule whose prune sees the image does with it."""
+    lines = []
+    for name, plan, row in (next_prune.decisions(image_id) if next_prune else []):
+        rules = f" [$text-muted]({_e(plan.rules.text())})[/]"
+        if row.decision.keep:
+            lines.append(f"the next prune of schedule [b]{_e(name)}[/b] keeps it "
+                         f"{_e(row.decision.text().removeprefix('keep '))}{rules}")
+        else:
+            lines.append(f"[b $error]{PRUNE_GLYPH} the next prune of schedule {_e(name)} "
+                         f"removes it[/]{rules}")
+    return lines
+
+
 def image_lines(image: ImageRecord, domain_name: str | None,
-                images: Mapping[str, ImageRecord] | None = None) -> list[str]:
-    """Markup lines describing one image record (``images``: the store's, for links)."""
+                images: Mapping[str, ImageRecord] | None = None,
+                next_prune: NextPrune | None = None) -> list[str]:
+    """Markup lines describing one image record (``images``: the store's, for links;
+    ``next_prune``: what the schedules' next prune does with it)."""
     kind = "snapshot image" if image.is_snapshot else "image"
     lines = [f"[b $accent]{_e(image.name)}[/]  {kind}  [$text-muted]{image.id}[/]",
              f"status [b]{_e(image.status)}[/b] · {_e(image.disk_format or '—')}/"
@@ -171,6 +188,7 @@ def image_lines(image: ImageRecord, domain_name: str | None,
     if image.instance_uuid:
         owner = f"{_e(domain_name)} " if domain_name else ""
         lines.append(f"instance {owner}[$text-muted]{image.instance_uuid}[/]")
+    lines += prune_lines(image.id, next_prune)
     lines += image_links(image, images or {})
     if image.os_hash_value:
         lines.append(f"sha512 [$text-muted]{image.os_hash_value[:32]}…[/]")
@@ -230,9 +248,10 @@ class DetailPane(ScrollView, can_focus=False):
         self._show(("domain", key_of(info)), f"Detail — {name}", lines, hold_height=loading)
 
     def show_image(self, image: ImageRecord, domain_name: str | None,
-                   images: Mapping[str, ImageRecord] | None = None) -> None:
+                   images: Mapping[str, ImageRecord] | None = None,
+                   next_prune: NextPrune | None = None) -> None:
         self._show(("image", image.id), f"Detail — {image.name}",
-                   image_lines(image, domain_name, images))
+                   image_lines(image, domain_name, images, next_prune))
 
     def _show(self, subject: tuple[str, str], title: str, lines: list[str],
               hold_height: bool = False) -> None:

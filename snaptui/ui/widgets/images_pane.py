@@ -9,7 +9,7 @@ from rich.text import Text
 
 from snaptui.core.keep.overview import is_backup
 from snaptui.core.models import ImageRecord
-from snaptui.core.present import date_text, size_text
+from snaptui.core.present import PRUNE_GLYPH, date_text, size_text
 from snaptui.ui.widgets.table_pane import ColumnSpec, Row, TablePane
 
 STATUS_LOOK = {"active": "success", "queued": "warning", "saving": "warning",
@@ -37,6 +37,7 @@ class ImagesPane(TablePane):
         self.only_domain: tuple[str, str] | None = None  # (uuid, name)
         self.only_base: str | None = None  # and, with it, the domain's base image (Nova's)
         self.source = ""
+        self.pruning: dict[str, str] = {}  # image id → the schedule whose next run removes it
 
     def set_source(self, kind: str, location: str | None) -> None:
         """Say where images come from: Glance (cloud) or the library directory's path."""
@@ -69,6 +70,9 @@ class ImagesPane(TablePane):
         if column == "status":
             look = STATUS_LOOK.get(value, "foreground-muted")
             return Text(str(value), style=self.theme_style(look), overflow="ellipsis")
+        if column == "name" and str(value).startswith(PRUNE_GLYPH + " "):
+            return Text.assemble((PRUNE_GLYPH, self.theme_style("error", bold=True)),
+                                 str(value)[len(PRUNE_GLYPH):], overflow="ellipsis")
         if column == "size":
             return Text(size_text(value), justify="right")
         if column == "created":
@@ -85,13 +89,26 @@ class ImagesPane(TablePane):
         self.images = {i.id: i for i in images}
         # Rows and the lower-case text a filter searches, made once per refresh rather than
         # on every key typed into the filter (5,000 images: ~20 ms a key before).
-        self._rows = {i.id: (i.name, i.status, i.size, i.created_at, i.disk_format or "—",
-                             "backup" if is_backup(i) else i.is_snapshot) for i in images}
+        self._rows = {i.id: self._row(i) for i in images}
         self._searched = {i.id: "\0".join(str(t).lower() for t in (
             i.name, i.id, i.status, i.disk_format, i.instance_uuid,
             i.properties.get("base_image_ref")) if t is not None)
             for i in images}
         self.refresh_rows()
+
+    def _row(self, image: ImageRecord) -> Row:
+        name = f"{PRUNE_GLYPH} {image.name}" if image.id in self.pruning else image.name
+        return (name, image.status, image.size, image.created_at, image.disk_format or "—",
+                "backup" if is_backup(image) else image.is_snapshot)
+
+    def set_pruning(self, pruning: dict[str, str]) -> None:
+        """Mark (✂ before the name) the images the next run of a schedule would remove."""
+        changed = set(pruning) ^ set(self.pruning)
+        self.pruning = dict(pruning)
+        if changed & set(self.images):
+            for image_id in changed & set(self.images):
+                self._rows[image_id] = self._row(self.images[image_id])
+            self.refresh_rows()
 
     def set_only_domain(self, domain: tuple[str, str] | None, base: str | None = None) -> None:
         """Show only images whose instance_uuid is that domain's, and its base image (the
