@@ -40,8 +40,12 @@ from snaptui.core.errors import BadInput
 from snaptui.core.present import DURATION_EXAMPLES, parse_duration, size_text
 
 Common = Callable[[argparse.ArgumentParser], None]
-# images too: whether a snapshot's instance still exists is a question for the host.
-HOST_KINDS = {Kind.INTERNAL, Kind.MANAGED_SAVE, Kind.TRANSIENT, Kind.BLOCKJOB, Kind.IMAGES}
+# images too: whether a snapshot's instance still exists is a question for the host; rbd: the
+# cluster is reached as the host's RBD disks reach it.
+HOST_KINDS = {Kind.INTERNAL, Kind.MANAGED_SAVE, Kind.TRANSIENT, Kind.BLOCKJOB, Kind.IMAGES,
+              Kind.RBD}
+# rbd: whether a clone in Glance's pool has its image is a question for Glance.
+STORE_KINDS = {Kind.IMAGES, Kind.RBD}
 
 
 def register(sub: argparse._SubParsersAction, common: Common) -> None:
@@ -49,7 +53,8 @@ def register(sub: argparse._SubParsersAction, common: Common) -> None:
     p = sub.add_parser(
         "cleanup", help="find and remove leftovers of interrupted snapshot runs",
         description="Find internal snapshots, scratch files, stale managed saves, transient "
-                    "domains, stray block jobs and stuck images; remove the safe ones.")
+                    "domains, stray block jobs, stuck images and RBD snapshots and clones "
+                    "direct snapshots left; remove the safe ones.")
     common(p)
     act = p.add_mutually_exclusive_group()
     act.add_argument("--dry-run", action="store_true",
@@ -92,7 +97,7 @@ def _open_host(args: argparse.Namespace, only: frozenset[Kind]) -> Any:
 
 
 def _open_store(args: argparse.Namespace, only: frozenset[Kind]) -> Any:
-    if Kind.IMAGES not in only:
+    if not only & STORE_KINDS:
         return None
     from snaptui.core.images.factory import open_store, resolve_destination
 

@@ -33,6 +33,7 @@ from snaptui.core.cleanup.remove import remove, remove_all
 from snaptui.core.cleanup.scan_disks import scan_directories, scan_internal
 from snaptui.core.cleanup.scan_host import scan_host
 from snaptui.core.cleanup.scan_images import scan_images
+from snaptui.core.cleanup.scan_rbd import scan_rbd
 from snaptui.core.cleanup.scan_restore import scan_pre_restore
 from snaptui.core.cleanup.scan_scratch import scan_scratch
 from snaptui.core.cleanup.selection import preselected
@@ -67,6 +68,8 @@ def _scanners(ctx: ScanContext) -> list[tuple[str, Scanner]]:
         chosen.append(("managed saves, transient domains, block jobs", scan_host))
     if ctx.store is not None and Kind.IMAGES in only:
         chosen.append(("images", scan_images))
+    if ctx.host is not None and Kind.RBD in only:
+        chosen.append(("RBD snapshots and clones", scan_rbd))
     return chosen
 
 

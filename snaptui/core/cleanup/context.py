@@ -44,6 +44,18 @@ class LiveJobs:
     # when each job of the journal last wrote it (its file's mtime): a managed save newer
     # than its job's last record was not made by that job
     last_write: dict[str, float] = field(default_factory=dict)
+    # clones of direct snapshots the journal's jobs named: ``fsid/pool/name`` -> (job id,
+    # the cloud the job's image went to)
+    rbd_clones: dict[str, tuple[str, str | None]] = field(default_factory=dict)
+
+    def note_rbd(self, job: JobRecord) -> None:
+        """Remember the clones a job's plan names (live or not: they prove a clone ours)."""
+        for disk in job.plan.get("disks", []):
+            rbd = disk.get("rbd") if isinstance(disk, dict) else None
+            if isinstance(rbd, dict) and rbd.get("clone_name"):
+                key = f"{rbd.get('fsid')}/{rbd.get('clone_pool')}/{rbd['clone_name']}"
+                cloud = job.plan.get("cloud")
+                self.rbd_clones[key] = (job.job_id, str(cloud) if cloud else None)
 
     def hold(self, job: JobRecord) -> None:
         """Count a live job: its domain, the images and files it made or will make."""
@@ -70,6 +82,7 @@ def read_jobs(now: float) -> LiveJobs:
     live = LiveJobs()
     for job in iter_jobs():
         live.journal_ids.add(job.job_id)
+        live.note_rbd(job)
         with contextlib.suppress(OSError):
             live.last_write[job.job_id] = job.path.stat().st_mtime
         uuid = str(job.plan.get("domain_uuid") or "")

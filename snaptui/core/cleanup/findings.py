@@ -27,6 +27,7 @@ class Kind(StrEnum):
     TRANSIENT = "transient"
     BLOCKJOB = "blockjob"
     IMAGES = "images"
+    RBD = "rbd"  # snapshots on RBD disks and clones in Glance's rbd pool
 
 
 ALL_KINDS: frozenset[Kind] = frozenset(Kind)

@@ -19,6 +19,7 @@ import libvirt
 from snaptui.core import audit
 from snaptui.core.cleanup.context import open_files
 from snaptui.core.cleanup.findings import Finding, Kind, RemovalResult, allocated_total
+from snaptui.core.cleanup.remove_rbd import RbdRefused, measure_rbd, remove_rbd
 from snaptui.core.disk import qemu_img
 from snaptui.core.engine.journal import iter_jobs
 from snaptui.core.engine.locks import DomainLock
@@ -171,6 +172,7 @@ Remover = Callable[[Finding, "LibvirtHost | None", "ImageStore | None"], Awaitab
 REMOVERS: dict[Kind, Remover] = {
     Kind.INTERNAL: _internal, Kind.SCRATCH: _scratch, Kind.MANAGED_SAVE: _managed_save,
     Kind.TRANSIENT: _transient, Kind.BLOCKJOB: _blockjob, Kind.IMAGES: _image,
+    Kind.RBD: remove_rbd,
 }
 
 
@@ -184,7 +186,9 @@ def _image_size(finding: Finding, store: ImageStore | None) -> int:
         return 0
 
 
-async def _measure(finding: Finding, store: ImageStore | None) -> int:
+async def _measure(finding: Finding, host: LibvirtHost | None, store: ImageStore | None) -> int:
+    if finding.kind is Kind.RBD:
+        return await measure_rbd(finding, host)
     if finding.kind is Kind.IMAGES:
         return await asyncio.to_thread(_image_size, finding, store)
     return allocated_total(finding.paths)
@@ -212,11 +216,11 @@ async def remove(finding: Finding, host: LibvirtHost | None = None,
 async def _remove_now(finding: Finding, host: LibvirtHost | None,
                       store: ImageStore | None) -> RemovalResult:
     try:
-        before = await _measure(finding, store)
+        before = await _measure(finding, host, store)
         with _domain_locked(finding):
             await REMOVERS[finding.kind](finding, host, store)
-        after = await _measure(finding, store)
-    except Refused as err:
+        after = await _measure(finding, host, store)
+    except (Refused, RbdRefused) as err:
         return RemovalResult(finding.key, False, finding.action, reason=f"refused: {err}")
     except libvirt.libvirtError as err:
         return RemovalResult(finding.key, False, finding.action, reason=error_message(err))

@@ -23,6 +23,7 @@ KIND_TITLE: dict[Kind, str] = {
     Kind.TRANSIENT: "Transient domains",
     Kind.BLOCKJOB: "Block jobs",
     Kind.IMAGES: "Images",
+    Kind.RBD: "RBD snapshots and clones",
 }
 
 COLUMNS = (
