@@ -21,6 +21,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import Header, Static
+from textual.worker import get_current_worker
 
 from snaptui.core.disk import qemu_img
 from snaptui.core.disk.allocation import allocated_size
@@ -167,8 +168,12 @@ class MainScreen(ForwardsWorkerFailures, Screen):
     @work(thread=True, exit_on_error=False, group="images", exclusive=True,
           description="list images")
     def refresh_images(self) -> None:
+        worker = get_current_worker()
         images = list(self.app.store.iter_images())
-        self.app.call_from_thread(self._apply_images, images)
+        # a newer listing started meanwhile (and cancelled this one): an older one ending
+        # last must not replace it
+        self.app.call_from_thread(lambda: None if worker.is_cancelled
+                                  else self._apply_images(images))
 
     def _extras(self) -> dict[str, DomainExtras]:
         return {key: DomainExtras(self._allocated.get(key), *self._snapshots.get(d.uuid, (0, None)))
