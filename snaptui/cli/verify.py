@@ -14,8 +14,9 @@ from snaptui.core.present import DURATION_EXAMPLES, parse_duration
 
 
 def register(sub: argparse._SubParsersAction, common) -> None:
-    p = sub.add_parser("verify", help="boot an image on a throwaway overlay (no network) and "
-                       "mark it snaptui_verified when its guest agent (or console) answers")
+    p = sub.add_parser("verify", help="boot an image on a throwaway overlay (no network; an "
+                       "image in Ceph: a copy-on-write clone of its snap) and mark it "
+                       "snaptui_verified when its guest agent (or console) answers")
     common(p)
     p.add_argument("image", nargs="?",
                    help="image id or name (Glance, or the library with --library)")
