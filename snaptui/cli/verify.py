@@ -14,8 +14,9 @@ from snaptui.core.present import DURATION_EXAMPLES, parse_duration
 
 
 def register(sub: argparse._SubParsersAction, common) -> None:
-    p = sub.add_parser("verify", help="boot an image on a throwaway overlay (no network) and "
-                       "mark it snaptui_verified when its guest agent (or console) answers")
+    p = sub.add_parser("verify", help="boot an image on a throwaway overlay (no network; an "
+                       "image in Ceph: a copy-on-write clone of its snap) and mark it "
+                       "snaptui_verified when its guest agent (or console) answers")
     common(p)
     p.add_argument("image", nargs="?",
                    help="image id or name (Glance, or the library with --library)")
@@ -52,9 +53,10 @@ def _open_store(args: argparse.Namespace) -> Any:
 def run_verify(args: argparse.Namespace) -> int:
     from snaptui.core.engine.preflight.checks import new_job_id
     from snaptui.core.engine.preflight.quiesce import check_verify_options
+    from snaptui.core.engine.verify_stored import verify_stored
     from snaptui.core.libvirt.host import LibvirtHost
     from snaptui.core.verify.boot import VerifyFailed
-    from snaptui.core.verify.image import find_image, verify_stored
+    from snaptui.core.verify.image import find_image
 
     check_verify_options(args.verify_console, args.verify_timeout, args.verify_accel)
     if (args.image is None) == (args.stale is None):
@@ -69,11 +71,11 @@ def run_verify(args: argparse.Namespace) -> int:
     image = find_image(store, args.image)
     host = LibvirtHost(args.uri).connect()
     try:
-        result = asyncio.run(verify_stored(
+        result, via = asyncio.run(verify_stored(
             store, host, image, job_id=new_job_id(),
             domain=args.domain[0] if args.domain else None,
             console_regex=args.verify_console, timeout=args.verify_timeout,
-            accel=args.verify_accel))
+            accel=args.verify_accel, said=note))
     except VerifyFailed as failed:
         if args.json:
             print(json.dumps({"event": "failed", "image_id": image.id, "error": failed.reason,
@@ -87,7 +89,7 @@ def run_verify(args: argparse.Namespace) -> int:
         host.close()
     if args.json:
         print(json.dumps({"event": "verified", "image_id": image.id, "method": result.method,
-                          "seconds": result.seconds}))
+                          "seconds": result.seconds, "via": via}))
     else:
         how = "guest agent answered" if result.method == "agent" else "console matched"
         line(f"image {image.name!r} ({image.id}) verified: {how} {result.seconds:.1f} s "
@@ -101,10 +103,10 @@ def run_stale(args: argparse.Namespace) -> int:
     import time
 
     from snaptui.core.engine.preflight.checks import new_job_id
+    from snaptui.core.engine.verify_stored import verify_stored
     from snaptui.core.keep.stale import failed_properties, reverify, stale_images
     from snaptui.core.libvirt.host import LibvirtHost
     from snaptui.core.verify.boot import VerifyFailed
-    from snaptui.core.verify.image import verify_stored
 
     age = parse_duration(args.stale, "--stale")
     budget = parse_duration(args.budget, "--budget") if args.budget is not None else None
@@ -119,7 +121,7 @@ def run_stale(args: argparse.Namespace) -> int:
         try:
             await verify_stored(store, host, image, job_id=new_job_id(), domain=None,
                                 console_regex=args.verify_console,
-                                timeout=args.verify_timeout, accel=args.verify_accel)
+                                timeout=args.verify_timeout, accel=args.verify_accel, said=note)
         except VerifyFailed as failed:
             store.set_properties(image.id, failed_properties(failed.reason))
             return failed.reason

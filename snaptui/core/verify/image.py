@@ -1,9 +1,10 @@
 """``snaptui verify IMAGE``: the boot check of ``snapshot --verify`` on an existing image.
 
 A library image is booted from its file; a Glance image is first downloaded to a 0600 file
-in scratch (removed afterwards). The boot settings are the source domain's when it is still
-on this host (``--domain``, else the image's ``snaptui_domain`` / ``instance_uuid``), else a
-plain BIOS ``pc`` machine.
+in scratch (removed afterwards). An image in Ceph boots as a clone of its snapshot instead,
+when this host has a way into its cluster: core/engine/verify_stored.py chooses. The boot
+settings are the source domain's when it is still on this host (``--domain``, else the image's
+``snaptui_domain`` / ``instance_uuid``), else a plain BIOS ``pc`` machine.
 """
 
 from __future__ import annotations
