@@ -192,3 +192,39 @@ def test_a_snapshot_whose_clone_stays_is_refused(nova_leftover, host, store) -> 
     assert [r.ok for r in results] == [True, True], results
     assert nova_clone not in pool_state(guest, guest.ceph.images_pool)
     assert set(pool_state(guest, guest.ceph.pool)[guest.image]["snaps"]) == {"before-upgrade"}
+
+
+def test_a_boot_checks_clone_left_behind_is_shown_and_removed_when_chosen(
+        make_rbd_domain, host, store) -> None:
+    """A killed standalone verify leaves ``snaptui-verify-<job>`` (a clone of the image's snap)
+    beside the disks; no journal proves it ours, so it is shown, not pre-selected, and removed
+    when chosen; its parent and the pool's other images are untouched."""
+    guest = make_rbd_domain(state="shut off")
+    job = time.strftime("%Y%m%d-%H%M%S", time.gmtime(time.time() - 3600)) + "-e25e25"
+    clone = f"snaptui-verify-{job}"
+    vms = guest.ceph.pool
+    with guest.ceph.ioctx() as ioctx:
+        with rbd.Image(ioctx, guest.image) as img:
+            img.create_snap("snap")
+            img.protect_snap("snap")
+        rbd.RBD().clone(ioctx, guest.image, "snap", ioctx, clone,
+                        features=rbd.RBD_FEATURE_LAYERING)
+    try:
+        before = {k: v for k, v in pool_state(guest, vms).items() if k != clone}
+        report = asyncio.run(scan(host, store, only={Kind.RBD}, older_than_s=0))
+        [found] = [f for f in report.findings if f.details.get("image") == clone]
+        assert found.details["what"] == "verify-clone" and found.label == "snaptui"
+        assert found.unowned and not found.safe and not preselected(found), found
+        assert job in found.reason and "standalone verify" in found.reason
+        assert found.commands[-1].endswith(f"rm {vms}/{clone}")
+        # the disk's own snapshot is nobody's leftover: the clone is the only finding of it
+        assert not [f for f in report.findings if f.details.get("image") == guest.image]
+        [removed] = asyncio.run(remove_all([found], host, store))
+        assert removed.ok, removed
+        after = pool_state(guest, vms)
+        assert clone not in after
+        assert after[guest.image] == {**before[guest.image],
+                                      "snaps": {"snap": (True, [])}}
+    finally:
+        with guest.ceph.ioctx() as ioctx:
+            purge_image(ioctx, clone)

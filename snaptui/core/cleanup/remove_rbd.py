@@ -1,5 +1,6 @@
 """Removing an RBD leftover: a clone in Glance's pool (its snapshots unprotected and removed,
-then the image) or a snapshot on a domain's disk (unprotected, removed).
+then the image), a snapshot on a domain's disk (unprotected, removed), or a boot check's clone
+beside the disks (once its domain is gone).
 
 Checked again right before acting: the same cluster, no snaptui job of its name running now,
 no clone made from it since (children go first), and for a clone still no Glance image of its
@@ -13,6 +14,8 @@ import asyncio
 import time
 from typing import TYPE_CHECKING
 
+import libvirt
+
 from snaptui.core.cleanup.context import read_jobs
 from snaptui.core.cleanup.findings import Finding
 from snaptui.core.cleanup.scan_rbd import source_from
@@ -21,6 +24,7 @@ from snaptui.core.errors import BadInput, NotFound, SnaptuiError
 from snaptui.core.rbd import pool as rbd_pool
 from snaptui.core.rbd import snapshots
 from snaptui.core.rbd.cluster import RbdCluster
+from snaptui.core.verify.boot import VERIFY_PREFIX
 
 if TYPE_CHECKING:
     from snaptui.core.images.store import ImageStore
@@ -64,6 +68,17 @@ def _no_glance_image(finding: Finding, store: ImageStore | None) -> None:
     raise RbdRefused(f"Glance has image {finding.details['image']} now")
 
 
+def _not_booted(host: LibvirtHost | None, job: str) -> None:
+    """The boot check's own domain is gone (it would still be using the clone)."""
+    if host is None:
+        raise BadInput("no libvirt connection to ask whether the boot check still runs")
+    try:
+        host.conn.lookupByName(f"{VERIFY_PREFIX}{job}")
+    except libvirt.libvirtError:
+        return
+    raise RbdRefused(f"domain {VERIFY_PREFIX}{job} still boots from it")
+
+
 def _remove(finding: Finding, host: LibvirtHost | None, store: ImageStore | None) -> None:
     details = finding.details
     pool, name = details["pool"], details["image"]
@@ -75,6 +90,14 @@ def _remove(finding: Finding, host: LibvirtHost | None, store: ImageStore | None
             _no_children(image)
             _no_glance_image(finding, store)
             _job_not_running(finding)
+            snapshots.remove_image(cluster, pool, name)
+            return
+        if details["what"] == "verify-clone":
+            if image is None:
+                return  # gone already
+            _no_children(image)
+            _job_not_running(finding)
+            _not_booted(host, details["job_id"])
             snapshots.remove_image(cluster, pool, name)
             return
         snap = details["name"]
@@ -93,7 +116,7 @@ def _held(finding: Finding, host: LibvirtHost | None) -> int:
     details = finding.details
     pool, name = details["pool"], details["image"]
     with _cluster(finding, host) as cluster:
-        if details["what"] == "clone":
+        if details["what"] in ("clone", "verify-clone"):
             image = rbd_pool.read_image(cluster, pool, name)
             return (image.used or 0) if image is not None else 0
         image = rbd_pool.read_image(cluster, pool, name, measure=False)

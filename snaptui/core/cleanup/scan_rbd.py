@@ -9,6 +9,10 @@ Glance's rbd pool that no Glance image owns.
   the clones Nova's ``direct_snapshot`` makes (the image id): "likely Nova leftover", never
   pre-selected. Glance hides other projects' private images from a non-admin login, so "no
   image" is what this login sees; the reason says so.
+- ``snaptui-verify-<job>`` in a domain disk's pool: the copy-on-write clone a boot check of an
+  RBD image boots, left when the check was killed. Pre-selected when the job is in this host's
+  journal, no longer runs and no domain uses it; a standalone ``snaptui verify`` keeps no
+  journal, so its clone is shown but only removed when chosen.
 - A 32-hex-digit snapshot on a domain's RBD disk (Nova's direct_snapshot names its source
   snapshot ``uuid4().hex``): "likely Nova leftover", never pre-selected.
 
@@ -29,6 +33,7 @@ from typing import Any
 
 from snaptui.core.cleanup.context import ScanContext
 from snaptui.core.cleanup.findings import (
+    JOB_ID_RE,
     LIKELY_NOVA,
     NOT_OURS,
     OWN_SNAPSHOT_RE,
@@ -45,7 +50,9 @@ from snaptui.core.present import duration_text
 from snaptui.core.rbd import cluster as rbd_cluster
 from snaptui.core.rbd import pool as rbd_pool
 from snaptui.core.rbd.cluster import RbdCluster
+from snaptui.core.verify.boot import VERIFY_PREFIX
 
+VERIFY_CLONE_RE = re.compile(rf"^{VERIFY_PREFIX}(?P<job>{JOB_ID_RE})$")
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 NOVA_RBD_SNAPSHOT_RE = re.compile(r"^[0-9a-f]{32}$")  # Nova: uuid.uuid4().hex
 SNAPTUI = "snaptui"
@@ -248,6 +255,66 @@ def _pool_candidates(cluster: RbdCluster, glance: GlancePool,
     return found
 
 
+# ---------------------------------------------------------------- boot checks' clones
+
+
+def _verify_verdict(ctx: ScanContext, job: str, in_use: str | None,
+                    age: float | None) -> dict[str, Any]:
+    refused = f"the disk of domain {in_use}" if in_use else None
+    verdict: dict[str, Any] = {"label": SNAPTUI, "job_id": job, "safe": False,
+                               "unowned": False, "unowned_ok": False, "refused": refused}
+    if job in ctx.jobs.job_ids:
+        verdict["refused"] = refused or f"snaptui job {job} is still running"
+        verdict["reason"] = f"boot-check clone of snaptui job {job}, which is still running"
+    elif job not in ctx.jobs.journal_ids:
+        verdict.update(unowned=True, unowned_ok=refused is None and ctx.old_enough(age))
+        verdict["reason"] = (f"boot-check clone named by snaptui job {job}, which is not in this "
+                             "host's journal (a standalone verify keeps none): kept unless "
+                             "chosen explicitly")
+    elif not ctx.old_enough(age):
+        verdict["reason"] = (f"boot-check clone of snaptui job {job}, but only "
+                             f"{duration_text(age)} old (--older-than)")
+    else:
+        verdict["safe"] = refused is None
+        verdict["reason"] = (f"boot-check clone left by snaptui job {job}, which is no longer "
+                             f"running ({duration_text(age)} old)")
+    if refused and job not in ctx.jobs.job_ids:
+        verdict["reason"] += f"; {refused}"
+    return verdict
+
+
+def _verify_clone_findings(ctx: ScanContext, cluster: RbdCluster, source: NetworkSource,
+                           pool: str) -> list[Finding]:
+    """Boot checks' clones left in one pool of the domains' disks (blocking)."""
+    found = []
+    for name in rbd_pool.image_names(cluster, pool):
+        own = VERIFY_CLONE_RE.match(name)
+        if own is None:
+            continue
+        job = own.group("job")
+        domain = ctx.domain_of_job(job)
+        if ctx.only_domains is not None and domain not in ctx.only_domains:
+            continue  # --domain: a clone is its job's domain's (unknown: none asked for)
+        image = rbd_pool.read_image(cluster, pool, name)
+        if image is None:
+            continue  # its check ended while scanning
+        verdict = _verify_verdict(ctx, job, _disk_owner(ctx, image.spec),
+                                  job_id_age_s(job, ctx.now))
+        found.append(Finding(
+            key=f"rbd:{cluster.fsid}/{image.spec}", kind=Kind.RBD,
+            location=f"rbd {image.spec} (boot check of {image.parent or 'an image'})",
+            size=image.used, safe=verdict["safe"], reason=verdict["reason"],
+            commands=_clone_commands(source, image), domain=domain, action="rbd rm",
+            refused=verdict["refused"], unowned=verdict["unowned"],
+            unowned_ok=verdict["unowned_ok"], label=verdict["label"],
+            details={"what": "verify-clone", "fsid": cluster.fsid, "pool": pool, "image": name,
+                     "parent": image.parent, "job_id": job, "created": image.created,
+                     "source": dataclasses.asdict(source),
+                     "snapshots": [dataclasses.asdict(s) for s in image.snapshots]},
+        ))
+    return found
+
+
 # ---------------------------------------------------------------- snapshots on domain disks
 
 
@@ -351,6 +418,16 @@ async def scan_rbd(ctx: ScanContext) -> AsyncIterator[Finding]:
                 yield finding
         except SnaptuiError as err:  # the disks' snapshots are still worth a look
             problems.append(f"clones in Glance's pool: {err}")
+        pools = {(source_key(d.rbd), d.rbd.pool) for _, d in disks if d.rbd is not None}
+        for key, pool in sorted(pools, key=lambda kp: kp[1]):
+            if (entry := clusters.by_key.get(key)) is None:
+                continue
+            try:
+                for finding in await asyncio.to_thread(_verify_clone_findings, ctx, *entry,
+                                                       pool):
+                    yield finding
+            except CephError as err:
+                problems.append(f"boot checks' clones in pool {pool}: {err}")
         wanted = [(dom, disk) for dom, disk in disks if ctx.wanted(dom)]
         for done, (dom, disk) in enumerate(wanted):
             ctx.progress(Kind.RBD, done, len(wanted), f"{dom.name} {disk.target}")
