@@ -190,13 +190,15 @@ async def test_cold_snapshot_from_the_dashboard(make_domain, dashboard, glance) 
         states: list[int] = []
         await follow_to_done(pilot, screen, job_id, seen,
                              each=lambda: states.append(state(lab.dom)))
+        # the summary's sizes are drawn once the finished job's summary is read
+        await wait_for(pilot, lambda: "Size comparison" in screen_text(app)
+                       and "uploaded" in screen_text(app), 10, "the size comparison")
         text = screen_text(app)
         job = get_job(job_id)
         # The steps were shown as they ran, and all end done.
         assert any("running" in states for states in seen.values()), seen
         for step in job.steps:
             assert f"✔ {step.title}" in text
-        assert "Size comparison" in text and "uploaded" in text
         assert "guest downtime —" not in text
         assert set(states) - {libvirt.VIR_DOMAIN_RUNNING}, "cold stopped the guest a while"
         assert screen.check_action("cancel_job", ()) is None  # nothing left to cancel
