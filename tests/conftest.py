@@ -244,3 +244,19 @@ def make_rbd_domain(conn: libvirt.virConnect, ceph_lab):
     yield factory
     for lab in reversed(made):
         lab.remove()
+
+
+@pytest.fixture
+def fleet(tmp_path: Path, lab_env):
+    """A second host: the lab's sshd reaching its libvirtd, with its own snaptui home and state
+    (fleet_tools.Fleet), named in this test's config.toml."""
+    from fleet_tools import Fleet, lab_ssh_env
+
+    home = tmp_path / "remote-home"
+    home.mkdir(mode=0o700)
+    config = Path(os.environ["SNAPTUI_CONFIG_DIR"]) / "config.toml"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    made = Fleet(ssh_uri=lab_ssh_env()["SNAPTUI_LAB_SSH_URI"], remote_home=home,
+                 remote_state=tmp_path / "remote-state", config=config)
+    made.write_config()
+    return made

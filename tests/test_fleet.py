@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from fault_tools import MID_STEP_RATE, children
-from fleet_tools import HOST, PYTHON, Fleet, json_lines, lab_ssh_env, snaptui
+from fleet_tools import HOST, PYTHON, Fleet, json_lines, snaptui
 
 from snaptui.core.engine.journal import fold, read_events
 from snaptui.core.fleet.hosts import HostSpec
@@ -24,18 +24,6 @@ pytestmark = pytest.mark.lab
 
 NASTY = ["a b", "it's", 'say "hi"', "$(touch /tmp/snaptui-pwned)", "x; rm -rf /nope",
          "back`tick`", "line\nbreak", "ünïcødé ✓", "-n", "", "*", "~root", "a\\b", "\t"]
-
-
-@pytest.fixture
-def fleet(tmp_path: Path, lab_env) -> Fleet:
-    home = tmp_path / "remote-home"
-    home.mkdir(mode=0o700)
-    config = Path(os.environ["SNAPTUI_CONFIG_DIR"]) / "config.toml"
-    config.parent.mkdir(parents=True, exist_ok=True)
-    made = Fleet(ssh_uri=lab_ssh_env()["SNAPTUI_LAB_SSH_URI"], remote_home=home,
-                 remote_state=tmp_path / "remote-state", config=config)
-    made.write_config()
-    return made
 
 
 def _lab2(fleet: Fleet, command: list[str]) -> HostSpec:

@@ -10,23 +10,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from fleet_tools import HOST, Fleet, json_lines, lab_ssh_env, snaptui
+from fleet_tools import HOST, Fleet, json_lines, snaptui
 
 from snaptui.core.engine.journal import fold, read_events
 
 pytestmark = pytest.mark.lab
-
-
-@pytest.fixture
-def fleet(tmp_path: Path, lab_env) -> Fleet:
-    home = tmp_path / "remote-home"
-    home.mkdir(mode=0o700)
-    config = Path(os.environ["SNAPTUI_CONFIG_DIR"]) / "config.toml"
-    config.parent.mkdir(parents=True, exist_ok=True)
-    made = Fleet(ssh_uri=lab_ssh_env()["SNAPTUI_LAB_SSH_URI"], remote_home=home,
-                 remote_state=tmp_path / "remote-state", config=config)
-    made.write_config()
-    return made
 
 
 def same_content(a: Path, b: Path) -> bool:

@@ -229,16 +229,9 @@ class SnaptuiApp(App[int]):
 
     def binding_rows(self) -> list[tuple[str, str, str]]:
         """(key as shown, binding id, description) of every main binding, with remaps."""
-        rows = []
-        for binding in [*MainScreen.BINDINGS, *self.BINDINGS]:
-            if not isinstance(binding, Binding):
-                continue
-            # The config's keymap is what set_keymap was given (Textual keeps its own copy in
-            # a private attribute and offers no getter).
-            keys = self.config.keymap.get(binding.id or "", binding.key)
-            shown = ", ".join(self.get_key_display(Binding(k.strip(), "")) for k in keys.split(","))
-            help_text = MainScreen.ACTIONS_HELP.get(binding.id or "", binding.description)
-            rows.append((shown, binding.id or "", help_text))
+        from snaptui.ui.screens.help_screen import key_rows
+
+        rows = key_rows(self, [*MainScreen.BINDINGS, *self.BINDINGS], MainScreen.ACTIONS_HELP)
         rows.append(("escape", "", "Close the filter, a dialog or this help"))
         rows.append(("tab", "", "Move between Domains and Images"))
         return rows

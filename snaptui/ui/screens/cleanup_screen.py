@@ -40,7 +40,7 @@ from snaptui.core.cleanup import (
 from snaptui.core.cleanup.selection import Selection
 from snaptui.core.present import duration_text, size_text
 from snaptui.ui.screens.confirm import ConfirmScreen
-from snaptui.ui.screens.help_screen import HelpScreen
+from snaptui.ui.screens.help_screen import HelpScreen, key_rows
 from snaptui.ui.themes import ThemeStyles
 from snaptui.ui.widgets.cleanup_table import (
     CleanupTable,
@@ -420,15 +420,7 @@ class CleanupScreen(ForwardsWorkerFailures, Screen):
 
     def binding_rows(self) -> list[tuple[str, str, str]]:
         """(key as shown, binding id, what it does) of every key of this screen."""
-        rows = []
-        for binding in self.BINDINGS:
-            if not isinstance(binding, Binding):
-                continue
-            keys = self.app.config.keymap.get(binding.id or "", binding.key)
-            shown = ", ".join(self.app.get_key_display(Binding(k.strip(), ""))
-                              for k in keys.split(","))
-            rows.append((shown, binding.id or "",
-                         self.ACTIONS_HELP.get(binding.id or "", binding.description)))
+        rows = key_rows(self.app, self.BINDINGS, self.ACTIONS_HELP)
         rows.append(("ctrl+p", "palette", "The command palette"))
         return rows
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import ClassVar
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, ClassVar
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -11,6 +11,23 @@ from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Static
+
+if TYPE_CHECKING:
+    from snaptui.ui.app import SnaptuiApp
+
+
+def key_rows(app: SnaptuiApp, bindings: Iterable[BindingType],
+             helps: Mapping[str, str]) -> list[tuple[str, str, str]]:
+    """(key as shown, binding id, what it does) of each binding, with the config's remaps (the
+    keymap set_keymap was given: Textual keeps its own copy private)."""
+    rows = []
+    for binding in bindings:
+        if not isinstance(binding, Binding):
+            continue
+        keys = app.config.keymap.get(binding.id or "", binding.key)
+        shown = ", ".join(app.get_key_display(Binding(k.strip(), "")) for k in keys.split(","))
+        rows.append((shown, binding.id or "", helps.get(binding.id or "", binding.description)))
+    return rows
 
 
 class HelpScreen(ModalScreen[None]):

@@ -25,7 +25,7 @@ from snaptui.core.keep.schedule_control import ScheduleRow
 from snaptui.core.paths import config_dir
 from snaptui.core.present import local_time_text, parse_iso
 from snaptui.ui.screens.confirm import ConfirmScreen
-from snaptui.ui.screens.help_screen import HelpScreen
+from snaptui.ui.screens.help_screen import HelpScreen, key_rows
 from snaptui.ui.themes import ThemeStyles
 from snaptui.ui.widgets.footer import BindingsFooter
 from snaptui.ui.worker_failures import ForwardsWorkerFailures
@@ -270,16 +270,7 @@ class SchedulesScreen(ForwardsWorkerFailures, Screen):
 
     def binding_rows(self) -> list[tuple[str, str, str]]:
         """(key as shown, binding id, what it does) of every key of this screen."""
-        rows = []
-        for binding in self.BINDINGS:
-            if not isinstance(binding, Binding):
-                continue
-            keys = self.app.config.keymap.get(binding.id or "", binding.key)
-            shown = ", ".join(self.app.get_key_display(Binding(k.strip(), ""))
-                              for k in keys.split(","))
-            rows.append((shown, binding.id or "",
-                         self.ACTIONS_HELP.get(binding.id or "", binding.description)))
-        return rows
+        return key_rows(self.app, self.BINDINGS, self.ACTIONS_HELP)
 
     def action_back(self) -> None:
         self.dismiss()
