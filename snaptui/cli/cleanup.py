@@ -16,6 +16,7 @@ from typing import Any
 from rich.text import Text
 
 from snaptui.cli.output import (
+    ask,
     console,
     line,
     note,
@@ -104,11 +105,11 @@ def _open_store(args: argparse.Namespace, only: frozenset[Kind]) -> Any:
     if not getattr(args, "verbose", False):
         logging.getLogger("keystoneauth").setLevel(logging.ERROR)
     if args.auth_stdin:  # a fleet host's cleanup: the operator's login (cli/fleet.py)
-        from snaptui.core.cloud.forwarded_login import forwarded_store, read_auth_line
+        from snaptui.core.cloud.forwarded_login import login_on_stdin
 
-        state = read_auth_line()
-        if state:
-            return forwarded_store(state)
+        store, _ = login_on_stdin()
+        if store is not None:
+            return store
     library = getattr(args, "library", None)
     destination = resolve_destination(None, args.cloud, library)
     return open_store(destination, cloud=args.cloud, library=library)
@@ -173,15 +174,8 @@ def _total(findings: list[Finding]) -> int:
 
 
 def _confirm(chosen: list[Finding]) -> bool:
-    prompt = (f"Remove {len(chosen)} selected leftover{'s' if len(chosen) != 1 else ''} "
-              f"({size_text(_total(chosen))} reclaimable)? [y/N] ")
-    try:
-        sys.stderr.write(prompt)
-        sys.stderr.flush()
-        answer = sys.stdin.readline()
-    except (EOFError, KeyboardInterrupt):
-        return False
-    return answer.strip().lower() in ("y", "yes")
+    return ask(f"Remove {len(chosen)} selected leftover{'s' if len(chosen) != 1 else ''} "
+               f"({size_text(_total(chosen))} reclaimable)? [y/N] ")
 
 
 def _report_results(results: list[RemovalResult], by_key: dict[str, Finding]) -> None:

@@ -144,6 +144,17 @@ def error(message: str) -> None:
     note(f"snaptui: error: {message}")
 
 
+def ask(prompt: str) -> bool:
+    """Ask on stderr, read one line of stdin: True for y/yes (a closed stdin or ^C: no)."""
+    try:
+        sys.stderr.write(prompt)
+        sys.stderr.flush()
+        answer = sys.stdin.readline()
+    except (EOFError, KeyboardInterrupt):
+        return False
+    return answer.strip().lower() in ("y", "yes")
+
+
 def json_line(data: Any) -> None:
     """One compact JSON document on one stdout line (event streams: ``--json`` follow mode)."""
     with stdout_pipe():

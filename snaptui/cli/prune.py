@@ -61,11 +61,11 @@ def _open_store(args: argparse.Namespace) -> Any:
     if not getattr(args, "verbose", False):
         logging.getLogger("keystoneauth").setLevel(logging.ERROR)
     if getattr(args, "auth_stdin", False):  # a fleet host's prune: the operator's login
-        from snaptui.core.cloud.forwarded_login import forwarded_store, read_auth_line
+        from snaptui.core.cloud.forwarded_login import login_on_stdin
 
-        state = read_auth_line()
-        if state:
-            return forwarded_store(state)
+        store, _ = login_on_stdin()
+        if store is not None:
+            return store
     destination = resolve_destination(None, args.cloud, args.library)
     return open_store(destination, cloud=args.cloud, library=args.library)
 

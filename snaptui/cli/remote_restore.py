@@ -104,13 +104,7 @@ def _confirmed(host: HostSpec, call: RemoteCall) -> bool:
     event = _dry_run_event(call)
     for text in event.get("confirmation") or []:
         output.note(f"snaptui: on {host.name}: {text}")
-    try:
-        sys.stderr.write("Go ahead? [y/N] ")
-        sys.stderr.flush()
-        answer = sys.stdin.readline()
-    except (EOFError, KeyboardInterrupt):
-        return False
-    return answer.strip().lower() in ("y", "yes")
+    return output.ask("Go ahead? [y/N] ")
 
 
 def _print_dry_run(host: HostSpec, call: RemoteCall, as_json: bool) -> int:

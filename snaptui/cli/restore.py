@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from typing import Any
 
 from snaptui.cli import output
 from snaptui.cli.job_view import events, follow_json, print_outcome, render_job
@@ -89,16 +88,6 @@ def request_from_args(args: argparse.Namespace) -> RestoreRequest:
         library_dir=args.library)
 
 
-def _confirm(plan: RestorePlan) -> bool:
-    try:
-        sys.stderr.write("Go ahead? [y/N] ")
-        sys.stderr.flush()
-        answer = sys.stdin.readline()
-    except (EOFError, KeyboardInterrupt):
-        return False
-    return answer.strip().lower() in ("y", "yes")
-
-
 def _print_dry_run(args: argparse.Namespace, plan: RestorePlan, steps: list[Step]) -> int:
     commands = [s.command for s in steps if s.command]
     if args.json:
@@ -115,17 +104,6 @@ def _print_dry_run(args: argparse.Namespace, plan: RestorePlan, steps: list[Step
     return 0
 
 
-def _forwarded_login(args: argparse.Namespace) -> tuple[Any, str | None]:
-    """--auth-stdin (sent by cli/remote_restore.py): the store on the login read from the
-    first line of stdin, and that login for the job process; else (None, None)."""
-    if not args.auth_stdin:
-        return None, None
-    from snaptui.core.cloud.forwarded_login import forwarded_store, read_auth_line
-
-    state = read_auth_line()
-    return (forwarded_store(state), state) if state else (None, None)
-
-
 def run_restore(args: argparse.Namespace) -> int:
     from snaptui.cli.remote_restore import route_restore
 
@@ -133,7 +111,11 @@ def run_restore(args: argparse.Namespace) -> int:
     if routed is not None:
         return routed
     request = request_from_args(args)
-    forwarded_store, forwarded = _forwarded_login(args)
+    forwarded_store, forwarded = None, None
+    if args.auth_stdin:  # a fleet launcher's: the operator's login on stdin
+        from snaptui.core.cloud.forwarded_login import login_on_stdin
+
+        forwarded_store, forwarded = login_on_stdin()
     job_id = new_job_id()
     plan, steps, store = asyncio.run(prepare(request, store=forwarded_store, job_id=job_id))
     if args.dry_run:
@@ -145,7 +127,7 @@ def run_restore(args: argparse.Namespace) -> int:
     if not args.json:
         for text in confirmation(plan):
             output.note(f"snaptui: {text}")
-    if not args.yes and not _confirm(plan):
+    if not args.yes and not output.ask("Go ahead? [y/N] "):
         output.note("nothing changed")
         return 1
     process = JobProcess(job_id, plan.priority)

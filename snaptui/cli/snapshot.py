@@ -103,17 +103,6 @@ def _register_fleet_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--auth-stdin", action="store_true", help=argparse.SUPPRESS)
 
 
-def _forwarded_login(args: argparse.Namespace) -> tuple[Any, str | None]:
-    """--auth-stdin (a remote job, core/fleet/remote_jobs.py): the store on the login read from the
-    first line of stdin, and that login for the job process; else (None, None)."""
-    if not args.auth_stdin:
-        return None, None
-    from snaptui.core.cloud.forwarded_login import forwarded_store, read_auth_line
-
-    state = read_auth_line()
-    return (forwarded_store(state), state) if state else (None, None)
-
-
 def _image_metadata(args: argparse.Namespace) -> dict[str, Any]:
     # The syntax here; what Glance refuses is checked by preflight, once the destination is known.
     return dict(properties=parse_properties(args.properties, glance=False),
@@ -171,7 +160,11 @@ def run_snapshot(args: argparse.Namespace) -> int:
     if routed is not None:
         return routed
     request = request_from_args(args)
-    store, forwarded = _forwarded_login(args)
+    store, forwarded = None, None
+    if args.auth_stdin:  # a fleet launcher's: the operator's login on stdin
+        from snaptui.core.cloud.forwarded_login import login_on_stdin
+
+        store, forwarded = login_on_stdin()
     # The job's process starts now and imports while the preflight runs.
     job_id = new_job_id()
     process = None if args.dry_run else JobProcess(job_id, request.priority)

@@ -59,6 +59,14 @@ def forwarded_session(state: str, *, insecure: bool | None = None) -> CloudSessi
                         auth_type="v3token")
 
 
+def login_on_stdin() -> tuple[Any, str | None]:
+    """``--auth-stdin`` (a command a fleet launcher started): a Glance store on the login read
+    from the first line of stdin, and that login (for a job process); (None, None) when the
+    launcher sent none."""
+    state = read_auth_line()
+    return (forwarded_store(state), state) if state else (None, None)
+
+
 def forwarded_store(state: str) -> Any:
     """A GlanceImages store on the forwarded login."""
     from snaptui.core.images.glance import GlanceImages
